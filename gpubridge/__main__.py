@@ -1,0 +1,3 @@
+from gpubridge.cli import main
+
+raise SystemExit(main())

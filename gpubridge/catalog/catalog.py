@@ -1,0 +1,156 @@
+"""The loaded catalog: input validation and price quotes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from jsonschema import Draft202012Validator
+
+from gpubridge.catalog.loader import load_catalog_file
+from gpubridge.catalog.models import CatalogFile, ModelSpec, Price, Service
+from gpubridge.engines.base import Usage
+from gpubridge.errors import InvalidInput, NotFound
+from gpubridge.money import ceil_div
+
+CHARS_PER_TOKEN = 4
+"""Rough prompt-size estimate used only for holds; the capture uses the runtime's count."""
+
+
+@dataclass(frozen=True)
+class Quote:
+    """What a job on ``service`` with ``model`` is estimated to cost, before discounts."""
+
+    service: Service
+    model: ModelSpec
+    price: Price
+    units: int
+    estimated_micros: int
+
+
+class Catalog:
+    """The services an operator offers, validated at start-up."""
+
+    def __init__(self, document: CatalogFile) -> None:
+        self.document = document
+        self.services: dict[str, Service] = document.services
+        self._validators = {
+            key: Draft202012Validator(service.input_schema)
+            for key, service in self.services.items()
+        }
+
+    @classmethod
+    def load(cls, path: Path | None = None) -> Catalog:
+        return cls(load_catalog_file(path))
+
+    def service(self, key: str) -> Service:
+        try:
+            return self.services[key]
+        except KeyError:
+            raise NotFound(
+                f"unknown service {key!r}; GET /catalog lists the services",
+                code="unknown_service",
+            ) from None
+
+    def validate_input(self, service: Service, payload: Any) -> ModelSpec:
+        """Check ``payload`` against the service's schema; return the model it selects."""
+        errors = sorted(
+            self._validators[service.key].iter_errors(payload),
+            key=lambda e: list(map(str, e.absolute_path)),
+        )
+        if errors:
+            violations = [
+                {"path": "/".join(str(p) for p in e.absolute_path) or "(input)", "message": e.message}
+                for e in errors
+            ]
+            summary = "; ".join(f"{v['path']}: {v['message']}" for v in violations)
+            raise InvalidInput(
+                f"input does not match the {service.key} schema: {summary}",
+                violations=violations,
+            )
+        model_id = payload.get("model") if isinstance(payload, dict) else None
+        model = service.model(model_id)
+        if model is None:
+            raise InvalidInput(
+                f"unknown model {model_id!r} for {service.key}; "
+                f"choose one of {[m.id for m in service.models]}",
+                violations=[{"path": "model", "message": "unknown model"}],
+            )
+        return model
+
+    def quote(
+        self,
+        service: Service,
+        model: ModelSpec,
+        payload: dict[str, Any] | None = None,
+        seconds: float | None = None,
+    ) -> Quote:
+        """Estimate the cost of one job, before discounts; the ledger holds this amount."""
+        price = service.price_for(model)
+        units = estimate_units(service, price, payload or {}, seconds)
+        return Quote(service, model, price, units, cost_of(price, units, payload or {}))
+
+    def actual_cost(self, quote: Quote, usage: Usage) -> int:
+        """The cost of a finished job from what its runtime reported, capped by the quote."""
+        price = quote.price
+        if price.unit == "token":
+            cost = _token_cost(price, usage.prompt_tokens, usage.completion_tokens)
+        elif price.unit == "audio_second":
+            cost = ceil_div(int(usage.audio_seconds * 1000) * price.micros, price.per * 1000)
+        elif price.unit == "output":
+            cost = ceil_div(max(usage.outputs, 1) * price.micros, price.per)
+        else:
+            cost = ceil_div(int(usage.compute_seconds * 1000) * price.micros, price.per * 1000)
+        return min(max(cost, price.minimum_micros), quote.estimated_micros)
+
+
+def estimate_units(
+    service: Service, price: Price, payload: dict[str, Any], seconds: float | None
+) -> int:
+    """How many pricing units a job is expected to use (tokens, seconds, outputs)."""
+    if price.unit == "token":
+        return estimate_prompt_tokens(payload) + max_output_tokens(service, payload)
+    if price.unit == "output":
+        return int(payload.get("num_outputs", 1))
+    if seconds is not None:
+        return max(1, int(seconds + 0.999))
+    if price.unit == "audio_second" and isinstance(payload.get("duration_seconds"), int | float):
+        return max(1, int(payload["duration_seconds"] + 0.999))
+    return max(1, int(service.estimated_seconds + 0.999))
+
+
+def cost_of(price: Price, units: int, payload: dict[str, Any]) -> int:
+    if price.unit == "token":
+        prompt = estimate_prompt_tokens(payload)
+        cost = _token_cost(price, prompt, max(units - prompt, 0))
+    else:
+        cost = ceil_div(units * price.micros, price.per)
+    return max(cost, price.minimum_micros)
+
+
+def _token_cost(price: Price, prompt_tokens: int, completion_tokens: int) -> int:
+    output_rate = price.output_tokens_micros if price.output_tokens_micros is not None else price.micros
+    return ceil_div(prompt_tokens * price.micros + completion_tokens * output_rate, price.per)
+
+
+def estimate_prompt_tokens(payload: dict[str, Any]) -> int:
+    chars = 0
+    for key in ("prompt", "system", "text", "input"):
+        value = payload.get(key)
+        if isinstance(value, str):
+            chars += len(value)
+        elif isinstance(value, list):
+            chars += sum(len(v) for v in value if isinstance(v, str))
+    for message in payload.get("messages") or []:
+        if isinstance(message, dict) and isinstance(message.get("content"), str):
+            chars += len(message["content"])
+    return ceil_div(chars, CHARS_PER_TOKEN) if chars else 0
+
+
+def max_output_tokens(service: Service, payload: dict[str, Any]) -> int:
+    value = payload.get("max_tokens")
+    if isinstance(value, int):
+        return value
+    schema_default = service.input_schema.get("properties", {}).get("max_tokens", {}).get("default")
+    return int(schema_default) if isinstance(schema_default, int) else 0

@@ -1,0 +1,113 @@
+"""Tables (SQLAlchemy Core). Money columns are integer micro-USD; times are UTC."""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    CheckConstraint,
+    Column,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(column_0_label)s",
+        "uq": "uq_%(table_name)s_%(column_0_name)s",
+        "ck": "ck_%(table_name)s_%(constraint_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+Money = BigInteger
+UtcTime = DateTime(timezone=True)
+
+accounts = Table(
+    "accounts",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("email", String(320), unique=True, nullable=True),
+    Column("api_key_hash", String(64), unique=True, nullable=True),
+    Column("api_key_prefix", String(16), nullable=True),
+    Column("webhook_secret", String(128), nullable=False),
+    # Running total of the ledger's available_delta, kept in the same transaction as each
+    # entry so that a guarded UPDATE can refuse an overdraft atomically.
+    Column("balance_micros", Money, nullable=False, default=0),
+    Column("lifetime_spend_micros", Money, nullable=False, default=0),
+    Column("daily_limit_micros", Money, nullable=False),
+    Column("created_at", UtcTime, nullable=False),
+    CheckConstraint("balance_micros >= 0", name="balance_not_negative"),
+)
+
+ledger_entries = Table(
+    "ledger_entries",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    Column("account_id", String(36), ForeignKey("accounts.id"), nullable=False),
+    Column("job_id", String(36), nullable=True),
+    Column("kind", String(16), nullable=False),
+    # Effect on the spendable balance and on the amount held for running jobs.
+    Column("available_delta", Money, nullable=False),
+    Column("held_delta", Money, nullable=False),
+    Column("memo", String(200), nullable=False, default=""),
+    Column("reference", String(200), nullable=True, unique=True),
+    Column("created_at", UtcTime, nullable=False),
+    Index("ix_ledger_account_created", "account_id", "created_at"),
+    Index("ix_ledger_job", "job_id"),
+)
+
+jobs = Table(
+    "jobs",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("account_id", String(36), ForeignKey("accounts.id"), nullable=False),
+    Column("service", String(64), nullable=False),
+    Column("model", String(200), nullable=False),
+    Column("input", JSON, nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("priority", String(8), nullable=True),
+    Column("webhook_url", Text, nullable=True),
+    Column("idempotency_key", String(255), nullable=True),
+    Column("request_hash", String(64), nullable=True),
+    Column("hold_micros", Money, nullable=False),
+    Column("cost_micros", Money, nullable=True),
+    Column("discount_percent", Integer, nullable=False, default=0),
+    Column("backend", String(100), nullable=True),
+    Column("output", JSON, nullable=True),
+    Column("error", JSON, nullable=True),
+    Column("usage", JSON, nullable=True),
+    Column("progress", JSON, nullable=True),
+    Column("claimed_by", String(64), nullable=True),
+    Column("created_at", UtcTime, nullable=False),
+    Column("started_at", UtcTime, nullable=True),
+    Column("completed_at", UtcTime, nullable=True),
+    Column("updated_at", UtcTime, nullable=False),
+    Column("execution_ms", BigInteger, nullable=True),
+    Column("expired", Integer, nullable=False, default=0),
+    UniqueConstraint("account_id", "idempotency_key", name="uq_jobs_account_idempotency"),
+    Index("ix_jobs_status_created", "status", "created_at"),
+    Index("ix_jobs_account_created", "account_id", "created_at"),
+)
+
+webhook_attempts = Table(
+    "webhook_attempts",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    Column("job_id", String(36), ForeignKey("jobs.id"), nullable=False),
+    Column("event_id", String(64), nullable=False),
+    Column("attempt", Integer, nullable=False),
+    Column("status_code", Integer, nullable=True),
+    Column("error", String(500), nullable=True),
+    Column("duration_ms", Integer, nullable=False),
+    Column("created_at", UtcTime, nullable=False),
+    Index("ix_webhook_attempts_job", "job_id"),
+)

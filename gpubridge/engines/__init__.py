@@ -1,0 +1,1 @@
+"""Engine layer: the Engine protocol, runtimes (imported lazily) and the failover router."""

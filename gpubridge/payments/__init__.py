@@ -1,0 +1,1 @@
+"""Money: accounts and API keys, the append-only ledger, pricing and limits."""

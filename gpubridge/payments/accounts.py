@@ -1,0 +1,159 @@
+"""Accounts and API keys. Keys are shown once and stored only as a SHA-256 hash."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+import time
+import uuid
+from dataclasses import dataclass
+
+from sqlalchemy import insert, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from gpubridge.db import Database
+from gpubridge.db.engine import utcnow
+from gpubridge.db.tables import accounts
+from gpubridge.errors import BadRequest, Conflict, NotFound, Unauthorized
+from gpubridge.money import usd_to_micros
+
+KEY_PREFIX = "gpub_"
+MIN_DAILY_LIMIT_MICROS = usd_to_micros(1)
+MAX_DAILY_LIMIT_MICROS = usd_to_micros(10_000)
+
+
+@dataclass(frozen=True)
+class Account:
+    id: str
+    email: str | None
+    daily_limit_micros: int
+    webhook_secret: str
+
+
+@dataclass(frozen=True)
+class NewAccount:
+    account: Account
+    api_key: str
+
+
+def hash_key(api_key: str) -> str:
+    # Keys carry 256 bits of entropy, so a fast hash is enough: nothing to brute-force.
+    return hashlib.sha256(api_key.encode()).hexdigest()
+
+
+def new_api_key() -> str:
+    return KEY_PREFIX + secrets.token_urlsafe(32)
+
+
+def new_webhook_secret() -> str:
+    return "whsec_" + secrets.token_urlsafe(32)
+
+
+def normalize_email(email: str) -> str:
+    value = email.strip().lower()
+    local, _, domain = value.partition("@")
+    if not local or "." not in domain or len(value) > 320 or " " in value:
+        raise BadRequest(f"not a valid email address: {email!r}", code="invalid_email")
+    return value
+
+
+class Accounts:
+    """Registration and API-key authentication, with a short-lived lookup cache."""
+
+    def __init__(self, db: Database, *, default_daily_limit_micros: int, cache_s: float) -> None:
+        self.db = db
+        self.default_daily_limit_micros = default_daily_limit_micros
+        self.cache_s = cache_s
+        self._cache: dict[str, tuple[float, Account]] = {}
+
+    async def register(self, email: str) -> NewAccount:
+        address = normalize_email(email)
+        api_key = new_api_key()
+        account = Account(
+            id=str(uuid.uuid4()),
+            email=address,
+            daily_limit_micros=self.default_daily_limit_micros,
+            webhook_secret=new_webhook_secret(),
+        )
+        try:
+            async with self.db.begin() as conn:
+                await conn.execute(
+                    insert(accounts).values(
+                        id=account.id,
+                        email=address,
+                        api_key_hash=hash_key(api_key),
+                        api_key_prefix=api_key[:12],
+                        webhook_secret=account.webhook_secret,
+                        balance_micros=0,
+                        lifetime_spend_micros=0,
+                        daily_limit_micros=account.daily_limit_micros,
+                        created_at=utcnow(),
+                    )
+                )
+        except IntegrityError:
+            raise Conflict(
+                "an account with this email already exists; use key recovery",
+                code="email_taken",
+            ) from None
+        return NewAccount(account, api_key)
+
+    async def authenticate(self, api_key: str) -> Account:
+        """The account owning ``api_key``, or Unauthorized."""
+        if not api_key.startswith(KEY_PREFIX):
+            raise Unauthorized("invalid API key", code="invalid_api_key")
+        digest = hash_key(api_key)
+        cached = self._cache.get(digest)
+        now = time.monotonic()
+        if cached and cached[0] > now:
+            return cached[1]
+        async with self.db.connect() as conn:
+            row = (
+                await conn.execute(
+                    select(
+                        accounts.c.id,
+                        accounts.c.email,
+                        accounts.c.daily_limit_micros,
+                        accounts.c.webhook_secret,
+                        accounts.c.api_key_hash,
+                    ).where(accounts.c.api_key_hash == digest)
+                )
+            ).first()
+        if row is None or not hmac.compare_digest(row.api_key_hash, digest):
+            raise Unauthorized("invalid API key", code="invalid_api_key")
+        account = Account(row.id, row.email, row.daily_limit_micros, row.webhook_secret)
+        if len(self._cache) > 10_000:
+            self._cache.clear()
+        self._cache[digest] = (now + self.cache_s, account)
+        return account
+
+    async def by_email(self, email: str) -> Account:
+        async with self.db.connect() as conn:
+            row = (
+                await conn.execute(select(accounts).where(accounts.c.email == normalize_email(email)))
+            ).first()
+        if row is None:
+            raise NotFound(f"no account for {email}", code="account_not_found")
+        return Account(row.id, row.email, row.daily_limit_micros, row.webhook_secret)
+
+    async def set_daily_limit(self, account: Account, limit_micros: int) -> None:
+        if not MIN_DAILY_LIMIT_MICROS <= limit_micros <= MAX_DAILY_LIMIT_MICROS:
+            raise BadRequest(
+                "daily_limit must be between $1 and $10,000", code="invalid_daily_limit"
+            )
+        async with self.db.begin() as conn:
+            await conn.execute(
+                update(accounts)
+                .where(accounts.c.id == account.id)
+                .values(daily_limit_micros=limit_micros)
+            )
+        self._cache.clear()
+
+
+async def lock_account(conn: AsyncConnection, account_id: str) -> None:
+    """Serialize money movements of one account (row lock on PostgreSQL; SQLite has one
+    writer connection, so its transactions are serial already)."""
+    await conn.execute(
+        select(accounts.c.id).where(accounts.c.id == account_id).with_for_update()
+    )
