@@ -1,0 +1,123 @@
+"""The ``gpubridge`` command line: serve, catalog, credits, db."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from collections.abc import Sequence
+
+from gpubridge.errors import GpubridgeError
+from gpubridge.money import micros_to_usd, usd_to_micros
+from gpubridge.settings import Settings
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        result: int = args.handler(args)
+    except GpubridgeError as exc:
+        print(f"error: {exc.message}", file=sys.stderr)
+        return 2
+    return result
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="gpubridge", description=__doc__)
+    commands = parser.add_subparsers(required=True, metavar="COMMAND")
+
+    serve = commands.add_parser("serve", help="serve the HTTP API")
+    serve.add_argument("--host", default=None, help="bind address (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=None, help="port (default 8000)")
+    serve.set_defaults(handler=_serve)
+
+    catalog = commands.add_parser("catalog", help="print the services and their prices")
+    catalog.add_argument(
+        "--yaml", action="store_true", help="print the packaged catalog.yaml to start your own"
+    )
+    catalog.set_defaults(handler=_catalog)
+
+    credits = commands.add_parser("credits", help="operator credit operations")
+    credit_commands = credits.add_subparsers(required=True, metavar="ACTION")
+    grant = credit_commands.add_parser("grant", help="add credits to an account")
+    grant.add_argument("email")
+    grant.add_argument("usd", help="amount in USD, e.g. 10 or 2.50")
+    grant.set_defaults(handler=_grant)
+
+    db = commands.add_parser("db", help="database maintenance")
+    db_commands = db.add_subparsers(required=True, metavar="ACTION")
+    upgrade = db_commands.add_parser("upgrade", help="apply migrations")
+    upgrade.set_defaults(handler=_upgrade)
+    return parser
+
+
+def _serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from gpubridge.app import create_app
+
+    settings = Settings()
+    host = args.host or settings.host
+    port = args.port or settings.port
+    app = create_app(settings)
+    uvicorn.run(app, host=host, port=port, access_log=False, log_level="info")
+    return 0
+
+
+def _catalog(args: argparse.Namespace) -> int:
+    from gpubridge.catalog import Catalog
+    from gpubridge.catalog.loader import packaged_catalog_text
+
+    if args.yaml:
+        print(packaged_catalog_text(), end="")
+        return 0
+    catalog = Catalog.load(Settings().catalog)
+    print(f"{'service':<16} {'category':<8} {'mode':<5} {'from':>9}  {'unit':<12} models")
+    for service in catalog.services.values():
+        price = service.price
+        models = ", ".join(m.id for m in service.models)
+        print(
+            f"{service.key:<16} {service.category:<8} {service.mode:<5} "
+            f"${micros_to_usd(price.minimum_micros):>8.3f}  {price.unit:<12} {models}"
+        )
+    return 0
+
+
+def _grant(args: argparse.Namespace) -> int:
+    from gpubridge.app import build_components, prepare_database
+
+    try:
+        micros = usd_to_micros(args.usd)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if micros <= 0:
+        print("error: the amount must be positive", file=sys.stderr)
+        return 2
+
+    async def grant() -> int:
+        components = build_components(Settings())
+        try:
+            await prepare_database(components)
+            return await components.gateway.grant(args.email, micros)
+        finally:
+            await components.close()
+
+    balance = asyncio.run(grant())
+    print(f"granted ${micros_to_usd(micros):.2f} to {args.email}; balance ${micros_to_usd(balance):.6f}")
+    return 0
+
+
+def _upgrade(args: argparse.Namespace) -> int:
+    from gpubridge.db.migrate import upgrade_to_head
+
+    upgrade_to_head(Settings().resolved_database_url())
+    print("database is at the newest schema")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
