@@ -1,0 +1,90 @@
+"""The composition root: builds settings, database, catalog, engines and the gateway once,
+and mounts the front doors."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+from starlette.applications import Starlette
+
+from gpubridge.catalog import Catalog
+from gpubridge.db import Database
+from gpubridge.db.migrate import upgrade_to_head
+from gpubridge.engines.registry import EngineRegistry
+from gpubridge.engines.router import Router
+from gpubridge.gateway import Gateway
+from gpubridge.http_api import build_routes
+from gpubridge.http_api.errors import EXCEPTION_HANDLERS
+from gpubridge.jobs.webhooks import WebhookSender
+from gpubridge.money import usd_to_micros
+from gpubridge.payments.accounts import Accounts
+from gpubridge.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Components:
+    """Everything a running gateway is made of, built once per process."""
+
+    settings: Settings
+    db: Database
+    catalog: Catalog
+    registry: EngineRegistry
+    gateway: Gateway
+    webhooks: WebhookSender
+
+    async def close(self) -> None:
+        await self.gateway.stop()
+        await self.webhooks.aclose()
+        await self.registry.close()
+        await self.db.dispose()
+
+
+def build_components(settings: Settings) -> Components:
+    """Wire the parts; a broken catalog raises ConfigurationError here, before serving."""
+    catalog = Catalog.load(settings.catalog)
+    db = Database(settings.resolved_database_url(), pool_size=settings.database_pool_size)
+    secrets = {name: key.get_secret_value() for name, key in settings.remote_api_keys.items()}
+    registry = EngineRegistry(secrets)
+    webhooks = WebhookSender.from_settings(settings)
+    accounts = Accounts(
+        db,
+        default_daily_limit_micros=usd_to_micros(settings.default_daily_limit_usd),
+        cache_s=settings.api_key_cache_s,
+    )
+    gateway = Gateway(settings, db, catalog, accounts, Router(registry), webhooks)
+    return Components(settings, db, catalog, registry, gateway, webhooks)
+
+
+async def prepare_database(components: Components) -> None:
+    if components.settings.auto_migrate:
+        await asyncio.to_thread(upgrade_to_head, components.db.url)
+
+
+def create_app(settings: Settings | None = None) -> Starlette:
+    """The HTTP application with its lifespan (database, dispatcher, engines)."""
+    settings = settings or Settings()
+    components = build_components(settings)
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        await prepare_database(components)
+        await components.gateway.start()
+        try:
+            yield
+        finally:
+            await components.close()
+
+    app = Starlette(
+        routes=build_routes(),
+        exception_handlers=dict(EXCEPTION_HANDLERS),  # type: ignore[arg-type]
+        lifespan=lifespan,
+    )
+    app.state.gateway = components.gateway
+    app.state.components = components
+    return app

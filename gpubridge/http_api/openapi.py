@@ -1,0 +1,185 @@
+"""The OpenAPI document, with each service's input schema taken from the catalog."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from gpubridge import __version__
+from gpubridge.catalog import Catalog
+
+ERROR = {"$ref": "#/components/schemas/Error"}
+BEARER: list[dict[str, list[str]]] = [{"apiKey": []}]
+
+
+def _op(summary: str, *, auth: bool = False, body: dict[str, Any] | None = None,
+        responses: dict[str, str] | None = None, params: list[dict[str, Any]] | None = None
+        ) -> dict[str, Any]:
+    operation: dict[str, Any] = {
+        "summary": summary,
+        "responses": {
+            code: {
+                "description": text,
+                "content": {"application/json": {"schema": ERROR if int(code) >= 400 else {}}},
+            }
+            for code, text in (responses or {"200": "OK"}).items()
+        },
+    }
+    if auth:
+        operation["security"] = BEARER
+    if body is not None:
+        operation["requestBody"] = {
+            "required": True,
+            "content": {"application/json": {"schema": body}},
+        }
+    if params:
+        operation["parameters"] = params
+    return operation
+
+
+def _query(name: str, schema: dict[str, Any], required: bool = False) -> dict[str, Any]:
+    return {"name": name, "in": "query", "required": required, "schema": schema}
+
+
+def _path(name: str) -> dict[str, Any]:
+    return {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
+
+
+def openapi_document(catalog: Catalog) -> dict[str, Any]:
+    run_variants = [
+        {
+            "title": key,
+            "type": "object",
+            "additionalProperties": False,
+            "required": ["service", "input"],
+            "properties": {
+                "service": {"const": key},
+                "input": service.input_schema,
+                "webhook_url": {"type": "string", "format": "uri"},
+            },
+        }
+        for key, service in catalog.services.items()
+    ]
+    job = {"$ref": "#/components/schemas/Job"}
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "gpubridge", "version": __version__},
+        "components": {
+            "securitySchemes": {"apiKey": {"type": "http", "scheme": "bearer"}},
+            "schemas": {
+                "Error": {
+                    "type": "object",
+                    "properties": {
+                        "error": {
+                            "type": "object",
+                            "required": ["code", "message"],
+                            "properties": {
+                                "code": {"type": "string"},
+                                "message": {"type": "string"},
+                            },
+                        }
+                    },
+                },
+                "Job": {
+                    "type": "object",
+                    "properties": {
+                        "id": {"type": "string", "format": "uuid"},
+                        "status": {
+                            "enum": ["pending", "running", "completed", "failed", "cancelled"]
+                        },
+                        "output": {"type": ["object", "null"]},
+                        "execution_time_seconds": {"type": ["number", "null"]},
+                        "estimated_cost_usd": {"type": "number"},
+                        "cost_usd": {"type": ["number", "null"]},
+                    },
+                },
+                "RunRequest": {"oneOf": run_variants},
+            },
+        },
+        "paths": {
+            "/healthz": {"get": _op("Liveness")},
+            "/catalog": {"get": _op("Services, models, prices and input schemas")},
+            "/catalog/estimate": {
+                "get": _op(
+                    "Estimate a job's cost",
+                    params=[
+                        _query("service", {"type": "string"}, required=True),
+                        _query("seconds", {"type": "number"}),
+                        _query("input", {"type": "string", "description": "JSON input"}),
+                    ],
+                    responses={"200": "Estimate", "404": "Unknown service", "422": "Bad input"},
+                )
+            },
+            "/account/register": {
+                "post": _op(
+                    "Create an account; the API key is shown once",
+                    body={
+                        "type": "object",
+                        "required": ["email"],
+                        "properties": {"email": {"type": "string", "format": "email"}},
+                    },
+                    responses={"201": "Created", "409": "Email taken", "400": "Bad email"},
+                )
+            },
+            "/account/balance": {"get": _op("Balance, daily spend and discount tier", auth=True)},
+            "/account/jobs": {
+                "get": _op(
+                    "Job history",
+                    auth=True,
+                    params=[_query("limit", {"type": "integer"}), _query("offset", {"type": "integer"})],
+                )
+            },
+            "/account/webhook-secret": {"get": _op("The secret that signs webhooks", auth=True)},
+            "/account/spending-limit": {
+                "post": _op(
+                    "Set the daily spending limit ($1 to $10,000)",
+                    auth=True,
+                    body={
+                        "type": "object",
+                        "required": ["daily_limit"],
+                        "properties": {"daily_limit": {"type": "number"}},
+                    },
+                )
+            },
+            "/run": {
+                "post": {
+                    **_op(
+                        "Submit a job",
+                        auth=True,
+                        body={"$ref": "#/components/schemas/RunRequest"},
+                        responses={
+                            "200": "Completed (sync services)",
+                            "202": "Accepted",
+                            "401": "Missing or invalid API key",
+                            "402": "Insufficient credits or daily limit reached",
+                            "409": "Idempotency-Key reused with another body",
+                            "422": "Input does not match the service schema",
+                            "503": "Service has no backend",
+                        },
+                        params=[
+                            {"name": "X-Priority", "in": "header", "schema": {"enum": ["fast", "cheap"]}},
+                            {"name": "Idempotency-Key", "in": "header", "schema": {"type": "string"}},
+                        ],
+                    ),
+                }
+            },
+            "/status/{job_id}": {
+                "get": {
+                    **_op("Job status and output", responses={"200": "Job", "404": "Unknown or expired"}),
+                    "parameters": [_path("job_id")],
+                }
+            },
+            "/status/{job_id}/stream": {
+                "get": {
+                    **_op("Server-sent events: status, progress, tokens"),
+                    "parameters": [_path("job_id")],
+                }
+            },
+            "/cancel/{job_id}": {
+                "post": {
+                    **_op("Cancel a job and refund it", auth=True, responses={"200": "Cancelled", "409": "Already finished"}),
+                    "parameters": [_path("job_id")],
+                }
+            },
+        },
+        "x-job-schema": job,
+    }

@@ -1,0 +1,75 @@
+"""Reading requests: JSON bodies, bearer keys, query parameters."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from starlette.requests import Request
+
+from gpubridge.errors import BadRequest, InvalidInput, Unauthorized
+from gpubridge.gateway import Gateway
+from gpubridge.payments.accounts import Account
+
+MAX_BODY_BYTES = 4 * 1024 * 1024
+
+
+def gateway_of(request: Request) -> Gateway:
+    gateway: Gateway = request.app.state.gateway
+    return gateway
+
+
+async def json_object(request: Request, allowed: set[str], required: set[str]) -> dict[str, Any]:
+    """The request body as a JSON object with only ``allowed`` keys and all ``required`` ones."""
+    raw = await request.body()
+    if len(raw) > MAX_BODY_BYTES:
+        raise BadRequest("request body is larger than 4 MiB", code="payload_too_large")
+    try:
+        body = json.loads(raw) if raw else None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise BadRequest(f"request body is not valid JSON: {exc}", code="invalid_json") from None
+    if not isinstance(body, dict):
+        raise BadRequest("request body must be a JSON object", code="invalid_json")
+    violations = [
+        {"path": key, "message": "unknown field"} for key in sorted(set(body) - allowed)
+    ] + [{"path": key, "message": "required field is missing"} for key in sorted(required - set(body))]
+    if violations:
+        summary = "; ".join(f"{v['path']}: {v['message']}" for v in violations)
+        raise InvalidInput(f"invalid request body: {summary}", violations=violations)
+    return body
+
+
+def bearer_key(request: Request) -> str | None:
+    header = request.headers.get("authorization")
+    if not header:
+        return None
+    scheme, _, value = header.partition(" ")
+    if scheme.lower() != "bearer" or not value.strip():
+        raise Unauthorized("Authorization must be 'Bearer gpub_...'", code="invalid_api_key")
+    return value.strip()
+
+
+async def require_account(request: Request) -> Account:
+    key = bearer_key(request)
+    if key is None:
+        raise Unauthorized(
+            "this endpoint needs an API key: Authorization: Bearer gpub_...",
+            code="missing_api_key",
+        )
+    return await gateway_of(request).accounts.authenticate(key)
+
+
+def int_param(request: Request, name: str, default: int, low: int, high: int) -> int:
+    raw = request.query_params.get(name)
+    if raw is None:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise InvalidInput(f"{name} must be an integer", violations=[{"path": name, "message": "not an integer"}]) from None
+    if not low <= value <= high:
+        raise InvalidInput(
+            f"{name} must be between {low} and {high}",
+            violations=[{"path": name, "message": f"out of range {low}..{high}"}],
+        )
+    return value

@@ -1,0 +1,217 @@
+"""HTTP routes: thin adapters from requests to gateway use cases."""
+
+from __future__ import annotations
+
+import json
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from sse_starlette.sse import EventSourceResponse
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute, Route
+
+from gpubridge.errors import BadRequest, InvalidInput
+from gpubridge.gateway import job_view, service_summary
+from gpubridge.http_api.openapi import openapi_document
+from gpubridge.http_api.requests import (
+    gateway_of,
+    int_param,
+    json_object,
+    require_account,
+)
+from gpubridge.money import MICROS_PER_USD, micros_to_usd
+
+PRIORITIES = {"fast", "cheap"}
+
+
+async def healthz(request: Request) -> Response:
+    return JSONResponse({"status": "ok"})
+
+
+async def catalog(request: Request) -> Response:
+    services = gateway_of(request).catalog.services.values()
+    return JSONResponse({"services": [service_summary(s) for s in services]})
+
+
+async def estimate(request: Request) -> Response:
+    service = request.query_params.get("service")
+    if not service:
+        raise InvalidInput(
+            "the service query parameter is required",
+            violations=[{"path": "service", "message": "required"}],
+        )
+    seconds: float | None = None
+    if "seconds" in request.query_params:
+        try:
+            seconds = float(request.query_params["seconds"])
+        except ValueError:
+            seconds = -1
+        if not 0 < seconds <= 86_400:
+            raise InvalidInput(
+                "seconds must be a number between 0 and 86400",
+                violations=[{"path": "seconds", "message": "out of range"}],
+            )
+    payload: dict[str, Any] | None = None
+    if "input" in request.query_params:
+        try:
+            payload = json.loads(request.query_params["input"])
+        except json.JSONDecodeError:
+            raise BadRequest("input must be a JSON object", code="invalid_json") from None
+    return JSONResponse(gateway_of(request).estimate(service, seconds=seconds, payload=payload))
+
+
+async def register(request: Request) -> Response:
+    body = await json_object(request, {"email"}, {"email"})
+    if not isinstance(body["email"], str):
+        raise InvalidInput("email must be a string", violations=[{"path": "email", "message": "not a string"}])
+    created = await gateway_of(request).accounts.register(body["email"])
+    return JSONResponse(
+        {
+            "api_key": created.api_key,
+            "account_id": created.account.id,
+            "email": created.account.email,
+            "balance": 0.0,
+            "webhook_secret": created.account.webhook_secret,
+            "message": "Store this API key now: it is shown only once.",
+        },
+        status_code=201,
+    )
+
+
+async def balance(request: Request) -> Response:
+    account = await require_account(request)
+    return JSONResponse(await gateway_of(request).balance(account))
+
+
+async def webhook_secret(request: Request) -> Response:
+    account = await require_account(request)
+    return JSONResponse({"webhook_secret": account.webhook_secret})
+
+
+async def account_jobs(request: Request) -> Response:
+    account = await require_account(request)
+    limit = int_param(request, "limit", 50, 1, 500)
+    offset = int_param(request, "offset", 0, 0, 10_000_000)
+    gateway = gateway_of(request)
+    jobs, total = await gateway.list_jobs(account, limit, offset)
+    return JSONResponse(
+        {
+            "jobs": [job_view(j, gateway.settings.public_url) for j in jobs],
+            "total": total,
+            "limit": limit,
+            "offset": offset,
+        }
+    )
+
+
+async def spending_limit(request: Request) -> Response:
+    account = await require_account(request)
+    body = await json_object(request, {"daily_limit"}, {"daily_limit"})
+    value = body["daily_limit"]
+    try:
+        if isinstance(value, bool) or not isinstance(value, int | float | str):
+            raise InvalidOperation
+        micros = int(Decimal(str(value)) * MICROS_PER_USD)
+    except InvalidOperation:
+        raise InvalidInput(
+            "daily_limit must be a number of USD",
+            violations=[{"path": "daily_limit", "message": "not a number"}],
+        ) from None
+    gateway = gateway_of(request)
+    await gateway.accounts.set_daily_limit(account, micros)
+    return JSONResponse({"daily_limit": micros_to_usd(micros)})
+
+
+async def run(request: Request) -> Response:
+    account = await require_account(request)
+    body = await json_object(request, {"service", "input", "webhook_url"}, {"service", "input"})
+    violations = []
+    if not isinstance(body["service"], str):
+        violations.append({"path": "service", "message": "must be a string"})
+    if not isinstance(body["input"], dict):
+        violations.append({"path": "input", "message": "must be an object"})
+    webhook_url = body.get("webhook_url")
+    if webhook_url is not None and not isinstance(webhook_url, str):
+        violations.append({"path": "webhook_url", "message": "must be a string"})
+    if violations:
+        raise InvalidInput("invalid request body", violations=violations)
+    priority = request.headers.get("x-priority")
+    if priority is not None and priority not in PRIORITIES:
+        raise BadRequest("X-Priority must be 'fast' or 'cheap'", code="invalid_priority")
+    key = request.headers.get("idempotency-key")
+    if key is not None and not 1 <= len(key) <= 255:
+        raise BadRequest("Idempotency-Key must be 1 to 255 characters", code="invalid_idempotency_key")
+
+    gateway = gateway_of(request)
+    submitted = await gateway.submit(
+        account,
+        body["service"],
+        body["input"],
+        webhook_url=webhook_url,
+        idempotency_key=key,
+        priority=priority,
+    )
+    job = submitted.job
+    service = gateway.catalog.service(job.service)
+    if service.mode == "sync" and not job.status.is_terminal:
+        job = await gateway.wait(job, gateway.settings.sync_wait_s)
+    if job.status.is_terminal:
+        return JSONResponse(job_view(job, gateway.settings.public_url), status_code=200)
+    return JSONResponse(
+        {
+            "job_id": job.id,
+            "service": job.service,
+            "status": job.status.value,
+            "status_url": f"{gateway.settings.public_url}/status/{job.id}",
+            "estimated_cost_usd": micros_to_usd(job.hold_micros),
+        },
+        status_code=202,
+    )
+
+
+async def status(request: Request) -> Response:
+    gateway = gateway_of(request)
+    job = await gateway.get(request.path_params["job_id"])
+    return JSONResponse(job_view(job, gateway.settings.public_url))
+
+
+async def cancel(request: Request) -> Response:
+    account = await require_account(request)
+    gateway = gateway_of(request)
+    job = await gateway.cancel(account, request.path_params["job_id"])
+    return JSONResponse(job_view(job, gateway.settings.public_url))
+
+
+async def stream(request: Request) -> Response:
+    gateway = gateway_of(request)
+    job_id = request.path_params["job_id"]
+    await gateway.get(job_id)  # 404/expired before the stream starts
+
+    async def events() -> Any:
+        async for item in gateway.stream(job_id):
+            yield {"event": item["event"], "data": json.dumps(item["data"])}
+
+    return EventSourceResponse(events(), ping=15)
+
+
+async def openapi(request: Request) -> Response:
+    return JSONResponse(openapi_document(gateway_of(request).catalog))
+
+
+def build_routes() -> list[BaseRoute]:
+    return [
+        Route("/healthz", healthz),
+        Route("/openapi.json", openapi),
+        Route("/catalog", catalog),
+        Route("/catalog/estimate", estimate),
+        Route("/account/register", register, methods=["POST"]),
+        Route("/account/balance", balance),
+        Route("/account/webhook-secret", webhook_secret),
+        Route("/account/jobs", account_jobs),
+        Route("/account/spending-limit", spending_limit, methods=["POST"]),
+        Route("/run", run, methods=["POST"]),
+        Route("/status/{job_id}", status),
+        Route("/status/{job_id}/stream", stream),
+        Route("/cancel/{job_id}", cancel, methods=["POST"]),
+    ]

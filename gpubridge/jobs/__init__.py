@@ -1,0 +1,1 @@
+"""Jobs: lifecycle, store, dispatcher, live events, webhooks and untrusted URLs."""

@@ -1,0 +1,131 @@
+"""The dispatcher: claims pending jobs from the store and runs them with bounded concurrency.
+
+Several gateway replicas may run a dispatcher against one PostgreSQL database; each job is
+claimed exactly once (see ``store.claim_pending``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from gpubridge.db import Database
+from gpubridge.jobs.store import JobRecord, claim_pending
+
+log = logging.getLogger(__name__)
+
+Runner = Callable[[JobRecord], Awaitable[Any]]
+Maintenance = Callable[[], Awaitable[None]]
+
+
+class Dispatcher:
+    def __init__(
+        self,
+        db: Database,
+        runner: Runner,
+        *,
+        max_concurrency: int,
+        poll_s: float,
+        maintenance: Maintenance | None = None,
+        maintenance_every_s: float = 30.0,
+    ) -> None:
+        self.db = db
+        self.runner = runner
+        self.worker_id = f"worker-{uuid.uuid4().hex[:12]}"
+        self.max_concurrency = max_concurrency
+        self.poll_s = poll_s
+        self.maintenance = maintenance
+        self.maintenance_every_s = maintenance_every_s
+        self._wake = asyncio.Event()
+        self._running: set[asyncio.Task[Any]] = set()
+        self._tasks: list[asyncio.Task[Any]] = []
+        self._by_job: dict[str, asyncio.Task[Any]] = {}
+
+    def start(self) -> None:
+        self._tasks = [asyncio.create_task(self._claim_loop(), name="dispatcher-claim")]
+        if self.maintenance is not None:
+            self._tasks.append(asyncio.create_task(self._maintenance_loop(), name="dispatcher-gc"))
+
+    def notify(self) -> None:
+        """A job was queued: claim now rather than at the next poll."""
+        self._wake.set()
+
+    def spawn(self, job: JobRecord) -> asyncio.Task[Any]:
+        """Run a job this process already claimed (e.g. a sync job claimed at creation)."""
+        task = asyncio.create_task(self._run(job), name=f"job-{job.id}")
+        self._running.add(task)
+        self._by_job[job.id] = task
+        task.add_done_callback(lambda t, job_id=job.id: self._forget(t, job_id))
+        return task
+
+    def cancel_local(self, job_id: str) -> bool:
+        """Cancel a job's task if it runs in this process."""
+        task = self._by_job.get(job_id)
+        if task is None or task.done():
+            return False
+        task.cancel()
+        return True
+
+    def task_for(self, job_id: str) -> asyncio.Task[Any] | None:
+        return self._by_job.get(job_id)
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in list(self._running):
+            task.cancel()
+        await asyncio.gather(*self._tasks, *self._running, return_exceptions=True)
+        self._tasks.clear()
+
+    def _forget(self, task: asyncio.Task[Any], job_id: str) -> None:
+        self._running.discard(task)
+        self._wake.set()
+        if self._by_job.get(job_id) is task:
+            del self._by_job[job_id]
+
+    async def _run(self, job: JobRecord) -> Any:
+        try:
+            return await self.runner(job)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("job runner crashed", extra={"job_id": job.id})
+            return None
+
+    async def _claim_loop(self) -> None:
+        while True:
+            try:
+                free = self.max_concurrency - len(self._running)
+                if free > 0:
+                    async with self.db.begin() as conn:
+                        claimed = await claim_pending(
+                            conn, self.worker_id, free, skip_locked=self.db.is_postgres
+                        )
+                    for job in claimed:
+                        self.spawn(job)
+                    if len(claimed) == free:
+                        continue
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("claiming jobs failed")
+            self._wake.clear()
+            try:
+                async with asyncio.timeout(self.poll_s):
+                    await self._wake.wait()
+            except TimeoutError:
+                pass
+
+    async def _maintenance_loop(self) -> None:
+        assert self.maintenance is not None
+        while True:
+            try:
+                await self.maintenance()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("job maintenance failed")
+            await asyncio.sleep(self.maintenance_every_s)

@@ -1,0 +1,233 @@
+"""The job store: rows of the jobs table and the statements that move them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import and_, func, insert, select, update
+from sqlalchemy.engine import Row
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from gpubridge.db.engine import as_utc, utcnow
+from gpubridge.db.tables import jobs, webhook_attempts
+from gpubridge.jobs.status import ACTIVE, JobStatus
+
+
+@dataclass(frozen=True)
+class JobRecord:
+    id: str
+    account_id: str
+    service: str
+    model: str
+    input: dict[str, Any]
+    status: JobStatus
+    priority: str | None
+    webhook_url: str | None
+    idempotency_key: str | None
+    request_hash: str | None
+    hold_micros: int
+    cost_micros: int | None
+    discount_percent: int
+    backend: str | None
+    output: dict[str, Any] | None
+    error: dict[str, Any] | None
+    usage: dict[str, Any] | None
+    progress: dict[str, Any] | None
+    created_at: datetime
+    started_at: datetime | None
+    completed_at: datetime | None
+    execution_ms: int | None
+    expired: bool
+
+    @classmethod
+    def from_row(cls, row: Row[Any]) -> JobRecord:
+        m = row._mapping
+        return cls(
+            id=m["id"],
+            account_id=m["account_id"],
+            service=m["service"],
+            model=m["model"],
+            input=m["input"],
+            status=JobStatus(m["status"]),
+            priority=m["priority"],
+            webhook_url=m["webhook_url"],
+            idempotency_key=m["idempotency_key"],
+            request_hash=m["request_hash"],
+            hold_micros=int(m["hold_micros"]),
+            cost_micros=None if m["cost_micros"] is None else int(m["cost_micros"]),
+            discount_percent=int(m["discount_percent"]),
+            backend=m["backend"],
+            output=m["output"],
+            error=m["error"],
+            usage=m["usage"],
+            progress=m["progress"],
+            created_at=as_utc(m["created_at"]) or utcnow(),
+            started_at=as_utc(m["started_at"]),
+            completed_at=as_utc(m["completed_at"]),
+            execution_ms=m["execution_ms"],
+            expired=bool(m["expired"]),
+        )
+
+
+async def insert_job(conn: AsyncConnection, **values: Any) -> None:
+    now = utcnow()
+    values.setdefault("created_at", now)
+    values.setdefault("updated_at", now)
+    if values.get("status") == JobStatus.RUNNING:
+        values.setdefault("started_at", now)
+    await conn.execute(insert(jobs).values(**values))
+
+
+async def get_job(conn: AsyncConnection, job_id: str) -> JobRecord | None:
+    row = (await conn.execute(select(jobs).where(jobs.c.id == job_id))).first()
+    return JobRecord.from_row(row) if row else None
+
+
+async def find_by_idempotency_key(
+    conn: AsyncConnection, account_id: str, key: str
+) -> JobRecord | None:
+    row = (
+        await conn.execute(
+            select(jobs).where(jobs.c.account_id == account_id, jobs.c.idempotency_key == key)
+        )
+    ).first()
+    return JobRecord.from_row(row) if row else None
+
+
+async def claim_pending(
+    conn: AsyncConnection, worker_id: str, limit: int, *, skip_locked: bool
+) -> list[JobRecord]:
+    """Claim up to ``limit`` pending jobs for this worker, oldest first.
+
+    On PostgreSQL the rows are locked with ``FOR UPDATE SKIP LOCKED`` so that several gateway
+    replicas each claim a job exactly once; the guarded UPDATE makes that hold on any database.
+    """
+    query = (
+        select(jobs.c.id)
+        .where(jobs.c.status == JobStatus.PENDING.value)
+        .order_by(jobs.c.created_at)
+        .limit(limit)
+    )
+    if skip_locked:
+        query = query.with_for_update(skip_locked=True)
+    ids = list((await conn.execute(query)).scalars())
+    claimed: list[JobRecord] = []
+    now = utcnow()
+    for job_id in ids:
+        result = await conn.execute(
+            update(jobs)
+            .where(jobs.c.id == job_id, jobs.c.status == JobStatus.PENDING.value)
+            .values(status=JobStatus.RUNNING.value, claimed_by=worker_id, started_at=now,
+                    updated_at=now)
+            .returning(*jobs.c)
+        )
+        row = result.first()
+        if row is not None:
+            claimed.append(JobRecord.from_row(row))
+    return claimed
+
+
+async def finish_job(
+    conn: AsyncConnection,
+    job_id: str,
+    status: JobStatus,
+    *,
+    output: dict[str, Any] | None = None,
+    error: dict[str, Any] | None = None,
+    usage: dict[str, Any] | None = None,
+    cost_micros: int = 0,
+    backend: str | None = None,
+    from_statuses: tuple[str, ...] = (JobStatus.RUNNING.value,),
+) -> JobRecord | None:
+    """Move a job to a terminal status if it is still in ``from_statuses``; None otherwise
+    (someone else finished or cancelled it first)."""
+    now = utcnow()
+    current = await get_job(conn, job_id)
+    if current is None or current.status.value not in from_statuses:
+        return None
+    started = current.started_at or now
+    execution_ms = int((now - started).total_seconds() * 1000) if current.started_at else None
+    result = await conn.execute(
+        update(jobs)
+        .where(jobs.c.id == job_id, jobs.c.status.in_(from_statuses))
+        .values(
+            status=status.value,
+            output=output,
+            error=error,
+            usage=usage,
+            cost_micros=cost_micros,
+            backend=backend or current.backend,
+            completed_at=now,
+            updated_at=now,
+            execution_ms=execution_ms,
+        )
+        .returning(*jobs.c)
+    )
+    row = result.first()
+    return JobRecord.from_row(row) if row else None
+
+
+async def set_progress(conn: AsyncConnection, job_id: str, progress: dict[str, Any]) -> None:
+    await conn.execute(
+        update(jobs)
+        .where(jobs.c.id == job_id, jobs.c.status.in_(ACTIVE))
+        .values(progress=progress, updated_at=utcnow())
+    )
+
+
+async def list_jobs(
+    conn: AsyncConnection, account_id: str, limit: int, offset: int
+) -> tuple[list[JobRecord], int]:
+    rows = (
+        await conn.execute(
+            select(jobs)
+            .where(jobs.c.account_id == account_id)
+            .order_by(jobs.c.created_at.desc(), jobs.c.id)
+            .limit(limit)
+            .offset(offset)
+        )
+    ).all()
+    total = await conn.scalar(
+        select(func.count()).select_from(jobs).where(jobs.c.account_id == account_id)
+    )
+    return [JobRecord.from_row(r) for r in rows], int(total or 0)
+
+
+async def stale_running(conn: AsyncConnection, older_than: datetime) -> list[JobRecord]:
+    rows = (
+        await conn.execute(
+            select(jobs).where(
+                jobs.c.status == JobStatus.RUNNING.value, jobs.c.updated_at < older_than
+            )
+        )
+    ).all()
+    return [JobRecord.from_row(r) for r in rows]
+
+
+async def purge_expired_outputs(conn: AsyncConnection, ttl_s: int) -> int:
+    """Drop outputs of jobs finished more than ``ttl_s`` ago; returns how many."""
+    cutoff = utcnow() - timedelta(seconds=ttl_s)
+    result = await conn.execute(
+        update(jobs)
+        .where(and_(jobs.c.completed_at < cutoff, jobs.c.expired == 0))
+        .values(output=None, expired=1)
+    )
+    return int(result.rowcount or 0)
+
+
+async def record_webhook_attempt(conn: AsyncConnection, **values: Any) -> None:
+    values.setdefault("created_at", utcnow())
+    await conn.execute(insert(webhook_attempts).values(**values))
+
+
+async def webhook_attempts_for(conn: AsyncConnection, job_id: str) -> list[dict[str, Any]]:
+    rows = (
+        await conn.execute(
+            select(webhook_attempts)
+            .where(webhook_attempts.c.job_id == job_id)
+            .order_by(webhook_attempts.c.id)
+        )
+    ).all()
+    return [dict(r._mapping) for r in rows]

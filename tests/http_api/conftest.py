@@ -1,0 +1,37 @@
+"""An app whose LLM and embedding services are served by a loopback OpenAI-compatible upstream."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.support.gateway_app import openai_backend, running_app, settings_for, write_catalog
+from tests.support.openai_upstream import serve_openai_upstream
+
+
+@pytest.fixture(scope="module")
+def upstream() -> Iterator[Any]:
+    with serve_openai_upstream() as server:
+        yield server
+
+
+def use_upstream(base_url: str, *, async_llm: bool = False):
+    def edit(data: dict[str, Any]) -> None:
+        services = data["services"]
+        services["llm-4090"]["backends"] = [openai_backend("upstream", base_url)]
+        services["embedding-l4"]["backends"] = [openai_backend("upstream-embed", base_url)]
+        if async_llm:
+            services["llm-4090"]["mode"] = "async"
+
+    return edit
+
+
+@pytest.fixture
+async def gateway(database, database_url: str, tmp_path: Path, upstream) -> AsyncIterator[Any]:
+    """(app, client) with a fresh database and the upstream behind llm-4090 and embedding-l4."""
+    catalog = write_catalog(tmp_path / "catalog.yaml", use_upstream(upstream.base_url))
+    async with running_app(settings_for(database_url, tmp_path, catalog)) as pair:
+        yield pair
