@@ -16,7 +16,9 @@ from gpubridge.settings import Settings
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     try:
         result: int = args.handler(args)
     except GpubridgeError as exc:
@@ -107,7 +109,8 @@ def _grant(args: argparse.Namespace) -> int:
             await components.close()
 
     balance = asyncio.run(grant())
-    print(f"granted ${micros_to_usd(micros):.2f} to {args.email}; balance ${micros_to_usd(balance):.6f}")
+    granted, total = micros_to_usd(micros), micros_to_usd(balance)
+    print(f"granted ${granted:.2f} to {args.email}; balance ${total:.6f}")
     return 0
 
 

@@ -24,7 +24,6 @@ from gpubridge.errors import (
     Conflict,
     Expired,
     GpubridgeError,
-    InvalidInput,
     NotFound,
     ServiceUnavailable,
 )
@@ -94,7 +93,11 @@ class Gateway:
 
     # -- quotes -------------------------------------------------------------------------
     def estimate(
-        self, service_key: str, *, seconds: float | None = None, payload: dict[str, Any] | None = None
+        self,
+        service_key: str,
+        *,
+        seconds: float | None = None,
+        payload: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
         """The public cost estimate (no account, no discount)."""
         service = self.catalog.service(service_key)
@@ -237,9 +240,7 @@ class Gateway:
             job.completed_at is not None
             and utcnow() - job.completed_at > timedelta(seconds=self.settings.result_ttl_s)
         ):
-            raise Expired(
-                "this job's results expired 24 hours after completion", code="expired"
-            )
+            raise Expired("this job's results expired 24 hours after completion", code="expired")
         return job
 
     async def list_jobs(
@@ -285,7 +286,9 @@ class Gateway:
                 from_statuses=ACTIVE,
             )
             if cancelled is None:
-                raise Conflict("job finished before it could be cancelled", code="job_not_cancellable")
+                raise Conflict(
+                    "job finished before it could be cancelled", code="job_not_cancellable"
+                )
             await ledger.refund(
                 conn, account.id, job_id=job.id, held_micros=job.hold_micros, memo="cancelled"
             )
@@ -333,14 +336,19 @@ class Gateway:
             )
             if finished is not None:
                 await ledger.capture(
-                    conn, job.account_id, job_id=job.id, held_micros=job.hold_micros,
+                    conn,
+                    job.account_id,
+                    job_id=job.id,
+                    held_micros=job.hold_micros,
                     cost_micros=cost,
                 )
         if finished is not None:
             self._announce(finished)
         return finished
 
-    async def _fail(self, job: JobRecord, code: str, message: str, **details: Any) -> JobRecord | None:
+    async def _fail(
+        self, job: JobRecord, code: str, message: str, **details: Any
+    ) -> JobRecord | None:
         error = {"code": code, "message": message, **_jsonable(details)}
         async with self.db.begin() as conn:
             failed = await store.finish_job(conn, job.id, JobStatus.FAILED, error=error)
@@ -378,7 +386,10 @@ class Gateway:
 
         assert job.webhook_url is not None
         await self.webhooks.deliver(
-            job.webhook_url, secret, event_type, job_view(job, self.settings.public_url),
+            job.webhook_url,
+            secret,
+            event_type,
+            job_view(job, self.settings.public_url),
             record=record,
         )
 
@@ -518,8 +529,11 @@ def service_summary(service: Service) -> dict[str, Any]:
                 "description": m.description,
                 "license": m.license,
                 **(
-                    {"from_usd": micros_to_usd(m.price.minimum_micros), "price_micros": m.price.micros,
-                     "per": m.price.per}
+                    {
+                        "from_usd": micros_to_usd(m.price.minimum_micros),
+                        "price_micros": m.price.micros,
+                        "per": m.price.per,
+                    }
                     if m.price
                     else {}
                 ),

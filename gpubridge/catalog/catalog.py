@@ -61,7 +61,10 @@ class Catalog:
         )
         if errors:
             violations = [
-                {"path": "/".join(str(p) for p in e.absolute_path) or "(input)", "message": e.message}
+                {
+                    "path": "/".join(str(p) for p in e.absolute_path) or "(input)",
+                    "message": e.message,
+                }
                 for e in errors
             ]
             summary = "; ".join(f"{v['path']}: {v['message']}" for v in violations)
@@ -130,7 +133,9 @@ def cost_of(price: Price, units: int, payload: dict[str, Any]) -> int:
 
 
 def _token_cost(price: Price, prompt_tokens: int, completion_tokens: int) -> int:
-    output_rate = price.output_tokens_micros if price.output_tokens_micros is not None else price.micros
+    output_rate = (
+        price.output_tokens_micros if price.output_tokens_micros is not None else price.micros
+    )
     return ceil_div(prompt_tokens * price.micros + completion_tokens * output_rate, price.per)
 
 

@@ -51,7 +51,9 @@ accounts = Table(
 ledger_entries = Table(
     "ledger_entries",
     metadata,
-    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    Column(
+        "id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    ),
     Column("account_id", String(36), ForeignKey("accounts.id"), nullable=False),
     Column("job_id", String(36), nullable=True),
     Column("kind", String(16), nullable=False),
@@ -101,7 +103,9 @@ jobs = Table(
 webhook_attempts = Table(
     "webhook_attempts",
     metadata,
-    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    Column(
+        "id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    ),
     Column("job_id", String(36), ForeignKey("jobs.id"), nullable=False),
     Column("event_id", String(64), nullable=False),
     Column("attempt", Integer, nullable=False),

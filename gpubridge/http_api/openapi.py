@@ -11,9 +11,14 @@ ERROR = {"$ref": "#/components/schemas/Error"}
 BEARER: list[dict[str, list[str]]] = [{"apiKey": []}]
 
 
-def _op(summary: str, *, auth: bool = False, body: dict[str, Any] | None = None,
-        responses: dict[str, str] | None = None, params: list[dict[str, Any]] | None = None
-        ) -> dict[str, Any]:
+def _op(
+    summary: str,
+    *,
+    auth: bool = False,
+    body: dict[str, Any] | None = None,
+    responses: dict[str, str] | None = None,
+    params: list[dict[str, Any]] | None = None,
+) -> dict[str, Any]:
     operation: dict[str, Any] = {
         "summary": summary,
         "responses": {
@@ -125,7 +130,10 @@ def openapi_document(catalog: Catalog) -> dict[str, Any]:
                 "get": _op(
                     "Job history",
                     auth=True,
-                    params=[_query("limit", {"type": "integer"}), _query("offset", {"type": "integer"})],
+                    params=[
+                        _query("limit", {"type": "integer"}),
+                        _query("offset", {"type": "integer"}),
+                    ],
                 )
             },
             "/account/webhook-secret": {"get": _op("The secret that signs webhooks", auth=True)},
@@ -156,15 +164,26 @@ def openapi_document(catalog: Catalog) -> dict[str, Any]:
                             "503": "Service has no backend",
                         },
                         params=[
-                            {"name": "X-Priority", "in": "header", "schema": {"enum": ["fast", "cheap"]}},
-                            {"name": "Idempotency-Key", "in": "header", "schema": {"type": "string"}},
+                            {
+                                "name": "X-Priority",
+                                "in": "header",
+                                "schema": {"enum": ["fast", "cheap"]},
+                            },
+                            {
+                                "name": "Idempotency-Key",
+                                "in": "header",
+                                "schema": {"type": "string"},
+                            },
                         ],
                     ),
                 }
             },
             "/status/{job_id}": {
                 "get": {
-                    **_op("Job status and output", responses={"200": "Job", "404": "Unknown or expired"}),
+                    **_op(
+                        "Job status and output",
+                        responses={"200": "Job", "404": "Unknown or expired"},
+                    ),
                     "parameters": [_path("job_id")],
                 }
             },
@@ -176,7 +195,11 @@ def openapi_document(catalog: Catalog) -> dict[str, Any]:
             },
             "/cancel/{job_id}": {
                 "post": {
-                    **_op("Cancel a job and refund it", auth=True, responses={"200": "Cancelled", "409": "Already finished"}),
+                    **_op(
+                        "Cancel a job and refund it",
+                        auth=True,
+                        responses={"200": "Cancelled", "409": "Already finished"},
+                    ),
                     "parameters": [_path("job_id")],
                 }
             },

@@ -32,7 +32,10 @@ async def json_object(request: Request, allowed: set[str], required: set[str]) -
         raise BadRequest("request body must be a JSON object", code="invalid_json")
     violations = [
         {"path": key, "message": "unknown field"} for key in sorted(set(body) - allowed)
-    ] + [{"path": key, "message": "required field is missing"} for key in sorted(required - set(body))]
+    ] + [
+        {"path": key, "message": "required field is missing"}
+        for key in sorted(required - set(body))
+    ]
     if violations:
         summary = "; ".join(f"{v['path']}: {v['message']}" for v in violations)
         raise InvalidInput(f"invalid request body: {summary}", violations=violations)
@@ -66,7 +69,9 @@ def int_param(request: Request, name: str, default: int, low: int, high: int) ->
     try:
         value = int(raw)
     except ValueError:
-        raise InvalidInput(f"{name} must be an integer", violations=[{"path": name, "message": "not an integer"}]) from None
+        raise InvalidInput(
+            f"{name} must be an integer", violations=[{"path": name, "message": "not an integer"}]
+        ) from None
     if not low <= value <= high:
         raise InvalidInput(
             f"{name} must be between {low} and {high}",

@@ -64,7 +64,9 @@ async def estimate(request: Request) -> Response:
 async def register(request: Request) -> Response:
     body = await json_object(request, {"email"}, {"email"})
     if not isinstance(body["email"], str):
-        raise InvalidInput("email must be a string", violations=[{"path": "email", "message": "not a string"}])
+        raise InvalidInput(
+            "email must be a string", violations=[{"path": "email", "message": "not a string"}]
+        )
     created = await gateway_of(request).accounts.register(body["email"])
     return JSONResponse(
         {
@@ -141,7 +143,9 @@ async def run(request: Request) -> Response:
         raise BadRequest("X-Priority must be 'fast' or 'cheap'", code="invalid_priority")
     key = request.headers.get("idempotency-key")
     if key is not None and not 1 <= len(key) <= 255:
-        raise BadRequest("Idempotency-Key must be 1 to 255 characters", code="invalid_idempotency_key")
+        raise BadRequest(
+            "Idempotency-Key must be 1 to 255 characters", code="invalid_idempotency_key"
+        )
 
     gateway = gateway_of(request)
     submitted = await gateway.submit(

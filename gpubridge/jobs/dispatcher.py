@@ -7,6 +7,7 @@ claimed exactly once (see ``store.claim_pending``).
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import uuid
 from collections.abc import Awaitable, Callable
@@ -58,7 +59,7 @@ class Dispatcher:
         task = asyncio.create_task(self._run(job), name=f"job-{job.id}")
         self._running.add(task)
         self._by_job[job.id] = task
-        task.add_done_callback(lambda t, job_id=job.id: self._forget(t, job_id))
+        task.add_done_callback(functools.partial(self._forget, job_id=job.id))
         return task
 
     def cancel_local(self, job_id: str) -> bool:
@@ -80,7 +81,7 @@ class Dispatcher:
         await asyncio.gather(*self._tasks, *self._running, return_exceptions=True)
         self._tasks.clear()
 
-    def _forget(self, task: asyncio.Task[Any], job_id: str) -> None:
+    def _forget(self, task: asyncio.Task[Any], *, job_id: str) -> None:
         self._running.discard(task)
         self._wake.set()
         if self._by_job.get(job_id) is task:

@@ -119,8 +119,9 @@ async def claim_pending(
         result = await conn.execute(
             update(jobs)
             .where(jobs.c.id == job_id, jobs.c.status == JobStatus.PENDING.value)
-            .values(status=JobStatus.RUNNING.value, claimed_by=worker_id, started_at=now,
-                    updated_at=now)
+            .values(
+                status=JobStatus.RUNNING.value, claimed_by=worker_id, started_at=now, updated_at=now
+            )
             .returning(*jobs.c)
         )
         row = result.first()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
 import secrets
@@ -48,7 +49,8 @@ def new_api_key() -> str:
 
 
 def new_webhook_secret() -> str:
-    return "whsec_" + secrets.token_urlsafe(32)
+    """A webhook signing secret in the Standard Webhooks ``whsec_<base64>`` form."""
+    return "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode("ascii")
 
 
 def normalize_email(email: str) -> str:
@@ -131,7 +133,9 @@ class Accounts:
     async def by_email(self, email: str) -> Account:
         async with self.db.connect() as conn:
             row = (
-                await conn.execute(select(accounts).where(accounts.c.email == normalize_email(email)))
+                await conn.execute(
+                    select(accounts).where(accounts.c.email == normalize_email(email))
+                )
             ).first()
         if row is None:
             raise NotFound(f"no account for {email}", code="account_not_found")
@@ -154,6 +158,4 @@ class Accounts:
 async def lock_account(conn: AsyncConnection, account_id: str) -> None:
     """Serialize money movements of one account (row lock on PostgreSQL; SQLite has one
     writer connection, so its transactions are serial already)."""
-    await conn.execute(
-        select(accounts.c.id).where(accounts.c.id == account_id).with_for_update()
-    )
+    await conn.execute(select(accounts.c.id).where(accounts.c.id == account_id).with_for_update())

@@ -141,15 +141,19 @@ async def refund(
 ) -> None:
     """Return a failed or cancelled job's whole hold."""
     await _entry(
-        conn, account_id, "refund", available=held_micros, held=-held_micros, job_id=job_id, memo=memo
+        conn,
+        account_id,
+        "refund",
+        available=held_micros,
+        held=-held_micros,
+        job_id=job_id,
+        memo=memo,
     )
     await _add_balance(conn, account_id, held_micros)
 
 
 async def available_balance(conn: AsyncConnection, account_id: str) -> int:
-    value = await conn.scalar(
-        select(accounts.c.balance_micros).where(accounts.c.id == account_id)
-    )
+    value = await conn.scalar(select(accounts.c.balance_micros).where(accounts.c.id == account_id))
     if value is None:
         raise NotFound("account not found", code="account_not_found")
     return int(value)
@@ -192,9 +196,7 @@ async def daily_spend(conn: AsyncConnection, account_id: str, now: datetime | No
 
 
 async def account_summary(conn: AsyncConnection, account_id: str) -> dict[str, Any]:
-    row = (
-        await conn.execute(select(accounts).where(accounts.c.id == account_id))
-    ).first()
+    row = (await conn.execute(select(accounts).where(accounts.c.id == account_id))).first()
     if row is None:
         raise NotFound("account not found", code="account_not_found")
     return {

@@ -75,7 +75,9 @@ async def test_malformed_bodies_and_headers_are_4xx(gateway):
     headers = {**auth(key), "Content-Type": "application/json"}
     assert (await client.post("/run", content=b"{not json", headers=headers)).status_code == 400
     assert (await client.post("/run", json=[1], headers=headers)).status_code == 400
-    assert (await client.post("/run", json={"service": "llm-4090"}, headers=headers)).status_code == 422
+    assert (
+        await client.post("/run", json={"service": "llm-4090"}, headers=headers)
+    ).status_code == 422
     unknown = await client.post("/run", json={"service": "nope", "input": {}}, headers=headers)
     assert unknown.status_code == 404 and unknown.json()["error"]["code"] == "unknown_service"
     priority = await client.post("/run", json=PROMPT, headers={**headers, "X-Priority": "slow"})
@@ -161,9 +163,13 @@ async def test_balance_reports_limit_and_discount_tier_and_the_limit_can_change(
         "lifetime_spend": 0.0,
         "volume_discount": {"tier": "Standard", "discount_percent": 0},
     }
-    changed = await client.post("/account/spending-limit", json={"daily_limit": 100}, headers=auth(key))
+    changed = await client.post(
+        "/account/spending-limit", json={"daily_limit": 100}, headers=auth(key)
+    )
     assert changed.status_code == 200
-    too_low = await client.post("/account/spending-limit", json={"daily_limit": 0.5}, headers=auth(key))
+    too_low = await client.post(
+        "/account/spending-limit", json={"daily_limit": 0.5}, headers=auth(key)
+    )
     assert too_low.status_code == 400
     assert (await client.get("/account/balance", headers=auth(key))).json()["daily_limit"] == 100.0
 

@@ -32,9 +32,16 @@ async def hold_job(database, account_id: str, micros: int, limit: int = LIMIT) -
         now = utcnow()
         await conn.execute(
             insert(jobs).values(
-                id=job_id, account_id=account_id, service="llm-4090", model="m", input={},
-                status="running", hold_micros=micros, discount_percent=0,
-                created_at=now, updated_at=now,
+                id=job_id,
+                account_id=account_id,
+                service="llm-4090",
+                model="m",
+                input={},
+                status="running",
+                hold_micros=micros,
+                discount_percent=0,
+                created_at=now,
+                updated_at=now,
             )
         )
     return job_id

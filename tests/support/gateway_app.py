@@ -58,7 +58,9 @@ async def running_app(settings: Settings) -> AsyncIterator[tuple[Starlette, http
     app = create_app(settings)
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://gpubridge.test") as client:
+        async with httpx.AsyncClient(
+            transport=transport, base_url="http://gpubridge.test"
+        ) as client:
             yield app, client
 
 

@@ -41,7 +41,9 @@ def run_migrations_online() -> None:
 
 
 if context.is_offline_mode():
-    context.configure(url=context.config.get_main_option("sqlalchemy.url"), target_metadata=metadata)
+    context.configure(
+        url=context.config.get_main_option("sqlalchemy.url"), target_metadata=metadata
+    )
     with context.begin_transaction():
         context.run_migrations()
 else:

@@ -1,0 +1,87 @@
+"""Backend types to engine factories, imported lazily, and one engine instance per backend.
+
+A factory is named by a ``"module:callable"`` path, so a runtime's module (and torch, or
+transformers behind it) is imported only when a backend of its type is first built.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import logging
+from collections.abc import Mapping
+from typing import cast
+
+from gpubridge.engines.base import BackendConfig, Engine, EngineFactory
+from gpubridge.errors import ServiceUnavailable
+
+log = logging.getLogger(__name__)
+
+BUILTIN_TYPES: dict[str, str] = {
+    "openai": "gpubridge.engines.openai_remote:create",
+    "transformers-llm": "gpubridge.engines.transformers_llm:create",
+    "sentence-transformers": "gpubridge.engines.sentence_embedder:create",
+}
+
+
+def _key(backend: BackendConfig) -> tuple[str, str]:
+    return backend.name, json.dumps(backend.model_dump(mode="json"), sort_keys=True, default=str)
+
+
+class EngineRegistry:
+    """Builds engines on first use and keeps them until ``close``.
+
+    Engines are cached by backend name (and its configuration, so two services that declare
+    different backends under one name never share an engine).
+    """
+
+    def __init__(self, secrets: Mapping[str, str] | None = None) -> None:
+        self._secrets = dict(secrets or {})
+        self._factories: dict[str, str | EngineFactory] = dict(BUILTIN_TYPES)
+        self._engines: dict[tuple[str, str], Engine] = {}
+
+    def register(self, type: str, factory: str | EngineFactory) -> None:
+        """Add or replace a backend type: a ``"module:callable"`` path or the factory itself."""
+        self._factories[type] = factory
+
+    @property
+    def types(self) -> list[str]:
+        return sorted(self._factories)
+
+    def get(self, backend: BackendConfig) -> Engine:
+        """The engine for ``backend``, built the first time it is asked for."""
+        key = _key(backend)
+        engine = self._engines.get(key)
+        if engine is None:
+            engine = self._factory(backend.type)(backend, self._secrets)
+            self._engines[key] = engine
+        return engine
+
+    def _factory(self, type_: str) -> EngineFactory:
+        spec = self._factories.get(type_)
+        if spec is None:
+            known = ", ".join(self.types)
+            raise ServiceUnavailable(f"unknown backend type {type_!r} (known: {known})")
+        if not isinstance(spec, str):
+            return spec
+        module_name, _, attr = spec.partition(":")
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError as exc:
+            raise ServiceUnavailable(
+                f"backend type {type_!r} is not available here: {exc}", backend_type=type_
+            ) from exc
+        factory = getattr(module, attr or "create", None)
+        if not callable(factory):
+            raise ServiceUnavailable(f"backend type {type_!r}: {spec} is not a factory")
+        self._factories[type_] = factory
+        return cast(EngineFactory, factory)
+
+    async def close(self) -> None:
+        """Unload every engine built so far; one failing to unload does not stop the others."""
+        engines, self._engines = list(self._engines.values()), {}
+        for engine in engines:
+            try:
+                await engine.unload()
+            except Exception:
+                log.exception("engine failed to unload", extra={"backend": engine.name})

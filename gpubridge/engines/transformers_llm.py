@@ -1,0 +1,268 @@
+"""Local text generation with transformers (``AutoModelForCausalLM``), streamed token by token.
+
+torch and transformers are imported inside the functions that need them; those run in worker
+threads, so neither building this engine nor importing this module blocks the event loop.
+Generation runs in a worker thread and hands each decoded piece to the event loop through
+transformers' ``AsyncTextIteratorStreamer``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from gpubridge.engines.base import (
+    BackendConfig,
+    Emit,
+    EngineEvent,
+    EngineRequest,
+    EngineResult,
+    ModelRef,
+    Usage,
+)
+from gpubridge.engines.inputs import Message, Sampling, chat_messages, message_text, sampling
+from gpubridge.engines.local import pick_device, release_memory, resolve_source
+from gpubridge.engines.residency import Resident
+from gpubridge.engines.stops import StopScanner
+from gpubridge.errors import BackendError
+
+if TYPE_CHECKING:
+    import torch
+
+DEFAULT_MAX_TOKENS = 256
+
+
+@dataclass
+class LoadedLM:
+    """A tokenizer and causal LM ready on ``device`` (transformers' own types are too loose to
+    check calls against, so both are ``Any``)."""
+
+    tokenizer: Any
+    model: Any
+    device: str
+
+
+@dataclass
+class _Generated:
+    completion_tokens: int
+    ended_with_eos: bool
+    seconds: float
+
+
+def load_causal_lm(source: str, device: str | None, dtype: str | None) -> LoadedLM:
+    """Load tokenizer and model from ``source`` (a local directory or a hub id already cached)."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    device = pick_device(device)
+    path, local_only = resolve_source(source)
+    tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=local_only)
+    torch_dtype = getattr(torch, dtype) if dtype and dtype != "auto" else dtype
+    if torch_dtype is None:
+        torch_dtype = "auto" if device.startswith("cuda") else torch.float32
+    model: Any = AutoModelForCausalLM.from_pretrained(
+        path, local_files_only=local_only, dtype=torch_dtype
+    )
+    model.to(device)
+    model.eval()
+    return LoadedLM(tokenizer=tokenizer, model=model, device=device)
+
+
+def _prompt_ids(loaded: LoadedLM, messages: list[Message]) -> dict[str, torch.Tensor]:
+    """Token ids for the conversation: the chat template if the tokenizer has one."""
+    tokenizer = loaded.tokenizer
+    if getattr(tokenizer, "chat_template", None):
+        encoded = tokenizer.apply_chat_template(
+            [{"role": m["role"], "content": message_text(m)} for m in messages],
+            add_generation_prompt=True,
+            tokenize=True,
+            return_dict=True,
+            return_tensors="pt",
+        )
+    else:
+        if len(messages) == 1 or (len(messages) == 2 and messages[0]["role"] == "system"):
+            text = "\n\n".join(message_text(m) for m in messages)
+        else:
+            lines = [f"{m['role']}: {message_text(m)}" for m in messages]
+            text = "\n".join([*lines, "assistant:"])
+        encoded = tokenizer(text, return_tensors="pt")
+    return {k: v.to(loaded.device) for k, v in encoded.items()}
+
+
+class _Abort:
+    """A stopping criterion that ends generation once ``event`` is set (stop string, cancel)."""
+
+    def __init__(self, event: threading.Event) -> None:
+        self.event = event
+
+    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor, **kwargs: Any) -> Any:
+        import torch
+
+        return torch.full(
+            (input_ids.shape[0],), self.event.is_set(), dtype=torch.bool, device=input_ids.device
+        )
+
+
+def _generate(
+    loaded: LoadedLM,
+    inputs: dict[str, torch.Tensor],
+    params: Sampling,
+    max_tokens: int,
+    streamer: Any,
+    abort: threading.Event,
+) -> _Generated:
+    """Run ``generate`` (in a worker thread), feeding ``streamer``; the stream always ends."""
+    try:
+        return _generate_into(loaded, inputs, params, max_tokens, streamer, abort)
+    except BaseException:
+        streamer.end()
+        raise
+
+
+def _ids(value: Any) -> set[int]:
+    if value is None:
+        return set()
+    return {int(v) for v in value} if isinstance(value, list | tuple) else {int(value)}
+
+
+def _generate_into(
+    loaded: LoadedLM,
+    inputs: dict[str, torch.Tensor],
+    params: Sampling,
+    max_tokens: int,
+    streamer: Any,
+    abort: threading.Event,
+) -> _Generated:
+    import torch
+    from transformers import StoppingCriteriaList
+
+    options: dict[str, Any] = {"max_new_tokens": max_tokens}
+    if params.temperature is not None:
+        if params.temperature <= 0:
+            options["do_sample"] = False
+        else:
+            options.update(do_sample=True, temperature=params.temperature)
+    if params.top_p is not None:
+        options["top_p"] = params.top_p
+    tokenizer = loaded.tokenizer
+    pad = tokenizer.pad_token_id
+    if pad is None:
+        pad = tokenizer.eos_token_id
+    started = time.perf_counter()
+    if params.seed is not None:
+        # Seeds torch's global generator: exact only while one generation runs at a time.
+        torch.manual_seed(params.seed)
+    with torch.inference_mode():
+        output = loaded.model.generate(
+            **inputs,
+            **options,
+            pad_token_id=pad,
+            streamer=streamer,
+            stopping_criteria=StoppingCriteriaList([_Abort(abort)]),
+        )
+    seconds = time.perf_counter() - started
+    new_tokens = output[0, inputs["input_ids"].shape[1] :].tolist()
+    eos = _ids(tokenizer.eos_token_id) | _ids(loaded.model.generation_config.eos_token_id)
+    return _Generated(
+        completion_tokens=len(new_tokens),
+        ended_with_eos=bool(new_tokens) and new_tokens[-1] in eos,
+        seconds=seconds,
+    )
+
+
+class TransformersLLM:
+    """An ``Engine`` generating text with a local causal LM; models load once and stay."""
+
+    def __init__(self, config: BackendConfig) -> None:
+        self.name = config.name
+        self._device: str | None = config.options.get("device")
+        self._dtype: str | None = config.options.get("dtype")
+        self._default_max_tokens = int(config.options.get("max_tokens", DEFAULT_MAX_TOKENS))
+        self._models: Resident[LoadedLM] = Resident()
+
+    async def _loaded(self, model: ModelRef) -> LoadedLM:
+        try:
+            return await self._models.get(
+                model.source, lambda: load_causal_lm(model.source, self._device, self._dtype)
+            )
+        except (OSError, ValueError, RuntimeError) as exc:
+            raise BackendError(f"{self.name}: could not load {model.source}: {exc}") from exc
+
+    async def load(self, model: ModelRef) -> None:
+        await self._loaded(model)
+
+    async def run(self, request: EngineRequest, emit: Emit) -> EngineResult:
+        messages = chat_messages(request.input)
+        params = sampling(request.input)
+        loaded = await self._loaded(request.model)
+        inputs = await asyncio.to_thread(_prompt_ids, loaded, messages)
+        max_tokens = params.max_tokens or self._default_max_tokens
+
+        from transformers import AsyncTextIteratorStreamer
+
+        streamer = AsyncTextIteratorStreamer(
+            loaded.tokenizer, skip_prompt=True, skip_special_tokens=True
+        )
+        abort = threading.Event()
+        worker = asyncio.ensure_future(
+            asyncio.to_thread(_generate, loaded, inputs, params, max_tokens, streamer, abort)
+        )
+        scanner = StopScanner(params.stop)
+        pieces: list[str] = []
+        try:
+            async for piece in streamer:
+                text = scanner.feed(piece)
+                if text:
+                    pieces.append(text)
+                    await emit(EngineEvent("token", {"text": text}))
+                if scanner.stopped:
+                    abort.set()
+            rest = scanner.flush()
+            if rest:
+                pieces.append(rest)
+                await emit(EngineEvent("token", {"text": rest}))
+            try:
+                generated = await worker
+            except Exception as exc:
+                raise BackendError(f"{self.name}: generation failed: {exc!r}") from exc
+        finally:
+            if not worker.done():
+                # Cancelled or failed while generating: stop the worker thread at its next token.
+                abort.set()
+                worker.add_done_callback(_ignore_outcome)
+        if scanner.stopped or generated.ended_with_eos:
+            finish_reason = "stop"
+        else:
+            finish_reason = "length" if generated.completion_tokens >= max_tokens else "stop"
+        return EngineResult(
+            output={
+                "text": "".join(pieces),
+                "finish_reason": finish_reason,
+                "model": request.model.id,
+            },
+            usage=Usage(
+                prompt_tokens=int(inputs["input_ids"].shape[1]),
+                completion_tokens=generated.completion_tokens,
+                compute_seconds=generated.seconds,
+            ),
+        )
+
+    async def health(self) -> bool:
+        return True
+
+    async def unload(self) -> None:
+        if self._models.clear():
+            await asyncio.to_thread(release_memory)
+
+
+def _ignore_outcome(future: asyncio.Future[Any]) -> None:
+    if not future.cancelled():
+        future.exception()
+
+
+def create(config: BackendConfig, secrets: dict[str, str]) -> TransformersLLM:
+    """The ``transformers-llm`` backend type."""
+    return TransformersLLM(config)
