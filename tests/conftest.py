@@ -13,6 +13,8 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
+from tests.support.tiny_models import build_tiny_llm, build_tiny_sentence_model
+
 PG_ADMIN_DSN = os.environ.get("GPUBRIDGE_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
 
 
@@ -72,3 +74,21 @@ async def database(database_url: str) -> AsyncIterator[object]:
     await db.create_all()
     yield db
     await db.dispose()
+
+
+@pytest.fixture(scope="session")
+def tiny_llm_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny random Llama-style model with a chat template."""
+    return build_tiny_llm(tmp_path_factory.mktemp("tiny-llm"))
+
+
+@pytest.fixture(scope="session")
+def tiny_plain_llm_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The same kind of model, with no chat template."""
+    return build_tiny_llm(tmp_path_factory.mktemp("tiny-plain-llm"), chat_template=False)
+
+
+@pytest.fixture(scope="session")
+def tiny_sentence_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny random BERT with mean pooling, as a sentence-transformers directory."""
+    return build_tiny_sentence_model(tmp_path_factory.mktemp("tiny-sentence"))
