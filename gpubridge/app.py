@@ -13,13 +13,13 @@ from starlette.applications import Starlette
 
 from gpubridge.catalog import Catalog
 from gpubridge.db import Database
-from gpubridge.db.migrate import upgrade_to_head
 from gpubridge.engines.registry import EngineRegistry
 from gpubridge.engines.router import Router
 from gpubridge.gateway import Gateway
 from gpubridge.http_api import build_routes
 from gpubridge.http_api.errors import EXCEPTION_HANDLERS
 from gpubridge.jobs.webhooks import WebhookSender
+from gpubridge.mcp_server import build_server, mcp_http, serve_stdio
 from gpubridge.money import usd_to_micros
 from gpubridge.payments.accounts import Accounts
 from gpubridge.settings import Settings
@@ -63,6 +63,8 @@ def build_components(settings: Settings) -> Components:
 
 async def prepare_database(components: Components) -> None:
     if components.settings.auto_migrate:
+        from gpubridge.db.migrate import upgrade_to_head  # alembic is only needed here
+
         await asyncio.to_thread(upgrade_to_head, components.db.url)
 
 
@@ -70,21 +72,36 @@ def create_app(settings: Settings | None = None) -> Starlette:
     """The HTTP application with its lifespan (database, dispatcher, engines)."""
     settings = settings or Settings()
     components = build_components(settings)
+    mcp = mcp_http(components.gateway)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await prepare_database(components)
         await components.gateway.start()
         try:
-            yield
+            async with mcp.run():
+                yield
         finally:
             await components.close()
 
     app = Starlette(
-        routes=build_routes(),
+        routes=[*build_routes(), *mcp.routes()],
         exception_handlers=dict(EXCEPTION_HANDLERS),
         lifespan=lifespan,
     )
     app.state.gateway = components.gateway
     app.state.components = components
+    app.state.mcp = mcp
     return app
+
+
+async def serve_mcp_stdio(settings: Settings) -> None:
+    """The MCP server on stdin/stdout over a local gateway, billing ``settings.api_key``."""
+    components = build_components(settings)
+    api_key = settings.api_key.get_secret_value() if settings.api_key else None
+    try:
+        await prepare_database(components)
+        await components.gateway.start()
+        await serve_stdio(build_server(components.gateway, local_api_key=api_key))
+    finally:
+        await components.close()

@@ -36,6 +36,17 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=None, help="port (default 8000)")
     serve.set_defaults(handler=_serve)
 
+    mcp = commands.add_parser(
+        "mcp", help="serve MCP over stdio (for desktop agents); bills GPUBRIDGE_API_KEY"
+    )
+    mcp.add_argument(
+        "--remote",
+        metavar="URL",
+        default=None,
+        help="forward to a remote gpubridge's /mcp instead of running jobs here",
+    )
+    mcp.set_defaults(handler=_mcp)
+
     catalog = commands.add_parser("catalog", help="print the services and their prices")
     catalog.add_argument(
         "--yaml", action="store_true", help="print the packaged catalog.yaml to start your own"
@@ -66,6 +77,20 @@ def _serve(args: argparse.Namespace) -> int:
     port = args.port or settings.port
     app = create_app(settings)
     uvicorn.run(app, host=host, port=port, access_log=False, log_level="info")
+    return 0
+
+
+def _mcp(args: argparse.Namespace) -> int:
+    settings = Settings()
+    if args.remote:
+        from gpubridge.mcp_server.remote import serve_remote
+
+        api_key = settings.api_key.get_secret_value() if settings.api_key else None
+        asyncio.run(serve_remote(args.remote, api_key))
+        return 0
+    from gpubridge.app import serve_mcp_stdio
+
+    asyncio.run(serve_mcp_stdio(settings))
     return 0
 
 

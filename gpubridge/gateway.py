@@ -15,7 +15,7 @@ from typing import Any
 
 from sqlalchemy.exc import IntegrityError
 
-from gpubridge.catalog import Catalog, Service
+from gpubridge.catalog import Catalog, ModelSpec, Service
 from gpubridge.db import Database
 from gpubridge.db.engine import utcnow
 from gpubridge.engines.base import EngineEvent, EngineRequest
@@ -38,6 +38,8 @@ from gpubridge.money import micros_to_usd
 from gpubridge.payments import ledger
 from gpubridge.payments.accounts import Account, Accounts
 from gpubridge.payments.pricing import discounted, tier_for
+from gpubridge.payments.x402 import X402, Accepted, RequestBinding
+from gpubridge.payments.x402.wallets import Claimed, claim
 from gpubridge.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -50,6 +52,13 @@ class Submitted:
     job: JobRecord
     created: bool
     """False when an Idempotency-Key returned an earlier job."""
+
+
+@dataclass(frozen=True)
+class PaidSubmission:
+    submitted: Submitted
+    payment: Accepted
+    """The settled x402 payment."""
 
 
 class Gateway:
@@ -81,6 +90,7 @@ class Gateway:
             maintenance=self.maintenance,
         )
         self._background: set[asyncio.Task[Any]] = set()
+        self.x402 = X402.from_settings(settings, db)
 
     async def start(self) -> None:
         self.dispatcher.start()
@@ -90,6 +100,8 @@ class Gateway:
         for task in list(self._background):
             task.cancel()
         await asyncio.gather(*self._background, return_exceptions=True)
+        if self.x402 is not None:
+            await self.x402.close()
 
     # -- quotes -------------------------------------------------------------------------
     def estimate(
@@ -135,6 +147,22 @@ class Gateway:
         priority: str | None = None,
     ) -> Submitted:
         """Validate, hold the estimate and create the job; all before any GPU work."""
+        service, model = await self._admit(service_key, payload, webhook_url)
+        return await self._create(
+            account,
+            service,
+            model,
+            payload,
+            webhook_url=webhook_url,
+            idempotency_key=idempotency_key,
+            priority=priority,
+        )
+
+    async def _admit(
+        self, service_key: str, payload: Any, webhook_url: str | None
+    ) -> tuple[Service, ModelSpec]:
+        """Everything that refuses a request before it is charged: the input, a backend,
+        the webhook URL."""
         service = self.catalog.service(service_key)
         model = self.catalog.validate_input(service, payload)
         if not service.backends:
@@ -148,6 +176,19 @@ class Gateway:
                 allow_private=self.settings.allow_private_urls,
                 require_https=not self.settings.allow_private_urls,
             )
+        return service, model
+
+    async def _create(
+        self,
+        account: Account,
+        service: Service,
+        model: ModelSpec,
+        payload: Any,
+        *,
+        webhook_url: str | None,
+        idempotency_key: str | None,
+        priority: str | None,
+    ) -> Submitted:
         request_hash = _request_hash(service.key, payload, webhook_url)
         if idempotency_key is not None:
             earlier = await self._idempotent_replay(account, idempotency_key, request_hash)
@@ -157,20 +198,15 @@ class Gateway:
         quote = self.catalog.quote(service, model, payload)
         job_id = str(uuid.uuid4())
         sync = service.mode == "sync"
+        tier = tier_for(account.lifetime_spend_micros)
+        hold_micros = discounted(quote.estimated_micros, tier.percent)
+        now = utcnow()
         try:
             async with self.db.begin() as conn:
-                lifetime = await ledger.lifetime_spend(conn, account.id)
-                tier = tier_for(lifetime)
-                hold_micros = discounted(quote.estimated_micros, tier.percent)
-                await ledger.hold(
+                await ledger.hold(conn, account.id, hold_micros, job_id=job_id, today=now.date())
+                job = await store.insert_job(
                     conn,
-                    account.id,
-                    hold_micros,
-                    job_id=job_id,
-                    daily_limit_micros=account.daily_limit_micros,
-                )
-                await store.insert_job(
-                    conn,
+                    created_at=now,
                     id=job_id,
                     account_id=account.id,
                     service=service.key,
@@ -185,7 +221,6 @@ class Gateway:
                     hold_micros=hold_micros,
                     discount_percent=tier.percent,
                 )
-                job = await store.get_job(conn, job_id)
         except IntegrityError:
             if idempotency_key is None:
                 raise
@@ -194,12 +229,58 @@ class Gateway:
             if earlier is None:
                 raise
             return Submitted(earlier, created=False)
-        assert job is not None
         if sync:
             self.dispatcher.spawn(job)
         else:
             self.dispatcher.notify()
         return Submitted(job, created=True)
+
+    async def submit_paid(
+        self,
+        payment: str | dict[str, Any] | None,
+        service_key: str,
+        payload: Any,
+        *,
+        resource: str,
+        binding: RequestBinding | None = None,
+        webhook_url: str | None = None,
+        idempotency_key: str | None = None,
+        priority: str | None = None,
+    ) -> PaidSubmission:
+        """Submit a job paid with x402 (a header value or a decoded payment object).
+
+        Without a payment: ``X402Required`` (402) for the job's quoted price. With one: it is
+        verified, reserved and settled before the job exists, and credited to the payer's
+        wallet account, which the job is then held and charged on like any other account.
+        An Idempotency-Key replays within that account only: a retry with a new payment gets
+        the earlier job, and its payment stays in the wallet account as credit.
+        """
+        if self.x402 is None:
+            raise ServiceUnavailable("x402 payments are off on this server", code="x402_disabled")
+        service, model = await self._admit(service_key, payload, webhook_url)
+        quote = self.catalog.quote(service, model, payload)
+        offer = self.x402.offer(
+            quote.estimated_micros, resource, f"{service.name} ({service.key}) job"
+        )
+        if payment is None:
+            raise self.x402.required(offer)
+        accepted = await self.x402.accept(self.x402.decode(payment), offer, binding)
+        submitted = await self._create(
+            accepted.account,
+            service,
+            model,
+            payload,
+            webhook_url=webhook_url,
+            idempotency_key=idempotency_key,
+            priority=priority,
+        )
+        return PaidSubmission(submitted, accepted)
+
+    async def claim_wallet(
+        self, address: str, message: str, signature: str, *, server: str
+    ) -> Claimed:
+        """A new API key for a wallet account, against a fresh message signed by the wallet."""
+        return await claim(self.db, address, message, signature, server=server)
 
     async def _idempotent_replay(
         self, account: Account, key: str, request_hash: str
@@ -280,7 +361,7 @@ class Gateway:
                 raise Conflict(f"job is already {job.status.value}", code="job_not_cancellable")
             cancelled = await store.finish_job(
                 conn,
-                job.id,
+                job,
                 JobStatus.CANCELLED,
                 error={"code": "cancelled", "message": "cancelled by the caller"},
                 from_statuses=ACTIVE,
@@ -290,7 +371,12 @@ class Gateway:
                     "job finished before it could be cancelled", code="job_not_cancellable"
                 )
             await ledger.refund(
-                conn, account.id, job_id=job.id, held_micros=job.hold_micros, memo="cancelled"
+                conn,
+                account.id,
+                job_id=job.id,
+                held_micros=job.hold_micros,
+                held_on=job.created_at.date(),
+                memo="cancelled",
             )
         self.dispatcher.cancel_local(job.id)
         self._announce(cancelled)
@@ -327,7 +413,7 @@ class Gateway:
         async with self.db.begin() as conn:
             finished = await store.finish_job(
                 conn,
-                job.id,
+                job,
                 JobStatus.COMPLETED,
                 output=routed.result.output,
                 usage=usage,
@@ -341,6 +427,7 @@ class Gateway:
                     job_id=job.id,
                     held_micros=job.hold_micros,
                     cost_micros=cost,
+                    held_on=job.created_at.date(),
                 )
         if finished is not None:
             self._announce(finished)
@@ -351,10 +438,15 @@ class Gateway:
     ) -> JobRecord | None:
         error = {"code": code, "message": message, **_jsonable(details)}
         async with self.db.begin() as conn:
-            failed = await store.finish_job(conn, job.id, JobStatus.FAILED, error=error)
+            failed = await store.finish_job(conn, job, JobStatus.FAILED, error=error)
             if failed is not None:
                 await ledger.refund(
-                    conn, job.account_id, job_id=job.id, held_micros=job.hold_micros, memo=code
+                    conn,
+                    job.account_id,
+                    job_id=job.id,
+                    held_micros=job.hold_micros,
+                    held_on=job.created_at.date(),
+                    memo=code,
                 )
         if failed is not None:
             self._announce(failed)
@@ -427,6 +519,8 @@ class Gateway:
         for job in stale:
             if self.dispatcher.task_for(job.id) is None:
                 await self._fail(job, "worker_lost", "the worker running this job stopped")
+        if self.x402 is not None:
+            await self.x402.reconcile()
 
 
 class _ProgressWriter:

@@ -19,6 +19,8 @@ def usd_to_micros(value: str | int | Decimal) -> int:
         amount = Decimal(value)
     except InvalidOperation as exc:
         raise ValueError(f"not a USD amount: {value!r}") from exc
+    if not amount.is_finite():
+        raise ValueError(f"not a USD amount: {value!r}")
     micros = amount * MICROS_PER_USD
     if micros != micros.to_integral_value():
         raise ValueError(f"USD amount has more than 6 decimals: {value!r}")

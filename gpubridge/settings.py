@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
+from typing import Annotated
 
-from pydantic import Field, SecretStr
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
 class Settings(BaseSettings):
@@ -62,6 +64,74 @@ class Settings(BaseSettings):
         description="API keys for remote backends, by backend name (JSON object).",
     )
     model_memory_budget_mb: int = 0
+
+    # x402: pay per request in USDC (defaults: Base mainnet, as the API document says)
+    x402_enabled: bool = Field(
+        default=True, description="Answer unauthenticated paid requests with 402 and accept x402."
+    )
+    x402_network: str = Field(default="eip155:8453", description="CAIP-2 network (x402 v2).")
+    x402_network_v1: str = Field(default="base", description="The network's x402 v1 name.")
+    x402_chain_id: int = Field(default=8453, description="EVM chain id (the EIP-712 domain's).")
+    x402_asset: str = "0x833589fCD6eDb6E08f4c7C32D4f71b54bdA02913"
+    x402_asset_name: str = Field(default="USD Coin", description="The token's EIP-712 name.")
+    x402_asset_version: str = Field(default="2", description="The token's EIP-712 version.")
+    x402_pay_to: str = "0xB0FdC6030B9f30652e8B221B8090d443Dd3C6381"
+    x402_rpc_url: str = Field(default="https://mainnet.base.org", description="JSON-RPC node.")
+    x402_settlement_key: SecretStr | None = Field(
+        default=None,
+        description="Private key that sends transferWithAuthorization (pays gas) to settle.",
+    )
+    x402_facilitator_url: str | None = Field(
+        default=None, description="Settle through this x402 facilitator instead of the key."
+    )
+    x402_max_timeout_s: int = Field(default=300, description="The payment window in seconds.")
+    x402_settle_timeout_s: float = 120.0
+    x402_confirmations: int = Field(
+        default=1, description="Confirmations a tx-hash payment needs up to the large amount."
+    )
+    x402_confirmations_large: int = 5
+    x402_large_payment_usd: int = 10
+    x402_require_tx_signature: bool = Field(
+        default=False,
+        description="Tx-hash payments must carry the payer's signature over the request.",
+    )
+    x402_deny_list: Path | None = Field(
+        default=None, description="File of sanctioned addresses, one per line ('#' comments)."
+    )
+    x402_sanctions_oracle: str | None = Field(
+        default=None, description="On-chain oracle with isSanctioned(address), when set."
+    )
+
+    # MCP
+    api_key: SecretStr | None = Field(
+        default=None,
+        description="The API key `gpubridge mcp` bills over stdio (and sends with --remote).",
+    )
+    mcp_wait_s: float = Field(
+        default=50.0,
+        description=(
+            "How long an MCP tool call waits for its job before returning the job id (below "
+            "the 60 s request timeout common in MCP clients)."
+        ),
+    )
+    mcp_inline_media_bytes: int = Field(
+        default=512 * 1024,
+        description="Base64 images and audio larger than this come back as links, not inline.",
+    )
+    mcp_allowed_hosts: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["localhost", "127.0.0.1", "[::1]"],
+        description="Host names /mcp answers on (any port), comma-separated; '*' allows any.",
+    )
+
+    @field_validator("mcp_allowed_hosts", mode="before")
+    @classmethod
+    def _split_hosts(cls, value: object) -> object:
+        if isinstance(value, str):
+            text = value.strip()
+            if text.startswith("["):
+                return json.loads(text)
+            return [host.strip() for host in text.split(",") if host.strip()]
+        return value
 
     def resolved_database_url(self) -> str:
         if self.database_url:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -117,10 +118,10 @@ def estimate_units(
     if price.unit == "output":
         return int(payload.get("num_outputs", 1))
     if seconds is not None:
-        return max(1, int(seconds + 0.999))
+        return max(1, math.ceil(seconds))
     if price.unit == "audio_second" and isinstance(payload.get("duration_seconds"), int | float):
-        return max(1, int(payload["duration_seconds"] + 0.999))
-    return max(1, int(service.estimated_seconds + 0.999))
+        return max(1, math.ceil(float(payload["duration_seconds"])))
+    return max(1, math.ceil(service.estimated_seconds))
 
 
 def cost_of(price: Price, units: int, payload: dict[str, Any]) -> int:

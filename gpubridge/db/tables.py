@@ -7,6 +7,7 @@ from sqlalchemy import (
     BigInteger,
     CheckConstraint,
     Column,
+    Date,
     DateTime,
     ForeignKey,
     Index,
@@ -44,7 +45,15 @@ accounts = Table(
     Column("balance_micros", Money, nullable=False, default=0),
     Column("lifetime_spend_micros", Money, nullable=False, default=0),
     Column("daily_limit_micros", Money, nullable=False),
+    # Spend of the UTC day ``spend_day`` (holds of running jobs plus captured costs), kept in
+    # the statements that move money so the daily limit costs no aggregate query.
+    Column("spend_day", Date, nullable=True),
+    Column("spend_day_micros", Money, nullable=False, default=0, server_default="0"),
     Column("created_at", UtcTime, nullable=False),
+    # Accounts of x402 payers: the wallet (lowercase 0x address) and the issued-at time of
+    # the last signed claim that got an API key (a claim must be newer than it).
+    Column("wallet_address", String(42), unique=True, nullable=True),
+    Column("wallet_claimed_at", UtcTime, nullable=True),
     CheckConstraint("balance_micros >= 0", name="balance_not_negative"),
 )
 
@@ -114,4 +123,28 @@ webhook_attempts = Table(
     Column("duration_ms", Integer, nullable=False),
     Column("created_at", UtcTime, nullable=False),
     Index("ix_webhook_attempts_job", "job_id"),
+)
+
+# x402 payments, reserved before any work: an EIP-3009 authorization (asset, payer, nonce) or a
+# transaction hash can pay once. ``tx_hash`` is the proof of a tx-hash payment, or the
+# settlement transaction of an EIP-3009 one. Addresses and hashes are lowercase hex.
+x402_payments = Table(
+    "x402_payments",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("kind", String(16), nullable=False),
+    Column("network", String(64), nullable=False),
+    Column("asset", String(42), nullable=False),
+    Column("payer", String(42), nullable=False),
+    Column("nonce", String(66), nullable=True),
+    Column("valid_before", BigInteger, nullable=True),
+    Column("tx_hash", String(66), unique=True, nullable=True),
+    Column("amount_micros", Money, nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("error", String(200), nullable=True),
+    Column("account_id", String(36), ForeignKey("accounts.id"), nullable=True),
+    Column("created_at", UtcTime, nullable=False),
+    Column("settled_at", UtcTime, nullable=True),
+    UniqueConstraint("asset", "payer", "nonce", name="uq_x402_payments_authorization"),
+    Index("ix_x402_payments_status_created", "status", "created_at"),
 )

@@ -9,6 +9,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from gpubridge.errors import GpubridgeError
+from gpubridge.http_api.x402 import x402_required
+from gpubridge.payments.x402 import X402Required
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +55,7 @@ async def unexpected_error(request: Request, exc: Exception) -> Response:
 
 
 EXCEPTION_HANDLERS = {
+    X402Required: x402_required,
     GpubridgeError: domain_error,
     HTTPException: http_error,
     Exception: unexpected_error,

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from sse_starlette.sse import EventSourceResponse
@@ -15,12 +14,20 @@ from gpubridge.errors import BadRequest, InvalidInput
 from gpubridge.gateway import job_view, service_summary
 from gpubridge.http_api.openapi import openapi_document
 from gpubridge.http_api.requests import (
+    bearer_key,
     gateway_of,
     int_param,
     json_object,
     require_account,
 )
-from gpubridge.money import MICROS_PER_USD, micros_to_usd
+from gpubridge.http_api.x402 import (
+    binding_of,
+    claim_wallet,
+    payment_of,
+    receipt_headers,
+    resource_of,
+)
+from gpubridge.money import micros_to_usd, usd_to_micros
 
 PRIORITIES = {"fast", "cheap"}
 
@@ -113,9 +120,9 @@ async def spending_limit(request: Request) -> Response:
     value = body["daily_limit"]
     try:
         if isinstance(value, bool) or not isinstance(value, int | float | str):
-            raise InvalidOperation
-        micros = int(Decimal(str(value)) * MICROS_PER_USD)
-    except InvalidOperation:
+            raise ValueError(value)
+        micros = usd_to_micros(str(value))
+    except ValueError:
         raise InvalidInput(
             "daily_limit must be a number of USD",
             violations=[{"path": "daily_limit", "message": "not a number"}],
@@ -126,7 +133,11 @@ async def spending_limit(request: Request) -> Response:
 
 
 async def run(request: Request) -> Response:
-    account = await require_account(request)
+    gateway = gateway_of(request)
+    # No API key: pay with x402 (the payment, or the 402 asking for one, comes after the
+    # body is validated, so invalid input is still a 422 first).
+    paying = bearer_key(request) is None and gateway.x402 is not None
+    account = None if paying else await require_account(request)
     body = await json_object(request, {"service", "input", "webhook_url"}, {"service", "input"})
     violations = []
     if not isinstance(body["service"], str):
@@ -147,21 +158,36 @@ async def run(request: Request) -> Response:
             "Idempotency-Key must be 1 to 255 characters", code="invalid_idempotency_key"
         )
 
-    gateway = gateway_of(request)
-    submitted = await gateway.submit(
-        account,
-        body["service"],
-        body["input"],
-        webhook_url=webhook_url,
-        idempotency_key=key,
-        priority=priority,
-    )
+    headers: dict[str, str] = {}
+    if account is None:
+        paid = await gateway.submit_paid(
+            payment_of(request),
+            body["service"],
+            body["input"],
+            resource=resource_of(request),
+            binding=await binding_of(request),
+            webhook_url=webhook_url,
+            idempotency_key=key,
+            priority=priority,
+        )
+        submitted, headers = paid.submitted, receipt_headers(paid.payment)
+    else:
+        submitted = await gateway.submit(
+            account,
+            body["service"],
+            body["input"],
+            webhook_url=webhook_url,
+            idempotency_key=key,
+            priority=priority,
+        )
     job = submitted.job
     service = gateway.catalog.service(job.service)
     if service.mode == "sync" and not job.status.is_terminal:
         job = await gateway.wait(job, gateway.settings.sync_wait_s)
     if job.status.is_terminal:
-        return JSONResponse(job_view(job, gateway.settings.public_url), status_code=200)
+        return JSONResponse(
+            job_view(job, gateway.settings.public_url), status_code=200, headers=headers
+        )
     return JSONResponse(
         {
             "job_id": job.id,
@@ -171,6 +197,7 @@ async def run(request: Request) -> Response:
             "estimated_cost_usd": micros_to_usd(job.hold_micros),
         },
         status_code=202,
+        headers=headers,
     )
 
 
@@ -214,6 +241,7 @@ def build_routes() -> list[BaseRoute]:
         Route("/account/webhook-secret", webhook_secret),
         Route("/account/jobs", account_jobs),
         Route("/account/spending-limit", spending_limit, methods=["POST"]),
+        Route("/account/wallet/claim", claim_wallet, methods=["POST"]),
         Route("/run", run, methods=["POST"]),
         Route("/status/{job_id}", status),
         Route("/status/{job_id}/stream", stream),

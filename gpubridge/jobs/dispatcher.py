@@ -44,6 +44,7 @@ class Dispatcher:
         self._running: set[asyncio.Task[Any]] = set()
         self._tasks: list[asyncio.Task[Any]] = []
         self._by_job: dict[str, asyncio.Task[Any]] = {}
+        self._starved = False
 
     def start(self) -> None:
         self._tasks = [asyncio.create_task(self._claim_loop(), name="dispatcher-claim")]
@@ -83,7 +84,9 @@ class Dispatcher:
 
     def _forget(self, task: asyncio.Task[Any], *, job_id: str) -> None:
         self._running.discard(task)
-        self._wake.set()
+        if self._starved:
+            # The last claim was cut short by the concurrency bound: queued jobs may wait.
+            self._wake.set()
         if self._by_job.get(job_id) is task:
             del self._by_job[job_id]
 
@@ -100,6 +103,7 @@ class Dispatcher:
         while True:
             try:
                 free = self.max_concurrency - len(self._running)
+                self._starved = free <= 0
                 if free > 0:
                     async with self.db.begin() as conn:
                         claimed = await claim_pending(
@@ -108,6 +112,7 @@ class Dispatcher:
                     for job in claimed:
                         self.spawn(job)
                     if len(claimed) == free:
+                        self._starved = True
                         continue
             except asyncio.CancelledError:
                 raise

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, func, insert, select, update
+from sqlalchemy import and_, bindparam, func, insert, select, update
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -43,7 +44,10 @@ class JobRecord:
 
     @classmethod
     def from_row(cls, row: Row[Any]) -> JobRecord:
-        m = row._mapping
+        return cls.from_mapping(row._mapping)
+
+    @classmethod
+    def from_mapping(cls, m: Mapping[Any, Any]) -> JobRecord:
         return cls(
             id=m["id"],
             account_id=m["account_id"],
@@ -71,13 +75,20 @@ class JobRecord:
         )
 
 
-async def insert_job(conn: AsyncConnection, **values: Any) -> None:
-    now = utcnow()
-    values.setdefault("created_at", now)
+_INSERT_JOB = insert(jobs)
+
+
+async def insert_job(conn: AsyncConnection, **values: Any) -> JobRecord:
+    """Insert a job row; returns it as stored, without reading it back."""
+    now = values.setdefault("created_at", utcnow())
     values.setdefault("updated_at", now)
     if values.get("status") == JobStatus.RUNNING:
         values.setdefault("started_at", now)
-    await conn.execute(insert(jobs).values(**values))
+    await conn.execute(_INSERT_JOB, values)
+    row: dict[str, Any] = {column.name: None for column in jobs.c}
+    row.update(expired=0, discount_percent=0, cost_micros=None)
+    row.update(values)
+    return JobRecord.from_mapping(row)
 
 
 async def get_job(conn: AsyncConnection, job_id: str) -> JobRecord | None:
@@ -130,9 +141,30 @@ async def claim_pending(
     return claimed
 
 
+_FINISHED_COLUMNS = (
+    "status",
+    "output",
+    "error",
+    "usage",
+    "cost_micros",
+    "backend",
+    "completed_at",
+    "updated_at",
+    "execution_ms",
+)
+# Built once (its compiled form and cache key are reused): the statement that ends every job
+# that ran. Bind names carry a prefix because SET columns reserve their own names.
+_FINISH_RUNNING = (
+    update(jobs)
+    .where(jobs.c.id == bindparam("job"), jobs.c.status == JobStatus.RUNNING.value)
+    .values({name: bindparam(f"new_{name}") for name in _FINISHED_COLUMNS})
+    .returning(*jobs.c)
+)
+
+
 async def finish_job(
     conn: AsyncConnection,
-    job_id: str,
+    job: JobRecord,
     status: JobStatus,
     *,
     output: dict[str, Any] | None = None,
@@ -142,31 +174,32 @@ async def finish_job(
     backend: str | None = None,
     from_statuses: tuple[str, ...] = (JobStatus.RUNNING.value,),
 ) -> JobRecord | None:
-    """Move a job to a terminal status if it is still in ``from_statuses``; None otherwise
-    (someone else finished or cancelled it first)."""
+    """Move a job to a terminal status if it is still in ``from_statuses``, in one guarded
+    statement; None when someone else finished or cancelled it first."""
     now = utcnow()
-    current = await get_job(conn, job_id)
-    if current is None or current.status.value not in from_statuses:
-        return None
-    started = current.started_at or now
-    execution_ms = int((now - started).total_seconds() * 1000) if current.started_at else None
-    result = await conn.execute(
-        update(jobs)
-        .where(jobs.c.id == job_id, jobs.c.status.in_(from_statuses))
-        .values(
-            status=status.value,
-            output=output,
-            error=error,
-            usage=usage,
-            cost_micros=cost_micros,
-            backend=backend or current.backend,
-            completed_at=now,
-            updated_at=now,
-            execution_ms=execution_ms,
+    started = job.started_at
+    values: dict[str, Any] = {
+        "status": status.value,
+        "output": output,
+        "error": error,
+        "usage": usage,
+        "cost_micros": cost_micros,
+        "backend": backend or job.backend,
+        "completed_at": now,
+        "updated_at": now,
+        "execution_ms": int((now - started).total_seconds() * 1000) if started else None,
+    }
+    if from_statuses == (JobStatus.RUNNING.value,):
+        params = {f"new_{name}": value for name, value in values.items()}
+        row = (await conn.execute(_FINISH_RUNNING, {"job": job.id, **params})).first()
+    else:
+        statement = (
+            update(jobs)
+            .where(jobs.c.id == job.id, jobs.c.status.in_(from_statuses))
+            .values(**values)
+            .returning(*jobs.c)
         )
-        .returning(*jobs.c)
-    )
-    row = result.first()
+        row = (await conn.execute(statement)).first()
     return JobRecord.from_row(row) if row else None
 
 

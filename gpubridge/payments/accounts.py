@@ -12,7 +12,6 @@ from dataclasses import dataclass
 
 from sqlalchemy import insert, select, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from gpubridge.db import Database
 from gpubridge.db.engine import utcnow
@@ -31,6 +30,8 @@ class Account:
     email: str | None
     daily_limit_micros: int
     webhook_secret: str
+    lifetime_spend_micros: int = 0
+    """As read at authentication (cached for ``cache_s``): it picks the discount tier."""
 
 
 @dataclass(frozen=True)
@@ -119,12 +120,19 @@ class Accounts:
                         accounts.c.daily_limit_micros,
                         accounts.c.webhook_secret,
                         accounts.c.api_key_hash,
+                        accounts.c.lifetime_spend_micros,
                     ).where(accounts.c.api_key_hash == digest)
                 )
             ).first()
         if row is None or not hmac.compare_digest(row.api_key_hash, digest):
             raise Unauthorized("invalid API key", code="invalid_api_key")
-        account = Account(row.id, row.email, row.daily_limit_micros, row.webhook_secret)
+        account = Account(
+            row.id,
+            row.email,
+            row.daily_limit_micros,
+            row.webhook_secret,
+            int(row.lifetime_spend_micros),
+        )
         if len(self._cache) > 10_000:
             self._cache.clear()
         self._cache[digest] = (now + self.cache_s, account)
@@ -153,9 +161,3 @@ class Accounts:
                 .values(daily_limit_micros=limit_micros)
             )
         self._cache.clear()
-
-
-async def lock_account(conn: AsyncConnection, account_id: str) -> None:
-    """Serialize money movements of one account (row lock on PostgreSQL; SQLite has one
-    writer connection, so its transactions are serial already)."""
-    await conn.execute(select(accounts.c.id).where(accounts.c.id == account_id).with_for_update())

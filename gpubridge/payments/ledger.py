@@ -16,21 +16,21 @@ update is lost under concurrency. The functions here take the caller's transacti
 
 from __future__ import annotations
 
-from datetime import datetime, time, timedelta
+from datetime import date
 from typing import Any
 
-from sqlalchemy import case, func, insert, select, update
+from sqlalchemy import ColumnElement, bindparam, case, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from gpubridge.db.engine import utcnow
-from gpubridge.db.tables import accounts, jobs, ledger_entries
+from gpubridge.db.tables import accounts, ledger_entries
 from gpubridge.errors import InsufficientCredits, NotFound, SpendingLimitExceeded
 from gpubridge.money import micros_to_usd
-from gpubridge.payments.accounts import lock_account
+
+LedgerEntry = dict[str, Any]
 
 
-async def _entry(
-    conn: AsyncConnection,
+def _row(
     account_id: str,
     kind: str,
     *,
@@ -39,29 +39,62 @@ async def _entry(
     job_id: str | None = None,
     memo: str = "",
     reference: str | None = None,
-) -> None:
-    await conn.execute(
-        insert(ledger_entries).values(
-            account_id=account_id,
-            job_id=job_id,
-            kind=kind,
-            available_delta=available,
-            held_delta=held,
-            memo=memo[:200],
-            reference=reference,
-            created_at=utcnow(),
-        )
-    )
+) -> LedgerEntry:
+    return {
+        "account_id": account_id,
+        "job_id": job_id,
+        "kind": kind,
+        "available_delta": available,
+        "held_delta": held,
+        "memo": memo[:200],
+        "reference": reference,
+        "created_at": utcnow(),
+    }
 
 
-async def _add_balance(conn: AsyncConnection, account_id: str, delta: int) -> None:
-    result = await conn.execute(
-        update(accounts)
-        .where(accounts.c.id == account_id)
-        .values(balance_micros=accounts.c.balance_micros + delta)
+async def _append(conn: AsyncConnection, *entries: LedgerEntry) -> None:
+    await conn.execute(_INSERT_ENTRY, entries[0] if len(entries) == 1 else list(entries))
+
+
+# The hot-path statements are built once: SQLAlchemy then reuses their compiled form and cache
+# key instead of rebuilding both on every request.
+_INSERT_ENTRY = insert(ledger_entries)
+_SPENT_TODAY = case(
+    (accounts.c.spend_day == bindparam("today"), accounts.c.spend_day_micros), else_=0
+)
+_HOLD = (
+    update(accounts)
+    .where(
+        accounts.c.id == bindparam("account"),
+        accounts.c.balance_micros >= bindparam("micros"),
+        _SPENT_TODAY + bindparam("micros") <= accounts.c.daily_limit_micros,
     )
-    if result.rowcount != 1:
-        raise NotFound("account not found", code="account_not_found")
+    .values(
+        balance_micros=accounts.c.balance_micros - bindparam("micros"),
+        spend_day=bindparam("today"),
+        spend_day_micros=_SPENT_TODAY + bindparam("micros"),
+    )
+)
+_GIVE_BACK = (
+    update(accounts)
+    .where(accounts.c.id == bindparam("account"))
+    .values(
+        balance_micros=accounts.c.balance_micros + bindparam("returned"),
+        lifetime_spend_micros=accounts.c.lifetime_spend_micros + bindparam("spent"),
+        spend_day_micros=case(
+            (
+                accounts.c.spend_day == bindparam("held_on"),
+                accounts.c.spend_day_micros - bindparam("returned"),
+            ),
+            else_=accounts.c.spend_day_micros,
+        ),
+    )
+)
+
+
+def _spent_on(day: date) -> ColumnElement[int]:
+    """The account's spend counter as it stands for ``day`` (zero if it counts another day)."""
+    return case((accounts.c.spend_day == day, accounts.c.spend_day_micros), else_=0)
 
 
 async def credit(
@@ -77,79 +110,99 @@ async def credit(
     a second credit with the same reference violates a unique constraint."""
     if micros <= 0:
         raise ValueError("a credit must be positive")
-    await _entry(conn, account_id, kind, available=micros, held=0, memo=memo, reference=reference)
-    await _add_balance(conn, account_id, micros)
+    await _append(
+        conn, _row(account_id, kind, available=micros, held=0, memo=memo, reference=reference)
+    )
+    result = await conn.execute(
+        update(accounts)
+        .where(accounts.c.id == account_id)
+        .values(balance_micros=accounts.c.balance_micros + micros)
+    )
+    if result.rowcount != 1:
+        raise NotFound("account not found", code="account_not_found")
 
 
 async def hold(
-    conn: AsyncConnection,
-    account_id: str,
-    micros: int,
-    *,
-    job_id: str,
-    daily_limit_micros: int,
+    conn: AsyncConnection, account_id: str, micros: int, *, job_id: str, today: date | None = None
 ) -> None:
-    """Reserve ``micros`` for a job, enforcing the daily limit and the balance."""
-    await lock_account(conn, account_id)
-    spent_today = await daily_spend(conn, account_id)
-    if spent_today + micros > daily_limit_micros:
+    """Reserve ``micros`` for a job, enforcing the balance and the daily limit (of the UTC day
+    ``today``) in one guarded statement: atomic under concurrency on SQLite and PostgreSQL."""
+    today = today or utcnow().date()
+    result = await conn.execute(_HOLD, {"account": account_id, "micros": micros, "today": today})
+    if result.rowcount != 1:
+        await _refuse_hold(conn, account_id, micros, today)
+    await _append(conn, _row(account_id, "hold", available=-micros, held=micros, job_id=job_id))
+
+
+async def _refuse_hold(conn: AsyncConnection, account_id: str, micros: int, today: date) -> None:
+    row = (
+        await conn.execute(
+            select(
+                accounts.c.balance_micros, accounts.c.daily_limit_micros, _spent_on(today)
+            ).where(accounts.c.id == account_id)
+        )
+    ).first()
+    if row is None:
+        raise NotFound("account not found", code="account_not_found")
+    balance, limit, spent = int(row[0]), int(row[1]), int(row[2])
+    if spent + micros > limit:
         raise SpendingLimitExceeded(
             f"this job (${micros_to_usd(micros):.6f}) would take today's spend past the daily "
-            f"limit of ${micros_to_usd(daily_limit_micros):.2f}; raise it with "
-            "POST /account/spending-limit",
-            daily_spend=micros_to_usd(spent_today),
-            daily_limit=micros_to_usd(daily_limit_micros),
+            f"limit of ${micros_to_usd(limit):.2f}; raise it with POST /account/spending-limit",
+            daily_spend=micros_to_usd(spent),
+            daily_limit=micros_to_usd(limit),
         )
-    result = await conn.execute(
-        update(accounts)
-        .where(accounts.c.id == account_id, accounts.c.balance_micros >= micros)
-        .values(balance_micros=accounts.c.balance_micros - micros)
+    raise InsufficientCredits(
+        f"insufficient credits: this job needs ${micros_to_usd(micros):.6f}, "
+        f"the balance is ${micros_to_usd(balance):.6f}",
+        required=micros_to_usd(micros),
+        balance=micros_to_usd(balance),
     )
-    if result.rowcount != 1:
-        balance = await available_balance(conn, account_id)
-        raise InsufficientCredits(
-            f"insufficient credits: this job needs ${micros_to_usd(micros):.6f}, "
-            f"the balance is ${micros_to_usd(balance):.6f}",
-            required=micros_to_usd(micros),
-            balance=micros_to_usd(balance),
-        )
-    await _entry(conn, account_id, "hold", available=-micros, held=micros, job_id=job_id)
 
 
 async def capture(
-    conn: AsyncConnection, account_id: str, *, job_id: str, held_micros: int, cost_micros: int
+    conn: AsyncConnection,
+    account_id: str,
+    *,
+    job_id: str,
+    held_micros: int,
+    cost_micros: int,
+    held_on: date,
 ) -> None:
-    """Spend ``cost_micros`` of a job's hold and release the rest."""
+    """Spend ``cost_micros`` of a job's hold (placed on ``held_on``) and release the rest."""
     if not 0 <= cost_micros <= held_micros:
         raise ValueError("a capture must be between zero and the amount held")
-    await _entry(conn, account_id, "capture", available=0, held=-cost_micros, job_id=job_id)
     rest = held_micros - cost_micros
+    entries = [_row(account_id, "capture", available=0, held=-cost_micros, job_id=job_id)]
     if rest:
-        await _entry(conn, account_id, "release", available=rest, held=-rest, job_id=job_id)
+        entries.append(_row(account_id, "release", available=rest, held=-rest, job_id=job_id))
+    await _append(conn, *entries)
     await conn.execute(
-        update(accounts)
-        .where(accounts.c.id == account_id)
-        .values(
-            balance_micros=accounts.c.balance_micros + rest,
-            lifetime_spend_micros=accounts.c.lifetime_spend_micros + cost_micros,
-        )
+        _GIVE_BACK,
+        {"account": account_id, "returned": rest, "spent": cost_micros, "held_on": held_on},
     )
 
 
 async def refund(
-    conn: AsyncConnection, account_id: str, *, job_id: str, held_micros: int, memo: str = ""
+    conn: AsyncConnection,
+    account_id: str,
+    *,
+    job_id: str,
+    held_micros: int,
+    held_on: date,
+    memo: str = "",
 ) -> None:
-    """Return a failed or cancelled job's whole hold."""
-    await _entry(
+    """Return a failed or cancelled job's whole hold (placed on ``held_on``)."""
+    await _append(
         conn,
-        account_id,
-        "refund",
-        available=held_micros,
-        held=-held_micros,
-        job_id=job_id,
-        memo=memo,
+        _row(
+            account_id, "refund", available=held_micros, held=-held_micros, job_id=job_id, memo=memo
+        ),
     )
-    await _add_balance(conn, account_id, held_micros)
+    await conn.execute(
+        _GIVE_BACK,
+        {"account": account_id, "returned": held_micros, "spent": 0, "held_on": held_on},
+    )
 
 
 async def available_balance(conn: AsyncConnection, account_id: str) -> int:
@@ -172,26 +225,9 @@ async def ledger_totals(conn: AsyncConnection, account_id: str) -> tuple[int, in
     return int(row[0]), int(row[1])
 
 
-def start_of_utc_day(now: datetime | None = None) -> datetime:
-    now = now or utcnow()
-    return datetime.combine(now.date(), time.min, tzinfo=now.tzinfo)
-
-
-async def daily_spend(conn: AsyncConnection, account_id: str, now: datetime | None = None) -> int:
+async def daily_spend(conn: AsyncConnection, account_id: str) -> int:
     """Today's spend (UTC day): captured costs plus holds of jobs still running."""
-    since = start_of_utc_day(now)
-    amount = case(
-        (jobs.c.status.in_(("pending", "running")), jobs.c.hold_micros),
-        (jobs.c.status == "completed", func.coalesce(jobs.c.cost_micros, 0)),
-        else_=0,
-    )
-    value = await conn.scalar(
-        select(func.coalesce(func.sum(amount), 0)).where(
-            jobs.c.account_id == account_id,
-            jobs.c.created_at >= since,
-            jobs.c.created_at < since + timedelta(days=1),
-        )
-    )
+    value = await conn.scalar(select(_spent_on(utcnow().date())).where(accounts.c.id == account_id))
     return int(value or 0)
 
 
@@ -204,7 +240,9 @@ async def account_summary(conn: AsyncConnection, account_id: str) -> dict[str, A
         "lifetime_spend_micros": int(row.lifetime_spend_micros),
         "daily_limit_micros": int(row.daily_limit_micros),
         "email": row.email,
-        "daily_spend_micros": await daily_spend(conn, account_id),
+        "daily_spend_micros": (
+            int(row.spend_day_micros) if row.spend_day == utcnow().date() else 0
+        ),
     }
 
 

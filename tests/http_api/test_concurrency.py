@@ -69,10 +69,16 @@ async def test_two_gateway_replicas_on_one_postgres_claim_each_job_once(
         ):
             key = await register(client_a)
             await app_a.state.gateway.grant("you@example.com", 10_000_000)
+            dispatchers = [app_a.state.gateway.dispatcher, app_b.state.gateway.dispatcher]
+            # Queue every job first, then let both replicas race for them.
+            for dispatcher in dispatchers:
+                await dispatcher.stop()
             ids = [
                 (await client_a.post("/run", json=PROMPT, headers=auth(key))).json()["job_id"]
                 for _ in range(jobs_total)
             ]
+            for dispatcher in dispatchers:
+                dispatcher.start()
             async with asyncio.timeout(30):
                 while True:
                     async with app_a.state.gateway.db.connect() as conn:

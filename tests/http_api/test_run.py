@@ -63,7 +63,8 @@ async def test_invalid_input_is_a_422_listing_every_violation_and_charges_nothin
 
 async def test_requests_without_a_valid_key_are_refused(gateway):
     _, client = gateway
-    assert (await client.post("/run", json=PROMPT)).status_code == 401
+    # No key at all asks for an x402 payment (tests/http_api/test_x402.py); a bad key is 401.
+    assert (await client.post("/run", json=PROMPT)).status_code == 402
     response = await client.post("/run", json=PROMPT, headers=auth("gpub_not-a-key"))
     assert response.status_code == 401
     assert response.json()["error"]["code"] == "invalid_api_key"
@@ -181,3 +182,13 @@ async def test_registering_the_same_email_twice_is_a_conflict(gateway):
     assert again.status_code == 409
     bad = await client.post("/account/register", json={"email": "not-an-email"})
     assert bad.status_code == 400
+
+
+async def test_a_spending_limit_that_is_not_a_finite_amount_is_a_422(gateway):
+    app, client = gateway
+    key = await funded(app, client)
+    headers = {**auth(key), "Content-Type": "application/json"}
+    for value in ('"Infinity"', '"NaN"', "1e400", "NaN", '"ten"', "true", "null"):
+        body = '{"daily_limit": ' + value + "}"
+        response = await client.post("/account/spending-limit", content=body, headers=headers)
+        assert response.status_code == 422, (value, response.text)

@@ -9,12 +9,13 @@ import pytest
 from sqlalchemy import insert, update
 
 from gpubridge.db.engine import utcnow
-from gpubridge.db.tables import jobs
+from gpubridge.db.tables import accounts, jobs
 from gpubridge.errors import InsufficientCredits, SpendingLimitExceeded
 from gpubridge.payments import ledger
 from gpubridge.payments.accounts import Accounts
 
 LIMIT = 50_000_000
+TODAY = utcnow().date()
 
 
 async def funded_account(database, micros: int) -> str:
@@ -28,7 +29,10 @@ async def funded_account(database, micros: int) -> str:
 async def hold_job(database, account_id: str, micros: int, limit: int = LIMIT) -> str:
     job_id = str(uuid.uuid4())
     async with database.begin() as conn:
-        await ledger.hold(conn, account_id, micros, job_id=job_id, daily_limit_micros=limit)
+        await conn.execute(
+            update(accounts).where(accounts.c.id == account_id).values(daily_limit_micros=limit)
+        )
+        await ledger.hold(conn, account_id, micros, job_id=job_id)
         now = utcnow()
         await conn.execute(
             insert(jobs).values(
@@ -52,7 +56,9 @@ async def test_capture_spends_the_cost_and_releases_the_rest(database):
     job = await hold_job(database, account, 4_000)
     async with database.begin() as conn:
         assert await ledger.available_balance(conn, account) == 6_000
-        await ledger.capture(conn, account, job_id=job, held_micros=4_000, cost_micros=1_234)
+        await ledger.capture(
+            conn, account, job_id=job, held_micros=4_000, cost_micros=1_234, held_on=TODAY
+        )
     async with database.connect() as conn:
         assert await ledger.available_balance(conn, account) == 10_000 - 1_234
         assert await ledger.ledger_totals(conn, account) == (10_000 - 1_234, 0)
@@ -63,7 +69,7 @@ async def test_refund_returns_the_whole_hold(database):
     account = await funded_account(database, 10_000)
     job = await hold_job(database, account, 4_000)
     async with database.begin() as conn:
-        await ledger.refund(conn, account, job_id=job, held_micros=4_000)
+        await ledger.refund(conn, account, job_id=job, held_micros=4_000, held_on=TODAY)
     async with database.connect() as conn:
         assert await ledger.available_balance(conn, account) == 10_000
         assert await ledger.ledger_totals(conn, account) == (10_000, 0)
@@ -83,7 +89,9 @@ async def test_the_daily_limit_counts_running_holds_and_captured_costs(database)
     account = await funded_account(database, 100_000_000)
     first = await hold_job(database, account, 600_000, limit=1_000_000)
     async with database.begin() as conn:
-        await ledger.capture(conn, account, job_id=first, held_micros=600_000, cost_micros=500_000)
+        await ledger.capture(
+            conn, account, job_id=first, held_micros=600_000, cost_micros=500_000, held_on=TODAY
+        )
         await conn.execute(
             update(jobs).where(jobs.c.id == first).values(status="completed", cost_micros=500_000)
         )

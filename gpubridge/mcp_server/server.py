@@ -1,0 +1,115 @@
+"""The MCP server: the catalog's services as tools, and the catalog as a resource."""
+
+from __future__ import annotations
+
+import json
+from importlib.metadata import PackageNotFoundError, version
+from typing import Any
+
+from mcp.server import Server, ServerRequestContext
+from mcp.shared.exceptions import MCPError
+from mcp_types import (
+    INVALID_PARAMS,
+    CallToolRequestParams,
+    CallToolResult,
+    ListResourcesResult,
+    ListToolsResult,
+    PaginatedRequestParams,
+    ReadResourceRequestParams,
+    ReadResourceResult,
+    Resource,
+    TextResourceContents,
+)
+
+from gpubridge.gateway import Gateway, service_summary
+from gpubridge.mcp_server.caller import caller_of
+from gpubridge.mcp_server.calls import ToolCalls
+from gpubridge.mcp_server.errors import guarded
+from gpubridge.mcp_server.progress import Progress
+from gpubridge.mcp_server.tools import ESTIMATE_COST, GET_JOB, ToolSet
+
+CATALOG_URI = "gpubridge://catalog"
+
+INSTRUCTIONS = f"""\
+gpubridge runs AI models on GPUs: each tool is one service (LLMs, embeddings, vision, image,
+video, speech, music, utilities), billed per call from prepaid credits. A call waits for its
+job and reports progress; a job that takes longer returns its job_id, which {GET_JOB} finishes.
+{ESTIMATE_COST} prices a call beforehand; the resource {CATALOG_URI} lists every service."""
+
+
+def build_server(gateway: Gateway, *, local_api_key: str | None = None) -> Server[Any]:
+    """A low-level MCP server over ``gateway``.
+
+    ``local_api_key`` pays for calls that arrive without an HTTP request (stdio); calls over
+    HTTP are paid only by their own ``Authorization: Bearer`` key.
+    """
+    tools = ToolSet(gateway.catalog, gateway.settings.mcp_wait_s)
+    calls = ToolCalls(gateway, tools)
+    public_url = gateway.settings.public_url
+
+    async def list_tools(
+        ctx: ServerRequestContext[Any], params: PaginatedRequestParams | None
+    ) -> ListToolsResult:
+        return ListToolsResult(tools=tools.tools)
+
+    async def call_tool(
+        ctx: ServerRequestContext[Any], params: CallToolRequestParams
+    ) -> CallToolResult:
+        async def run() -> CallToolResult:
+            caller = caller_of(
+                ctx.request, ctx.meta, local_api_key=local_api_key, public_url=public_url
+            )
+            progress = Progress(ctx.session.report_progress)
+            return await calls.call(params.name, dict(params.arguments or {}), caller, progress)
+
+        return await guarded(run(), params.name)
+
+    async def list_resources(
+        ctx: ServerRequestContext[Any], params: PaginatedRequestParams | None
+    ) -> ListResourcesResult:
+        return ListResourcesResult(
+            resources=[
+                Resource(
+                    uri=CATALOG_URI,
+                    name="catalog",
+                    title="gpubridge service catalog",
+                    description="Every service: models, prices, input and output schemas.",
+                    mime_type="application/json",
+                )
+            ]
+        )
+
+    async def read_resource(
+        ctx: ServerRequestContext[Any], params: ReadResourceRequestParams
+    ) -> ReadResourceResult:
+        if params.uri != CATALOG_URI:
+            raise MCPError(INVALID_PARAMS, f"unknown resource {params.uri}; try {CATALOG_URI}")
+        services = [service_summary(s) for s in gateway.catalog.services.values()]
+        return ReadResourceResult(
+            contents=[
+                TextResourceContents(
+                    uri=CATALOG_URI,
+                    mime_type="application/json",
+                    text=json.dumps({"services": services}),
+                )
+            ]
+        )
+
+    return Server(
+        "gpubridge",
+        version=_version(),
+        title="gpubridge",
+        instructions=INSTRUCTIONS,
+        get_tool_input_schema=tools.input_schema,
+        on_list_tools=list_tools,
+        on_call_tool=call_tool,
+        on_list_resources=list_resources,
+        on_read_resource=read_resource,
+    )
+
+
+def _version() -> str:
+    try:
+        return version("gpubridge")
+    except PackageNotFoundError:
+        return "0.0.0"

@@ -1,0 +1,205 @@
+"""The tool list: one tool per catalog service, plus get_job, cancel_job and estimate_cost."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from jsonschema import Draft202012Validator
+from jsonschema.exceptions import best_match
+from mcp_types import Tool, ToolAnnotations
+
+from gpubridge.catalog import Catalog, Price, Service
+from gpubridge.errors import ConfigurationError, InvalidInput
+from gpubridge.mcp_server.schemas import ESTIMATE_SCHEMA, job_result_schema
+from gpubridge.money import micros_to_decimal
+
+GET_JOB = "get_job"
+CANCEL_JOB = "cancel_job"
+ESTIMATE_COST = "estimate_cost"
+HELPERS = (GET_JOB, CANCEL_JOB, ESTIMATE_COST)
+
+_UNIT_NAMES = {
+    "token": ("token", "tokens"),
+    "audio_second": ("second of audio", "seconds of audio"),
+    "output": ("output", "outputs"),
+    "second": ("second of GPU time", "seconds of GPU time"),
+}
+
+
+class ToolSet:
+    """The tools of a catalog, built once at start-up."""
+
+    def __init__(self, catalog: Catalog, wait_s: float) -> None:
+        clash = sorted(set(HELPERS) & set(catalog.services))
+        if clash:
+            raise ConfigurationError(f"catalog services may not be named like MCP tools: {clash}")
+        self.tools = [service_tool(s, wait_s) for s in catalog.services.values()]
+        self.tools += helper_tools(catalog, wait_s)
+        self._by_name = {tool.name: tool for tool in self.tools}
+        self._validators = {
+            name: Draft202012Validator(helper.input_schema)
+            for name, helper in self._by_name.items()
+            if name in HELPERS
+        }
+        self._output_validators = {
+            tool.name: Draft202012Validator(tool.output_schema)
+            for tool in self.tools
+            if tool.output_schema is not None
+        }
+
+    def input_schema(self, name: str) -> dict[str, Any] | None:
+        tool = self._by_name.get(name)
+        return tool.input_schema if tool is not None else None
+
+    def output_violation(self, name: str, structured: Any) -> str | None:
+        """Why ``structured`` does not match the tool's declared output schema, if it does not."""
+        validator = self._output_validators.get(name)
+        error = best_match(validator.iter_errors(structured)) if validator else None
+        if error is None:
+            return None
+        return f"{'/'.join(map(str, error.absolute_path)) or '(result)'}: {error.message}"
+
+    def validate_helper_arguments(self, name: str, arguments: dict[str, Any]) -> None:
+        """Check a helper tool's arguments against its schema, listing every violation."""
+        errors = sorted(
+            self._validators[name].iter_errors(arguments), key=lambda e: list(e.absolute_path)
+        )
+        if errors:
+            violations = [
+                {"path": "/".join(map(str, e.absolute_path)) or "(arguments)", "message": e.message}
+                for e in errors
+            ]
+            summary = "; ".join(f"{v['path']}: {v['message']}" for v in violations)
+            raise InvalidInput(f"invalid {name} arguments: {summary}", violations=violations)
+
+
+def service_tool(service: Service, wait_s: float) -> Tool:
+    return Tool(
+        name=service.key,
+        title=service.name,
+        description=service_description(service, wait_s),
+        input_schema=service.input_schema,
+        output_schema=job_result_schema(service.output_schema),
+        annotations=ToolAnnotations(
+            title=service.name,
+            read_only_hint=False,
+            destructive_hint=False,
+            idempotent_hint=False,
+            open_world_hint=True,
+        ),
+    )
+
+
+def service_description(service: Service, wait_s: float) -> str:
+    """What the service does, what it costs and how long it takes."""
+    lines = [service.description.strip(), "", f"Price: {price_text(service.price)}."]
+    models = ", ".join(
+        m.id + (" (default)" if m is service.default_model else "") for m in service.models
+    )
+    lines.append(f"Models: {models}.")
+    if any(m.price is not None and m.price != service.price for m in service.models):
+        lines.append(f"Models have their own rates: {ESTIMATE_COST} prices a call exactly.")
+    seconds = f"{service.estimated_seconds:g}"
+    if service.mode == "async" or service.estimated_seconds > wait_s / 2:
+        lines.append(
+            f"Long-running (about {seconds} s): the call reports progress and waits up to "
+            f"{wait_s:g} s, then returns the job id; call {GET_JOB} for the result."
+        )
+    else:
+        lines.append(f"Usually answers in about {seconds} s.")
+    if not service.backends:
+        lines.append("Not available on this server right now (no backend configured).")
+    return "\n".join(lines)
+
+
+def price_text(price: Price) -> str:
+    """E.g. 'from $0.003 ($0.59 per 1M input tokens, $0.79 per 1M output tokens)'."""
+    if price.unit == "token":
+        text = f"${_usd(price.micros)} {_per(price.per, ('input token', 'input tokens'))}"
+        if price.output_tokens_micros is not None:
+            output = ("output token", "output tokens")
+            text += f", ${_usd(price.output_tokens_micros)} {_per(price.per, output)}"
+    else:
+        text = f"${_usd(price.micros)} {_per(price.per, _UNIT_NAMES[price.unit])}"
+    return f"from ${_usd(price.minimum_micros)} ({text})"
+
+
+def _per(count: int, unit: tuple[str, str]) -> str:
+    if count == 1:
+        return f"per {unit[0]}"
+    amount = "1M" if count == 1_000_000 else f"{count:,}"
+    return f"per {amount} {unit[1]}"
+
+
+def _usd(micros: int) -> str:
+    return format(micros_to_decimal(micros).normalize(), "f")
+
+
+def helper_tools(catalog: Catalog, wait_s: float) -> list[Tool]:
+    job_id = {"type": "string", "description": "The job id a service tool returned."}
+    return [
+        Tool(
+            name=GET_JOB,
+            title="Get job",
+            description=(
+                "The status and result of a job by id (results are kept 24 hours). With "
+                f"wait_seconds (at most {wait_s:g}), waits for an unfinished job and reports "
+                "progress meanwhile."
+            ),
+            input_schema={
+                "type": "object",
+                "additionalProperties": False,
+                "required": ["job_id"],
+                "properties": {
+                    "job_id": job_id,
+                    "wait_seconds": {"type": "number", "minimum": 0, "maximum": wait_s},
+                },
+            },
+            output_schema=job_result_schema(),
+            annotations=ToolAnnotations(
+                title="Get job", read_only_hint=True, open_world_hint=False
+            ),
+        ),
+        Tool(
+            name=CANCEL_JOB,
+            title="Cancel job",
+            description="Cancel a pending or running job of yours; its hold is refunded in full.",
+            input_schema={
+                "type": "object",
+                "additionalProperties": False,
+                "required": ["job_id"],
+                "properties": {"job_id": job_id},
+            },
+            output_schema=job_result_schema(),
+            annotations=ToolAnnotations(
+                title="Cancel job",
+                read_only_hint=False,
+                destructive_hint=True,
+                idempotent_hint=True,
+                open_world_hint=False,
+            ),
+        ),
+        Tool(
+            name=ESTIMATE_COST,
+            title="Estimate cost",
+            description=(
+                "What a call to a service is estimated to cost, before volume discounts. Give "
+                "the input you would send for an exact hold, or seconds for per-second "
+                "services."
+            ),
+            input_schema={
+                "type": "object",
+                "additionalProperties": False,
+                "required": ["service"],
+                "properties": {
+                    "service": {"type": "string", "enum": sorted(catalog.services)},
+                    "input": {"type": "object", "description": "The input of the call."},
+                    "seconds": {"type": "number", "exclusiveMinimum": 0, "maximum": 86_400},
+                },
+            },
+            output_schema=ESTIMATE_SCHEMA,
+            annotations=ToolAnnotations(
+                title="Estimate cost", read_only_hint=True, open_world_hint=False
+            ),
+        ),
+    ]

@@ -1,0 +1,104 @@
+"""What x402 accepts and where it settles, derived once from the settings."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from gpubridge.errors import ConfigurationError
+from gpubridge.money import usd_to_micros
+from gpubridge.settings import Settings
+
+_ADDRESS = re.compile(r"^0x[0-9a-fA-F]{40}$")
+_KEY = re.compile(r"^(0x)?[0-9a-fA-F]{64}$")
+
+
+@dataclass(frozen=True)
+class X402Config:
+    """The payment terms of this server. Addresses are kept as configured (shown so in the
+    challenge); compare them with ``same_address``."""
+
+    network: str
+    network_v1: str
+    chain_id: int
+    asset: str
+    asset_name: str
+    asset_version: str
+    pay_to: str
+    rpc_url: str
+    facilitator_url: str | None
+    max_timeout_s: int
+    settle_timeout_s: float
+    confirmations: int
+    confirmations_large: int
+    large_payment_micros: int
+    require_tx_signature: bool
+    deny_list: Path | None
+    sanctions_oracle: str | None
+    settlement_key: str | None
+    """The operator's private key (hex); never logged, never in a repr."""
+
+    def __repr__(self) -> str:
+        return f"X402Config(network={self.network!r}, asset={self.asset!r}, pay_to={self.pay_to!r})"
+
+    @property
+    def can_settle(self) -> bool:
+        return self.facilitator_url is not None or self.settlement_key is not None
+
+    def confirmations_for(self, micros: int) -> int:
+        """Confirmations a tx-hash payment of ``micros`` needs: more above the large amount."""
+        if micros > self.large_payment_micros:
+            return self.confirmations_large
+        return self.confirmations
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> X402Config:
+        """Check the x402 settings; a wrong one refuses to start with a clear message."""
+        expected_network = f"eip155:{settings.x402_chain_id}"
+        if settings.x402_network != expected_network:
+            raise ConfigurationError(
+                f"GPUBRIDGE_X402_NETWORK is {settings.x402_network!r} but the chain id "
+                f"{settings.x402_chain_id} means {expected_network!r}"
+            )
+        for name, value in (
+            ("GPUBRIDGE_X402_ASSET", settings.x402_asset),
+            ("GPUBRIDGE_X402_PAY_TO", settings.x402_pay_to),
+            ("GPUBRIDGE_X402_SANCTIONS_ORACLE", settings.x402_sanctions_oracle),
+        ):
+            if value is not None and not _ADDRESS.match(value):
+                raise ConfigurationError(f"{name} must be a 0x-prefixed 20-byte address")
+        key = settings.x402_settlement_key
+        secret = key.get_secret_value() if key is not None else None
+        if secret is not None and not _KEY.match(secret):
+            raise ConfigurationError("GPUBRIDGE_X402_SETTLEMENT_KEY must be a 32-byte hex key")
+        if settings.x402_max_timeout_s < 30:
+            raise ConfigurationError("GPUBRIDGE_X402_MAX_TIMEOUT_S must be at least 30 seconds")
+        if min(settings.x402_confirmations, settings.x402_confirmations_large) < 1:
+            raise ConfigurationError("x402 confirmations must be at least 1")
+        oracle = settings.x402_sanctions_oracle
+        return cls(
+            network=settings.x402_network,
+            network_v1=settings.x402_network_v1,
+            chain_id=settings.x402_chain_id,
+            asset=settings.x402_asset,
+            asset_name=settings.x402_asset_name,
+            asset_version=settings.x402_asset_version,
+            pay_to=settings.x402_pay_to,
+            rpc_url=settings.x402_rpc_url,
+            facilitator_url=settings.x402_facilitator_url or None,
+            max_timeout_s=settings.x402_max_timeout_s,
+            settle_timeout_s=settings.x402_settle_timeout_s,
+            confirmations=settings.x402_confirmations,
+            confirmations_large=settings.x402_confirmations_large,
+            large_payment_micros=usd_to_micros(settings.x402_large_payment_usd),
+            require_tx_signature=settings.x402_require_tx_signature,
+            deny_list=settings.x402_deny_list,
+            sanctions_oracle=oracle or None,
+            settlement_key=secret,
+        )
+
+
+def same_address(a: str, b: str) -> bool:
+    """Whether two hex addresses are the same, whatever their letter case."""
+    return a.lower() == b.lower()

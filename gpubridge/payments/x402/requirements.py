@@ -1,0 +1,85 @@
+"""Payment requirements for one request, in the shapes x402 version 1 and version 2 clients read.
+
+Version 2: the ``PaymentRequired`` object (``x402Version: 2``, ``resource``, ``accepts`` with
+``amount`` and a CAIP-2 ``network``), base64 JSON in the ``PAYMENT-REQUIRED`` header. Version 1
+(and the API document): the body ``{"x402Version": 1, "error", "accepts": [...]}`` with
+``maxAmountRequired`` and the network's v1 name. The body also carries the v2 object under
+``paymentRequired``, so one response serves clients of either version.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from gpubridge.payments.x402.config import X402Config
+
+SCHEME_EXACT = "exact"
+
+
+@dataclass(frozen=True)
+class Offer:
+    """What one request costs and what it buys; ``amount_micros`` is USDC atomic units."""
+
+    amount_micros: int
+    resource: str
+    description: str
+    mime_type: str = "application/json"
+
+
+def _extra(config: X402Config) -> dict[str, Any]:
+    return {"name": config.asset_name, "version": config.asset_version}
+
+
+def requirements_v2(config: X402Config, offer: Offer) -> dict[str, Any]:
+    return {
+        "scheme": SCHEME_EXACT,
+        "network": config.network,
+        "amount": str(offer.amount_micros),
+        "asset": config.asset,
+        "payTo": config.pay_to,
+        "maxTimeoutSeconds": config.max_timeout_s,
+        "extra": _extra(config),
+    }
+
+
+def requirements_v1(config: X402Config, offer: Offer) -> dict[str, Any]:
+    return {
+        "scheme": SCHEME_EXACT,
+        "network": config.network_v1,
+        "maxAmountRequired": str(offer.amount_micros),
+        "resource": offer.resource,
+        "description": offer.description,
+        "mimeType": offer.mime_type,
+        "payTo": config.pay_to,
+        "maxTimeoutSeconds": config.max_timeout_s,
+        "asset": config.asset,
+        "extra": _extra(config),
+    }
+
+
+def payment_required(config: X402Config, offer: Offer, error: str) -> dict[str, Any]:
+    """The version 2 ``PaymentRequired`` object."""
+    return {
+        "x402Version": 2,
+        "error": error,
+        "resource": {
+            "url": offer.resource,
+            "description": offer.description,
+            "mimeType": offer.mime_type,
+        },
+        "accepts": [requirements_v2(config, offer)],
+    }
+
+
+def challenge_body(
+    config: X402Config, offer: Offer, error: str, message: str, v2: dict[str, Any]
+) -> dict[str, Any]:
+    """The 402 body: the version 1 object, a human message, and the version 2 object."""
+    return {
+        "x402Version": 1,
+        "error": error,
+        "message": message,
+        "accepts": [requirements_v1(config, offer)],
+        "paymentRequired": v2,
+    }

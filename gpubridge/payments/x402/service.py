@@ -1,0 +1,286 @@
+"""The x402 payment use case: challenge, screen, verify, reserve, settle, credit.
+
+``accept`` turns a payment into credits on the payer's wallet account, or refuses it with the
+requirements again. It never starts work: the gateway submits the job afterwards through the
+ordinary hold path, so the job's actual cost is captured from these credits and the rest
+(the excess, or all of it when the job fails) stays in the wallet account.
+
+The Ethereum libraries (web3, eth-account) are imported on the first payment, not with the
+gateway.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any
+
+import httpx
+
+from gpubridge.db import Database
+from gpubridge.db.engine import utcnow
+from gpubridge.payments.accounts import Account
+from gpubridge.payments.x402 import codec, errors, store
+from gpubridge.payments.x402.codec import ExactPayment, Payment, TxHashPayment
+from gpubridge.payments.x402.config import X402Config
+from gpubridge.payments.x402.errors import (
+    PaymentNetworkUnavailable,
+    PaymentRejected,
+    X402Required,
+)
+from gpubridge.payments.x402.requirements import Offer, challenge_body, payment_required
+from gpubridge.payments.x402.screening import DenyList, OracleScreen, Screen, Screening
+from gpubridge.payments.x402.settlement import (
+    DirectSettlement,
+    FacilitatorSettlement,
+    Settlement,
+)
+from gpubridge.payments.x402.txproof import RequestBinding
+from gpubridge.payments.x402.wallets import ensure_wallet_account
+from gpubridge.settings import Settings
+
+if TYPE_CHECKING:
+    from gpubridge.payments.x402.chain import Chain
+
+log = logging.getLogger(__name__)
+
+FACILITATOR_TIMEOUT_S = 60.0
+RECONCILE_GRACE_S = 60.0
+
+
+@dataclass(frozen=True)
+class Accepted:
+    """A settled payment, credited to ``account``."""
+
+    account: Account
+    payment_id: str
+    amount_micros: int
+    version: int
+    receipt: dict[str, Any]
+    """The x402 SettleResponse object (``success``, ``transaction``, ``network``, ``payer``)."""
+
+    @property
+    def response_header(self) -> str:
+        return codec.PAYMENT_RESPONSE if self.version == 2 else codec.X_PAYMENT_RESPONSE
+
+
+class X402:
+    """Accepts x402 payments for this server's terms (``X402Config``)."""
+
+    def __init__(
+        self, config: X402Config, db: Database, *, clock: Callable[[], float] = time.time
+    ) -> None:
+        self.config = config
+        self.db = db
+        self.clock = clock
+        self._chain: Chain | None = None
+        self._owns_chain = False
+        self._http: httpx.AsyncClient | None = None
+        screens: list[Screen] = [DenyList(config.deny_list)]
+        if config.sanctions_oracle is not None:
+            screens.append(OracleScreen(self.chain, config.sanctions_oracle))
+        self.screening = Screening(screens)
+        self.settlement: Settlement | None = None
+        if config.facilitator_url is not None:
+            self.settlement = FacilitatorSettlement(config, self._facilitator_client())
+        elif config.settlement_key is not None:
+            self.settlement = DirectSettlement(config, self.chain)
+
+    @classmethod
+    def from_settings(cls, settings: Settings, db: Database) -> X402 | None:
+        if not settings.x402_enabled:
+            return None
+        return cls(X402Config.from_settings(settings), db)
+
+    # -- plumbing -----------------------------------------------------------------------
+    async def chain(self) -> Chain:
+        """The chain client, connected on first use."""
+        if self._chain is None:
+            from gpubridge.payments.x402.chain import Chain
+
+            self._chain = Chain.connect(self.config.rpc_url)
+            self._owns_chain = True
+        return self._chain
+
+    def use_chain(self, chain: Chain) -> None:
+        """Talk to this chain client instead of ``rpc_url`` (a local node, tests)."""
+        self._chain = chain
+        self._owns_chain = False
+
+    def _facilitator_client(self) -> httpx.AsyncClient:
+        if self._http is None:
+            self._http = httpx.AsyncClient(timeout=FACILITATOR_TIMEOUT_S)
+        return self._http
+
+    async def close(self) -> None:
+        if self._http is not None:
+            await self._http.aclose()
+        if self._chain is not None and self._owns_chain:
+            await self._chain.close()
+
+    # -- the challenge --------------------------------------------------------------------
+    def offer(self, amount_micros: int, resource: str, description: str) -> Offer:
+        return Offer(amount_micros, resource, description)
+
+    def required(
+        self,
+        offer: Offer,
+        reason: str = errors.PAYMENT_REQUIRED,
+        message: str = "this request needs an x402 payment or an API key",
+    ) -> X402Required:
+        """The 402 asking for ``offer``; ``reason`` says why an earlier payment did not pay."""
+        v2 = payment_required(self.config, offer, reason)
+        return X402Required(
+            message,
+            reason=reason,
+            payment_required=v2,
+            body=challenge_body(self.config, offer, reason, message, v2),
+        )
+
+    def decode(self, payment: str | dict[str, Any]) -> Payment:
+        """A payment header value (base64 JSON) or decoded object; ``MalformedPayment`` (400)."""
+        if isinstance(payment, str):
+            return codec.decode_header(payment)
+        return codec.from_object(payment)
+
+    # -- accepting a payment --------------------------------------------------------------
+    async def accept(
+        self, payment: Payment, offer: Offer, binding: RequestBinding | None = None
+    ) -> Accepted:
+        """Screen, verify, reserve, settle and credit ``payment``; ``X402Required`` (402) when
+        it does not pay for ``offer``, ``SanctionedPayer`` (403) for a listed payer."""
+        await self.screening.check(payment.payer)
+        try:
+            if isinstance(payment, TxHashPayment):
+                return await self._accept_tx_hash(payment, offer, binding)
+            return await self._accept_exact(payment, offer)
+        except PaymentRejected as exc:
+            log.info("x402 payment refused", extra={"reason": exc.reason})
+            raise self.required(offer, exc.reason, exc.message) from None
+
+    async def _accept_exact(self, payment: ExactPayment, offer: Offer) -> Accepted:
+        from gpubridge.payments.x402.eip3009 import check_exact
+
+        if self.settlement is None:
+            raise PaymentNetworkUnavailable(
+                "this server cannot settle x402 authorizations (no settlement key or "
+                "facilitator is configured); pay with a transaction hash instead"
+            )
+        check_exact(self.config, payment, offer, self.clock())
+        await self.settlement.verify(payment, offer)
+        auth = payment.authorization
+        try:
+            payment_id = await store.reserve_authorization(
+                self.db,
+                network=self.config.network,
+                asset=self.config.asset,
+                payer=auth.payer,
+                nonce=auth.nonce,
+                valid_before=auth.valid_before,
+                amount_micros=auth.value,
+            )
+        except store.AlreadyUsed:
+            raise PaymentRejected(
+                errors.NONCE_ALREADY_USED,
+                "this authorization already pays (or is paying) for another request",
+            ) from None
+
+        async def sent(tx_hash: str) -> None:
+            await store.record_transaction(self.db, payment_id, tx_hash)
+
+        try:
+            tx_hash = await self.settlement.settle(payment, offer, sent)
+        except PaymentRejected as exc:
+            await store.fail(self.db, payment_id, exc.reason)
+            raise
+        account = await ensure_wallet_account(self.db, auth.payer)
+        await store.settle(
+            self.db, payment_id, account_id=account.id, tx_hash=tx_hash, amount_micros=auth.value
+        )
+        network = self.config.network if payment.version == 2 else self.config.network_v1
+        return Accepted(
+            account,
+            payment_id,
+            auth.value,
+            payment.version,
+            _receipt(tx_hash, network, auth.payer, auth.value),
+        )
+
+    async def _accept_tx_hash(
+        self, payment: TxHashPayment, offer: Offer, binding: RequestBinding | None
+    ) -> Accepted:
+        from gpubridge.payments.x402.txproof import check_binding, verify_tx_payment
+
+        check_binding(self.config, payment, binding)
+        if await store.tx_hash_used(self.db, payment.tx_hash):
+            raise PaymentRejected(
+                errors.TRANSACTION_ALREADY_USED, "this transaction already paid for a request"
+            )
+        paid = await verify_tx_payment(
+            self.config, await self.chain(), payment, offer, self.clock()
+        )
+        account = await ensure_wallet_account(self.db, payment.payer)
+        try:
+            payment_id = await store.record_tx_payment(
+                self.db,
+                network=self.config.network,
+                asset=self.config.asset,
+                payer=payment.payer,
+                tx_hash=payment.tx_hash,
+                amount_micros=paid,
+                account_id=account.id,
+            )
+        except store.AlreadyUsed:
+            raise PaymentRejected(
+                errors.TRANSACTION_ALREADY_USED, "this transaction already paid for a request"
+            ) from None
+        receipt = _receipt(payment.tx_hash, self.config.network_v1, payment.payer, paid)
+        return Accepted(account, payment_id, paid, 1, receipt)
+
+    # -- reconciliation -------------------------------------------------------------------
+    async def reconcile(self) -> None:
+        """Settle or release reservations whose request gave up with the outcome unknown.
+
+        The chain decides: an authorization that is used paid this server (it names our
+        recipient and amount), so its payer is credited; one that is unused after its
+        ``validBefore`` can never pay, so its reservation fails.
+        """
+        from gpubridge.payments.x402.chain import ChainUnavailable
+
+        cutoff = utcnow() - timedelta(seconds=self.config.settle_timeout_s + RECONCILE_GRACE_S)
+        stale = await store.stale_reservations(self.db, cutoff)
+        if not stale:
+            return
+        chain = await self.chain()
+        for reservation in stale:
+            try:
+                used = await chain.authorization_state(
+                    self.config.asset, reservation.payer, bytes.fromhex(reservation.nonce[2:])
+                )
+            except ChainUnavailable:
+                return
+            if used:
+                account = await ensure_wallet_account(self.db, reservation.payer)
+                await store.settle(
+                    self.db,
+                    reservation.id,
+                    account_id=account.id,
+                    tx_hash=reservation.tx_hash,
+                    amount_micros=reservation.amount_micros,
+                )
+                log.warning("x402 payment settled late", extra={"payment_id": reservation.id})
+            elif reservation.valid_before < self.clock():
+                await store.fail(self.db, reservation.id, "expired before it was settled")
+
+
+def _receipt(tx_hash: str, network: str, payer: str, amount: int) -> dict[str, Any]:
+    return {
+        "success": True,
+        "transaction": tx_hash,
+        "network": network,
+        "payer": payer,
+        "amount": str(amount),
+    }

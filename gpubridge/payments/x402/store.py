@@ -1,0 +1,197 @@
+"""x402 payments in the database: reserved before any work, settled with a ledger credit.
+
+An EIP-3009 authorization is reserved under the unique (asset, payer, nonce) before it is
+settled, so concurrent requests carrying the same authorization pay at most one job; a
+transaction hash is recorded under a unique ``tx_hash`` together with its credit, so it pays
+once. The credit's ledger reference (``x402:<payment id>``) is unique too.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import insert, select, update
+from sqlalchemy.exc import IntegrityError
+
+from gpubridge.db import Database
+from gpubridge.db.engine import utcnow
+from gpubridge.db.tables import x402_payments
+from gpubridge.payments import ledger
+
+KIND_EXACT = "exact"
+KIND_TX_HASH = "tx_hash"
+RESERVED = "reserved"
+SETTLED = "settled"
+FAILED = "failed"
+
+
+class AlreadyUsed(Exception):
+    """This authorization or transaction already paid (or is paying) for a request."""
+
+
+@dataclass(frozen=True)
+class Reservation:
+    id: str
+    payer: str
+    nonce: str
+    valid_before: int
+    tx_hash: str | None
+    amount_micros: int
+
+
+async def reserve_authorization(
+    db: Database,
+    *,
+    network: str,
+    asset: str,
+    payer: str,
+    nonce: bytes,
+    valid_before: int,
+    amount_micros: int,
+) -> str:
+    """Reserve an authorization; ``AlreadyUsed`` when another request holds it."""
+    payment_id = str(uuid.uuid4())
+    try:
+        async with db.begin() as conn:
+            await conn.execute(
+                insert(x402_payments).values(
+                    id=payment_id,
+                    kind=KIND_EXACT,
+                    network=network,
+                    asset=asset.lower(),
+                    payer=payer.lower(),
+                    nonce="0x" + nonce.hex(),
+                    valid_before=min(valid_before, 2**63 - 1),
+                    amount_micros=amount_micros,
+                    status=RESERVED,
+                    created_at=utcnow(),
+                )
+            )
+    except IntegrityError:
+        raise AlreadyUsed from None
+    return payment_id
+
+
+async def record_transaction(db: Database, payment_id: str, tx_hash: str) -> None:
+    """Remember the settlement transaction as soon as it is sent."""
+    async with db.begin() as conn:
+        await conn.execute(
+            update(x402_payments)
+            .where(x402_payments.c.id == payment_id)
+            .values(tx_hash=tx_hash.lower())
+        )
+
+
+async def fail(db: Database, payment_id: str, error: str) -> None:
+    """A reservation whose settlement failed for good (nothing moved on chain)."""
+    async with db.begin() as conn:
+        await conn.execute(
+            update(x402_payments)
+            .where(x402_payments.c.id == payment_id, x402_payments.c.status == RESERVED)
+            .values(status=FAILED, error=error[:200])
+        )
+
+
+async def settle(
+    db: Database, payment_id: str, *, account_id: str, tx_hash: str | None, amount_micros: int
+) -> bool:
+    """Mark a reservation settled and credit the payer's account, in one transaction.
+
+    False when it was no longer reserved (reconciliation settled it already).
+    """
+    async with db.begin() as conn:
+        values: dict[str, object] = {
+            "status": SETTLED,
+            "account_id": account_id,
+            "settled_at": utcnow(),
+        }
+        if tx_hash is not None:
+            values["tx_hash"] = tx_hash.lower()
+        result = await conn.execute(
+            update(x402_payments)
+            .where(x402_payments.c.id == payment_id, x402_payments.c.status == RESERVED)
+            .values(**values)
+        )
+        if result.rowcount != 1:
+            return False
+        await ledger.credit(
+            conn,
+            account_id,
+            amount_micros,
+            kind="x402",
+            memo=f"x402 payment {tx_hash or ''}".strip(),
+            reference=f"x402:{payment_id}",
+        )
+    return True
+
+
+async def record_tx_payment(
+    db: Database,
+    *,
+    network: str,
+    asset: str,
+    payer: str,
+    tx_hash: str,
+    amount_micros: int,
+    account_id: str,
+) -> str:
+    """Record a tx-hash payment and credit it, once; ``AlreadyUsed`` for a hash seen before."""
+    payment_id = str(uuid.uuid4())
+    now = utcnow()
+    try:
+        async with db.begin() as conn:
+            await conn.execute(
+                insert(x402_payments).values(
+                    id=payment_id,
+                    kind=KIND_TX_HASH,
+                    network=network,
+                    asset=asset.lower(),
+                    payer=payer.lower(),
+                    tx_hash=tx_hash.lower(),
+                    amount_micros=amount_micros,
+                    status=SETTLED,
+                    account_id=account_id,
+                    created_at=now,
+                    settled_at=now,
+                )
+            )
+            await ledger.credit(
+                conn,
+                account_id,
+                amount_micros,
+                kind="x402",
+                memo=f"x402 transfer {tx_hash.lower()}",
+                reference=f"x402:{payment_id}",
+            )
+    except IntegrityError:
+        raise AlreadyUsed from None
+    return payment_id
+
+
+async def stale_reservations(db: Database, created_before: datetime) -> list[Reservation]:
+    """Reservations still open since before ``created_before`` (their request gave up)."""
+    async with db.connect() as conn:
+        rows = (
+            await conn.execute(
+                select(x402_payments).where(
+                    x402_payments.c.status == RESERVED,
+                    x402_payments.c.kind == KIND_EXACT,
+                    x402_payments.c.created_at < created_before,
+                )
+            )
+        ).all()
+    return [
+        Reservation(r.id, r.payer, r.nonce, int(r.valid_before), r.tx_hash, int(r.amount_micros))
+        for r in rows
+    ]
+
+
+async def tx_hash_used(db: Database, tx_hash: str) -> bool:
+    """Whether a transaction already paid (a cheap check before asking the chain)."""
+    async with db.connect() as conn:
+        found = await conn.scalar(
+            select(x402_payments.c.id).where(x402_payments.c.tx_hash == tx_hash.lower())
+        )
+    return found is not None

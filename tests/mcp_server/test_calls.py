@@ -1,0 +1,183 @@
+"""Tool calls through the in-memory client: payment, validation, errors and the helper tools."""
+
+from __future__ import annotations
+
+import json
+
+from mcp_types import TextContent
+
+from gpubridge.jobs import store
+from tests.mcp_server.conftest import FUNDS_MICROS, LLM_CALL, StartGateway
+
+
+def texts(result) -> list[str]:
+    return [block.text for block in result.content if isinstance(block, TextContent)]
+
+
+async def test_a_paid_call_returns_the_answer_and_deducts_exactly_the_job_cost(running):
+    key = await running.funded_key()
+    async with running.client(key) as client:
+        result = await client.call_tool("llm-4090", LLM_CALL)
+
+    assert not result.is_error, texts(result)
+    assert texts(result)[0] == "Hello, world!"
+    job = result.structured_content
+    assert job["status"] == "completed"
+    assert job["output"]["text"] == "Hello, world!"
+    assert json.loads(texts(result)[-1]) == job
+    async with running.gateway.db.connect() as conn:
+        record = await store.get_job(conn, job["job_id"])
+    assert record is not None and record.cost_micros is not None and record.cost_micros > 0
+    assert await running.balance_micros(key) == FUNDS_MICROS - record.cost_micros
+
+
+async def test_embeddings_come_back_as_structured_output(running):
+    key = await running.funded_key()
+    async with running.client(key) as client:
+        result = await client.call_tool("embedding-l4", {"text": ["a cat", "a dog"]})
+    assert not result.is_error, texts(result)
+    output = result.structured_content["output"]
+    assert output["dimensions"] == 8 and len(output["embeddings"]) == 2
+
+
+async def test_bad_arguments_list_every_violation_and_charge_nothing(running):
+    key = await running.funded_key()
+    async with running.client(key) as client:
+        result = await client.call_tool(
+            "llm-4090", {"prompt": 5, "max_tokens": "many", "colour": "red"}
+        )
+    assert result.is_error
+    error = result.structured_content["error"]
+    assert error["code"] == "invalid_input"
+    paths = {v["path"] for v in error["violations"]}
+    assert {"prompt", "max_tokens"} <= paths
+    assert any("colour" in v["message"] for v in error["violations"])
+    assert "prompt" in texts(result)[0] and "max_tokens" in texts(result)[0]
+    assert await running.balance_micros(key) == FUNDS_MICROS
+    assert await running.job_count(key) == 0
+
+
+async def test_an_unpaid_call_gets_the_x402_payment_required_object(running):
+    async with running.client() as client:
+        result = await client.call_tool("llm-4090", LLM_CALL)
+    assert result.is_error
+    required = result.structured_content
+    assert required["x402Version"] == 2
+    assert required["resource"]["url"] == "mcp://tool/llm-4090"
+    assert required["accepts"][0]["amount"] == "3000"
+    assert json.loads(texts(result)[0]) == required
+    assert "API key" in texts(result)[1]
+    assert await running.all_jobs() == 0
+
+
+async def test_an_x402_payment_over_mcp_is_not_taken_yet(running):
+    async with running.client() as client:
+        result = await client.call_tool(
+            "llm-4090", LLM_CALL, meta={"x402/payment": {"x402Version": 2}}
+        )
+    assert result.is_error
+    assert result.structured_content["x402Version"] == 2
+    assert "not accepted by this server yet" in texts(result)[-1]
+
+
+async def test_with_x402_off_an_unpaid_call_is_payment_required_asking_for_a_key(
+    start_gateway: StartGateway,
+):
+    async with start_gateway(x402_enabled=False) as running, running.client() as client:
+        result = await client.call_tool("llm-4090", LLM_CALL)
+        paying = await client.call_tool(
+            "llm-4090", LLM_CALL, meta={"x402/payment": {"x402Version": 2}}
+        )
+    assert result.is_error
+    error = result.structured_content["error"]
+    assert error["code"] == "payment_required"
+    assert "API key" in error["message"] and error["estimated_cost_usd"] == 0.003
+    assert "x402 payments are off" in paying.structured_content["error"]["message"]
+
+
+async def test_an_invalid_key_is_refused_without_a_job(running):
+    async with running.client("gpub_not-a-key") as client:
+        result = await client.call_tool("llm-4090", LLM_CALL)
+    assert result.is_error
+    assert result.structured_content["error"]["code"] == "invalid_api_key"
+
+
+async def test_an_unknown_tool_is_an_error_result(running):
+    async with running.client() as client:
+        result = await client.call_tool("no-such-service", {})
+    assert result.is_error
+    assert result.structured_content["error"]["code"] == "unknown_tool"
+
+
+async def test_a_service_without_a_backend_is_unavailable_and_charges_nothing(running):
+    key = await running.funded_key()
+    async with running.client(key) as client:
+        result = await client.call_tool("caption", {"image_url": "https://example.com/a.png"})
+    assert result.is_error, texts(result)
+    assert result.structured_content["error"]["code"] in {"service_unavailable", "invalid_input"}
+    assert await running.balance_micros(key) == FUNDS_MICROS
+
+
+async def test_estimate_cost_prices_a_call_like_the_catalog(running):
+    async with running.client() as client:
+        result = await client.call_tool(
+            "estimate_cost", {"service": "llm-4090", "input": {"prompt": "hi", "max_tokens": 10}}
+        )
+        per_second = await client.call_tool(
+            "estimate_cost", {"service": "embedding-l4", "seconds": 10}
+        )
+        bad = await client.call_tool("estimate_cost", {"service": "nope", "extra": 1})
+    assert not result.is_error
+    expected = running.gateway.estimate("llm-4090", payload={"prompt": "hi", "max_tokens": 10})
+    assert result.structured_content == expected
+    assert per_second.structured_content["estimated_cost_usd"] == 0.01
+    assert bad.is_error
+    assert len(bad.structured_content["error"]["violations"]) == 2
+
+
+async def test_get_job_returns_a_finished_job_and_unknown_ids_are_errors(running):
+    key = await running.funded_key()
+    async with running.client(key) as client:
+        ran = await client.call_tool("llm-4090", LLM_CALL)
+        job_id = ran.structured_content["job_id"]
+        got = await client.call_tool("get_job", {"job_id": job_id})
+        missing = await client.call_tool("get_job", {"job_id": "not-a-job"})
+    assert not got.is_error
+    assert got.structured_content["status"] == "completed"
+    assert got.structured_content["output"] == ran.structured_content["output"]
+    assert missing.is_error
+    assert missing.structured_content["error"]["code"] == "job_not_found"
+
+
+async def test_cancel_job_refunds_a_running_job_and_needs_the_key(start_gateway, upstream):
+    upstream.behaviour.delay_s = 1.0
+    async with start_gateway(mcp_wait_s=0.2) as running:
+        key = await running.funded_key()
+        async with running.client(key) as client:
+            started = await client.call_tool("llm-4090", LLM_CALL)
+            job_id = started.structured_content["job_id"]
+            assert started.structured_content["status"] == "running"
+            async with running.client() as anonymous:
+                refused = await anonymous.call_tool("cancel_job", {"job_id": job_id})
+            cancelled = await client.call_tool("cancel_job", {"job_id": job_id})
+            again = await client.call_tool("cancel_job", {"job_id": job_id})
+        assert refused.is_error
+        assert refused.structured_content["error"]["code"] == "missing_api_key"
+        assert not cancelled.is_error
+        assert cancelled.structured_content["status"] == "cancelled"
+        assert again.is_error
+        assert again.structured_content["error"]["code"] == "job_not_cancellable"
+        assert await running.balance_micros(key) == FUNDS_MICROS
+
+
+async def test_a_failed_job_is_an_error_result_and_refunded(running, upstream):
+    upstream.behaviour.fail_status = 500
+    key = await running.funded_key()
+    async with running.client(key) as client:
+        result = await client.call_tool("llm-4090", LLM_CALL)
+    assert result.is_error
+    job = result.structured_content
+    assert job["status"] == "failed"
+    assert job["error"]["code"] == "backend_error"
+    assert "refunded" in texts(result)[0]
+    assert await running.balance_micros(key) == FUNDS_MICROS

@@ -1,0 +1,92 @@
+"""x402 settings are checked at start-up; the deny-list follows its file; screens refuse."""
+
+from __future__ import annotations
+
+import pytest
+from pydantic import SecretStr
+
+from gpubridge.errors import ConfigurationError
+from gpubridge.payments.x402.config import X402Config
+from gpubridge.payments.x402.errors import SanctionedPayer
+from gpubridge.payments.x402.screening import DenyList, Screening
+from gpubridge.settings import Settings
+
+KEY = "0x" + "4c" * 32
+
+
+def test_the_defaults_are_the_documents_base_mainnet_terms():
+    config = X402Config.from_settings(Settings())
+    assert config.network == "eip155:8453" and config.network_v1 == "base"
+    assert config.asset == "0x833589fCD6eDb6E08f4c7C32D4f71b54bdA02913"
+    assert config.pay_to == "0xB0FdC6030B9f30652e8B221B8090d443Dd3C6381"
+    assert (config.asset_name, config.asset_version) == ("USD Coin", "2")
+    assert config.max_timeout_s == 300
+    assert config.confirmations_for(10_000_000) == 1
+    assert config.confirmations_for(10_000_001) == 5
+    assert not config.can_settle
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {"x402_chain_id": 84532},  # network still says 8453
+        {"x402_asset": "0x1234"},
+        {"x402_pay_to": "not an address"},
+        {"x402_sanctions_oracle": "0xzz"},
+        {"x402_settlement_key": SecretStr("0x1234")},
+        {"x402_max_timeout_s": 5},
+        {"x402_confirmations": 0},
+    ],
+)
+def test_wrong_settings_refuse_to_start(overrides):
+    with pytest.raises(ConfigurationError):
+        X402Config.from_settings(Settings(**overrides))
+
+
+def test_base_sepolia_is_a_matter_of_configuration():
+    config = X402Config.from_settings(
+        Settings(
+            x402_chain_id=84532,
+            x402_network="eip155:84532",
+            x402_network_v1="base-sepolia",
+            x402_asset="0x036CbD53842c5426634e7929541eC2318f3dCF7e",
+            x402_asset_name="USDC",
+            x402_settlement_key=SecretStr(KEY),
+        )
+    )
+    assert config.chain_id == 84532 and config.asset_name == "USDC" and config.can_settle
+
+
+def test_the_settlement_key_never_shows_in_a_repr():
+    config = X402Config.from_settings(Settings(x402_settlement_key=SecretStr(KEY)))
+    assert KEY[2:] not in repr(config) and KEY[2:] not in str(config)
+    assert KEY not in repr(Settings(x402_settlement_key=SecretStr(KEY)))
+
+
+async def test_the_deny_list_reads_its_file_and_follows_its_changes(tmp_path):
+    listed = "0x" + "ab" * 20
+    path = tmp_path / "deny.txt"
+    path.write_text(
+        f"# sanctioned\n{listed.upper().replace('0X', '0x')}  # a comment\nnot-an-address\n"
+    )
+    deny = DenyList(path)
+    assert await deny.is_sanctioned(listed)
+    assert not await deny.is_sanctioned("0x" + "cd" * 20)
+
+    path.write_text(f"0x{'cd' * 20}\n")
+    assert not await deny.is_sanctioned(listed)
+    assert await deny.is_sanctioned("0x" + "CD" * 20)
+    assert not await DenyList(tmp_path / "missing.txt").is_sanctioned(listed)
+    assert not await DenyList(None).is_sanctioned(listed)
+
+
+async def test_screening_refuses_a_payer_any_screen_lists(tmp_path):
+    class Listed:
+        async def is_sanctioned(self, address: str) -> bool:
+            return address == "0x" + "99" * 20
+
+    screening = Screening([DenyList(None), Listed()])
+    await screening.check("0x" + "11" * 20)
+    with pytest.raises(SanctionedPayer) as caught:
+        await screening.check("0x" + "99" * 20)
+    assert caught.value.status == 403 and caught.value.code == "sanctioned_payer"

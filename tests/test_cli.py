@@ -1,0 +1,346 @@
+"""The ``gpubridge`` console script, run as a real subprocess on a data directory of its own."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import yaml
+from alembic.script import ScriptDirectory
+
+from gpubridge.catalog.loader import packaged_catalog_text
+from gpubridge.db import Database
+from gpubridge.db.migrate import alembic_config, upgrade_to_head
+from gpubridge.db.tables import metadata
+from gpubridge.payments.accounts import Accounts
+from tests.support.gateway_app import packaged_catalog, write_catalog
+
+CONSOLE_SCRIPT = Path(sys.executable).with_name("gpubridge")
+COMMAND_TIMEOUT_S = 60
+SERVE_REFUSAL_TIMEOUT_S = 20
+SERVE_READY_TIMEOUT_S = 30
+SHUTDOWN_TIMEOUT_S = 15
+EMAIL = "operator-test@example.com"
+
+
+def command() -> list[str]:
+    """The installed console script, or the module when the script is not installed."""
+    if CONSOLE_SCRIPT.exists():
+        return [str(CONSOLE_SCRIPT)]
+    return [sys.executable, "-m", "gpubridge"]
+
+
+def cli_env(data_dir: Path, **extra: str) -> dict[str, str]:
+    """The caller's environment without any GPUBRIDGE_ setting, pointed at ``data_dir``."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GPUBRIDGE_")}
+    env.update(
+        GPUBRIDGE_DATA_DIR=str(data_dir),
+        HF_HUB_OFFLINE="1",
+        TRANSFORMERS_OFFLINE="1",
+        PYTHONUNBUFFERED="1",
+    )
+    env.update(extra)
+    return env
+
+
+def gpubridge(
+    data_dir: Path, *args: str, timeout: float = COMMAND_TIMEOUT_S, **env: str
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*command(), *args],
+        cwd=data_dir,
+        env=cli_env(data_dir, **env),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+def database_file(data_dir: Path) -> Path:
+    return data_dir / "gpubridge.db"
+
+
+def database_url(data_dir: Path) -> str:
+    return f"sqlite+aiosqlite:///{database_file(data_dir)}"
+
+
+def query(data_dir: Path, sql: str, *params: Any) -> list[tuple[Any, ...]]:
+    with sqlite3.connect(database_file(data_dir)) as conn:
+        return conn.execute(sql, params).fetchall()
+
+
+def table_names(data_dir: Path) -> set[str]:
+    rows = query(data_dir, "SELECT name FROM sqlite_master WHERE type = 'table'")
+    return {name for (name,) in rows if not name.startswith("sqlite_")}
+
+
+def head_revision() -> str | None:
+    return ScriptDirectory.from_config(alembic_config("sqlite://")).get_current_head()
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def balance_micros(data_dir: Path, email: str = EMAIL) -> int:
+    rows = query(data_dir, "SELECT balance_micros FROM accounts WHERE email = ?", email)
+    assert len(rows) == 1, rows
+    value: int = rows[0][0]
+    return value
+
+
+def ledger_of(data_dir: Path, email: str = EMAIL) -> list[tuple[Any, ...]]:
+    return query(
+        data_dir,
+        "SELECT kind, available_delta, held_delta FROM ledger_entries "
+        "JOIN accounts ON accounts.id = ledger_entries.account_id "
+        "WHERE accounts.email = ? ORDER BY ledger_entries.id",
+        email,
+    )
+
+
+@pytest.fixture
+def registered(tmp_path: Path) -> Path:
+    """A data directory whose migrated SQLite database holds one account (EMAIL)."""
+    url = database_url(tmp_path)
+    upgrade_to_head(url)
+
+    async def register() -> None:
+        db = Database(url)
+        try:
+            await Accounts(db, default_daily_limit_micros=50_000_000, cache_s=0).register(EMAIL)
+        finally:
+            await db.dispose()
+
+    asyncio.run(register())
+    return tmp_path
+
+
+# -- catalog --------------------------------------------------------------------------------
+
+LINE = re.compile(r"^(\S+)\s+(\S+)\s+(\S+)\s+\$\s*(\d+\.\d{3})\s+(\S+)\s+(.+)$")
+
+
+def parse_catalog_table(stdout: str) -> list[tuple[str, ...]]:
+    lines = stdout.splitlines()
+    assert lines[0].split()[:2] == ["service", "category"], lines[0]
+    rows = []
+    for line in lines[1:]:
+        match = LINE.match(line)
+        assert match is not None, f"unexpected catalog line: {line!r}"
+        rows.append(match.groups())
+    return rows
+
+
+def expected_rows(data: dict[str, Any]) -> list[tuple[str, ...]]:
+    return [
+        (
+            key,
+            service["category"],
+            service["mode"],
+            f"{Decimal(service['price']['minimum_usd']):.3f}",
+            service["price"]["unit"],
+            ", ".join(model["id"] for model in service["models"]),
+        )
+        for key, service in data["services"].items()
+    ]
+
+
+def test_catalog_prints_every_service_with_its_price_unit_and_models(tmp_path: Path) -> None:
+    result = gpubridge(tmp_path, "catalog")
+    assert result.returncode == 0, result.stderr
+    rows = parse_catalog_table(result.stdout)
+    assert len(rows) == 26
+    assert rows == expected_rows(packaged_catalog())
+
+
+def test_catalog_prints_the_operator_catalog_when_one_is_configured(tmp_path: Path) -> None:
+    def cheaper_caption(data: dict[str, Any]) -> None:
+        data["services"]["caption"]["price"]["minimum_usd"] = "0.005"
+
+    catalog = write_catalog(tmp_path / "operator.yaml", cheaper_caption)
+    result = gpubridge(tmp_path, "catalog", GPUBRIDGE_CATALOG=str(catalog))
+    assert result.returncode == 0, result.stderr
+    rows = {row[0]: row for row in parse_catalog_table(result.stdout)}
+    assert rows["caption"][3] == "0.005"
+
+
+def test_catalog_yaml_prints_the_packaged_catalog_as_parseable_yaml(tmp_path: Path) -> None:
+    result = gpubridge(tmp_path, "catalog", "--yaml")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == packaged_catalog_text()
+    data = yaml.safe_load(result.stdout)
+    assert data["version"] == 1
+    assert len(data["services"]) == 26
+
+
+# -- db upgrade -----------------------------------------------------------------------------
+
+
+def test_db_upgrade_creates_the_sqlite_database_with_every_table(tmp_path: Path) -> None:
+    assert not database_file(tmp_path).exists()
+    result = gpubridge(tmp_path, "db", "upgrade")
+    assert result.returncode == 0, result.stderr
+    assert "newest schema" in result.stdout
+    assert database_file(tmp_path).is_file()
+    assert table_names(tmp_path) == set(metadata.tables) | {"alembic_version"}
+    assert query(tmp_path, "SELECT version_num FROM alembic_version") == [(head_revision(),)]
+
+
+def test_db_upgrade_twice_leaves_the_schema_as_it_was(tmp_path: Path) -> None:
+    assert gpubridge(tmp_path, "db", "upgrade").returncode == 0
+    before = query(tmp_path, "SELECT type, name, sql FROM sqlite_master ORDER BY name")
+    again = gpubridge(tmp_path, "db", "upgrade")
+    assert again.returncode == 0, again.stderr
+    assert query(tmp_path, "SELECT type, name, sql FROM sqlite_master ORDER BY name") == before
+    assert query(tmp_path, "SELECT version_num FROM alembic_version") == [(head_revision(),)]
+
+
+# -- credits grant --------------------------------------------------------------------------
+
+
+def test_granting_credits_to_an_unknown_email_fails_with_a_clear_message(tmp_path: Path) -> None:
+    result = gpubridge(tmp_path, "credits", "grant", "nobody@example.com", "12.5")
+    assert result.returncode != 0
+    assert "no account for nobody@example.com" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert "granted" not in result.stdout
+
+
+def test_granting_credits_adds_the_exact_amount_in_micro_usd(registered: Path) -> None:
+    result = gpubridge(registered, "credits", "grant", EMAIL, "12.5")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == f"granted $12.50 to {EMAIL}; balance $12.500000"
+    assert balance_micros(registered) == 12_500_000
+    assert ledger_of(registered) == [("grant", 12_500_000, 0)]
+
+    # The email is matched case-insensitively; a single micro-USD is added exactly.
+    again = gpubridge(registered, "credits", "grant", EMAIL.upper(), "0.000001")
+    assert again.returncode == 0, again.stderr
+    assert again.stdout.strip().endswith("balance $12.500001")
+    assert balance_micros(registered) == 12_500_001
+    assert ledger_of(registered) == [("grant", 12_500_000, 0), ("grant", 1, 0)]
+
+
+@pytest.mark.parametrize(
+    ("amount", "message"),
+    [
+        ("1.0000001", "more than 6 decimals"),
+        ("-5", "must be positive"),
+        ("0", "must be positive"),
+        ("ten", "not a USD amount"),
+        ("Infinity", "not a USD amount"),
+        ("sNaN", "not a USD amount"),
+    ],
+)
+def test_granting_an_amount_that_is_not_positive_whole_micro_usd_is_refused(
+    registered: Path, amount: str, message: str
+) -> None:
+    result = gpubridge(registered, "credits", "grant", EMAIL, amount)
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr, result.stderr
+    assert message in result.stderr
+    assert balance_micros(registered) == 0
+    assert ledger_of(registered) == []
+
+
+# -- serve ----------------------------------------------------------------------------------
+
+
+def set_price_unit(data: dict[str, Any]) -> None:
+    data["services"]["caption"]["price"]["unit"] = "bogus"
+
+
+def set_model_price(data: dict[str, Any]) -> None:
+    data["services"]["llm-4090"]["models"][1]["price"]["micros"] = -1
+
+
+def set_estimated_seconds(data: dict[str, Any]) -> None:
+    data["services"]["video"]["estimated_seconds"] = 0
+
+
+def set_minimum(data: dict[str, Any]) -> None:
+    data["services"]["caption"]["price"]["minimum_usd"] = "Infinity"
+
+
+@pytest.mark.parametrize(
+    ("edit", "service", "field"),
+    [
+        (set_price_unit, "caption", "price.unit"),
+        (set_model_price, "llm-4090", "models.1.price.micros"),
+        (set_estimated_seconds, "video", "estimated_seconds"),
+        (set_minimum, "caption", "price.minimum_usd"),
+    ],
+)
+def test_serve_refuses_to_start_on_a_broken_catalog_naming_the_service_and_field(
+    tmp_path: Path, edit: Callable[[dict[str, Any]], None], service: str, field: str
+) -> None:
+    catalog = write_catalog(tmp_path / "broken.yaml", edit)
+    result = gpubridge(
+        tmp_path,
+        "serve",
+        "--port",
+        str(free_port()),
+        timeout=SERVE_REFUSAL_TIMEOUT_S,
+        GPUBRIDGE_CATALOG=str(catalog),
+    )
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr, result.stderr
+    assert f"service {service!r}, field {field}" in result.stderr, result.stderr
+    assert str(catalog) in result.stderr
+
+
+def test_serve_answers_healthz_on_the_given_port_and_stops_on_sigterm(tmp_path: Path) -> None:
+    port = free_port()
+    log_path = tmp_path / "serve.log"
+    with log_path.open("w") as log:
+        process = subprocess.Popen(
+            [*command(), "serve", "--port", str(port)],
+            cwd=tmp_path,
+            env=cli_env(tmp_path),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        response = None
+        deadline = time.monotonic() + SERVE_READY_TIMEOUT_S
+        while time.monotonic() < deadline:
+            assert process.poll() is None, log_path.read_text()
+            try:
+                response = httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2)
+                break
+            except httpx.TransportError:
+                time.sleep(0.1)
+        assert response is not None, (
+            f"no answer in {SERVE_READY_TIMEOUT_S}s\n{log_path.read_text()}"
+        )
+        assert response.status_code == 200
+        assert response.json() == {"status": "ok"}
+        # The server migrated its default SQLite database at start-up.
+        assert set(metadata.tables) <= table_names(tmp_path)
+
+        process.terminate()
+        returncode = process.wait(timeout=SHUTDOWN_TIMEOUT_S)
+        assert returncode in (0, -signal.SIGTERM), log_path.read_text()
+        assert "Application shutdown complete" in log_path.read_text()
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(timeout=SHUTDOWN_TIMEOUT_S)
