@@ -10,6 +10,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
 from starlette.applications import Starlette
+from starlette.routing import Route
 
 from gpubridge.catalog import Catalog
 from gpubridge.db import Database
@@ -19,7 +20,7 @@ from gpubridge.gateway import Gateway
 from gpubridge.http_api import build_routes
 from gpubridge.http_api.errors import EXCEPTION_HANDLERS
 from gpubridge.jobs.webhooks import WebhookSender
-from gpubridge.mcp_server import build_server, mcp_http, serve_stdio
+from gpubridge.mcp_server.lazy import McpEndpoint
 from gpubridge.money import usd_to_micros
 from gpubridge.payments.accounts import Accounts
 from gpubridge.settings import Settings
@@ -72,20 +73,20 @@ def create_app(settings: Settings | None = None) -> Starlette:
     """The HTTP application with its lifespan (database, dispatcher, engines)."""
     settings = settings or Settings()
     components = build_components(settings)
-    mcp = mcp_http(components.gateway)
+    mcp = McpEndpoint(components.gateway)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await prepare_database(components)
         await components.gateway.start()
         try:
-            async with mcp.run():
-                yield
+            yield
         finally:
+            await mcp.aclose()
             await components.close()
 
     app = Starlette(
-        routes=[*build_routes(), *mcp.routes()],
+        routes=[*build_routes(), Route("/mcp", endpoint=mcp)],
         exception_handlers=dict(EXCEPTION_HANDLERS),
         lifespan=lifespan,
     )
@@ -99,6 +100,9 @@ async def serve_mcp_stdio(settings: Settings) -> None:
     """The MCP server on stdin/stdout over a local gateway, billing ``settings.api_key``."""
     components = build_components(settings)
     api_key = settings.api_key.get_secret_value() if settings.api_key else None
+    from gpubridge.mcp_server.server import build_server
+    from gpubridge.mcp_server.stdio import serve_stdio
+
     try:
         await prepare_database(components)
         await components.gateway.start()

@@ -1,7 +1,27 @@
-"""The MCP front door: every catalog service as a tool (stdio and streamable HTTP)."""
+"""The MCP front door: every catalog service as a tool (stdio and streamable HTTP).
 
-from gpubridge.mcp_server.http_app import McpHttp, mcp_http
-from gpubridge.mcp_server.server import build_server
-from gpubridge.mcp_server.stdio import serve_stdio
+The package imports the MCP SDK only when its modules are used (``lazy.McpEndpoint`` builds
+the HTTP door on the first request), so the gateway starts without paying for it.
+"""
 
-__all__ = ["McpHttp", "build_server", "mcp_http", "serve_stdio"]
+from __future__ import annotations
+
+from typing import Any
+
+_EXPORTS = {
+    "McpHttp": "gpubridge.mcp_server.http_app",
+    "mcp_http": "gpubridge.mcp_server.http_app",
+    "build_server": "gpubridge.mcp_server.server",
+    "serve_stdio": "gpubridge.mcp_server.stdio",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import importlib
+
+    return getattr(importlib.import_module(module), name)

@@ -50,13 +50,14 @@ class ToolCalls:
     async def run_service(
         self, service: str, arguments: dict[str, Any], caller: Caller, progress: Progress
     ) -> CallToolResult:
-        """Validate, take payment, submit, and wait (with progress) up to the MCP wait."""
+        """Validate, take payment, submit (unless an x402 payment did), and wait (with
+        progress) up to the MCP wait."""
         # Validates the input first: a bad call is answered before any payment or charge.
         estimate = self.gateway.estimate(service, payload=arguments)
         payer = await self.payments.payment_for_call(caller, service, arguments, estimate)
         if isinstance(payer, CallToolResult):
             return payer
-        submitted = await self.gateway.submit(payer.account, service, arguments)
+        submitted = payer.submitted or await self.gateway.submit(payer.account, service, arguments)
         job = await self._wait(submitted.job, self.wait_s, progress, owner=payer.account)
         result = self._render(service, job, caller, failed_is_error=True)
         if payer.result_meta:

@@ -1,8 +1,12 @@
-"""Who pays for a tool call: the caller's credits, or an answer asking for payment.
+"""Who pays for a tool call: the caller's credits, an x402 payment, or an answer asking for
+payment.
 
-Every paid tool goes through ``Payments.payment_for_call``; it is the seam where x402 over MCP
-plugs in: a call carrying ``_meta["x402/payment"]`` (``Caller.payment``) is paid there, and the
-settlement receipt goes in ``Payer.result_meta["x402/payment-response"]``.
+Every paid tool goes through ``Payments.payment_for_call``. Over the x402 MCP transport a call
+without an API key carrying ``_meta["x402/payment"]`` (``Caller.payment``) is paid there, with
+the same verification, reservation, settlement and refund rules as over HTTP: the payment
+creates the job (``Payer.submitted``) and its settlement receipt goes in
+``Payer.result_meta["x402/payment-response"]``. A payment that does not pay is answered like
+an unpaid call, with the reason in the PaymentRequired object.
 """
 
 from __future__ import annotations
@@ -10,14 +14,18 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from mcp_types import CallToolResult, TextContent
+from mcp_types import CallToolResult
 
 from gpubridge.errors import PaymentRequired
-from gpubridge.gateway import Gateway
-from gpubridge.mcp_server.caller import Caller
+from gpubridge.gateway import Gateway, Submitted
+from gpubridge.mcp_server.caller import X402_PAYMENT_RESPONSE_META_KEY, Caller
 from gpubridge.mcp_server.errors import error_result
 from gpubridge.payments.accounts import Account
 from gpubridge.payments.x402 import X402Required
+from gpubridge.payments.x402.errors import MalformedPayment
+
+INVALID_PAYLOAD = "invalid_payload"
+"""The x402 reason for a payment that is not a payment payload at all."""
 
 
 @dataclass(frozen=True)
@@ -25,6 +33,8 @@ class Payer:
     account: Account
     result_meta: dict[str, Any] = field(default_factory=dict)
     """Merged into the tool result's ``_meta`` (where a payment receipt goes)."""
+    submitted: Submitted | None = None
+    """The job an x402 payment already created; None when the tool call still submits it."""
 
 
 def tool_resource(tool: str) -> str:
@@ -39,10 +49,37 @@ class Payments:
     async def payment_for_call(
         self, caller: Caller, tool: str, arguments: dict[str, Any], estimate: dict[str, Any]
     ) -> Payer | CallToolResult:
-        """The account that pays for this call, or the ``isError`` result an unpaid call gets."""
+        """Who pays for this call, or the ``isError`` result an unpaid (or not paying) call
+        gets. An API key wins over a payment sent alongside it."""
         if caller.api_key is not None:
             return Payer(await self.gateway.accounts.authenticate(caller.api_key))
+        if caller.payment is not None and self.gateway.x402 is not None:
+            return await self.paid(caller.payment, tool, arguments)
         return await self.unpaid(caller, tool, arguments, estimate)
+
+    async def paid(
+        self, payment: Any, tool: str, arguments: dict[str, Any]
+    ) -> Payer | CallToolResult:
+        """Submit the call's job paid with ``payment`` (the v2 PaymentPayload object).
+
+        A payment that does not pay (bad signature, wrong amount, a used nonce, ...) or is not
+        a payment payload at all is refused with the PaymentRequired object and its reason;
+        nothing is charged and no job exists.
+        """
+        resource = tool_resource(tool)
+        if not isinstance(payment, dict):
+            return await self._refused(tool, arguments, "the x402 payment must be a JSON object")
+        try:
+            paid = await self.gateway.submit_paid(payment, tool, arguments, resource=resource)
+        except X402Required as exc:
+            return error_result(exc)
+        except MalformedPayment as exc:
+            return await self._refused(tool, arguments, exc.message)
+        return Payer(
+            paid.payment.account,
+            {X402_PAYMENT_RESPONSE_META_KEY: paid.payment.receipt},
+            paid.submitted,
+        )
 
     async def unpaid(
         self, caller: Caller, tool: str, arguments: dict[str, Any], estimate: dict[str, Any]
@@ -50,14 +87,7 @@ class Payments:
         """``payment_required``: with x402 on, the x402 PaymentRequired object for this call,
         priced as over HTTP (the gateway answers a submission without payment with it)."""
         if self.gateway.x402 is not None:
-            try:
-                await self.gateway.submit_paid(None, tool, arguments, resource=tool_resource(tool))
-            except X402Required as exc:
-                result = error_result(exc)
-                if caller.payment is not None:
-                    note = "x402 payments over MCP are not accepted by this server yet"
-                    result.content.append(TextContent(text=f"payment_required: {note}"))
-                return result
+            return error_result(await self._required(tool, arguments))
         message = (
             f"{tool} costs about ${estimate['estimated_cost_usd']} and this call carries no "
             "API key: send 'Authorization: Bearer gpub_...' over HTTP, or set "
@@ -71,5 +101,26 @@ class Payments:
                 code="payment_required",
                 service=tool,
                 estimated_cost_usd=estimate["estimated_cost_usd"],
+            )
+        )
+
+    async def _required(self, tool: str, arguments: dict[str, Any]) -> X402Required:
+        """The gateway's challenge for this call (it asks for payment when given none)."""
+        try:
+            await self.gateway.submit_paid(None, tool, arguments, resource=tool_resource(tool))
+        except X402Required as exc:
+            return exc
+        raise AssertionError("an unpaid x402 submission must ask for payment")
+
+    async def _refused(self, tool: str, arguments: dict[str, Any], message: str) -> CallToolResult:
+        """The challenge again for a ``_meta["x402/payment"]`` that is not a payment payload."""
+        challenge = await self._required(tool, arguments)
+        required = {**challenge.payment_required, "error": INVALID_PAYLOAD}
+        return error_result(
+            X402Required(
+                f"invalid x402 payment: {message}",
+                reason=INVALID_PAYLOAD,
+                payment_required=required,
+                body={**challenge.body, "error": INVALID_PAYLOAD, "paymentRequired": required},
             )
         )

@@ -205,6 +205,17 @@ async def refund(
     )
 
 
+async def lock_account(conn: AsyncConnection, account_id: str) -> None:
+    """Take the account's row lock first in a transaction that will also change one of its
+    jobs. On PostgreSQL, every money movement locks the account row before a job row; taking
+    them in the other order could deadlock with a concurrent submission (whose unique-key
+    check waits on the job row). SQLite has a single writer and needs no lock."""
+    if conn.dialect.name == "postgresql":
+        await conn.execute(
+            select(accounts.c.id).where(accounts.c.id == account_id).with_for_update(key_share=True)
+        )
+
+
 async def available_balance(conn: AsyncConnection, account_id: str) -> int:
     value = await conn.scalar(select(accounts.c.balance_micros).where(accounts.c.id == account_id))
     if value is None:

@@ -70,16 +70,6 @@ async def test_an_unpaid_call_gets_the_x402_payment_required_object(running):
     assert await running.all_jobs() == 0
 
 
-async def test_an_x402_payment_over_mcp_is_not_taken_yet(running):
-    async with running.client() as client:
-        result = await client.call_tool(
-            "llm-4090", LLM_CALL, meta={"x402/payment": {"x402Version": 2}}
-        )
-    assert result.is_error
-    assert result.structured_content["x402Version"] == 2
-    assert "not accepted by this server yet" in texts(result)[-1]
-
-
 async def test_with_x402_off_an_unpaid_call_is_payment_required_asking_for_a_key(
     start_gateway: StartGateway,
 ):

@@ -1,4 +1,4 @@
-"""The use cases both front doors share: quote, submit, run, get, cancel, stream."""
+"""The use cases both front doors share: quote, submit, get, cancel, stream."""
 
 from __future__ import annotations
 
@@ -6,7 +6,6 @@ import asyncio
 import hashlib
 import json
 import logging
-import time
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -18,15 +17,15 @@ from sqlalchemy.exc import IntegrityError
 from gpubridge.catalog import Catalog, ModelSpec, Service
 from gpubridge.db import Database
 from gpubridge.db.engine import utcnow
-from gpubridge.engines.base import EngineEvent, EngineRequest
 from gpubridge.engines.router import Router
 from gpubridge.errors import (
     Conflict,
     Expired,
-    GpubridgeError,
     NotFound,
     ServiceUnavailable,
 )
+from gpubridge.gateway.runner import JobRunner
+from gpubridge.gateway.views import job_view
 from gpubridge.jobs import store
 from gpubridge.jobs.dispatcher import Dispatcher
 from gpubridge.jobs.events import JobEvents
@@ -43,8 +42,6 @@ from gpubridge.payments.x402.wallets import Claimed, claim
 from gpubridge.settings import Settings
 
 log = logging.getLogger(__name__)
-
-PROGRESS_WRITE_EVERY_S = 1.0
 
 
 @dataclass(frozen=True)
@@ -80,16 +77,16 @@ class Gateway:
         self.router = router
         self.webhooks = webhooks
         self.events = JobEvents()
+        self.runner = JobRunner(settings, db, catalog, router, webhooks, self.events)
         self.dispatcher = Dispatcher(
             db,
-            self.run_job,
+            self.runner.run,
             max_concurrency=max(
                 1, sum(b.concurrency for s in catalog.services.values() for b in s.backends)
             ),
             poll_s=settings.dispatcher_poll_s,
             maintenance=self.maintenance,
         )
-        self._background: set[asyncio.Task[Any]] = set()
         self.x402 = X402.from_settings(settings, db)
 
     async def start(self) -> None:
@@ -97,9 +94,7 @@ class Gateway:
 
     async def stop(self) -> None:
         await self.dispatcher.stop()
-        for task in list(self._background):
-            task.cancel()
-        await asyncio.gather(*self._background, return_exceptions=True)
+        await self.runner.close()
         if self.x402 is not None:
             await self.x402.close()
 
@@ -354,6 +349,7 @@ class Gateway:
     async def cancel(self, account: Account, job_id: str) -> JobRecord:
         """Cancel a pending or running job and refund its hold in full."""
         async with self.db.begin() as conn:
+            await ledger.lock_account(conn, account.id)
             job = await store.get_job(conn, job_id) if _is_uuid(job_id) else None
             if job is None or job.account_id != account.id:
                 raise NotFound(f"no job {job_id}", code="job_not_found")
@@ -379,111 +375,8 @@ class Gateway:
                 memo="cancelled",
             )
         self.dispatcher.cancel_local(job.id)
-        self._announce(cancelled)
+        self.runner.announce(cancelled)
         return cancelled
-
-    # -- run ----------------------------------------------------------------------------
-    async def run_job(self, job: JobRecord) -> JobRecord | None:
-        """Run a claimed job on its service's backends, then capture or refund."""
-        service = self.catalog.service(job.service)
-        model = service.model(job.model) or service.default_model
-        self.events.publish(job.id, "status", {"status": JobStatus.RUNNING.value})
-        progress = _ProgressWriter(self, job.id)
-        request = EngineRequest(job.id, service.key, model.ref(), job.input)
-        try:
-            async with asyncio.timeout(self.settings.job_timeout_s):
-                routed = await self.router.execute(
-                    service.backends, request, progress.emit, job.priority
-                )
-        except asyncio.CancelledError:
-            raise
-        except TimeoutError:
-            return await self._fail(job, "timeout", "the job ran past its time limit")
-        except GpubridgeError as exc:
-            return await self._fail(job, exc.code, exc.message, **exc.details)
-        except Exception as exc:
-            log.exception("job failed unexpectedly", extra={"job_id": job.id})
-            return await self._fail(job, "internal_error", f"{type(exc).__name__}: {exc}")
-        quote = self.catalog.quote(service, model, job.input)
-        cost = min(
-            discounted(self.catalog.actual_cost(quote, routed.result.usage), job.discount_percent),
-            job.hold_micros,
-        )
-        usage = _usage_dict(routed.result.usage)
-        async with self.db.begin() as conn:
-            finished = await store.finish_job(
-                conn,
-                job,
-                JobStatus.COMPLETED,
-                output=routed.result.output,
-                usage=usage,
-                cost_micros=cost,
-                backend=routed.backend,
-            )
-            if finished is not None:
-                await ledger.capture(
-                    conn,
-                    job.account_id,
-                    job_id=job.id,
-                    held_micros=job.hold_micros,
-                    cost_micros=cost,
-                    held_on=job.created_at.date(),
-                )
-        if finished is not None:
-            self._announce(finished)
-        return finished
-
-    async def _fail(
-        self, job: JobRecord, code: str, message: str, **details: Any
-    ) -> JobRecord | None:
-        error = {"code": code, "message": message, **_jsonable(details)}
-        async with self.db.begin() as conn:
-            failed = await store.finish_job(conn, job, JobStatus.FAILED, error=error)
-            if failed is not None:
-                await ledger.refund(
-                    conn,
-                    job.account_id,
-                    job_id=job.id,
-                    held_micros=job.hold_micros,
-                    held_on=job.created_at.date(),
-                    memo=code,
-                )
-        if failed is not None:
-            self._announce(failed)
-        return failed
-
-    def _announce(self, job: JobRecord) -> None:
-        self.events.publish(job.id, "status", job_view(job, self.settings.public_url))
-        if job.webhook_url and job.status.is_terminal:
-            task = asyncio.create_task(self._deliver_webhook(job))
-            self._background.add(task)
-            task.add_done_callback(self._background.discard)
-
-    async def _deliver_webhook(self, job: JobRecord) -> None:
-        async with self.db.connect() as conn:
-            secret = await ledger.webhook_secret(conn, job.account_id)
-        event_type = f"job.{job.status.value}"
-
-        async def record(attempt: Any) -> None:
-            async with self.db.begin() as conn:
-                await store.record_webhook_attempt(
-                    conn,
-                    job_id=job.id,
-                    event_id=attempt.webhook_id,
-                    attempt=attempt.number,
-                    status_code=attempt.status_code,
-                    error=(attempt.error or None) and str(attempt.error)[:500],
-                    duration_ms=int(attempt.duration_s * 1000),
-                )
-
-        assert job.webhook_url is not None
-        await self.webhooks.deliver(
-            job.webhook_url,
-            secret,
-            event_type,
-            job_view(job, self.settings.public_url),
-            record=record,
-        )
 
     # -- stream -------------------------------------------------------------------------
     async def stream(self, job_id: str, poll_s: float = 1.0) -> AsyncIterator[dict[str, Any]]:
@@ -518,59 +411,9 @@ class Gateway:
             stale = await store.stale_running(conn, cutoff)
         for job in stale:
             if self.dispatcher.task_for(job.id) is None:
-                await self._fail(job, "worker_lost", "the worker running this job stopped")
+                await self.runner.fail(job, "worker_lost", "the worker running this job stopped")
         if self.x402 is not None:
             await self.x402.reconcile()
-
-
-class _ProgressWriter:
-    """Forwards engine events to subscribers and persists progress at most once a second."""
-
-    def __init__(self, gateway: Gateway, job_id: str) -> None:
-        self.gateway = gateway
-        self.job_id = job_id
-        self._last_write = 0.0
-
-    async def emit(self, event: EngineEvent) -> None:
-        self.gateway.events.publish(self.job_id, event.kind, event.data)
-        if event.kind != "progress":
-            return
-        now = time.monotonic()
-        if now - self._last_write >= PROGRESS_WRITE_EVERY_S:
-            self._last_write = now
-            async with self.gateway.db.begin() as conn:
-                await store.set_progress(conn, self.job_id, event.data)
-
-
-def job_view(job: JobRecord, public_url: str = "") -> dict[str, Any]:
-    """The public JSON shape of a job (GET /status, webhooks, MCP)."""
-    view: dict[str, Any] = {
-        "id": job.id,
-        "job_id": job.id,
-        "service": job.service,
-        "model": job.model,
-        "status": job.status.value,
-        "status_url": f"{public_url}/status/{job.id}",
-        "created_at": job.created_at.isoformat(),
-        "started_at": job.started_at.isoformat() if job.started_at else None,
-        "completed_at": job.completed_at.isoformat() if job.completed_at else None,
-        "execution_time_seconds": (
-            round(job.execution_ms / 1000, 3) if job.execution_ms is not None else None
-        ),
-        "estimated_cost_usd": micros_to_usd(job.hold_micros),
-        "cost_usd": micros_to_usd(job.cost_micros) if job.cost_micros is not None else None,
-        "backend": job.backend,
-    }
-    if job.status == JobStatus.COMPLETED:
-        view["output"] = job.output
-        view["usage"] = job.usage
-    if job.error is not None:
-        view["error"] = job.error
-    if job.progress is not None and not job.status.is_terminal:
-        view["progress"] = job.progress
-    if job.status in (JobStatus.FAILED, JobStatus.CANCELLED):
-        view["refunded_usd"] = micros_to_usd(job.hold_micros)
-    return view
 
 
 def _request_hash(service: str, payload: Any, webhook_url: str | None) -> str:
@@ -582,58 +425,9 @@ def _request_hash(service: str, payload: Any, webhook_url: str | None) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
-def _usage_dict(usage: Any) -> dict[str, Any]:
-    return {k: v for k, v in vars(usage).items() if v}
-
-
-def _jsonable(details: dict[str, Any]) -> dict[str, Any]:
-    return json.loads(json.dumps(details, default=str))  # type: ignore[no-any-return]
-
-
 def _is_uuid(value: str) -> bool:
     try:
         uuid.UUID(value)
     except ValueError:
         return False
     return True
-
-
-def service_summary(service: Service) -> dict[str, Any]:
-    """The public catalog entry of a service."""
-    price = service.price
-    return {
-        "key": service.key,
-        "name": service.name,
-        "category": service.category,
-        "description": service.description,
-        "mode": service.mode,
-        "available": bool(service.backends),
-        "estimated_seconds": service.estimated_seconds,
-        "pricing": {
-            "unit": price.unit,
-            "from_usd": micros_to_usd(price.minimum_micros),
-            "micros": price.micros,
-            "per": price.per,
-        },
-        "models": [
-            {
-                "id": m.id,
-                "source": m.source,
-                "default": m is service.default_model,
-                "description": m.description,
-                "license": m.license,
-                **(
-                    {
-                        "from_usd": micros_to_usd(m.price.minimum_micros),
-                        "price_micros": m.price.micros,
-                        "per": m.price.per,
-                    }
-                    if m.price
-                    else {}
-                ),
-            }
-            for m in service.models
-        ],
-        "input_schema": service.input_schema,
-        "output_schema": service.output_schema,
-    }

@@ -1,0 +1,7 @@
+"""The use cases both front doors share: quote, submit, run, get, cancel, stream."""
+
+from gpubridge.gateway.core import Gateway, PaidSubmission, Submitted
+from gpubridge.gateway.runner import JobRunner
+from gpubridge.gateway.views import job_view, service_summary
+
+__all__ = ["Gateway", "JobRunner", "PaidSubmission", "Submitted", "job_view", "service_summary"]

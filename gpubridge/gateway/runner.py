@@ -1,0 +1,187 @@
+"""Running claimed jobs: route to a backend, then capture or refund, announce, and deliver
+the webhook."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from typing import Any
+
+from gpubridge.catalog import Catalog
+from gpubridge.db import Database
+from gpubridge.engines.base import EngineEvent, EngineRequest
+from gpubridge.engines.router import Router
+from gpubridge.errors import GpubridgeError
+from gpubridge.gateway.views import job_view
+from gpubridge.jobs import store
+from gpubridge.jobs.events import JobEvents
+from gpubridge.jobs.status import JobStatus
+from gpubridge.jobs.store import JobRecord
+from gpubridge.jobs.webhooks import WebhookSender
+from gpubridge.payments import ledger
+from gpubridge.payments.pricing import discounted
+from gpubridge.settings import Settings
+
+log = logging.getLogger(__name__)
+
+PROGRESS_WRITE_EVERY_S = 1.0
+
+
+class JobRunner:
+    """Runs one claimed job at a time per call; shared by the dispatcher and the gateway."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        db: Database,
+        catalog: Catalog,
+        router: Router,
+        webhooks: WebhookSender,
+        events: JobEvents,
+    ) -> None:
+        self.settings = settings
+        self.db = db
+        self.catalog = catalog
+        self.router = router
+        self.webhooks = webhooks
+        self.events = events
+        self._background: set[asyncio.Task[Any]] = set()
+
+    async def close(self) -> None:
+        """Stop webhook deliveries still under way."""
+        for task in list(self._background):
+            task.cancel()
+        await asyncio.gather(*self._background, return_exceptions=True)
+
+    async def run(self, job: JobRecord) -> JobRecord | None:
+        """Run a claimed job on its service's backends, then capture or refund."""
+        service = self.catalog.service(job.service)
+        model = service.model(job.model) or service.default_model
+        self.events.publish(job.id, "status", {"status": JobStatus.RUNNING.value})
+        progress = _ProgressWriter(self, job.id)
+        request = EngineRequest(job.id, service.key, model.ref(), job.input)
+        try:
+            async with asyncio.timeout(self.settings.job_timeout_s):
+                routed = await self.router.execute(
+                    service.backends, request, progress.emit, job.priority
+                )
+        except asyncio.CancelledError:
+            raise
+        except TimeoutError:
+            return await self.fail(job, "timeout", "the job ran past its time limit")
+        except GpubridgeError as exc:
+            return await self.fail(job, exc.code, exc.message, **exc.details)
+        except Exception as exc:
+            log.exception("job failed unexpectedly", extra={"job_id": job.id})
+            return await self.fail(job, "internal_error", f"{type(exc).__name__}: {exc}")
+        quote = self.catalog.quote(service, model, job.input)
+        cost = min(
+            discounted(self.catalog.actual_cost(quote, routed.result.usage), job.discount_percent),
+            job.hold_micros,
+        )
+        usage = _usage_dict(routed.result.usage)
+        async with self.db.begin() as conn:
+            await ledger.lock_account(conn, job.account_id)
+            finished = await store.finish_job(
+                conn,
+                job,
+                JobStatus.COMPLETED,
+                output=routed.result.output,
+                usage=usage,
+                cost_micros=cost,
+                backend=routed.backend,
+            )
+            if finished is not None:
+                await ledger.capture(
+                    conn,
+                    job.account_id,
+                    job_id=job.id,
+                    held_micros=job.hold_micros,
+                    cost_micros=cost,
+                    held_on=job.created_at.date(),
+                )
+        if finished is not None:
+            self.announce(finished)
+        return finished
+
+    async def fail(
+        self, job: JobRecord, code: str, message: str, **details: Any
+    ) -> JobRecord | None:
+        error = {"code": code, "message": message, **_jsonable(details)}
+        async with self.db.begin() as conn:
+            await ledger.lock_account(conn, job.account_id)
+            failed = await store.finish_job(conn, job, JobStatus.FAILED, error=error)
+            if failed is not None:
+                await ledger.refund(
+                    conn,
+                    job.account_id,
+                    job_id=job.id,
+                    held_micros=job.hold_micros,
+                    held_on=job.created_at.date(),
+                    memo=code,
+                )
+        if failed is not None:
+            self.announce(failed)
+        return failed
+
+    def announce(self, job: JobRecord) -> None:
+        self.events.publish(job.id, "status", job_view(job, self.settings.public_url))
+        if job.webhook_url and job.status.is_terminal:
+            task = asyncio.create_task(self._deliver_webhook(job))
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
+
+    async def _deliver_webhook(self, job: JobRecord) -> None:
+        async with self.db.connect() as conn:
+            secret = await ledger.webhook_secret(conn, job.account_id)
+        event_type = f"job.{job.status.value}"
+
+        async def record(attempt: Any) -> None:
+            async with self.db.begin() as conn:
+                await store.record_webhook_attempt(
+                    conn,
+                    job_id=job.id,
+                    event_id=attempt.webhook_id,
+                    attempt=attempt.number,
+                    status_code=attempt.status_code,
+                    error=(attempt.error or None) and str(attempt.error)[:500],
+                    duration_ms=int(attempt.duration_s * 1000),
+                )
+
+        assert job.webhook_url is not None
+        await self.webhooks.deliver(
+            job.webhook_url,
+            secret,
+            event_type,
+            job_view(job, self.settings.public_url),
+            record=record,
+        )
+
+
+class _ProgressWriter:
+    """Forwards engine events to subscribers and persists progress at most once a second."""
+
+    def __init__(self, runner: JobRunner, job_id: str) -> None:
+        self.runner = runner
+        self.job_id = job_id
+        self._last_write = 0.0
+
+    async def emit(self, event: EngineEvent) -> None:
+        self.runner.events.publish(self.job_id, event.kind, event.data)
+        if event.kind != "progress":
+            return
+        now = time.monotonic()
+        if now - self._last_write >= PROGRESS_WRITE_EVERY_S:
+            self._last_write = now
+            async with self.runner.db.begin() as conn:
+                await store.set_progress(conn, self.job_id, event.data)
+
+
+def _usage_dict(usage: Any) -> dict[str, Any]:
+    return {k: v for k, v in vars(usage).items() if v}
+
+
+def _jsonable(details: dict[str, Any]) -> dict[str, Any]:
+    return json.loads(json.dumps(details, default=str))  # type: ignore[no-any-return]

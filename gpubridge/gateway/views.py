@@ -1,0 +1,82 @@
+"""The public JSON shapes of jobs and services (HTTP, webhooks, MCP)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from gpubridge.catalog import Service
+from gpubridge.jobs.status import JobStatus
+from gpubridge.jobs.store import JobRecord
+from gpubridge.money import micros_to_usd
+
+
+def job_view(job: JobRecord, public_url: str = "") -> dict[str, Any]:
+    """The public JSON shape of a job (GET /status, webhooks, MCP)."""
+    view: dict[str, Any] = {
+        "id": job.id,
+        "job_id": job.id,
+        "service": job.service,
+        "model": job.model,
+        "status": job.status.value,
+        "status_url": f"{public_url}/status/{job.id}",
+        "created_at": job.created_at.isoformat(),
+        "started_at": job.started_at.isoformat() if job.started_at else None,
+        "completed_at": job.completed_at.isoformat() if job.completed_at else None,
+        "execution_time_seconds": (
+            round(job.execution_ms / 1000, 3) if job.execution_ms is not None else None
+        ),
+        "estimated_cost_usd": micros_to_usd(job.hold_micros),
+        "cost_usd": micros_to_usd(job.cost_micros) if job.cost_micros is not None else None,
+        "backend": job.backend,
+    }
+    if job.status == JobStatus.COMPLETED:
+        view["output"] = job.output
+        view["usage"] = job.usage
+    if job.error is not None:
+        view["error"] = job.error
+    if job.progress is not None and not job.status.is_terminal:
+        view["progress"] = job.progress
+    if job.status in (JobStatus.FAILED, JobStatus.CANCELLED):
+        view["refunded_usd"] = micros_to_usd(job.hold_micros)
+    return view
+
+
+def service_summary(service: Service) -> dict[str, Any]:
+    """The public catalog entry of a service."""
+    price = service.price
+    return {
+        "key": service.key,
+        "name": service.name,
+        "category": service.category,
+        "description": service.description,
+        "mode": service.mode,
+        "available": bool(service.backends),
+        "estimated_seconds": service.estimated_seconds,
+        "pricing": {
+            "unit": price.unit,
+            "from_usd": micros_to_usd(price.minimum_micros),
+            "micros": price.micros,
+            "per": price.per,
+        },
+        "models": [
+            {
+                "id": m.id,
+                "source": m.source,
+                "default": m is service.default_model,
+                "description": m.description,
+                "license": m.license,
+                **(
+                    {
+                        "from_usd": micros_to_usd(m.price.minimum_micros),
+                        "price_micros": m.price.micros,
+                        "per": m.price.per,
+                    }
+                    if m.price
+                    else {}
+                ),
+            }
+            for m in service.models
+        ],
+        "input_schema": service.input_schema,
+        "output_schema": service.output_schema,
+    }
