@@ -54,6 +54,15 @@ accounts = Table(
     # the last signed claim that got an API key (a claim must be newer than it).
     Column("wallet_address", String(42), unique=True, nullable=True),
     Column("wallet_claimed_at", UtcTime, nullable=True),
+    # Card top-ups: the Stripe customer whose saved card auto top-up charges off-session.
+    Column("stripe_customer_id", String(255), unique=True, nullable=True),
+    # Auto top-up: buy ``auto_topup_package`` when a capture takes the balance below the
+    # threshold. ``auto_topup_armed`` is cleared by the one charge of a crossing (a guarded
+    # UPDATE, so never twice concurrently) and set again once the balance is back above.
+    Column("auto_topup_enabled", Integer, nullable=False, default=0, server_default="0"),
+    Column("auto_topup_threshold_micros", Money, nullable=True),
+    Column("auto_topup_package", String(32), nullable=True),
+    Column("auto_topup_armed", Integer, nullable=False, default=1, server_default="1"),
     CheckConstraint("balance_micros >= 0", name="balance_not_negative"),
 )
 
@@ -147,4 +156,57 @@ x402_payments = Table(
     Column("settled_at", UtcTime, nullable=True),
     UniqueConstraint("asset", "payer", "nonce", name="uq_x402_payments_authorization"),
     Index("ix_x402_payments_status_created", "status", "created_at"),
+)
+
+# Stripe Checkout top-ups: one row per Checkout Session created for an account.
+checkout_sessions = Table(
+    "checkout_sessions",
+    metadata,
+    Column("id", String(255), primary_key=True),
+    Column("account_id", String(36), ForeignKey("accounts.id"), nullable=False),
+    Column("package", String(32), nullable=False),
+    Column("amount_cents", Integer, nullable=False),
+    Column("credits_micros", Money, nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("created_at", UtcTime, nullable=False),
+    Column("completed_at", UtcTime, nullable=True),
+    Index("ix_checkout_sessions_account", "account_id"),
+)
+
+# Stripe webhook events taken in: each event id credits at most once.
+stripe_events = Table(
+    "stripe_events",
+    metadata,
+    Column("id", String(255), primary_key=True),
+    Column("type", String(100), nullable=False),
+    Column("received_at", UtcTime, nullable=False),
+)
+
+# Off-session charges of auto top-up, with their outcome.
+auto_topups = Table(
+    "auto_topups",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("account_id", String(36), ForeignKey("accounts.id"), nullable=False),
+    Column("package", String(32), nullable=False),
+    Column("amount_cents", Integer, nullable=False),
+    Column("credits_micros", Money, nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("payment_intent_id", String(255), unique=True, nullable=True),
+    Column("error", String(500), nullable=True),
+    Column("created_at", UtcTime, nullable=False),
+    Column("completed_at", UtcTime, nullable=True),
+    Index("ix_auto_topups_account", "account_id"),
+)
+
+# One-time key recovery tokens, stored hashed, sent to the account's email.
+recovery_tokens = Table(
+    "recovery_tokens",
+    metadata,
+    Column("token_hash", String(64), primary_key=True),
+    Column("account_id", String(36), ForeignKey("accounts.id"), nullable=False),
+    Column("created_at", UtcTime, nullable=False),
+    Column("expires_at", UtcTime, nullable=False),
+    Column("used_at", UtcTime, nullable=True),
+    Index("ix_recovery_tokens_account", "account_id"),
 )
