@@ -9,6 +9,8 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
+from limits.aio.storage import Storage
+from limits.aio.strategies import FixedWindowRateLimiter
 from starlette.applications import Starlette
 from starlette.routing import Route
 
@@ -19,10 +21,17 @@ from gpubridge.engines.router import Router
 from gpubridge.gateway import Gateway
 from gpubridge.http_api import build_routes
 from gpubridge.http_api.errors import EXCEPTION_HANDLERS
+from gpubridge.http_api.ratelimit import (
+    close_limits_storage,
+    limits_storage,
+    rate_limit_middleware,
+)
 from gpubridge.jobs.webhooks import WebhookSender
 from gpubridge.mcp_server.lazy import McpEndpoint
 from gpubridge.money import usd_to_micros
 from gpubridge.payments.accounts import Accounts
+from gpubridge.payments.mailer import mailer_from_settings
+from gpubridge.payments.recovery import Recovery
 from gpubridge.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -38,8 +47,12 @@ class Components:
     registry: EngineRegistry
     gateway: Gateway
     webhooks: WebhookSender
+    limits_storage: Storage
+    recovery: Recovery
 
     async def close(self) -> None:
+        await self.recovery.aclose()
+        close_limits_storage(self.limits_storage)
         await self.gateway.stop()
         await self.webhooks.aclose()
         await self.registry.close()
@@ -59,7 +72,17 @@ def build_components(settings: Settings) -> Components:
         cache_s=settings.api_key_cache_s,
     )
     gateway = Gateway(settings, db, catalog, accounts, Router(registry), webhooks)
-    return Components(settings, db, catalog, registry, gateway, webhooks)
+    storage = limits_storage(settings.redis_url)
+    recovery = Recovery(
+        db,
+        accounts,
+        mailer_from_settings(settings),
+        FixedWindowRateLimiter(storage),
+        token_ttl_s=settings.recovery_token_ttl_s,
+        per_email_per_hour=settings.recovery_per_email_per_hour,
+        public_url=settings.public_url,
+    )
+    return Components(settings, db, catalog, registry, gateway, webhooks, storage, recovery)
 
 
 async def prepare_database(components: Components) -> None:
@@ -88,11 +111,13 @@ def create_app(settings: Settings | None = None) -> Starlette:
     app = Starlette(
         routes=[*build_routes(), Route("/mcp", endpoint=mcp)],
         exception_handlers=dict(EXCEPTION_HANDLERS),
+        middleware=rate_limit_middleware(settings, components.limits_storage),
         lifespan=lifespan,
     )
     app.state.gateway = components.gateway
     app.state.components = components
     app.state.mcp = mcp
+    app.state.recovery = components.recovery
     return app
 
 

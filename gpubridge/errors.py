@@ -95,3 +95,15 @@ class ConfigurationError(GpubridgeError):
 
     code = "configuration_error"
     status = 500
+
+
+class RateLimited(GpubridgeError):
+    """Too many requests; ``retry_after`` is whole seconds until the next one may pass."""
+
+    code = "rate_limited"
+    status = 429
+
+    def __init__(self, message: str, *, retry_after: int, **details: Any) -> None:
+        super().__init__(message, retry_after=retry_after, **details)
+        self.retry_after = max(1, retry_after)
+        self.details["retry_after"] = self.retry_after

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import json
 from pathlib import Path
 from typing import Annotated
@@ -57,6 +58,63 @@ class Settings(BaseSettings):
     # Accounts
     default_daily_limit_usd: int = 50
     api_key_cache_s: float = 5.0
+
+    # Rate limits (0 disables a limit)
+    rate_limit_per_key_per_minute: int = Field(
+        default=30, ge=0, description="Requests per minute per API key."
+    )
+    rate_limit_per_ip_per_second: int = Field(
+        default=20, ge=0, description="Requests per second per client IP."
+    )
+    trusted_proxies: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description=(
+            "Proxies (IPs or CIDRs, comma-separated) whose X-Forwarded-For is believed; "
+            "empty: the client IP is always the socket peer."
+        ),
+    )
+    redis_url: str | None = Field(
+        default=None,
+        description="Share rate-limit counts between replicas in this Redis (redis://host:port/db).",
+    )
+
+    # Key recovery
+    recovery_token_ttl_s: int = Field(
+        default=15 * 60, gt=0, description="How long an emailed recovery token stays valid."
+    )
+    recovery_per_email_per_hour: int = Field(
+        default=5, ge=0, description="Recovery emails (and token attempts) per address per hour."
+    )
+    smtp_host: str | None = Field(
+        default=None,
+        description="Send mail through this SMTP server; unset: append to data_dir/outbox.jsonl.",
+    )
+    smtp_port: int = 587
+    smtp_user: str | None = None
+    smtp_password: SecretStr | None = None
+    smtp_from: str = "gpubridge@localhost"
+    smtp_starttls: bool = True
+    smtp_timeout_s: float = 30.0
+
+    # Card top-ups (Stripe Checkout) and auto top-up; off while the two keys are unset
+    stripe_secret_key: SecretStr | None = Field(default=None, description="Stripe secret key.")
+    stripe_webhook_secret: SecretStr | None = Field(
+        default=None, description="Signing secret (whsec_...) of the /webhooks/stripe endpoint."
+    )
+    stripe_api_base: str | None = Field(
+        default=None, description="Stripe API base URL (tests point it at a local server)."
+    )
+    stripe_success_url: str = Field(
+        default="", description="Where Checkout returns after payment (default: the dashboard)."
+    )
+    stripe_cancel_url: str = Field(
+        default="", description="Where Checkout returns when cancelled (default: the dashboard)."
+    )
+    stripe_webhook_tolerance_s: int = Field(
+        default=300, description="Oldest Stripe-Signature timestamp accepted, in seconds."
+    )
+    stripe_timeout_s: float = 30.0
+    stripe_max_network_retries: int = 2
 
     # Engines
     remote_api_keys: dict[str, SecretStr] = Field(
@@ -131,6 +189,23 @@ class Settings(BaseSettings):
             if text.startswith("["):
                 return json.loads(text)
             return [host.strip() for host in text.split(",") if host.strip()]
+        return value
+
+    @field_validator("trusted_proxies", mode="before")
+    @classmethod
+    def _split_proxies(cls, value: object) -> object:
+        if isinstance(value, str):
+            text = value.strip()
+            if text.startswith("["):
+                return json.loads(text)
+            return [item.strip() for item in text.split(",") if item.strip()]
+        return value
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _check_proxies(cls, value: list[str]) -> list[str]:
+        for item in value:
+            ipaddress.ip_network(item, strict=False)  # ValueError: a clear validation error
         return value
 
     def resolved_database_url(self) -> str:

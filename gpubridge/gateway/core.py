@@ -37,6 +37,7 @@ from gpubridge.money import micros_to_usd
 from gpubridge.payments import ledger
 from gpubridge.payments.accounts import Account, Accounts
 from gpubridge.payments.pricing import discounted, tier_for
+from gpubridge.payments.stripe_topups import CardTopups
 from gpubridge.payments.x402 import X402, Accepted, RequestBinding
 from gpubridge.payments.x402.wallets import Claimed, claim
 from gpubridge.settings import Settings
@@ -77,7 +78,10 @@ class Gateway:
         self.router = router
         self.webhooks = webhooks
         self.events = JobEvents()
-        self.runner = JobRunner(settings, db, catalog, router, webhooks, self.events)
+        self.card_topups = CardTopups.from_settings(settings, db)
+        self.runner = JobRunner(
+            settings, db, catalog, router, webhooks, self.events, auto_topups=self.card_topups.auto
+        )
         self.dispatcher = Dispatcher(
             db,
             self.runner.run,
@@ -95,6 +99,7 @@ class Gateway:
     async def stop(self) -> None:
         await self.dispatcher.stop()
         await self.runner.close()
+        await self.card_topups.close()
         if self.x402 is not None:
             await self.x402.close()
 
@@ -228,6 +233,7 @@ class Gateway:
             self.dispatcher.spawn(job)
         else:
             self.dispatcher.notify()
+        self.runner.metrics.job_submitted(job)
         return Submitted(job, created=True)
 
     async def submit_paid(

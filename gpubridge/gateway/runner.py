@@ -7,6 +7,7 @@ import asyncio
 import json
 import logging
 import time
+from collections.abc import Coroutine
 from typing import Any
 
 from gpubridge.catalog import Catalog
@@ -14,6 +15,7 @@ from gpubridge.db import Database
 from gpubridge.engines.base import EngineEvent, EngineRequest
 from gpubridge.engines.router import Router
 from gpubridge.errors import GpubridgeError
+from gpubridge.gateway.metrics import GatewayMetrics
 from gpubridge.gateway.views import job_view
 from gpubridge.jobs import store
 from gpubridge.jobs.events import JobEvents
@@ -21,6 +23,7 @@ from gpubridge.jobs.status import JobStatus
 from gpubridge.jobs.store import JobRecord
 from gpubridge.jobs.webhooks import WebhookSender
 from gpubridge.payments import ledger
+from gpubridge.payments.auto_topup import AutoTopups, disarm_below_threshold
 from gpubridge.payments.pricing import discounted
 from gpubridge.settings import Settings
 
@@ -40,6 +43,9 @@ class JobRunner:
         router: Router,
         webhooks: WebhookSender,
         events: JobEvents,
+        *,
+        auto_topups: AutoTopups | None = None,
+        metrics: GatewayMetrics | None = None,
     ) -> None:
         self.settings = settings
         self.db = db
@@ -47,6 +53,8 @@ class JobRunner:
         self.router = router
         self.webhooks = webhooks
         self.events = events
+        self.auto_topups = auto_topups
+        self.metrics = metrics or GatewayMetrics()
         self._background: set[asyncio.Task[Any]] = set()
 
     async def close(self) -> None:
@@ -82,6 +90,7 @@ class JobRunner:
             job.hold_micros,
         )
         usage = _usage_dict(routed.result.usage)
+        top_up = False
         async with self.db.begin() as conn:
             await ledger.lock_account(conn, job.account_id)
             finished = await store.finish_job(
@@ -102,6 +111,10 @@ class JobRunner:
                     cost_micros=cost,
                     held_on=job.created_at.date(),
                 )
+                if self.auto_topups is not None:
+                    top_up = await disarm_below_threshold(conn, job.account_id)
+        if top_up and self.auto_topups is not None:
+            self._spawn(self.auto_topups.charge(job.account_id))
         if finished is not None:
             self.announce(finished)
         return finished
@@ -128,10 +141,17 @@ class JobRunner:
 
     def announce(self, job: JobRecord) -> None:
         self.events.publish(job.id, "status", job_view(job, self.settings.public_url))
+        if job.status.is_terminal:
+            self.metrics.job_finished(job)
         if job.webhook_url and job.status.is_terminal:
-            task = asyncio.create_task(self._deliver_webhook(job))
-            self._background.add(task)
-            task.add_done_callback(self._background.discard)
+            self._spawn(self._deliver_webhook(job))
+
+    def _spawn(self, work: Coroutine[Any, Any, Any]) -> None:
+        """Run ``work`` in the background (webhooks, auto top-up charges), never awaited by
+        the job's response; ``close`` cancels what is still running."""
+        task = asyncio.create_task(work)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
     async def _deliver_webhook(self, job: JobRecord) -> None:
         async with self.db.connect() as conn:

@@ -8,7 +8,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from gpubridge.errors import GpubridgeError
+from gpubridge.errors import GpubridgeError, RateLimited
 from gpubridge.http_api.x402 import x402_required
 from gpubridge.payments.x402 import X402Required
 
@@ -36,7 +36,8 @@ async def domain_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, GpubridgeError)
     if exc.status >= 500 and exc.status != 503:
         log.error("request failed: %s", exc.code, extra={"path": request.url.path})
-    return JSONResponse({"error": exc.to_dict()}, status_code=exc.status)
+    headers = {"Retry-After": str(exc.retry_after)} if isinstance(exc, RateLimited) else None
+    return JSONResponse({"error": exc.to_dict()}, status_code=exc.status, headers=headers)
 
 
 async def http_error(request: Request, exc: Exception) -> Response:

@@ -6,9 +6,17 @@ from typing import Any
 
 from gpubridge import __version__
 from gpubridge.catalog import Catalog
+from gpubridge.payments.packages import PACKAGES
 
 ERROR = {"$ref": "#/components/schemas/Error"}
 BEARER: list[dict[str, list[str]]] = [{"apiKey": []}]
+
+
+_EMAIL_BODY: dict[str, Any] = {
+    "type": "object",
+    "required": ["email"],
+    "properties": {"email": {"type": "string", "format": "email"}},
+}
 
 
 def _op(
@@ -125,6 +133,34 @@ def openapi_document(catalog: Catalog) -> dict[str, Any]:
                     responses={"201": "Created", "409": "Email taken", "400": "Bad email"},
                 )
             },
+            "/account/recover": {
+                "post": _op(
+                    "Mail the owner of an email, if any, that an account exists",
+                    body=_EMAIL_BODY,
+                    responses={"200": "The same answer for every address", "429": "Too many"},
+                )
+            },
+            "/account/recover-reset": {
+                "post": _op(
+                    "Email only: mail a one-time token. Email and token: a new API key",
+                    body={
+                        "type": "object",
+                        "required": ["email"],
+                        "properties": {
+                            "email": {"type": "string", "format": "email"},
+                            "token": {"type": "string"},
+                        },
+                    },
+                    responses={
+                        "200": "Token mailed (same answer for every address), or the new key",
+                        "400": "Invalid, expired or used token",
+                        "429": "Too many",
+                    },
+                )
+            },
+            "/account/regenerate-key": {
+                "post": _op("A new API key; the current one stops working", auth=True)
+            },
             "/account/balance": {"get": _op("Balance, daily spend and discount tier", auth=True)},
             "/account/jobs": {
                 "get": _op(
@@ -146,6 +182,46 @@ def openapi_document(catalog: Catalog) -> dict[str, Any]:
                         "required": ["daily_limit"],
                         "properties": {"daily_limit": {"type": "number"}},
                     },
+                )
+            },
+            "/account/topup": {
+                "post": _op(
+                    "Buy a credit package by card: a Stripe Checkout URL",
+                    auth=True,
+                    body={
+                        "type": "object",
+                        "required": ["package"],
+                        "properties": {"package": {"enum": list(PACKAGES)}},
+                    },
+                    responses={
+                        "200": "Checkout session",
+                        "422": "Unknown package",
+                        "502": "Stripe error",
+                        "503": "Card payments not configured",
+                    },
+                )
+            },
+            "/account/auto-topup": {
+                "get": _op("Auto top-up settings and last attempts", auth=True),
+                "post": _op(
+                    "Buy a package by saved card when the balance falls below a threshold",
+                    auth=True,
+                    body={
+                        "type": "object",
+                        "required": ["enabled"],
+                        "properties": {
+                            "enabled": {"type": "boolean"},
+                            "threshold": {"type": "number", "minimum": 1, "maximum": 10000},
+                            "package": {"enum": list(PACKAGES)},
+                        },
+                    },
+                    responses={"200": "Saved", "409": "No saved card", "422": "Bad input"},
+                ),
+            },
+            "/webhooks/stripe": {
+                "post": _op(
+                    "Stripe events, verified by the Stripe-Signature header",
+                    responses={"200": "Received", "400": "Bad signature"},
                 )
             },
             "/run": {

@@ -12,6 +12,8 @@ from starlette.routing import BaseRoute, Route
 
 from gpubridge.errors import BadRequest, InvalidInput
 from gpubridge.gateway import job_view, service_summary
+from gpubridge.gateway.metrics import CONTENT_TYPE_LATEST as METRICS_CONTENT_TYPE
+from gpubridge.http_api import account_keys, topups
 from gpubridge.http_api.openapi import openapi_document
 from gpubridge.http_api.requests import (
     bearer_key,
@@ -226,6 +228,10 @@ async def stream(request: Request) -> Response:
     return EventSourceResponse(events(), ping=15)
 
 
+async def metrics(request: Request) -> Response:
+    return Response(gateway_of(request).runner.metrics.render(), media_type=METRICS_CONTENT_TYPE)
+
+
 async def openapi(request: Request) -> Response:
     return JSONResponse(openapi_document(gateway_of(request).catalog))
 
@@ -234,14 +240,21 @@ def build_routes() -> list[BaseRoute]:
     return [
         Route("/healthz", healthz),
         Route("/openapi.json", openapi),
+        Route("/metrics", metrics),
         Route("/catalog", catalog),
         Route("/catalog/estimate", estimate),
         Route("/account/register", register, methods=["POST"]),
+        Route("/account/recover", account_keys.recover, methods=["POST"]),
+        Route("/account/recover-reset", account_keys.recover_reset, methods=["POST"]),
+        Route("/account/regenerate-key", account_keys.regenerate_key, methods=["POST"]),
         Route("/account/balance", balance),
         Route("/account/webhook-secret", webhook_secret),
         Route("/account/jobs", account_jobs),
         Route("/account/spending-limit", spending_limit, methods=["POST"]),
         Route("/account/wallet/claim", claim_wallet, methods=["POST"]),
+        Route("/account/topup", topups.topup, methods=["POST"]),
+        Route("/account/auto-topup", topups.auto_topup, methods=["GET", "POST"]),
+        Route("/webhooks/stripe", topups.stripe_webhook, methods=["POST"]),
         Route("/run", run, methods=["POST"]),
         Route("/status/{job_id}", status),
         Route("/status/{job_id}/stream", stream),

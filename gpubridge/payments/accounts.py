@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import insert, select, update
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from gpubridge.db import Database
 from gpubridge.db.engine import utcnow
@@ -160,4 +161,36 @@ class Accounts:
                 .where(accounts.c.id == account.id)
                 .values(daily_limit_micros=limit_micros)
             )
+        self._cache.clear()
+
+    async def replace_key(
+        self, conn: AsyncConnection, account_id: str, *, current_key: str | None = None
+    ) -> str:
+        """Give the account a new API key inside the caller's transaction; the old key stops
+        working once it commits (call ``forget_cached`` then). With ``current_key``, only if
+        that is still the account's key (Unauthorized otherwise)."""
+        api_key = new_api_key()
+        condition = accounts.c.id == account_id
+        if current_key is not None:
+            condition = condition & (accounts.c.api_key_hash == hash_key(current_key))
+        result = await conn.execute(
+            update(accounts)
+            .where(condition)
+            .values(api_key_hash=hash_key(api_key), api_key_prefix=api_key[:12])
+        )
+        if result.rowcount != 1:
+            raise Unauthorized("invalid API key", code="invalid_api_key")
+        return api_key
+
+    async def regenerate_key(self, current_key: str) -> tuple[Account, str]:
+        """A new API key in place of ``current_key``, which is invalid from then on (a second
+        rotation with the same old key, even concurrent, fails)."""
+        account = await self.authenticate(current_key)
+        async with self.db.begin() as conn:
+            api_key = await self.replace_key(conn, account.id, current_key=current_key)
+        self.forget_cached()
+        return account, api_key
+
+    def forget_cached(self) -> None:
+        """Drop cached authentications (after a key or an account changed)."""
         self._cache.clear()

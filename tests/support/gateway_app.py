@@ -47,6 +47,9 @@ def settings_for(database_url: str, tmp_path: Path, catalog: Path, **overrides: 
         "dispatcher_poll_s": 0.05,
         "api_key_cache_s": 0.0,
         "webhook_backoff_s": 0.01,
+        # Tests make many requests quickly; rate-limit tests set the limits they check.
+        "rate_limit_per_key_per_minute": 0,
+        "rate_limit_per_ip_per_second": 0,
     }
     values.update(overrides)
     return Settings(**values)

@@ -1,0 +1,52 @@
+"""Prometheus metrics of one gateway process (its own registry, no global state)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+from gpubridge.jobs.store import JobRecord
+
+__all__ = ["CONTENT_TYPE_LATEST", "GatewayMetrics"]
+
+
+class GatewayMetrics:
+    """Jobs submitted and finished, how long they ran and what they cost."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.submitted = Counter(
+            "gpubridge_jobs_submitted", "Jobs accepted", ["service"], registry=self.registry
+        )
+        self.finished = Counter(
+            "gpubridge_jobs_finished",
+            "Jobs that ended, by final status",
+            ["service", "status"],
+            registry=self.registry,
+        )
+        self.execution = Histogram(
+            "gpubridge_job_execution_seconds",
+            "Time from start to end of completed jobs",
+            ["service"],
+            buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600),
+            registry=self.registry,
+        )
+        self.charged = Counter(
+            "gpubridge_charged_micro_usd",
+            "Micro-USD captured from completed jobs",
+            ["service"],
+            registry=self.registry,
+        )
+
+    def job_submitted(self, job: JobRecord) -> None:
+        self.submitted.labels(job.service).inc()
+
+    def job_finished(self, job: JobRecord) -> None:
+        self.finished.labels(job.service, job.status.value).inc()
+        if job.execution_ms is not None and job.status.value == "completed":
+            self.execution.labels(job.service).observe(job.execution_ms / 1000)
+        if job.cost_micros:
+            self.charged.labels(job.service).inc(job.cost_micros)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

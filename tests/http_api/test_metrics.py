@@ -1,0 +1,22 @@
+"""GET /metrics exposes the gateway's Prometheus counters."""
+
+from __future__ import annotations
+
+from tests.support.gateway_app import auth, register
+
+
+async def test_metrics_count_submitted_and_finished_jobs_and_what_they_charged(gateway):
+    app, client = gateway
+    key = await register(client)
+    await app.state.gateway.grant("you@example.com", 10_000_000)
+    body = {"service": "llm-4090", "input": {"prompt": "Hello world", "max_tokens": 8}}
+    for _ in range(2):
+        assert (await client.post("/run", json=body, headers=auth(key))).status_code == 200
+    response = await client.get("/metrics")
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/plain")
+    text = response.text
+    assert 'gpubridge_jobs_submitted_total{service="llm-4090"} 2.0' in text
+    assert 'gpubridge_jobs_finished_total{service="llm-4090",status="completed"} 2.0' in text
+    assert 'gpubridge_charged_micro_usd_total{service="llm-4090"} 6000.0' in text
+    assert 'gpubridge_job_execution_seconds_count{service="llm-4090"} 2.0' in text
