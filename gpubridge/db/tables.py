@@ -210,3 +210,35 @@ recovery_tokens = Table(
     Column("used_at", UtcTime, nullable=True),
     Index("ix_recovery_tokens_account", "account_id"),
 )
+
+# USDC top-up invoices. A transfer is tied to its invoice by its exact amount: each open
+# invoice asks for a distinct amount (``open_amount_units``, unique while open, cleared when
+# the invoice is paid or expires), and the transaction hash credits once.
+crypto_invoices = Table(
+    "crypto_invoices",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("account_id", String(36), ForeignKey("accounts.id"), nullable=False),
+    Column("package", String(32), nullable=False),
+    Column("credits_micros", Money, nullable=False),
+    Column("amount_units", Money, nullable=False),
+    Column("open_amount_units", Money, unique=True, nullable=True),
+    Column("network", String(64), nullable=False),
+    Column("asset", String(42), nullable=False),
+    Column("recipient", String(42), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("tx_hash", String(66), unique=True, nullable=True),
+    Column("created_at", UtcTime, nullable=False),
+    Column("expires_at", UtcTime, nullable=False),
+    Column("paid_at", UtcTime, nullable=True),
+    Index("ix_crypto_invoices_account", "account_id"),
+)
+
+# How far each on-chain watcher has read (the last block it scanned).
+chain_cursors = Table(
+    "chain_cursors",
+    metadata,
+    Column("name", String(100), primary_key=True),
+    Column("last_block", BigInteger, nullable=False),
+    Column("updated_at", UtcTime, nullable=False),
+)
