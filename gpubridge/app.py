@@ -20,6 +20,7 @@ from gpubridge.engines.registry import EngineRegistry
 from gpubridge.engines.router import Router
 from gpubridge.gateway import Gateway
 from gpubridge.http_api import build_routes
+from gpubridge.http_api.dashboard import session_middleware
 from gpubridge.http_api.errors import EXCEPTION_HANDLERS
 from gpubridge.http_api.ratelimit import (
     close_limits_storage,
@@ -111,7 +112,10 @@ def create_app(settings: Settings | None = None) -> Starlette:
     app = Starlette(
         routes=[*build_routes(), Route("/mcp", endpoint=mcp)],
         exception_handlers=dict(EXCEPTION_HANDLERS),
-        middleware=rate_limit_middleware(settings, components.limits_storage),
+        middleware=[
+            *rate_limit_middleware(settings, components.limits_storage),
+            session_middleware(settings),
+        ],
         lifespan=lifespan,
     )
     app.state.gateway = components.gateway

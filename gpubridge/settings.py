@@ -116,6 +116,15 @@ class Settings(BaseSettings):
     stripe_timeout_s: float = 30.0
     stripe_max_network_retries: int = 2
 
+    # Dashboard (GET /account/dashboard)
+    dashboard_secret: SecretStr | None = Field(
+        default=None,
+        description=(
+            "Signs the dashboard's session cookie; unset: a random one per start, so "
+            "dashboard sessions end when the server restarts."
+        ),
+    )
+
     # Engines
     remote_api_keys: dict[str, SecretStr] = Field(
         default_factory=dict,
@@ -158,6 +167,18 @@ class Settings(BaseSettings):
     )
     x402_sanctions_oracle: str | None = Field(
         default=None, description="On-chain oracle with isSanctioned(address), when set."
+    )
+
+    # USDC top-ups (POST /account/topup-crypto): chain, token, recipient, RPC node and
+    # confirmations are the x402 settings above
+    crypto_topups_enabled: bool = Field(
+        default=True, description="Sell credit packages for USDC sent to the x402 recipient."
+    )
+    crypto_invoice_ttl_s: int = Field(
+        default=3600, description="How long a USDC invoice's exact amount stays reserved."
+    )
+    crypto_scan_blocks: int = Field(
+        default=2000, description="Most blocks one USDC watcher log query covers."
     )
 
     # MCP

@@ -36,6 +36,7 @@ from gpubridge.jobs.webhooks import WebhookSender
 from gpubridge.money import micros_to_usd
 from gpubridge.payments import ledger
 from gpubridge.payments.accounts import Account, Accounts
+from gpubridge.payments.crypto_topups import CryptoTopups
 from gpubridge.payments.pricing import discounted, tier_for
 from gpubridge.payments.stripe_topups import CardTopups
 from gpubridge.payments.x402 import X402, Accepted, RequestBinding
@@ -79,6 +80,7 @@ class Gateway:
         self.webhooks = webhooks
         self.events = JobEvents()
         self.card_topups = CardTopups.from_settings(settings, db)
+        self.crypto_topups = CryptoTopups.from_settings(settings, db)
         self.runner = JobRunner(
             settings, db, catalog, router, webhooks, self.events, auto_topups=self.card_topups.auto
         )
@@ -100,6 +102,7 @@ class Gateway:
         await self.dispatcher.stop()
         await self.runner.close()
         await self.card_topups.close()
+        await self.crypto_topups.close()
         if self.x402 is not None:
             await self.x402.close()
 
@@ -420,6 +423,10 @@ class Gateway:
                 await self.runner.fail(job, "worker_lost", "the worker running this job stopped")
         if self.x402 is not None:
             await self.x402.reconcile()
+        try:
+            await self.crypto_topups.watch()
+        except Exception:
+            log.warning("the USDC top-up watcher could not scan the chain", exc_info=True)
 
 
 def _request_hash(service: str, payload: Any, webhook_url: str | None) -> str:

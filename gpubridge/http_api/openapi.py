@@ -218,6 +218,49 @@ def openapi_document(catalog: Catalog) -> dict[str, Any]:
                     responses={"200": "Saved", "409": "No saved card", "422": "Bad input"},
                 ),
             },
+            "/account/topup-crypto": {
+                "post": _op(
+                    "Buy a credit package with USDC: an invoice with the exact amount to send",
+                    auth=True,
+                    body={
+                        "type": "object",
+                        "required": ["package"],
+                        "properties": {"package": {"enum": list(PACKAGES)}},
+                    },
+                    responses={
+                        "200": "Invoice",
+                        "422": "Unknown package",
+                        "503": "USDC top-ups not configured",
+                    },
+                )
+            },
+            "/account/topup-crypto/confirm": {
+                "post": _op(
+                    "Credit an open invoice now from the transaction that paid it",
+                    auth=True,
+                    body={
+                        "type": "object",
+                        "required": ["txHash"],
+                        "properties": {
+                            "txHash": {"type": "string", "pattern": "^0x[0-9a-fA-F]{64}$"}
+                        },
+                    },
+                    responses={
+                        "200": "Invoice paid",
+                        "409": "Transaction already used",
+                        "422": "Transaction does not pay an open invoice (yet)",
+                        "503": "Chain unreachable or not configured",
+                    },
+                )
+            },
+            "/account/topup-crypto/{invoice_id}": {
+                "get": _op(
+                    "A USDC invoice and its status (open, paid, expired)",
+                    auth=True,
+                    params=[_path("invoice_id")],
+                    responses={"200": "Invoice", "404": "No such invoice"},
+                )
+            },
             "/webhooks/stripe": {
                 "post": _op(
                     "Stripe events, verified by the Stripe-Signature header",

@@ -13,7 +13,8 @@ from starlette.routing import BaseRoute, Route
 from gpubridge.errors import BadRequest, InvalidInput
 from gpubridge.gateway import job_view, service_summary
 from gpubridge.gateway.metrics import CONTENT_TYPE_LATEST as METRICS_CONTENT_TYPE
-from gpubridge.http_api import account_keys, topups
+from gpubridge.http_api import account_keys, crypto_topups, topups
+from gpubridge.http_api.dashboard import dashboard_routes
 from gpubridge.http_api.openapi import openapi_document
 from gpubridge.http_api.requests import (
     bearer_key,
@@ -254,9 +255,13 @@ def build_routes() -> list[BaseRoute]:
         Route("/account/wallet/claim", claim_wallet, methods=["POST"]),
         Route("/account/topup", topups.topup, methods=["POST"]),
         Route("/account/auto-topup", topups.auto_topup, methods=["GET", "POST"]),
+        Route("/account/topup-crypto", crypto_topups.create_invoice, methods=["POST"]),
+        Route("/account/topup-crypto/confirm", crypto_topups.confirm, methods=["POST"]),
+        Route("/account/topup-crypto/{invoice_id}", crypto_topups.invoice_status),
         Route("/webhooks/stripe", topups.stripe_webhook, methods=["POST"]),
         Route("/run", run, methods=["POST"]),
         Route("/status/{job_id}", status),
         Route("/status/{job_id}/stream", stream),
         Route("/cancel/{job_id}", cancel, methods=["POST"]),
+        *dashboard_routes(),
     ]

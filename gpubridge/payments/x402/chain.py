@@ -81,6 +81,15 @@ class Log:
 
 
 @dataclass(frozen=True)
+class MinedLog:
+    """A log found by a block-range query, with the transaction and block it is in."""
+
+    tx_hash: str
+    block_number: int
+    log: Log
+
+
+@dataclass(frozen=True)
 class Receipt:
     tx_hash: str
     status: int
@@ -137,6 +146,32 @@ class Chain:
     async def block_timestamp(self, number: int) -> int:
         block = await self._call(self.w3.eth.get_block(number))
         return int(block["timestamp"])
+
+    async def logs(
+        self, address: str, topics: list[bytes | None], from_block: int, to_block: int
+    ) -> list[MinedLog]:
+        """The logs ``address`` emitted in blocks ``from_block..to_block`` matching ``topics``
+        (``None`` matches any), in chain order."""
+        query: Any = {
+            "address": self.w3.to_checksum_address(address),
+            "topics": ["0x" + t.hex() if t is not None else None for t in topics],
+            "fromBlock": from_block,
+            "toBlock": to_block,
+        }
+        raw = await self._call(self.w3.eth.get_logs(query))
+        found = [
+            MinedLog(
+                tx_hash="0x" + bytes(log["transactionHash"]).hex(),
+                block_number=int(log["blockNumber"]),
+                log=Log(
+                    address=str(log["address"]).lower(),
+                    topics=tuple(bytes(topic) for topic in log["topics"]),
+                    data=bytes(log["data"]),
+                ),
+            )
+            for log in raw
+        ]
+        return sorted(found, key=lambda m: m.block_number)
 
     async def receipt(self, tx_hash: str) -> Receipt | None:
         """The receipt of a mined transaction, or None when it is unknown or pending."""

@@ -14,10 +14,11 @@ from datetime import datetime
 
 from sqlalchemy import insert, select, update
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from gpubridge.db import Database
 from gpubridge.db.engine import utcnow
-from gpubridge.db.tables import x402_payments
+from gpubridge.db.tables import crypto_invoices, x402_payments
 from gpubridge.payments import ledger
 
 KIND_EXACT = "exact"
@@ -142,6 +143,8 @@ async def record_tx_payment(
     now = utcnow()
     try:
         async with db.begin() as conn:
+            if await _paid_an_invoice(conn, tx_hash):
+                raise AlreadyUsed
             await conn.execute(
                 insert(x402_payments).values(
                     id=payment_id,
@@ -194,4 +197,12 @@ async def tx_hash_used(db: Database, tx_hash: str) -> bool:
         found = await conn.scalar(
             select(x402_payments.c.id).where(x402_payments.c.tx_hash == tx_hash.lower())
         )
+        return found is not None or await _paid_an_invoice(conn, tx_hash)
+
+
+async def _paid_an_invoice(conn: AsyncConnection, tx_hash: str) -> bool:
+    """Whether the transaction paid a USDC top-up invoice (it cannot pay x402 as well)."""
+    found = await conn.scalar(
+        select(crypto_invoices.c.id).where(crypto_invoices.c.tx_hash == tx_hash.lower())
+    )
     return found is not None

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from gpubridge.payments.x402.chain import Receipt
+    from gpubridge.payments.x402.chain import Log, Receipt
 
 TRANSFER_TOPIC = bytes.fromhex("ddf252ad1be2c89b69c2b068fc378daa952ba7f163c4a11628f55a4df523b3ef")
 """keccak256("Transfer(address,address,uint256)")"""
@@ -27,22 +27,22 @@ def _topic_address(topic: bytes) -> str:
     return "0x" + topic[-20:].hex()
 
 
+def transfer_of(log: Log, token: str) -> Transfer | None:
+    """The ``Transfer`` this log records, when it is one of the ``token`` contract."""
+    if log.address != token.lower() or len(log.topics) != 3 or len(log.data) != 32:
+        return None
+    if log.topics[0] != TRANSFER_TOPIC:
+        return None
+    return Transfer(
+        sender=_topic_address(log.topics[1]),
+        recipient=_topic_address(log.topics[2]),
+        value=int.from_bytes(log.data, "big"),
+    )
+
+
 def transfers_in(receipt: Receipt, token: str) -> list[Transfer]:
     """The ``Transfer`` events the ``token`` contract emitted in this transaction."""
-    found = []
-    for log in receipt.logs:
-        if log.address != token.lower() or len(log.topics) != 3 or len(log.data) != 32:
-            continue
-        if log.topics[0] != TRANSFER_TOPIC:
-            continue
-        found.append(
-            Transfer(
-                sender=_topic_address(log.topics[1]),
-                recipient=_topic_address(log.topics[2]),
-                value=int.from_bytes(log.data, "big"),
-            )
-        )
-    return found
+    return [t for t in (transfer_of(log, token) for log in receipt.logs) if t is not None]
 
 
 def used_authorizations(receipt: Receipt, token: str) -> bool:

@@ -1,0 +1,121 @@
+"""USDC top-up invoices and crediting, below the API: amounts, unique offsets under
+concurrency, one credit per transaction hash, and no hash paying both an invoice and x402."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+
+import pytest
+from sqlalchemy import insert
+
+from gpubridge.db.engine import utcnow
+from gpubridge.db.tables import x402_payments
+from gpubridge.payments import ledger
+from gpubridge.payments.accounts import Accounts
+from gpubridge.payments.crypto_topups import CryptoTopups, invoice_price_units, usdc_text
+from gpubridge.payments.packages import PACKAGES
+from gpubridge.payments.x402 import store
+from gpubridge.payments.x402.config import X402Config
+from gpubridge.settings import Settings
+
+TX = "0x" + "12" * 32
+
+
+def topups_on(database: object) -> CryptoTopups:
+    config = X402Config.from_settings(Settings(database_url="sqlite+aiosqlite://"))
+    return CryptoTopups(database, config)
+
+
+async def new_account(database: object) -> str:
+    accounts = Accounts(database, default_daily_limit_micros=50_000_000, cache_s=0)
+    created = await accounts.register(f"{uuid.uuid4().hex[:8]}@example.com")
+    return created.account.id
+
+
+async def balance(database, account_id: str) -> int:
+    async with database.connect() as conn:
+        return await ledger.available_balance(conn, account_id)
+
+
+def test_invoice_prices_are_the_package_price_plus_half_a_percent():
+    assert {name: invoice_price_units(p) for name, p in PACKAGES.items()} == {
+        "credits_10": 10_050_000,
+        "credits_25": 25_125_000,
+        "credits_50": 50_250_000,
+        "credits_100": 100_500_000,
+    }
+    assert usdc_text(10_050_017) == "10.050017"
+    assert usdc_text(7) == "0.000007"
+
+
+async def test_invoices_created_at_once_all_ask_different_amounts(database):
+    topups = topups_on(database)
+    account = await new_account(database)
+    async with asyncio.timeout(60):
+        invoices = await asyncio.gather(
+            *(topups.create_invoice(account, "credits_10") for _ in range(30))
+        )
+    amounts = {int(i["amount_units"]) for i in invoices}
+    assert len(amounts) == 30
+    assert all(10_050_001 <= a <= 10_059_999 for a in amounts)
+
+
+async def test_one_transfer_pays_one_invoice_once_even_when_applied_at_once(database):
+    topups = topups_on(database)
+    account = await new_account(database)
+    invoice = await topups.create_invoice(account, "credits_50")
+    amount = int(invoice["amount_units"])
+    async with asyncio.timeout(60):
+        outcomes = await asyncio.gather(
+            *(topups.apply_transfer(TX, amount, time.time()) for _ in range(5))
+        )
+    assert sorted(o for o, _ in outcomes) == ["already_used"] * 4 + ["credited"]
+    assert await balance(database, account) == 55_000_000
+    assert await topups.open_amounts() == set()
+    # The hash paid an invoice: x402 cannot take it as a payment proof.
+    assert await store.tx_hash_used(database, TX)
+
+
+async def test_a_hash_that_paid_x402_cannot_pay_an_invoice(database):
+    topups = topups_on(database)
+    account = await new_account(database)
+    invoice = await topups.create_invoice(account, "credits_10")
+    async with database.begin() as conn:
+        await conn.execute(
+            insert(x402_payments).values(
+                id=str(uuid.uuid4()),
+                kind="tx_hash",
+                network="eip155:8453",
+                asset=topups.config.asset.lower(),
+                payer="0x" + "33" * 20,
+                tx_hash=TX,
+                amount_micros=int(invoice["amount_units"]),
+                status="settled",
+                account_id=account,
+                created_at=utcnow(),
+                settled_at=utcnow(),
+            )
+        )
+    outcome, _ = await topups.apply_transfer(TX, int(invoice["amount_units"]), time.time())
+    assert outcome == "already_used"
+    assert await balance(database, account) == 0
+
+
+async def test_a_transfer_mined_before_the_invoice_existed_does_not_pay_it(database):
+    topups = topups_on(database)
+    account = await new_account(database)
+    invoice = await topups.create_invoice(account, "credits_10")
+    outcome, _ = await topups.apply_transfer(TX, int(invoice["amount_units"]), time.time() - 600)
+    assert outcome == "too_early"
+    assert await balance(database, account) == 0
+
+
+@pytest.mark.parametrize("package", [None, 10, "credits_1000"])
+async def test_an_unknown_package_is_refused(database, package):
+    topups = topups_on(database)
+    account = await new_account(database)
+    with pytest.raises(Exception) as raised:
+        await topups.create_invoice(account, package)
+    assert getattr(raised.value, "status", None) == 422
