@@ -382,8 +382,13 @@ async def bench(args: argparse.Namespace, tmp: Path, procs: Processes, facts: Fa
         **os.environ,
         "GPUBRIDGE_DATA_DIR": str(tmp / "data"),
         "GPUBRIDGE_CATALOG": str(catalog),
+        # The paid path itself is measured: one key sends thousands of requests a second.
+        "GPUBRIDGE_RATE_LIMIT_PER_KEY_PER_MINUTE": "0",
+        "GPUBRIDGE_RATE_LIMIT_PER_IP_PER_SECOND": "0",
     }
     env.pop("GPUBRIDGE_DATABASE_URL", None)
+    if args.database_url:
+        env["GPUBRIDGE_DATABASE_URL"] = args.database_url
     started = time.perf_counter()
     server = procs.start(
         [str(GPUBRIDGE), "serve", "--port", str(port)], tmp / "gateway.log", SERVER_CPU, env=env
@@ -491,6 +496,10 @@ def main() -> int:
         help="fake upstream: bare ASGI, or the tests' Starlette app",
     )
     parser.add_argument("--keep", action="store_true", help="keep the temp dir (logs, database)")
+    parser.add_argument(
+        "--database-url",
+        help="serve from this database (e.g. postgresql+asyncpg://...; default: a fresh SQLite)",
+    )
     parser.add_argument("--serve-upstream", type=int, metavar="FD", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve_upstream is not None:
