@@ -10,6 +10,11 @@ from gpubridge.payments.packages import PACKAGES
 
 ERROR = {"$ref": "#/components/schemas/Error"}
 BEARER: list[dict[str, list[str]]] = [{"apiKey": []}]
+PACKAGE_BODY: dict[str, Any] = {
+    "type": "object",
+    "required": ["package"],
+    "properties": {"package": {"enum": list(PACKAGES)}},
+}
 
 
 _EMAIL_BODY: dict[str, Any] = {
@@ -188,11 +193,7 @@ def openapi_document(catalog: Catalog) -> dict[str, Any]:
                 "post": _op(
                     "Buy a credit package by card: a Stripe Checkout URL",
                     auth=True,
-                    body={
-                        "type": "object",
-                        "required": ["package"],
-                        "properties": {"package": {"enum": list(PACKAGES)}},
-                    },
+                    body=PACKAGE_BODY,
                     responses={
                         "200": "Checkout session",
                         "422": "Unknown package",
@@ -222,11 +223,7 @@ def openapi_document(catalog: Catalog) -> dict[str, Any]:
                 "post": _op(
                     "Buy a credit package with USDC: an invoice with the exact amount to send",
                     auth=True,
-                    body={
-                        "type": "object",
-                        "required": ["package"],
-                        "properties": {"package": {"enum": list(PACKAGES)}},
-                    },
+                    body=PACKAGE_BODY,
                     responses={
                         "200": "Invoice",
                         "422": "Unknown package",
