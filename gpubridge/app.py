@@ -16,7 +16,10 @@ from starlette.routing import Route
 
 from gpubridge.catalog import Catalog
 from gpubridge.db import Database
+from gpubridge.engines.base import EngineContext
+from gpubridge.engines.local import release_memory
 from gpubridge.engines.registry import EngineRegistry
+from gpubridge.engines.residency import ModelCache
 from gpubridge.engines.router import Router
 from gpubridge.gateway import Gateway
 from gpubridge.http_api import build_routes
@@ -65,7 +68,8 @@ def build_components(settings: Settings) -> Components:
     catalog = Catalog.load(settings.catalog)
     db = Database(settings.resolved_database_url(), pool_size=settings.database_pool_size)
     secrets = {name: key.get_secret_value() for name, key in settings.remote_api_keys.items()}
-    registry = EngineRegistry(secrets)
+    models = ModelCache(settings.model_memory_budget_bytes(), after_evict=release_memory)
+    registry = EngineRegistry(secrets, EngineContext(models=models))
     webhooks = WebhookSender.from_settings(settings)
     accounts = Accounts(
         db,

@@ -130,7 +130,28 @@ class Settings(BaseSettings):
         default_factory=dict,
         description="API keys for remote backends, by backend name (JSON object).",
     )
-    model_memory_budget_mb: int = 0
+    model_memory_budget_mb: int = Field(
+        default=0,
+        description=(
+            "Memory the resident local models may use; the least recently used are unloaded "
+            "beyond it. 0: 80% of the GPU's memory (half the machine's without one); "
+            "-1: no limit."
+        ),
+    )
+
+    # Media: input files fetched from URLs, output files served at /files/{id}
+    media_max_bytes: int = Field(
+        default=25 * 1024 * 1024, description="Largest media input (image_url, audio_url) in bytes."
+    )
+    media_timeout_s: float = Field(default=20.0, description="Time limit for fetching one input.")
+    media_max_redirects: int = Field(default=3, description="Redirects followed per input URL.")
+    files_dir: Path | None = Field(
+        default=None, description="Where output files are kept (default: <data_dir>/files)."
+    )
+    inline_output_bytes: int = Field(
+        default=256 * 1024,
+        description="Output files up to this size are also inlined as base64 in the job output.",
+    )
 
     # x402: pay per request in USDC (defaults: Base mainnet, as the API document says)
     x402_enabled: bool = Field(
@@ -228,6 +249,15 @@ class Settings(BaseSettings):
         for item in value:
             ipaddress.ip_network(item, strict=False)  # ValueError: a clear validation error
         return value
+
+    def resolved_files_dir(self) -> Path:
+        return self.files_dir or self.data_dir / "files"
+
+    def model_memory_budget_bytes(self) -> int | None:
+        """The resident-model budget for ``ModelCache``: None (no limit) or bytes (0: auto)."""
+        if self.model_memory_budget_mb < 0:
+            return None
+        return self.model_memory_budget_mb * 1024 * 1024
 
     def resolved_database_url(self) -> str:
         if self.database_url:

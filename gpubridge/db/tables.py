@@ -118,6 +118,21 @@ jobs = Table(
     Index("ix_jobs_account_created", "account_id", "created_at"),
 )
 
+files = Table(
+    "files",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("job_id", String(36), ForeignKey("jobs.id"), nullable=True),
+    Column("role", String(8), nullable=False),  # input | output
+    Column("field", String(64), nullable=True),
+    Column("content_type", String(100), nullable=False),
+    Column("size_bytes", BigInteger, nullable=False),
+    Column("created_at", UtcTime, nullable=False),
+    Column("expires_at", UtcTime, nullable=False),
+    Index("ix_files_job", "job_id"),
+    Index("ix_files_expires", "expires_at"),
+)
+
 webhook_attempts = Table(
     "webhook_attempts",
     metadata,

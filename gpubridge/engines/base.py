@@ -5,11 +5,14 @@ Nothing here imports a model runtime: runtimes are loaded lazily by the registry
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict, Field
+
+if TYPE_CHECKING:
+    from gpubridge.engines.residency import ModelCache
 
 
 class BackendConfig(BaseModel):
@@ -35,6 +38,31 @@ class ModelRef:
 
 
 @dataclass(frozen=True)
+class MediaInput:
+    """An input file named by a URL field of the job (``image_url``, ``audio_url``, ...).
+
+    The gateway fetched it safely and checked its type before the job was charged; engines
+    decode ``data`` themselves (see ``engines.media``).
+    """
+
+    field: str
+    data: bytes
+    content_type: str
+
+
+@dataclass(frozen=True)
+class OutputFile:
+    """A file a job produced (an image, audio, video). Place it anywhere in
+    ``EngineResult.output``; the runner stores it and replaces it with
+    ``{"url", "file_id", "content_type", "size_bytes"}`` (plus ``"base64"`` when small)."""
+
+    data: bytes
+    content_type: str
+    metadata: dict[str, Any] = field(default_factory=dict)
+    """Extra public fields kept beside the URL (e.g. width, height, duration_seconds)."""
+
+
+@dataclass(frozen=True)
 class EngineRequest:
     """What an engine is asked to do for one job."""
 
@@ -42,6 +70,8 @@ class EngineRequest:
     service: str
     model: ModelRef
     input: dict[str, Any]
+    media: Mapping[str, MediaInput] = field(default_factory=dict)
+    """Fetched media inputs by field name."""
 
 
 @dataclass
@@ -98,5 +128,22 @@ class Engine(Protocol):
         """Release models and connections."""
 
 
-EngineFactory = Callable[[BackendConfig, dict[str, str]], Engine]
-"""Builds an engine from its backend config and the secrets for it (API keys by name)."""
+@dataclass
+class EngineContext:
+    """What every engine of a process shares: secrets (API keys by backend name) and the
+    resident-model cache with its memory budget."""
+
+    secrets: dict[str, str] = field(default_factory=dict)
+    models: ModelCache | None = None
+
+    def model_cache(self) -> ModelCache:
+        """The shared cache (one unbounded cache is made on first use when none was given)."""
+        if self.models is None:
+            from gpubridge.engines.residency import ModelCache
+
+            self.models = ModelCache()
+        return self.models
+
+
+EngineFactory = Callable[[BackendConfig, EngineContext], Engine]
+"""Builds an engine from its backend config and the process's shared engine context."""

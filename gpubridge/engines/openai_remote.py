@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from gpubridge.engines.base import (
     BackendConfig,
     Emit,
+    EngineContext,
     EngineEvent,
     EngineRequest,
     EngineResult,
@@ -315,6 +316,6 @@ async def _sse_data(response: aiohttp.ClientResponse) -> AsyncIterator[str]:
         yield "\n".join(lines)
 
 
-def create(config: BackendConfig, secrets: dict[str, str]) -> OpenAIRemote:
-    """The ``openai`` backend type; its API key is ``secrets[config.name]`` if set."""
-    return OpenAIRemote(config, secrets.get(config.name))
+def create(config: BackendConfig, context: EngineContext) -> OpenAIRemote:
+    """The ``openai`` backend type; its API key is ``context.secrets[config.name]`` if set."""
+    return OpenAIRemote(config, context.secrets.get(config.name))

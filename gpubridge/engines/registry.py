@@ -12,7 +12,7 @@ import logging
 from collections.abc import Mapping
 from typing import cast
 
-from gpubridge.engines.base import BackendConfig, Engine, EngineFactory
+from gpubridge.engines.base import BackendConfig, Engine, EngineContext, EngineFactory
 from gpubridge.errors import ServiceUnavailable
 
 log = logging.getLogger(__name__)
@@ -20,7 +20,39 @@ log = logging.getLogger(__name__)
 BUILTIN_TYPES: dict[str, str] = {
     "openai": "gpubridge.engines.openai_remote:create",
     "transformers-llm": "gpubridge.engines.transformers_llm:create",
+    "vllm": "gpubridge.engines.vllm_llm:create",
     "sentence-transformers": "gpubridge.engines.sentence_embedder:create",
+    # vision-language
+    "transformers-vlm": "gpubridge.engines.vision_language:create",
+    "blip-caption": "gpubridge.engines.captioner:create",
+    "clip-interrogator": "gpubridge.engines.clip_interrogator:create",
+    "florence-ocr": "gpubridge.engines.florence_ocr:create",
+    "sam2-segmentation": "gpubridge.engines.segmenter:create",
+    # speech in
+    "faster-whisper": "gpubridge.engines.speech.faster_whisper_stt:create",
+    "transformers-whisper": "gpubridge.engines.speech.transformers_whisper:create",
+    "diarized-whisper": "gpubridge.engines.speech.diarization:create",
+    # audio out
+    "kokoro": "gpubridge.engines.audio.kokoro_tts:create",
+    "bark": "gpubridge.engines.audio.bark_tts:create",
+    "musicgen": "gpubridge.engines.audio.musicgen:create",
+    "voice-clone": "gpubridge.engines.audio.voice_clone:create",
+    # images (diffusers)
+    "diffusers-text-to-image": "gpubridge.engines.diffusion.text_to_image:create",
+    "diffusers-img2img": "gpubridge.engines.diffusion.img2img:create",
+    "diffusers-inpaint": "gpubridge.engines.diffusion.inpaint:create",
+    "diffusers-controlnet": "gpubridge.engines.diffusion.controlnet:create",
+    "diffusers-image-variation": "gpubridge.engines.diffusion.variation:create",
+    "diffusers-portrait": "gpubridge.engines.diffusion.portrait:create",
+    "sticker": "gpubridge.engines.diffusion.sticker:create",
+    "ad-inpaint": "gpubridge.engines.diffusion.ad_inpaint:create",
+    # video (diffusers)
+    "diffusers-video": "gpubridge.engines.video.text_to_video:create",
+    "diffusers-animate": "gpubridge.engines.video.animate:create",
+    # image utilities
+    "background-removal": "gpubridge.engines.imaging.background_removal:create",
+    "super-resolution": "gpubridge.engines.imaging.upscale:create",
+    "face-restoration": "gpubridge.engines.imaging.face_restore:create",
 }
 
 
@@ -35,8 +67,11 @@ class EngineRegistry:
     different backends under one name never share an engine).
     """
 
-    def __init__(self, secrets: Mapping[str, str] | None = None) -> None:
-        self._secrets = dict(secrets or {})
+    def __init__(
+        self, secrets: Mapping[str, str] | None = None, context: EngineContext | None = None
+    ) -> None:
+        self.context = context or EngineContext()
+        self.context.secrets.update(secrets or {})
         self._factories: dict[str, str | EngineFactory] = dict(BUILTIN_TYPES)
         self._engines: dict[tuple[str, str], Engine] = {}
 
@@ -53,7 +88,7 @@ class EngineRegistry:
         key = _key(backend)
         engine = self._engines.get(key)
         if engine is None:
-            engine = self._factory(backend.type)(backend, self._secrets)
+            engine = self._factory(backend.type)(backend, self.context)
             self._engines[key] = engine
         return engine
 

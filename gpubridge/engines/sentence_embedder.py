@@ -7,7 +7,15 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from gpubridge.engines.base import BackendConfig, Emit, EngineRequest, EngineResult, ModelRef, Usage
+from gpubridge.engines.base import (
+    BackendConfig,
+    Emit,
+    EngineContext,
+    EngineRequest,
+    EngineResult,
+    ModelRef,
+    Usage,
+)
 from gpubridge.engines.inputs import embedding_output, embedding_texts, estimate_tokens
 from gpubridge.engines.local import pick_device, release_memory, resolve_source
 from gpubridge.engines.residency import Resident
@@ -62,17 +70,21 @@ class SentenceEmbedder:
     override it), ``device``, ``batch_size``.
     """
 
-    def __init__(self, config: BackendConfig) -> None:
+    def __init__(self, config: BackendConfig, context: EngineContext | None = None) -> None:
         self.name = config.name
         self._normalize = bool(config.options.get("normalize", False))
         self._device: str | None = config.options.get("device")
         self._batch_size = int(config.options.get("batch_size", 32))
-        self._models: Resident[SentenceTransformer] = Resident()
+        cache = context.model_cache() if context is not None else None
+        self._models: Resident[SentenceTransformer] = Resident(cache, config.name)
 
-    async def _loaded(self, model: ModelRef) -> SentenceTransformer:
+    async def _loaded(self, model: ModelRef, emit: Emit | None = None) -> SentenceTransformer:
         try:
             return await self._models.get(
-                model.source, lambda: load_sentence_model(model.source, self._device)
+                model.source,
+                lambda: load_sentence_model(model.source, self._device),
+                emit=emit,
+                label=model.id,
             )
         except (OSError, ValueError, RuntimeError) as exc:
             raise BackendError(f"{self.name}: could not load {model.source}: {exc}") from exc
@@ -82,7 +94,7 @@ class SentenceEmbedder:
 
     async def run(self, request: EngineRequest, emit: Emit) -> EngineResult:
         texts, batch = embedding_texts(request.input)
-        model = await self._loaded(request.model)
+        model = await self._loaded(request.model, emit)
         normalize = bool(request.model.options.get("normalize", self._normalize))
         try:
             encoded = await asyncio.to_thread(_encode, model, texts, normalize, self._batch_size)
@@ -101,6 +113,6 @@ class SentenceEmbedder:
             await asyncio.to_thread(release_memory)
 
 
-def create(config: BackendConfig, secrets: dict[str, str]) -> SentenceEmbedder:
+def create(config: BackendConfig, context: EngineContext) -> SentenceEmbedder:
     """The ``sentence-transformers`` backend type."""
-    return SentenceEmbedder(config)
+    return SentenceEmbedder(config, context)

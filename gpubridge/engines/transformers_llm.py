@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from gpubridge.engines.base import (
     BackendConfig,
     Emit,
+    EngineContext,
     EngineEvent,
     EngineRequest,
     EngineResult,
@@ -176,17 +177,21 @@ def _generate_into(
 class TransformersLLM:
     """An ``Engine`` generating text with a local causal LM; models load once and stay."""
 
-    def __init__(self, config: BackendConfig) -> None:
+    def __init__(self, config: BackendConfig, context: EngineContext | None = None) -> None:
         self.name = config.name
         self._device: str | None = config.options.get("device")
         self._dtype: str | None = config.options.get("dtype")
         self._default_max_tokens = int(config.options.get("max_tokens", DEFAULT_MAX_TOKENS))
-        self._models: Resident[LoadedLM] = Resident()
+        cache = context.model_cache() if context is not None else None
+        self._models: Resident[LoadedLM] = Resident(cache, config.name)
 
-    async def _loaded(self, model: ModelRef) -> LoadedLM:
+    async def _loaded(self, model: ModelRef, emit: Emit | None = None) -> LoadedLM:
         try:
             return await self._models.get(
-                model.source, lambda: load_causal_lm(model.source, self._device, self._dtype)
+                model.source,
+                lambda: load_causal_lm(model.source, self._device, self._dtype),
+                emit=emit,
+                label=model.id,
             )
         except (OSError, ValueError, RuntimeError) as exc:
             raise BackendError(f"{self.name}: could not load {model.source}: {exc}") from exc
@@ -197,7 +202,7 @@ class TransformersLLM:
     async def run(self, request: EngineRequest, emit: Emit) -> EngineResult:
         messages = chat_messages(request.input)
         params = sampling(request.input)
-        loaded = await self._loaded(request.model)
+        loaded = await self._loaded(request.model, emit)
         inputs = await asyncio.to_thread(_prompt_ids, loaded, messages)
         max_tokens = params.max_tokens or self._default_max_tokens
 
@@ -263,6 +268,6 @@ def _ignore_outcome(future: asyncio.Future[Any]) -> None:
         future.exception()
 
 
-def create(config: BackendConfig, secrets: dict[str, str]) -> TransformersLLM:
+def create(config: BackendConfig, context: EngineContext) -> TransformersLLM:
     """The ``transformers-llm`` backend type."""
-    return TransformersLLM(config)
+    return TransformersLLM(config, context)

@@ -17,6 +17,7 @@ from sqlalchemy.exc import IntegrityError
 from gpubridge.catalog import Catalog, ModelSpec, Service
 from gpubridge.db import Database
 from gpubridge.db.engine import utcnow
+from gpubridge.engines.base import MediaInput
 from gpubridge.engines.router import Router
 from gpubridge.errors import (
     Conflict,
@@ -29,6 +30,8 @@ from gpubridge.gateway.views import job_view
 from gpubridge.jobs import store
 from gpubridge.jobs.dispatcher import Dispatcher
 from gpubridge.jobs.events import JobEvents
+from gpubridge.jobs.files import FileStore, LocalBlobStore, StoredFile, expiry
+from gpubridge.jobs.media import MediaFetcher
 from gpubridge.jobs.netguard import check_url
 from gpubridge.jobs.status import ACTIVE, JobStatus
 from gpubridge.jobs.store import JobRecord
@@ -79,10 +82,26 @@ class Gateway:
         self.router = router
         self.webhooks = webhooks
         self.events = JobEvents()
+        self.files = FileStore(
+            db, LocalBlobStore(settings.resolved_files_dir()), public_url=settings.public_url
+        )
+        self.media = MediaFetcher(
+            max_bytes=settings.media_max_bytes,
+            timeout_s=settings.media_timeout_s,
+            max_redirects=settings.media_max_redirects,
+            allow_private=settings.allow_private_urls,
+        )
         self.card_topups = CardTopups.from_settings(settings, db)
         self.crypto_topups = CryptoTopups.from_settings(settings, db)
         self.runner = JobRunner(
-            settings, db, catalog, router, webhooks, self.events, auto_topups=self.card_topups.auto
+            settings,
+            db,
+            catalog,
+            router,
+            webhooks,
+            self.events,
+            files=self.files,
+            auto_topups=self.card_topups.auto,
         )
         self.dispatcher = Dispatcher(
             db,
@@ -101,6 +120,7 @@ class Gateway:
     async def stop(self) -> None:
         await self.dispatcher.stop()
         await self.runner.close()
+        await self.media.aclose()
         await self.card_topups.close()
         await self.crypto_topups.close()
         if self.x402 is not None:
@@ -150,12 +170,13 @@ class Gateway:
         priority: str | None = None,
     ) -> Submitted:
         """Validate, hold the estimate and create the job; all before any GPU work."""
-        service, model = await self._admit(service_key, payload, webhook_url)
+        service, model, media = await self._admit(service_key, payload, webhook_url)
         return await self._create(
             account,
             service,
             model,
             payload,
+            media,
             webhook_url=webhook_url,
             idempotency_key=idempotency_key,
             priority=priority,
@@ -163,9 +184,9 @@ class Gateway:
 
     async def _admit(
         self, service_key: str, payload: Any, webhook_url: str | None
-    ) -> tuple[Service, ModelSpec]:
+    ) -> tuple[Service, ModelSpec, dict[str, MediaInput]]:
         """Everything that refuses a request before it is charged: the input, a backend,
-        the webhook URL."""
+        the webhook URL, and the media inputs, which are fetched and checked here."""
         service = self.catalog.service(service_key)
         model = self.catalog.validate_input(service, payload)
         if not service.backends:
@@ -179,7 +200,8 @@ class Gateway:
                 allow_private=self.settings.allow_private_urls,
                 require_https=not self.settings.allow_private_urls,
             )
-        return service, model
+        media = await self.media.fetch_all(payload)
+        return service, model, media
 
     async def _create(
         self,
@@ -187,6 +209,7 @@ class Gateway:
         service: Service,
         model: ModelSpec,
         payload: Any,
+        media: dict[str, MediaInput],
         *,
         webhook_url: str | None,
         idempotency_key: str | None,
@@ -204,6 +227,9 @@ class Gateway:
         tier = tier_for(account.lifetime_spend_micros)
         hold_micros = discounted(quote.estimated_micros, tier.percent)
         now = utcnow()
+        inputs = await self.files.save_inputs(
+            media, expiry(self.settings.job_timeout_s + self.settings.result_ttl_s)
+        )
         try:
             async with self.db.begin() as conn:
                 await ledger.hold(conn, account.id, hold_micros, job_id=job_id, today=now.date())
@@ -224,8 +250,10 @@ class Gateway:
                     hold_micros=hold_micros,
                     discount_percent=tier.percent,
                 )
-        except IntegrityError:
-            if idempotency_key is None:
+                await self.files.record_inputs(conn, job_id, inputs)
+        except BaseException as exc:
+            await self.files.discard(inputs)
+            if not isinstance(exc, IntegrityError) or idempotency_key is None:
                 raise
             # A concurrent request with the same key won the race; its job is the answer.
             earlier = await self._idempotent_replay(account, idempotency_key, request_hash)
@@ -261,7 +289,7 @@ class Gateway:
         """
         if self.x402 is None:
             raise ServiceUnavailable("x402 payments are off on this server", code="x402_disabled")
-        service, model = await self._admit(service_key, payload, webhook_url)
+        service, model, media = await self._admit(service_key, payload, webhook_url)
         quote = self.catalog.quote(service, model, payload)
         offer = self.x402.offer(
             quote.estimated_micros, resource, f"{service.name} ({service.key}) job"
@@ -274,6 +302,7 @@ class Gateway:
             service,
             model,
             payload,
+            media,
             webhook_url=webhook_url,
             idempotency_key=idempotency_key,
             priority=priority,
@@ -327,6 +356,10 @@ class Gateway:
         ):
             raise Expired("this job's results expired 24 hours after completion", code="expired")
         return job
+
+    async def file(self, file_id: str) -> tuple[StoredFile, bytes]:
+        """A job's file (an output, or a fetched input) until it expires."""
+        return await self.files.read(file_id)
 
     async def list_jobs(
         self, account: Account, limit: int, offset: int
@@ -415,6 +448,7 @@ class Gateway:
         """Expire old outputs; fail and refund jobs whose worker vanished."""
         async with self.db.begin() as conn:
             await store.purge_expired_outputs(conn, self.settings.result_ttl_s)
+        await self.files.purge_expired()
         cutoff = utcnow() - timedelta(seconds=self.settings.stale_job_s)
         async with self.db.connect() as conn:
             stale = await store.stale_running(conn, cutoff)

@@ -12,13 +12,15 @@ from typing import Any
 
 from gpubridge.catalog import Catalog
 from gpubridge.db import Database
-from gpubridge.engines.base import EngineEvent, EngineRequest
+from gpubridge.engines.base import EngineEvent, EngineRequest, OutputFile
 from gpubridge.engines.router import Router
 from gpubridge.errors import GpubridgeError
 from gpubridge.gateway.metrics import GatewayMetrics
 from gpubridge.gateway.views import job_view
 from gpubridge.jobs import store
 from gpubridge.jobs.events import JobEvents
+from gpubridge.jobs.files import FileStore, expiry
+from gpubridge.jobs.media import media_fields
 from gpubridge.jobs.status import JobStatus
 from gpubridge.jobs.store import JobRecord
 from gpubridge.jobs.webhooks import WebhookSender
@@ -44,6 +46,7 @@ class JobRunner:
         webhooks: WebhookSender,
         events: JobEvents,
         *,
+        files: FileStore,
         auto_topups: AutoTopups | None = None,
         metrics: GatewayMetrics | None = None,
     ) -> None:
@@ -53,6 +56,7 @@ class JobRunner:
         self.router = router
         self.webhooks = webhooks
         self.events = events
+        self.files = files
         self.auto_topups = auto_topups
         self.metrics = metrics or GatewayMetrics()
         self._background: set[asyncio.Task[Any]] = set()
@@ -69,12 +73,14 @@ class JobRunner:
         model = service.model(job.model) or service.default_model
         self.events.publish(job.id, "status", {"status": JobStatus.RUNNING.value})
         progress = _ProgressWriter(self, job.id)
-        request = EngineRequest(job.id, service.key, model.ref(), job.input)
         try:
             async with asyncio.timeout(self.settings.job_timeout_s):
+                media = await self.files.job_inputs(job.id) if media_fields(job.input) else {}
+                request = EngineRequest(job.id, service.key, model.ref(), job.input, media)
                 routed = await self.router.execute(
                     service.backends, request, progress.emit, job.priority
                 )
+                output = await self._store_files(job.id, routed.result.output)
         except asyncio.CancelledError:
             raise
         except TimeoutError:
@@ -97,7 +103,7 @@ class JobRunner:
                 conn,
                 job,
                 JobStatus.COMPLETED,
-                output=routed.result.output,
+                output=output,
                 usage=usage,
                 cost_micros=cost,
                 backend=routed.backend,
@@ -118,6 +124,23 @@ class JobRunner:
         if finished is not None:
             self.announce(finished)
         return finished
+
+    async def _store_files(self, job_id: str, output: dict[str, Any]) -> dict[str, Any]:
+        """The output with each ``OutputFile`` stored and replaced by its public view."""
+        expires_at = expiry(self.settings.result_ttl_s)
+
+        async def walk(value: Any, field: str | None) -> Any:
+            if isinstance(value, OutputFile):
+                stored = await self.files.save_output(job_id, value, expires_at, field)
+                return self.files.output_view(stored, value, self.settings.inline_output_bytes)
+            if isinstance(value, dict):
+                return {k: await walk(v, k) for k, v in value.items()}
+            if isinstance(value, list | tuple):
+                return [await walk(v, field) for v in value]
+            return value
+
+        result: dict[str, Any] = await walk(output, None)
+        return result
 
     async def fail(
         self, job: JobRecord, code: str, message: str, **details: Any

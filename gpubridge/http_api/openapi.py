@@ -309,6 +309,15 @@ def openapi_document(catalog: Catalog) -> dict[str, Any]:
                     "parameters": [_path("job_id")],
                 }
             },
+            "/files/{file_id}": {
+                "get": {
+                    **_op(
+                        "A job's output file (image, audio, video), kept as long as its results",
+                        responses={"200": "The file's bytes", "404": "Unknown or expired"},
+                    ),
+                    "parameters": [_path("file_id")],
+                }
+            },
             "/cancel/{job_id}": {
                 "post": {
                     **_op(

@@ -210,6 +210,20 @@ async def status(request: Request) -> Response:
     return JSONResponse(job_view(job, gateway.settings.public_url))
 
 
+async def file(request: Request) -> Response:
+    """An output file of a job (image, audio, video) until it expires with the job's results."""
+    stored, data = await gateway_of(request).file(request.path_params["file_id"])
+    return Response(
+        data,
+        media_type=stored.content_type,
+        headers={
+            "Cache-Control": "private, max-age=3600",
+            "Content-Disposition": f'inline; filename="{stored.id}"',
+            "X-Content-Type-Options": "nosniff",
+        },
+    )
+
+
 async def cancel(request: Request) -> Response:
     account = await require_account(request)
     gateway = gateway_of(request)
@@ -263,5 +277,6 @@ def build_routes() -> list[BaseRoute]:
         Route("/status/{job_id}", status),
         Route("/status/{job_id}/stream", stream),
         Route("/cancel/{job_id}", cancel, methods=["POST"]),
+        Route("/files/{file_id}", file),
         *dashboard_routes(),
     ]

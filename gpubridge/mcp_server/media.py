@@ -1,4 +1,5 @@
-"""Images and audio inside job outputs: base64 ``image``, ``images`` and ``audio`` fields."""
+"""Media inside job outputs: stored files (``{"url", "file_id", "content_type", "base64"?}``
+anywhere at the top level or in lists), and base64 ``image``, ``images`` and ``audio`` fields."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import re
 from dataclasses import dataclass
 from typing import Any, Literal
 
-MediaKind = Literal["image", "audio"]
+MediaKind = Literal["image", "audio", "video"]
 
 MEDIA_FIELDS: dict[str, MediaKind] = {"image": "image", "images": "image", "audio": "audio"}
 """Output fields that may hold base64 media (``images`` holds a list)."""
@@ -39,17 +40,61 @@ class Media:
     """Plain base64 (a ``data:`` URL prefix removed)."""
     mime_type: str
     size_bytes: int
+    url: str | None = None
+    """Where the file is served (``/files/{id}``), for stored files."""
+
+
+def _is_file_view(value: Any) -> bool:
+    return isinstance(value, dict) and "file_id" in value and "content_type" in value
+
+
+def _file_media(path: str, value: dict[str, Any]) -> Media | None:
+    mime = str(value["content_type"])
+    kind = mime.split("/")[0]
+    if kind not in ("image", "audio", "video"):
+        return None
+    data = value.get("base64")
+    return Media(
+        path,
+        kind,  # type: ignore[arg-type]
+        data if isinstance(data, str) else "",
+        mime,
+        int(value.get("size_bytes", 0)),
+        str(value.get("url")) if value.get("url") else None,
+    )
+
+
+def _split_files(output: dict[str, Any]) -> tuple[dict[str, Any], list[Media]]:
+    """Stored files: kept in the output without their base64, and listed as media."""
+    rest: dict[str, Any] = {}
+    found: list[Media] = []
+    for name, value in output.items():
+        items = list(enumerate(value)) if isinstance(value, list) else None
+        if _is_file_view(value):
+            media = _file_media(name, value)
+            if media is not None:
+                found.append(media)
+            rest[name] = {k: v for k, v in value.items() if k != "base64"}
+        elif items and all(_is_file_view(item) for _, item in items):
+            for i, item in items:
+                media = _file_media(f"{name}/{i}", item)
+                if media is not None:
+                    found.append(media)
+            rest[name] = [{k: v for k, v in item.items() if k != "base64"} for _, item in items]
+        else:
+            rest[name] = value
+    return rest, found
 
 
 def split_media(output: dict[str, Any]) -> tuple[dict[str, Any], list[Media]]:
-    """The output without its base64 media fields, and the media they held.
+    """The output without its media payloads, and the media found.
 
-    A field that holds something else (a URL, a number) stays in the output untouched.
+    Stored files stay in the output as their links (base64 removed); plain base64 fields are
+    taken out. A field that holds something else (a URL, a number) stays untouched.
     """
-    rest = dict(output)
-    found: list[Media] = []
+    rest, found = _split_files(output)
     for name, kind in MEDIA_FIELDS.items():
-        value = output.get(name)
+        value = rest.get(name)
         if isinstance(value, list):
             items = [(f"{name}/{i}", item) for i, item in enumerate(value)]
         else:

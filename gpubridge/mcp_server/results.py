@@ -43,7 +43,10 @@ def job_result(
 
 def _completed(view: dict[str, Any], inline_media_bytes: int) -> CallToolResult:
     output, media = split_media(view.get("output") or {})
-    inline = sum(len(m.data) for m in media) <= inline_media_bytes
+    # MCP has image and audio content blocks only: videos (and files with no base64) are links.
+    inline = all(m.data and m.kind != "video" for m in media) and (
+        sum(len(m.data) for m in media) <= inline_media_bytes
+    )
     structured = {**view, "output": output}
     blocks: list[ContentBlock] = []
     if isinstance(output.get("text"), str):
@@ -62,7 +65,15 @@ def _inline(media: Media) -> ContentBlock:
 
 
 def _link(media: Media, view: dict[str, Any]) -> ResourceLink:
-    """A link to the job's status document, which holds the media as base64."""
+    """A link to the file itself, or to the job's status document holding it as base64."""
+    if media.url is not None:
+        return ResourceLink(
+            uri=media.url,
+            name=f"{view['job_id']}/output/{media.path}",
+            title=f"{media.kind} output of job {view['job_id']}",
+            description=f"{media.mime_type}, {media.size_bytes} bytes (kept 24 hours).",
+            mime_type=media.mime_type,
+        )
     return ResourceLink(
         uri=view["status_url"],
         name=f"{view['job_id']}/output/{media.path}",
@@ -83,7 +94,7 @@ def _describe(media: Media, view: dict[str, Any], inline: bool) -> dict[str, Any
         "delivery": "inline" if inline else "link",
     }
     if not inline:
-        described["uri"] = view["status_url"]
+        described["uri"] = media.url or view["status_url"]
     return described
 
 

@@ -8,7 +8,13 @@ from typing import Any
 
 import pytest
 
-from gpubridge.engines.base import BackendConfig, EngineEvent, EngineRequest, ModelRef
+from gpubridge.engines.base import (
+    BackendConfig,
+    EngineContext,
+    EngineEvent,
+    EngineRequest,
+    ModelRef,
+)
 from gpubridge.engines.openai_remote import OpenAIRemote, create
 from gpubridge.errors import BackendError, ConfigurationError, InvalidInput
 from tests.support.openai_upstream import Upstream, closed_port, fake_embedding
@@ -45,7 +51,7 @@ async def make_engine() -> AsyncIterator[EngineMaker]:
         config = BackendConfig(
             name="remote", type="openai", options={"base_url": base_url, **options}
         )
-        engine = create(config, {"remote": api_key} if api_key else {})
+        engine = create(config, EngineContext({"remote": api_key} if api_key else {}))
         built.append(engine)
         return engine
 

@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from gpubridge.engines.base import BackendConfig, Engine
+from gpubridge.engines.base import BackendConfig, Engine, EngineContext
 from gpubridge.engines.openai_remote import OpenAIRemote
 from gpubridge.engines.registry import BUILTIN_TYPES, EngineRegistry
 from gpubridge.errors import ServiceUnavailable
@@ -21,7 +21,7 @@ def counting_registry() -> tuple[EngineRegistry, list[str]]:
     registry = EngineRegistry()
     built: list[str] = []
 
-    def create(config: BackendConfig, secrets: dict[str, str]) -> Engine:
+    def create(config: BackendConfig, context: EngineContext) -> Engine:
         built.append(config.name)
         return ScriptedEngine(config.name)
 
@@ -83,7 +83,7 @@ async def test_close_unloads_every_engine_even_if_one_fails() -> None:
 
     failing.unload = broken_unload  # type: ignore[method-assign]
     engines = {"failing": failing, "fine": fine}
-    registry.register("scripted", lambda config, secrets: engines[config.name])
+    registry.register("scripted", lambda config, context: engines[config.name])
     registry.get(backend("failing"))
     registry.get(backend("fine"))
     async with asyncio.timeout(10):

@@ -5,7 +5,8 @@ import threading
 
 import pytest
 
-from gpubridge.engines.residency import Resident
+from gpubridge.engines.base import EngineEvent
+from gpubridge.engines.residency import ModelCache, Resident
 
 
 async def test_concurrent_first_uses_share_one_load() -> None:
@@ -74,3 +75,48 @@ async def test_clear_forgets_models_and_returns_them() -> None:
         await resident.get("src", lambda: "model")
     assert resident.clear() == ["model"]
     assert "src" not in resident
+
+
+async def test_least_recently_used_models_are_evicted_beyond_the_budget() -> None:
+    cache = ModelCache(250, measure=lambda model: int(model.split(":")[1]))
+    engine: Resident[str] = Resident(cache, "engine")
+    await engine.get("a", lambda: "a:100")
+    await engine.get("b", lambda: "b:100")
+    await engine.get("a", lambda: "a:100")  # a is now more recently used than b
+    await engine.get("c", lambda: "c:100")
+    assert cache.keys() == [("engine", "a"), ("engine", "c")]
+    assert cache.resident_bytes == 200
+    assert cache.evictions == 1
+
+
+async def test_a_model_larger_than_the_budget_still_loads_alone() -> None:
+    cache = ModelCache(50, measure=lambda model: 100)
+    engine: Resident[str] = Resident(cache, "engine")
+    await engine.get("a", lambda: "a")
+    await engine.get("b", lambda: "b")
+    assert cache.keys() == [("engine", "b")]
+
+
+async def test_engines_share_the_budget_and_clear_only_their_own_models() -> None:
+    cache = ModelCache(None, measure=lambda model: 1)
+    first: Resident[str] = Resident(cache, "first")
+    second: Resident[str] = Resident(cache, "second")
+    await first.get("x", lambda: "x1")
+    await second.get("x", lambda: "x2")
+    assert await second.get("x", lambda: "never") == "x2"
+    assert first.clear() == ["x1"]
+    assert cache.keys() == [("second", "x")]
+
+
+async def test_a_wait_for_a_load_reports_progress_and_a_warm_model_reports_none() -> None:
+    events: list[EngineEvent] = []
+
+    async def emit(event: EngineEvent) -> None:
+        events.append(event)
+
+    engine: Resident[str] = Resident(ModelCache(None, measure=lambda model: 1), "engine")
+    await engine.get("src", lambda: "model", emit=emit, label="tiny")
+    assert [e.data["stage"] for e in events] == ["loading_model", "model_loaded"]
+    assert all(e.kind == "progress" and e.data["model"] == "tiny" for e in events)
+    await engine.get("src", lambda: "model", emit=emit, label="tiny")
+    assert len(events) == 2

@@ -8,7 +8,13 @@ from typing import Any
 import pytest
 
 from gpubridge.engines import sentence_embedder
-from gpubridge.engines.base import BackendConfig, EngineRequest, ModelRef, discard_events
+from gpubridge.engines.base import (
+    BackendConfig,
+    EngineContext,
+    EngineRequest,
+    ModelRef,
+    discard_events,
+)
 from gpubridge.engines.sentence_embedder import SentenceEmbedder, create
 from gpubridge.errors import BackendError, InvalidInput
 from tests.support.tiny_models import TINY_BERT_HIDDEN
@@ -19,7 +25,9 @@ WAIT_S = 60
 
 
 def engine(**options: Any) -> SentenceEmbedder:
-    return create(BackendConfig(name="embed", type="sentence-transformers", options=options), {})
+    return create(
+        BackendConfig(name="embed", type="sentence-transformers", options=options), EngineContext()
+    )
 
 
 def request(source: Path | str, text: str | list[str], **model_options: Any) -> EngineRequest:

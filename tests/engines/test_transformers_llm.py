@@ -7,7 +7,13 @@ from typing import Any
 import pytest
 
 from gpubridge.engines import transformers_llm
-from gpubridge.engines.base import BackendConfig, EngineEvent, EngineRequest, ModelRef
+from gpubridge.engines.base import (
+    BackendConfig,
+    EngineContext,
+    EngineEvent,
+    EngineRequest,
+    ModelRef,
+)
 from gpubridge.engines.transformers_llm import TransformersLLM, create
 from gpubridge.errors import BackendError, InvalidInput
 
@@ -29,7 +35,7 @@ class Tokens:
 
 
 def engine() -> TransformersLLM:
-    return create(BackendConfig(name="local", type="transformers-llm"), {})
+    return create(BackendConfig(name="local", type="transformers-llm"), EngineContext())
 
 
 def request(source: Path, **data: Any) -> EngineRequest:

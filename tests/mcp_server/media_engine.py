@@ -12,6 +12,7 @@ from typing import Any
 from gpubridge.engines.base import (
     BackendConfig,
     Emit,
+    EngineContext,
     EngineRequest,
     EngineResult,
     ModelRef,
@@ -70,5 +71,5 @@ class MediaEngine:
         return None
 
 
-def create_media_engine(config: BackendConfig, secrets: dict[str, str]) -> MediaEngine:
+def create_media_engine(config: BackendConfig, context: EngineContext) -> MediaEngine:
     return MediaEngine(config.name)

@@ -8,6 +8,7 @@ from typing import Any
 from gpubridge.engines.base import (
     BackendConfig,
     Emit,
+    EngineContext,
     EngineEvent,
     EngineFactory,
     EngineRequest,
@@ -68,7 +69,7 @@ class ScriptedEngine:
 def factory_for(engines: dict[str, ScriptedEngine]) -> EngineFactory:
     """A factory handing out the prepared engine named like the backend."""
 
-    def create(config: BackendConfig, secrets: dict[str, str]) -> ScriptedEngine:
+    def create(config: BackendConfig, context: EngineContext) -> ScriptedEngine:
         return engines[config.name]
 
     return create
