@@ -35,6 +35,11 @@ def _parser() -> argparse.ArgumentParser:
     serve = commands.add_parser("serve", help="serve the HTTP API")
     serve.add_argument("--host", default=None, help="bind address (default 127.0.0.1)")
     serve.add_argument("--port", type=int, default=None, help="port (default 8000)")
+    serve.add_argument(
+        "--starter",
+        action="store_true",
+        help="serve llm-4090, embedding-l4 and whisper-l4 with the starter extra's small models",
+    )
     serve.set_defaults(handler=_serve)
 
     mcp = commands.add_parser(
@@ -74,6 +79,8 @@ def _serve(args: argparse.Namespace) -> int:
     from gpubridge.app import create_app
 
     settings = Settings()
+    if args.starter:
+        settings = settings.model_copy(update={"starter": True})
     host = args.host or settings.host
     port = args.port or settings.port
     app = create_app(settings)
@@ -102,7 +109,8 @@ def _catalog(args: argparse.Namespace) -> int:
     if args.yaml:
         print(packaged_catalog_text(), end="")
         return 0
-    catalog = Catalog.load(Settings().catalog)
+    settings = Settings()
+    catalog = Catalog.load(settings.catalog, starter=settings.starter)
     print(f"{'service':<16} {'category':<8} {'mode':<5} {'from':>9}  {'unit':<12} models")
     for service in catalog.services.values():
         price = service.price

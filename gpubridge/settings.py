@@ -30,6 +30,13 @@ class Settings(BaseSettings):
     catalog: Path | None = Field(
         default=None, description="Path to an operator catalog.yaml replacing the packaged one."
     )
+    starter: bool = Field(
+        default=False,
+        description=(
+            "Serve llm-4090, embedding-l4 and whisper-l4 with the small models of the `starter` "
+            "extra on local CPU runtimes (see catalog/starter.yaml)."
+        ),
+    )
     public_url: str = Field(
         default="", description="External base URL used in links (empty: relative links)."
     )

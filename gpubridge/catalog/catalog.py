@@ -42,8 +42,8 @@ class Catalog:
         }
 
     @classmethod
-    def load(cls, path: Path | None = None) -> Catalog:
-        return cls(load_catalog_file(path))
+    def load(cls, path: Path | None = None, *, starter: bool = False) -> Catalog:
+        return cls(load_catalog_file(path, starter=starter))
 
     def service(self, key: str) -> Service:
         try:

@@ -24,17 +24,18 @@ PACKAGE_PREFIX = "package:"
 
 def package_path(source: str) -> Path:
     """The directory that a ``package:<module>/<path inside it>`` source names: weights that an
-    installed Python package ships."""
-    from importlib import resources
+    installed Python package ships. The package is found, never imported (some such packages
+    import runtimes of their own that gpubridge does not use)."""
+    from importlib.util import find_spec
 
     module, _, inner = source.removeprefix(PACKAGE_PREFIX).partition("/")
-    try:
-        root = resources.files(module)
-    except ModuleNotFoundError as exc:
+    spec = find_spec(module) if module else None
+    if spec is None or not spec.submodule_search_locations:
         raise FileNotFoundError(
             f"{source}: the package {module!r} is not installed (see the 'starter' extra)"
-        ) from exc
-    return Path(str(root.joinpath(inner) if inner else root))
+        )
+    root = Path(next(iter(spec.submodule_search_locations)))
+    return root / inner if inner else root
 
 
 def resolve_source(source: str) -> tuple[str, bool]:

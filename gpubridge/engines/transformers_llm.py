@@ -53,19 +53,26 @@ class _Generated:
     seconds: float
 
 
-def load_causal_lm(source: str, device: str | None, dtype: str | None) -> LoadedLM:
-    """Load tokenizer and model from ``source`` (a local directory or a hub id already cached)."""
+def load_causal_lm(
+    source: str, device: str | None, dtype: str | None, gguf_file: str | None = None
+) -> LoadedLM:
+    """Load tokenizer and model from ``source`` (a local directory or a hub id already cached).
+
+    With ``gguf_file``, both come from that GGUF file in ``source`` (transformers de-quantizes
+    it; the ``gguf`` package reads it).
+    """
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     device = pick_device(device)
     path, local_only = resolve_source(source)
-    tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=local_only)
+    extra: dict[str, Any] = {"gguf_file": gguf_file} if gguf_file else {}
+    tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=local_only, **extra)
     torch_dtype = getattr(torch, dtype) if dtype and dtype != "auto" else dtype
     if torch_dtype is None:
         torch_dtype = "auto" if device.startswith("cuda") else torch.float32
     model: Any = AutoModelForCausalLM.from_pretrained(
-        path, local_files_only=local_only, dtype=torch_dtype
+        path, local_files_only=local_only, dtype=torch_dtype, **extra
     )
     model.to(device)
     model.eval()
@@ -189,7 +196,9 @@ class TransformersLLM:
         try:
             return await self._models.get(
                 model.source,
-                lambda: load_causal_lm(model.source, self._device, self._dtype),
+                lambda: load_causal_lm(
+                    model.source, self._device, self._dtype, model.options.get("gguf_file")
+                ),
                 emit=emit,
                 label=model.id,
             )

@@ -18,6 +18,7 @@ from gpubridge.catalog import Catalog, ModelSpec, Service
 from gpubridge.db import Database
 from gpubridge.db.engine import utcnow
 from gpubridge.engines.base import MediaInput
+from gpubridge.engines.media import media_duration_seconds
 from gpubridge.engines.router import Router
 from gpubridge.errors import (
     Conflict,
@@ -221,7 +222,9 @@ class Gateway:
             if earlier is not None:
                 return Submitted(earlier, created=False)
 
-        quote = self.catalog.quote(service, model, payload)
+        quote = self.catalog.quote(
+            service, model, payload, await _audio_seconds(service, model, media)
+        )
         job_id = str(uuid.uuid4())
         sync = service.mode == "sync"
         tier = tier_for(account.lifetime_spend_micros)
@@ -290,7 +293,9 @@ class Gateway:
         if self.x402 is None:
             raise ServiceUnavailable("x402 payments are off on this server", code="x402_disabled")
         service, model, media = await self._admit(service_key, payload, webhook_url)
-        quote = self.catalog.quote(service, model, payload)
+        quote = self.catalog.quote(
+            service, model, payload, await _audio_seconds(service, model, media)
+        )
         offer = self.x402.offer(
             quote.estimated_micros, resource, f"{service.name} ({service.key}) job"
         )
@@ -461,6 +466,16 @@ class Gateway:
             await self.crypto_topups.watch()
         except Exception:
             log.warning("the USDC top-up watcher could not scan the chain", exc_info=True)
+
+
+async def _audio_seconds(
+    service: Service, model: ModelSpec, media: dict[str, MediaInput]
+) -> float | None:
+    """The length of the audio input of a service priced per audio second, when known."""
+    audio = media.get("audio_url")
+    if audio is None or service.price_for(model).unit != "audio_second":
+        return None
+    return await asyncio.to_thread(media_duration_seconds, audio)
 
 
 def _request_hash(service: str, payload: Any, webhook_url: str | None) -> str:

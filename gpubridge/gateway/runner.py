@@ -90,12 +90,15 @@ class JobRunner:
         except Exception as exc:
             log.exception("job failed unexpectedly", extra={"job_id": job.id})
             return await self.fail(job, "internal_error", f"{type(exc).__name__}: {exc}")
-        quote = self.catalog.quote(service, model, job.input)
+        usage = routed.result.usage
+        audio_priced = service.price_for(model).unit == "audio_second"
+        seconds = usage.audio_seconds if audio_priced else None
+        quote = self.catalog.quote(service, model, job.input, seconds or None)
         cost = min(
             discounted(self.catalog.actual_cost(quote, routed.result.usage), job.discount_percent),
             job.hold_micros,
         )
-        usage = _usage_dict(routed.result.usage)
+        usage_view = _usage_dict(usage)
         top_up = False
         async with self.db.begin() as conn:
             await ledger.lock_account(conn, job.account_id)
@@ -104,7 +107,7 @@ class JobRunner:
                 job,
                 JobStatus.COMPLETED,
                 output=output,
-                usage=usage,
+                usage=usage_view,
                 cost_micros=cost,
                 backend=routed.backend,
             )

@@ -16,6 +16,7 @@ from gpubridge.catalog.catalog import Catalog
 from gpubridge.catalog.loader import packaged_catalog_text
 from gpubridge.catalog.models import ModelSpec, Service
 from gpubridge.engines.base import Usage
+from gpubridge.engines.registry import BUILTIN_TYPES
 from gpubridge.errors import ConfigurationError, InvalidInput
 from gpubridge.money import ceil_div, micros_to_decimal, micros_to_usd, percent_of, usd_to_micros
 
@@ -113,9 +114,13 @@ def violations_of(error: pytest.ExceptionInfo[InvalidInput]) -> list[dict[str, s
 # --- The packaged catalog ------------------------------------------------------------------------
 
 
-def test_the_packaged_catalog_loads_with_26_services_and_47_models(catalog: Catalog) -> None:
+def test_the_packaged_catalog_loads_with_26_services_each_with_a_default_model(
+    catalog: Catalog,
+) -> None:
     assert len(catalog.services) == 26
-    assert sum(len(service.models) for service in catalog.services.values()) == 47
+    for service in catalog.services.values():
+        assert service.models, service.key
+        assert service.default_model in service.models
 
 
 def test_the_service_keys_are_exactly_the_documents(catalog: Catalog) -> None:
@@ -193,18 +198,13 @@ def test_tts_lists_more_than_30_kokoro_voices_including_the_documents(catalog: C
     assert set(DOCUMENT_TTS_VOICES) <= set(voices)
 
 
-def test_only_llm_and_embeddings_have_backends_for_now(catalog: Catalog) -> None:
-    llm = catalog.services["llm-4090"].backends
-    embeddings = catalog.services["embedding-l4"].backends
-    assert [(b.name, b.type, b.concurrency) for b in llm] == [
-        ("local-transformers", "transformers-llm", 1)
-    ]
-    assert [(b.name, b.type, b.concurrency) for b in embeddings] == [
-        ("local-sentence-transformers", "sentence-transformers", 2)
-    ]
-    others = {key: s.backends for key, s in catalog.services.items()}
-    del others["llm-4090"], others["embedding-l4"]
-    assert all(backends == [] for backends in others.values())
+def test_every_service_has_a_local_backend_of_a_builtin_runtime(catalog: Catalog) -> None:
+    for key, service in catalog.services.items():
+        assert service.backends, key
+        for backend in service.backends:
+            assert backend.type in BUILTIN_TYPES, (key, backend.type)
+    llm = [b.type for b in catalog.services["llm-4090"].backends]
+    assert llm[-1] == "transformers-llm"  # the CPU fallback after the GPU runtime
 
 
 def test_output_schemas_are_valid_json_schemas(catalog: Catalog) -> None:

