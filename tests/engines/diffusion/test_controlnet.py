@@ -1,0 +1,125 @@
+"""ControlNet on a tiny SDXL pipeline with a tiny ControlNet; Canny maps from OpenCV."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from gpubridge.engines.diffusion.controlnet import canny_map, create
+from gpubridge.errors import InvalidInput
+from tests.engines.diffusion.conftest import (
+    backend,
+    image_sizes,
+    media,
+    picture,
+    request,
+    run_collecting,
+    steps_of,
+)
+
+
+def test_canny_map_marks_the_edges_of_a_square() -> None:
+    image = Image.new("RGB", (32, 32), (255, 255, 255))
+    image.paste((0, 0, 0), (8, 8, 24, 24))
+    edges = np.asarray(canny_map(image))
+    assert edges.shape == (32, 32, 3)
+    assert edges[8, 8:24, 0].max() == 255  # the square's top edge
+    assert edges[16, 16, 0] == 0 and edges[2, 2, 0] == 0  # inside and outside are flat
+
+
+def options(base: Path) -> dict[str, object]:
+    return {"base_model": str(base), "num_inference_steps": 2}
+
+
+@pytest.mark.slow
+async def test_controlnet_follows_the_reference_at_its_size(
+    tiny_sdxl_dir: Path, tiny_controlnet_dir: Path
+) -> None:
+    engine = create(*backend("diffusers-controlnet"))
+    req = request(
+        "controlnet",
+        tiny_controlnet_dir,
+        {"prompt": "a house", "seed": 9, "controlnet_conditioning_scale": 0.5, "num_outputs": 2},
+        options=options(tiny_sdxl_dir),
+        files=media(image_url=picture(32, 48)),
+    )
+    result, events = await run_collecting(engine, req)
+    assert image_sizes(result) == [(32, 48), (32, 48)]
+    assert steps_of(events) == [(1, 2), (2, 2)]
+    assert result.usage.outputs == 2
+    assert result.output["control_type"] == "canny"
+    with pytest.raises(InvalidInput):
+        await run_collecting(
+            engine,
+            request(
+                "controlnet",
+                tiny_controlnet_dir,
+                {"prompt": "x", "control_type": "depth"},
+                options=options(tiny_sdxl_dir),
+                files=media(image_url=picture()),
+            ),
+        )
+
+
+@pytest.mark.slow
+async def test_depth_control_uses_the_depth_estimator_and_its_own_controlnet(
+    tiny_sdxl_dir: Path,
+    tiny_controlnet_dir: Path,
+    tiny_depth_controlnet_dir: Path,
+    tiny_depth_estimator_dir: Path,
+) -> None:
+    from gpubridge.engines.diffusion.annotators import depth_map, load_depth_estimator
+
+    estimator = load_depth_estimator(str(tiny_depth_estimator_dir), "cpu")
+    depth = np.asarray(depth_map(estimator, Image.open(io.BytesIO(picture(48, 32)))))
+    assert depth.shape == (32, 48, 3) and depth.min() == 0 and depth.max() == 255
+
+    engine = create(*backend("diffusers-controlnet"))
+    model_options = {
+        **options(tiny_sdxl_dir),
+        "controlnets": {"depth": str(tiny_depth_controlnet_dir)},
+        "annotators": {"depth": str(tiny_depth_estimator_dir)},
+    }
+    data = {"prompt": "a room", "seed": 3, "num_inference_steps": 1}
+    files = media(image_url=picture(32, 32))
+    depth_job = request(
+        "controlnet",
+        tiny_controlnet_dir,
+        {**data, "control_type": "depth"},
+        options=model_options,
+        files=files,
+    )
+    result, events = await run_collecting(engine, depth_job)
+    assert image_sizes(result) == [(32, 32)]
+    assert result.output["control_type"] == "depth"
+    assert steps_of(events) == [(1, 1)]
+    loaded = [e.data["model"] for e in events if e.data.get("stage") == "model_loaded"]
+    assert loaded == ["depth annotator", "tiny:depth"]
+    canny_job = request("controlnet", tiny_controlnet_dir, data, options=model_options, files=files)
+    edges, _ = await run_collecting(engine, canny_job)
+    assert edges.output["control_type"] == "canny"
+    assert edges.output["images"][0].data != result.output["images"][0].data
+
+
+@pytest.mark.slow
+@pytest.mark.gpu
+async def test_controlnet_runs_on_cuda(tiny_sdxl_dir: Path, tiny_controlnet_dir: Path) -> None:
+    import torch
+
+    if not torch.cuda.is_available():
+        pytest.skip("needs CUDA")
+    engine = create(*backend("diffusers-controlnet", device="cuda", dtype="float16"))
+    req = request(
+        "controlnet",
+        tiny_controlnet_dir,
+        {"prompt": "a house", "seed": 9},
+        options=options(tiny_sdxl_dir),
+        files=media(image_url=picture()),
+    )
+    result, _ = await run_collecting(engine, req)
+    assert image_sizes(result) == [(32, 32)]
+    await engine.unload()
