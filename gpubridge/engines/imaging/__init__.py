@@ -1,0 +1,1 @@
+"""Image-to-image utilities: background removal, super-resolution and face restoration."""
