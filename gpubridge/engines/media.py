@@ -145,3 +145,25 @@ def _encode_with_av(data: Any, sampling_rate: int, fmt: str) -> bytes:
         for packet in stream.encode(None):
             container.mux(packet)
     return buffer.getvalue()
+
+
+def media_duration_seconds(media: MediaInput) -> float | None:
+    """The playing time of an audio or video input from its container (PyAV), or ``None`` when
+    the container does not say; decodes the whole audio stream only for headerless formats."""
+    try:
+        import av
+    except ImportError:  # a gateway with remote backends only
+        return None
+    try:
+        with av.open(io.BytesIO(media.data), mode="r") as container:
+            if container.duration is not None:
+                return float(container.duration) / 1_000_000  # av.time_base is microseconds
+            if not container.streams.audio:
+                return None
+            stream = container.streams.audio[0]
+            samples = 0
+            for frame in container.decode(stream):
+                samples += int(frame.samples)
+            return samples / stream.rate if stream.rate else None
+    except Exception:
+        return None
