@@ -74,10 +74,12 @@ class EngineRegistry:
         self.context.secrets.update(secrets or {})
         self._factories: dict[str, str | EngineFactory] = dict(BUILTIN_TYPES)
         self._engines: dict[tuple[str, str], Engine] = {}
+        self._missing: dict[str, str] = {}
 
     def register(self, type: str, factory: str | EngineFactory) -> None:
         """Add or replace a backend type: a ``"module:callable"`` path or the factory itself."""
         self._factories[type] = factory
+        self._missing.pop(type, None)
 
     @property
     def types(self) -> list[str]:
@@ -99,13 +101,16 @@ class EngineRegistry:
             raise ServiceUnavailable(f"unknown backend type {type_!r} (known: {known})")
         if not isinstance(spec, str):
             return spec
+        missing = self._missing.get(type_)
+        if missing is not None:  # its runtime is not installed: do not retry the import
+            raise ServiceUnavailable(missing, backend_type=type_)
         module_name, _, attr = spec.partition(":")
         try:
             module = importlib.import_module(module_name)
         except ImportError as exc:
-            raise ServiceUnavailable(
-                f"backend type {type_!r} is not available here: {exc}", backend_type=type_
-            ) from exc
+            self._missing[type_] = f"backend type {type_!r} is not available here: {exc}"
+            log.warning("a backend's runtime is not installed", extra={"type": type_})
+            raise ServiceUnavailable(self._missing[type_], backend_type=type_) from exc
         factory = getattr(module, attr or "create", None)
         if not callable(factory):
             raise ServiceUnavailable(f"backend type {type_!r}: {spec} is not a factory")

@@ -71,6 +71,22 @@ def test_a_factory_whose_module_is_missing_is_service_unavailable() -> None:
         registry.get(backend("a", "ghost"))
 
 
+def test_a_missing_runtime_is_remembered_until_the_type_is_registered_again(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    registry = EngineRegistry()
+    registry.register("ghost", "gpubridge.engines.no_such_runtime:create")
+    with pytest.raises(ServiceUnavailable):
+        registry.get(backend("a", "ghost"))
+    imports: list[str] = []
+    monkeypatch.setattr("importlib.import_module", lambda name: imports.append(name))
+    with pytest.raises(ServiceUnavailable, match="not available"):
+        registry.get(backend("a", "ghost"))
+    assert imports == []
+    registry.register("ghost", lambda config, context: ScriptedEngine(config.name))
+    assert registry.get(backend("b", "ghost")).name == "b"
+
+
 async def test_close_unloads_every_engine_even_if_one_fails() -> None:
     registry = EngineRegistry()
     failing, fine = ScriptedEngine("failing"), ScriptedEngine("fine")
