@@ -12,6 +12,9 @@ import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+# The tests' models are tiny: one thread each runs them fastest, and several threads spinning
+# on two cores slow everything else down (set before torch and ONNX Runtime start).
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 from tests.support.tiny_models import build_tiny_llm, build_tiny_sentence_model
 

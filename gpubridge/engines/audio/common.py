@@ -1,0 +1,174 @@
+"""What the local audio engines share: resident models, seeding, step progress and outputs."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Generic, TypeVar
+
+from gpubridge.engines.base import (
+    BackendConfig,
+    Emit,
+    EngineContext,
+    EngineEvent,
+    ModelRef,
+    OutputFile,
+)
+from gpubridge.engines.local import progress_event, release_memory, resolve_source
+from gpubridge.engines.media import audio_file
+from gpubridge.errors import BackendError, InvalidInput
+
+T = TypeVar("T")
+
+AUDIO_FORMATS = ("wav", "mp3", "flac", "opus")
+SENTENCE_END = "(?<=[.!?\u2026])\\s+|(?<=[\u3002\uff01\uff1f])\\s*|\n+"
+"""Where a sentence ends: Latin punctuation before a space, CJK punctuation, a line break."""
+
+
+class LocalAudioEngine(Generic[T]):
+    """Base of the local audio engines: one resident bundle per model source.
+
+    Subclasses implement ``load_bundle(source, options)`` (run in a worker thread) and ``run``.
+    Backend options: ``device`` (default: cuda when available).
+    """
+
+    def __init__(self, config: BackendConfig, context: EngineContext | None = None) -> None:
+        from gpubridge.engines.residency import Resident
+
+        self.name = config.name
+        self.options = dict(config.options)
+        self.device: str | None = config.options.get("device")
+        cache = context.model_cache() if context is not None else None
+        self._models: Resident[T] = Resident(cache, config.name)
+
+    def load_bundle(self, source: str, options: dict[str, Any]) -> T:
+        """Load the model at ``source`` (a directory or hub id) with the model's options."""
+        raise NotImplementedError
+
+    async def loaded(self, model: ModelRef, emit: Emit | None = None) -> T:
+        """The resident bundle of ``model``, loaded on first use."""
+        try:
+            return await self._models.get(
+                model.source,
+                lambda: self.load_bundle(model.source, model.options),
+                emit=emit,
+                label=model.id,
+            )
+        except (OSError, ValueError, RuntimeError, KeyError) as exc:
+            raise BackendError(f"{self.name}: could not load {model.source}: {exc}") from exc
+
+    async def load(self, model: ModelRef) -> None:
+        await self.loaded(model)
+
+    async def health(self) -> bool:
+        return True
+
+    async def unload(self) -> None:
+        if self._models.clear():
+            await asyncio.to_thread(release_memory)
+
+
+def model_dir(source: str) -> Path:
+    """The local directory of ``source``: itself, or the cached hub snapshot (offline-safe)."""
+    location, local_only = resolve_source(source)
+    if Path(location).is_dir():
+        return Path(location)
+    from huggingface_hub import snapshot_download
+
+    return Path(snapshot_download(location, local_files_only=local_only))
+
+
+def output_format(payload: dict[str, Any], allowed: tuple[str, ...] = AUDIO_FORMATS) -> str:
+    """The requested audio ``format`` (default wav), checked against ``allowed``."""
+    fmt = str(payload.get("format") or "wav").lower()
+    if fmt not in allowed:
+        raise InvalidInput(
+            f"format must be one of {list(allowed)}",
+            violations=[{"path": "format", "message": f"must be one of {list(allowed)}"}],
+        )
+    return fmt
+
+
+def seed_everything(seed: int | None) -> None:
+    """Seed torch's generators (CPU and CUDA) when the job asked for a seed."""
+    if seed is None:
+        return
+    import torch
+
+    torch.manual_seed(int(seed) % 2**32)
+
+
+def encode_output(samples: Any, sampling_rate: int, fmt: str, **metadata: Any) -> OutputFile:
+    """The generated clip as an ``OutputFile`` (duration and sampling rate in its metadata)."""
+    import numpy as np
+
+    data = np.asarray(samples, dtype=np.float32).reshape(-1)
+    if data.size == 0:
+        raise BackendError("the model produced no audio")
+    peak = float(np.max(np.abs(data)))
+    if not np.isfinite(peak):
+        raise BackendError("the model produced invalid audio (NaN or infinite samples)")
+    if peak > 1.0:
+        data = data / peak
+    return audio_file(data, sampling_rate, fmt, **metadata)
+
+
+class StepCounter:
+    """Reports one progress event every ``every`` generated steps.
+
+    Use it as a ``generate`` streamer (transformers calls ``put`` once with the prompt, then once
+    per new token, and ``end``), or call ``step`` from a logits processor.
+    """
+
+    def __init__(
+        self, send: Callable[[EngineEvent], None], stage: str, total: int, every: int = 1
+    ) -> None:
+        self._send = send
+        self._stage = stage
+        self._total = max(int(total), 1)
+        self._every = max(int(every), 1)
+        self._prompt_seen = False
+        self.steps = 0
+
+    def put(self, value: Any) -> None:
+        if not self._prompt_seen:
+            self._prompt_seen = True
+            return
+        self.step()
+
+    def step(self) -> None:
+        """Count one generated step."""
+        self.steps += 1
+        if self.steps % self._every == 0 or self.steps == self._total:
+            self._send(progress_event(self._stage, min(self.steps, self._total), self._total))
+
+    def end(self) -> None:
+        if self.steps % self._every != 0 and self.steps < self._total:
+            self._send(progress_event(self._stage, self.steps, self._total))
+
+
+def split_sentences(text: str, max_chars: int) -> list[str]:
+    """``text`` cut into pieces of at most ``max_chars`` characters, at sentence ends when it
+    can (then at spaces, then anywhere), for models that only render short passages."""
+    import re
+
+    pieces: list[str] = []
+    current = ""
+    for sentence in re.split(SENTENCE_END, text.strip()):
+        while len(sentence) > max_chars:
+            if current:
+                pieces.append(current)
+                current = ""
+            cut = sentence.rfind(" ", 0, max_chars)
+            cut = cut if cut > 0 else max_chars
+            pieces.append(sentence[:cut].strip())
+            sentence = sentence[cut:].strip()
+        if current and len(current) + 1 + len(sentence) > max_chars:
+            pieces.append(current)
+            current = sentence
+        else:
+            current = f"{current} {sentence}".strip()
+    if current:
+        pieces.append(current)
+    return [p for p in pieces if p]
