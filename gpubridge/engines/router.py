@@ -90,7 +90,10 @@ class Router:
             except Exception as exc:
                 message = _describe(exc)
                 attempts.append({"backend": backend.name, "error": message})
-                log.warning(
+                # A runtime missing on this machine (vLLM on a CPU host) is expected, not news.
+                missing = isinstance(exc, ServiceUnavailable) and "backend_type" in exc.details
+                log.log(
+                    logging.DEBUG if missing else logging.WARNING,
                     "backend failed, trying the next",
                     extra={"job_id": request.job_id, "backend": backend.name, "error": message},
                 )

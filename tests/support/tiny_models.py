@@ -26,8 +26,18 @@ TINY_LLM_HIDDEN = 16
 TINY_BERT_HIDDEN = 32
 
 
-def build_tiny_llm(directory: Path, *, seed: int = 0, chat_template: bool = True) -> Path:
-    """A Llama-style causal LM (hidden 16, 2 layers, 2 heads) with a byte-level BPE tokenizer."""
+def build_tiny_llm(
+    directory: Path,
+    *,
+    seed: int = 0,
+    chat_template: bool = True,
+    hidden_size: int = TINY_LLM_HIDDEN,
+    num_heads: int = 2,
+) -> Path:
+    """A Llama-style causal LM (hidden 16, 2 layers, 2 heads) with a byte-level BPE tokenizer.
+
+    ``hidden_size`` and ``num_heads`` make a wider one (runtimes such as vLLM's CPU attention
+    need a head size of at least 32)."""
     import torch
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
@@ -56,11 +66,11 @@ def build_tiny_llm(directory: Path, *, seed: int = 0, chat_template: bool = True
         tokenizer.chat_template = CHAT_TEMPLATE
     config = LlamaConfig(
         vocab_size=len(tokenizer),
-        hidden_size=TINY_LLM_HIDDEN,
-        intermediate_size=32,
+        hidden_size=hidden_size,
+        intermediate_size=2 * hidden_size,
         num_hidden_layers=2,
-        num_attention_heads=2,
-        num_key_value_heads=2,
+        num_attention_heads=num_heads,
+        num_key_value_heads=num_heads,
         max_position_embeddings=256,
         bos_token_id=tokenizer.bos_token_id,
         eos_token_id=tokenizer.eos_token_id,

