@@ -213,14 +213,19 @@ class _ProgressWriter:
         self.runner = runner
         self.job_id = job_id
         self._last_write = 0.0
+        self._last_stage: object = None
 
     async def emit(self, event: EngineEvent) -> None:
         self.runner.events.publish(self.job_id, event.kind, event.data)
         if event.kind != "progress":
             return
         now = time.monotonic()
-        if now - self._last_write >= PROGRESS_WRITE_EVERY_S:
+        stage = event.data.get("stage")
+        # Throttled, except that a new stage (loading_model, model_loaded, denoising...) is
+        # always written, so /status never shows a stage that has ended.
+        if now - self._last_write >= PROGRESS_WRITE_EVERY_S or stage != self._last_stage:
             self._last_write = now
+            self._last_stage = stage
             async with self.runner.db.begin() as conn:
                 await store.set_progress(conn, self.job_id, event.data)
 
