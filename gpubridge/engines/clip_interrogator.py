@@ -9,7 +9,6 @@ captioning come from ``captioner``; both models are held in the engine's ``Resid
 from __future__ import annotations
 
 import asyncio
-import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -22,18 +21,12 @@ from gpubridge.engines.base import (
     ModelRef,
     Usage,
 )
-from gpubridge.engines.captioner import Caption, LoadedBlip, caption_image, load_blip, torch_dtype
-from gpubridge.engines.local import (
-    pick_device,
-    progress_event,
-    release_memory,
-    resolve_source,
-    threadsafe_emit,
-)
+from gpubridge.engines.captioner import LoadedBlip, caption_image, load_blip
+from gpubridge.engines.local import pick_device, progress_event, resolve_source, threadsafe_emit
 from gpubridge.engines.media import decode_image, require
 from gpubridge.engines.phrase_ranking import Interrogation, Ranker, Send, interrogate
-from gpubridge.engines.residency import Resident
-from gpubridge.errors import BackendError, InvalidInput
+from gpubridge.engines.resident_engine import ResidentEngine, pick_dtype
+from gpubridge.errors import InvalidInput
 
 if TYPE_CHECKING:
     import torch
@@ -118,7 +111,7 @@ def load_clip(source: str, device: str | None = None, dtype: str | None = None) 
 
     device = pick_device(device)
     path, local_only = resolve_source(source)
-    chosen = torch_dtype(dtype, device)
+    chosen = pick_dtype(dtype, device)
     processor = CLIPProcessor.from_pretrained(path, local_files_only=local_only)
     model: Any = CLIPModel.from_pretrained(path, local_files_only=local_only, dtype=chosen)
     model.to(device)
@@ -130,38 +123,28 @@ def load_clip(source: str, device: str | None = None, dtype: str | None = None) 
     return loaded
 
 
-class ClipInterrogator:
-    """An ``Engine`` turning images into text-to-image prompts (BLIP caption + CLIP ranking)."""
+class ClipInterrogator(ResidentEngine[LoadedClip]):
+    """An ``Engine`` turning images into text-to-image prompts (BLIP caption + CLIP ranking).
 
-    def __init__(self, config: BackendConfig, context: EngineContext | None = None) -> None:
-        self.name = config.name
-        self._device: str | None = config.options.get("device")
-        self._dtype: str | None = config.options.get("dtype")
-        self._caption_model: str = config.options.get("caption_model", DEFAULT_CAPTION_MODEL)
-        cache = context.model_cache() if context is not None else None
-        self._models: Resident[Any] = Resident(cache, config.name)
+    Options (backend, overridden per model): ``device``, ``dtype``, ``caption_model`` (the BLIP
+    source).
+    """
+
+    def load_model(self, ref: ModelRef) -> LoadedClip:
+        return load_clip(ref.source, self.option(ref, "device"), self.option(ref, "dtype"))
 
     async def _models_for(
         self, model: ModelRef, emit: Emit | None
     ) -> tuple[LoadedClip, LoadedBlip]:
-        device = model.options.get("device", self._device)
-        dtype = model.options.get("dtype", self._dtype)
-        caption_source = str(model.options.get("caption_model", self._caption_model))
-        try:
-            clip: LoadedClip = await self._models.get(
-                model.source,
-                lambda: load_clip(model.source, device, dtype),
-                emit=emit,
-                label=model.id,
-            )
-            blip: LoadedBlip = await self._models.get(
-                caption_source,
-                lambda: load_blip(caption_source, device, dtype),
-                emit=emit,
-                label=caption_source,
-            )
-        except (OSError, ValueError, RuntimeError) as exc:
-            raise BackendError(f"{self.name}: could not load {model.source}: {exc}") from exc
+        clip = await self.model(model, emit)
+        caption_source = str(self.option(model, "caption_model", DEFAULT_CAPTION_MODEL))
+        device, dtype = self.option(model, "device"), self.option(model, "dtype")
+        blip = await self.resident(
+            caption_source,
+            lambda: load_blip(caption_source, device, dtype),
+            emit=emit,
+            label=caption_source,
+        )
         return clip, blip
 
     async def load(self, model: ModelRef) -> None:
@@ -174,17 +157,14 @@ class ClipInterrogator:
         image = await asyncio.to_thread(decode_image, require(request.media, "image_url"))
         clip, blip = await self._models_for(request.model, emit)
         send = threadsafe_emit(emit)
-        try:
-            await emit(progress_event("interrogating", 0, 2, part="caption"))
-            caption: Caption = await asyncio.to_thread(
-                caption_image, blip, image, None, CAPTION_MAX_TOKENS
-            )
-            await emit(progress_event("interrogating", 1, 2, part="ranking"))
-            started = time.perf_counter()
-            result = await asyncio.to_thread(_interrogate, clip, image, caption.text, mode, send)
-            ranking_seconds = time.perf_counter() - started
-        except (RuntimeError, ValueError) as exc:
-            raise BackendError(f"{self.name}: interrogation failed: {exc!r}") from exc
+        await emit(progress_event("interrogating", 0, 2, part="caption"))
+        caption, _ = await self.timed(
+            lambda: caption_image(blip, image, None, CAPTION_MAX_TOKENS), "interrogation"
+        )
+        await emit(progress_event("interrogating", 1, 2, part="ranking"))
+        result, ranking_seconds = await self.timed(
+            lambda: _interrogate(clip, image, caption.text, mode, send), "interrogation"
+        )
         await emit(progress_event("interrogating", 2, 2, part="done"))
         return EngineResult(
             output={**result.as_output(), "mode": mode, "model": request.model.id},
@@ -194,13 +174,6 @@ class ClipInterrogator:
                 compute_seconds=caption.seconds + ranking_seconds,
             ),
         )
-
-    async def health(self) -> bool:
-        return True
-
-    async def unload(self) -> None:
-        if self._models.clear():
-            await asyncio.to_thread(release_memory)
 
 
 def _interrogate(

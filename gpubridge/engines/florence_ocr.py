@@ -5,8 +5,6 @@ threads.
 
 from __future__ import annotations
 
-import asyncio
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -20,16 +18,10 @@ from gpubridge.engines.base import (
     ModelRef,
     Usage,
 )
-from gpubridge.engines.local import (
-    pick_device,
-    progress_event,
-    release_memory,
-    resolve_source,
-    threadsafe_emit,
-)
+from gpubridge.engines.local import pick_device, progress_event, resolve_source, threadsafe_emit
 from gpubridge.engines.media import decode_image, require
-from gpubridge.engines.residency import Resident
-from gpubridge.errors import BackendError, InvalidInput
+from gpubridge.engines.resident_engine import ResidentEngine, pick_dtype
+from gpubridge.errors import InvalidInput
 
 if TYPE_CHECKING:
     import torch
@@ -52,15 +44,11 @@ class LoadedFlorence:
 def load_florence(source: str, device: str | None, dtype: str | None) -> LoadedFlorence:
     """Load a native-format Florence-2 checkpoint (``Florence2ForConditionalGeneration``, which
     ``AutoModelForImageTextToText`` picks from its config)."""
-    import torch
     from transformers import AutoModelForImageTextToText, AutoProcessor
 
     location, local_only = resolve_source(source)
     device = pick_device(device)
-    if dtype:
-        torch_dtype = getattr(torch, dtype)
-    else:
-        torch_dtype = torch.float16 if device.startswith("cuda") else torch.float32
+    torch_dtype = pick_dtype(dtype, device)
     processor = AutoProcessor.from_pretrained(  # type: ignore[no-untyped-call]
         location, local_files_only=local_only
     )
@@ -94,7 +82,6 @@ class _Read:
     output: dict[str, Any]
     prompt_tokens: int
     completion_tokens: int
-    seconds: float
 
 
 def regions_from(parsed: dict[str, Any]) -> list[dict[str, Any]]:
@@ -124,7 +111,6 @@ def _read(
 
     prompt = TASKS[task]
     processor = loaded.processor
-    started = time.perf_counter()
     inputs = processor(text=prompt, images=image, return_tensors="pt")
     inputs = {key: value.to(loaded.device) for key, value in inputs.items()}
     inputs["pixel_values"] = inputs["pixel_values"].to(loaded.dtype)
@@ -156,40 +142,18 @@ def _read(
         },
         int(inputs["input_ids"].shape[-1]),
         completion,
-        time.perf_counter() - started,
     )
 
 
-class FlorenceOCR:
+class FlorenceOCR(ResidentEngine[LoadedFlorence]):
     """An ``Engine`` reading text in images with a local Florence-2 model.
 
     Options (backend, overridden per model): ``device``, ``dtype`` (default float16 on CUDA,
     float32 on CPU), ``max_new_tokens`` (default 1024), ``num_beams`` (default 3).
     """
 
-    def __init__(self, config: BackendConfig, context: EngineContext | None = None) -> None:
-        self.name = config.name
-        self._options = dict(config.options)
-        cache = context.model_cache() if context is not None else None
-        self._models: Resident[LoadedFlorence] = Resident(cache, config.name)
-
-    def _option(self, model: ModelRef, key: str, default: Any = None) -> Any:
-        return model.options.get(key, self._options.get(key, default))
-
-    async def _loaded(self, model: ModelRef, emit: Emit | None = None) -> LoadedFlorence:
-        device, dtype = self._option(model, "device"), self._option(model, "dtype")
-        try:
-            return await self._models.get(
-                model.source,
-                lambda: load_florence(model.source, device, dtype),
-                emit=emit,
-                label=model.id,
-            )
-        except (OSError, ValueError, RuntimeError, TypeError) as exc:
-            raise BackendError(f"{self.name}: could not load {model.source}: {exc}") from exc
-
-    async def load(self, model: ModelRef) -> None:
-        await self._loaded(model)
+    def load_model(self, ref: ModelRef) -> LoadedFlorence:
+        return load_florence(ref.source, self.option(ref, "device"), self.option(ref, "dtype"))
 
     async def run(self, request: EngineRequest, emit: Emit) -> EngineResult:
         task = str(request.input.get("task") or "ocr")
@@ -199,36 +163,28 @@ class FlorenceOCR:
                 violations=[{"path": "task", "message": f"one of {sorted(TASKS)}"}],
             )
         image = decode_image(require(request.media, "image_url"))
-        limit = int(self._option(request.model, "max_new_tokens", 1024))
+        limit = int(self.option(request.model, "max_new_tokens", 1024))
         generation = {
             "max_new_tokens": limit,
-            "num_beams": int(self._option(request.model, "num_beams", 3)),
+            "num_beams": int(self.option(request.model, "num_beams", 3)),
         }
-        loaded = await self._loaded(request.model, emit)
+        loaded = await self.model(request.model, emit)
         send = threadsafe_emit(emit)
 
         def report(tokens: int) -> None:
             send(progress_event("generating", tokens, limit))
 
-        try:
-            done = await asyncio.to_thread(_read, loaded, image, task, generation, report)
-        except Exception as exc:
-            raise BackendError(f"{self.name}: text recognition failed: {exc!r}") from exc
+        done, seconds = await self.timed(
+            lambda: _read(loaded, image, task, generation, report), "text recognition"
+        )
         return EngineResult(
             output=done.output,
             usage=Usage(
                 prompt_tokens=done.prompt_tokens,
                 completion_tokens=done.completion_tokens,
-                compute_seconds=done.seconds,
+                compute_seconds=seconds,
             ),
         )
-
-    async def health(self) -> bool:
-        return True
-
-    async def unload(self) -> None:
-        if self._models.clear():
-            await asyncio.to_thread(release_memory)
 
 
 def create(config: BackendConfig, context: EngineContext) -> FlorenceOCR:

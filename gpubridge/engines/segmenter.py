@@ -8,8 +8,6 @@ torchvision); loading and inference run in worker threads.
 
 from __future__ import annotations
 
-import asyncio
-import time
 from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING, Any
 
@@ -22,16 +20,10 @@ from gpubridge.engines.base import (
     ModelRef,
     Usage,
 )
-from gpubridge.engines.local import (
-    pick_device,
-    progress_event,
-    release_memory,
-    resolve_source,
-    threadsafe_emit,
-)
+from gpubridge.engines.local import pick_device, progress_event, resolve_source, threadsafe_emit
 from gpubridge.engines.mask_encoding import describe_mask
 from gpubridge.engines.media import decode_image, require
-from gpubridge.engines.residency import Resident
+from gpubridge.engines.resident_engine import ResidentEngine
 from gpubridge.engines.sam2_inputs import Sam2Preprocessing
 from gpubridge.engines.sam2_predict import (
     AutoSettings,
@@ -40,7 +32,7 @@ from gpubridge.engines.sam2_predict import (
     generate_automatic,
     predict_prompted,
 )
-from gpubridge.errors import BackendError, InvalidInput
+from gpubridge.errors import InvalidInput
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -98,12 +90,6 @@ def parse_prompts(payload: dict[str, Any]) -> Prompts:
     return Prompts(points, labels, boxes)
 
 
-@dataclass
-class _Segmented:
-    output: dict[str, Any]
-    seconds: float
-
-
 def _segment(
     loaded: LoadedSam2,
     image: Image.Image,
@@ -111,12 +97,12 @@ def _segment(
     settings: AutoSettings,
     tolerance: float,
     progress: Any,
-) -> _Segmented:
+) -> dict[str, Any]:
+    """Masks for ``payload``'s prompts, or for every object without prompts."""
     import torch
 
     prompts = parse_prompts(payload)
     multimask = bool(payload.get("multimask_output", False))
-    started = time.perf_counter()
     with torch.inference_mode():
         if prompts.points or prompts.boxes:
             mode = "prompted"
@@ -127,8 +113,7 @@ def _segment(
                 loaded.model, loaded.preprocessing, image, settings, progress
             )
     masks = [_describe(p, tolerance) for p in found]
-    output = {"mode": mode, "width": image.width, "height": image.height, "masks": masks}
-    return _Segmented(output, time.perf_counter() - started)
+    return {"mode": mode, "width": image.width, "height": image.height, "masks": masks}
 
 
 def _describe(prediction: Prediction, tolerance: float) -> dict[str, Any]:
@@ -140,7 +125,7 @@ def _describe(prediction: Prediction, tolerance: float) -> dict[str, Any]:
     return describe_mask(prediction.mask, polygon_tolerance=tolerance, **extra)
 
 
-class Sam2Segmenter:
+class Sam2Segmenter(ResidentEngine[LoadedSam2]):
     """An ``Engine`` segmenting images with a local SAM 2 model.
 
     Options (backend, overridden per model): ``device``, ``dtype`` (e.g. ``bfloat16``),
@@ -148,71 +133,37 @@ class Sam2Segmenter:
     ``AutoSettings`` (``points_per_side``, ``pred_iou_thresh``, ``stability_score_thresh``, ...).
     """
 
-    def __init__(self, config: BackendConfig, context: EngineContext | None = None) -> None:
-        self.name = config.name
-        self._options = dict(config.options)
-        cache = context.model_cache() if context is not None else None
-        self._models: Resident[LoadedSam2] = Resident(cache, config.name)
-
-    def _option(self, model: ModelRef, key: str, default: Any = None) -> Any:
-        return model.options.get(key, self._options.get(key, default))
-
-    async def _loaded(self, model: ModelRef, emit: Emit | None = None) -> LoadedSam2:
-        device = self._option(model, "device")
-        dtype = self._option(model, "dtype")
-        try:
-            return await self._models.get(
-                model.source,
-                lambda: load_sam2(model.source, device, dtype),
-                emit=emit,
-                label=model.id,
-            )
-        except (OSError, ValueError, RuntimeError, TypeError) as exc:
-            raise BackendError(f"{self.name}: could not load {model.source}: {exc}") from exc
+    def load_model(self, ref: ModelRef) -> LoadedSam2:
+        return load_sam2(ref.source, self.option(ref, "device"), self.option(ref, "dtype"))
 
     def _auto_settings(self, model: ModelRef, payload: dict[str, Any]) -> AutoSettings:
         asked = {k: payload[k] for k in _REQUEST_AUTO_KEYS if k in payload}
-        values = {**self._options, **model.options, **asked}
+        values = {**self.options_for(model), **asked}
         chosen = {k: values[k] for k in _AUTO_KEYS if values.get(k) is not None}
         try:
             return AutoSettings(**chosen)
         except TypeError as exc:
             raise InvalidInput(f"bad automatic-mask setting: {exc}") from None
 
-    async def load(self, model: ModelRef) -> None:
-        await self._loaded(model)
-
     async def run(self, request: EngineRequest, emit: Emit) -> EngineResult:
         image = decode_image(require(request.media, "image_url"))
         payload = dict(request.input)
         parse_prompts(payload)
         settings = self._auto_settings(request.model, payload)
-        tolerance = float(self._option(request.model, "polygon_tolerance", 1.0))
-        loaded = await self._loaded(request.model, emit)
+        tolerance = float(self.option(request.model, "polygon_tolerance", 1.0))
+        loaded = await self.model(request.model, emit)
         send = threadsafe_emit(emit)
 
         def progress(step: int, total: int) -> None:
             send(progress_event("segmenting", step, total))
 
-        try:
-            done = await asyncio.to_thread(
-                _segment, loaded, image, payload, settings, tolerance, progress
-            )
-        except InvalidInput:
-            raise
-        except Exception as exc:
-            raise BackendError(f"{self.name}: segmentation failed: {exc!r}") from exc
-        return EngineResult(
-            output=done.output,
-            usage=Usage(outputs=len(done.output["masks"]), compute_seconds=done.seconds),
+        output, seconds = await self.timed(
+            lambda: _segment(loaded, image, payload, settings, tolerance, progress),
+            "segmentation",
         )
-
-    async def health(self) -> bool:
-        return True
-
-    async def unload(self) -> None:
-        if self._models.clear():
-            await asyncio.to_thread(release_memory)
+        return EngineResult(
+            output=output, usage=Usage(outputs=len(output["masks"]), compute_seconds=seconds)
+        )
 
 
 def create(config: BackendConfig, context: EngineContext) -> Sam2Segmenter:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -17,9 +15,8 @@ from gpubridge.engines.base import (
     Usage,
 )
 from gpubridge.engines.inputs import embedding_output, embedding_texts, estimate_tokens
-from gpubridge.engines.local import pick_device, release_memory, resolve_source
-from gpubridge.engines.residency import Resident
-from gpubridge.errors import BackendError
+from gpubridge.engines.local import pick_device, resolve_source
+from gpubridge.engines.resident_engine import ResidentEngine
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
@@ -29,7 +26,6 @@ if TYPE_CHECKING:
 class _Encoded:
     vectors: list[list[float]]
     tokens: int
-    seconds: float
 
 
 def load_sentence_model(source: str, device: str | None) -> SentenceTransformer:
@@ -51,7 +47,6 @@ def count_tokens(model: SentenceTransformer, texts: list[str]) -> int:
 
 
 def _encode(model: SentenceTransformer, texts: list[str], normalize: bool, batch: int) -> _Encoded:
-    started = time.perf_counter()
     tokens = count_tokens(model, texts)
     vectors = model.encode(
         texts,
@@ -60,10 +55,10 @@ def _encode(model: SentenceTransformer, texts: list[str], normalize: bool, batch
         convert_to_numpy=True,
         show_progress_bar=False,
     )
-    return _Encoded(vectors.tolist(), tokens, time.perf_counter() - started)
+    return _Encoded(vectors.tolist(), tokens)
 
 
-class SentenceEmbedder:
+class SentenceEmbedder(ResidentEngine["SentenceTransformer"]):
     """An ``Engine`` embedding text with a local sentence-transformers model.
 
     Options: ``normalize`` (unit-length vectors, default false; a model's own options may
@@ -71,46 +66,24 @@ class SentenceEmbedder:
     """
 
     def __init__(self, config: BackendConfig, context: EngineContext | None = None) -> None:
-        self.name = config.name
-        self._normalize = bool(config.options.get("normalize", False))
-        self._device: str | None = config.options.get("device")
-        self._batch_size = int(config.options.get("batch_size", 32))
-        cache = context.model_cache() if context is not None else None
-        self._models: Resident[SentenceTransformer] = Resident(cache, config.name)
+        super().__init__(config, context)
+        self._normalize = bool(self.options.get("normalize", False))
+        self._batch_size = int(self.options.get("batch_size", 32))
 
-    async def _loaded(self, model: ModelRef, emit: Emit | None = None) -> SentenceTransformer:
-        try:
-            return await self._models.get(
-                model.source,
-                lambda: load_sentence_model(model.source, self._device),
-                emit=emit,
-                label=model.id,
-            )
-        except (OSError, ValueError, RuntimeError) as exc:
-            raise BackendError(f"{self.name}: could not load {model.source}: {exc}") from exc
-
-    async def load(self, model: ModelRef) -> None:
-        await self._loaded(model)
+    def load_model(self, ref: ModelRef) -> SentenceTransformer:
+        return load_sentence_model(ref.source, self.device)
 
     async def run(self, request: EngineRequest, emit: Emit) -> EngineResult:
         texts, batch = embedding_texts(request.input)
-        model = await self._loaded(request.model, emit)
+        model = await self.model(request.model, emit)
         normalize = bool(request.model.options.get("normalize", self._normalize))
-        try:
-            encoded = await asyncio.to_thread(_encode, model, texts, normalize, self._batch_size)
-        except Exception as exc:
-            raise BackendError(f"{self.name}: encoding failed: {exc!r}") from exc
+        encoded, seconds = await self.timed(
+            lambda: _encode(model, texts, normalize, self._batch_size), "encoding"
+        )
         return EngineResult(
             output=embedding_output(encoded.vectors, batch),
-            usage=Usage(prompt_tokens=encoded.tokens, compute_seconds=encoded.seconds),
+            usage=Usage(prompt_tokens=encoded.tokens, compute_seconds=seconds),
         )
-
-    async def health(self) -> bool:
-        return True
-
-    async def unload(self) -> None:
-        if self._models.clear():
-            await asyncio.to_thread(release_memory)
 
 
 def create(config: BackendConfig, context: EngineContext) -> SentenceEmbedder:

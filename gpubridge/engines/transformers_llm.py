@@ -25,8 +25,8 @@ from gpubridge.engines.base import (
     Usage,
 )
 from gpubridge.engines.inputs import Message, Sampling, chat_messages, message_text, sampling
-from gpubridge.engines.local import pick_device, release_memory, resolve_source
-from gpubridge.engines.residency import Resident
+from gpubridge.engines.local import pick_device, resolve_source
+from gpubridge.engines.resident_engine import ResidentEngine
 from gpubridge.engines.stops import StopScanner
 from gpubridge.errors import BackendError
 
@@ -100,7 +100,7 @@ def _prompt_ids(loaded: LoadedLM, messages: list[Message]) -> dict[str, torch.Te
     return {k: v.to(loaded.device) for k, v in encoded.items()}
 
 
-class _Abort:
+class AbortOnEvent:
     """A stopping criterion that ends generation once ``event`` is set (stop string, cancel)."""
 
     def __init__(self, event: threading.Event) -> None:
@@ -130,6 +130,21 @@ def _generate(
         raise
 
 
+def sampling_options(
+    max_tokens: int, temperature: float | None, top_p: float | None = None
+) -> dict[str, Any]:
+    """``generate`` arguments for a token limit and optional temperature (0: greedy) and top-p."""
+    options: dict[str, Any] = {"max_new_tokens": max_tokens}
+    if temperature is not None:
+        if temperature <= 0:
+            options["do_sample"] = False
+        else:
+            options.update(do_sample=True, temperature=temperature)
+    if top_p is not None:
+        options["top_p"] = top_p
+    return options
+
+
 def _ids(value: Any) -> set[int]:
     if value is None:
         return set()
@@ -147,14 +162,7 @@ def _generate_into(
     import torch
     from transformers import StoppingCriteriaList
 
-    options: dict[str, Any] = {"max_new_tokens": max_tokens}
-    if params.temperature is not None:
-        if params.temperature <= 0:
-            options["do_sample"] = False
-        else:
-            options.update(do_sample=True, temperature=params.temperature)
-    if params.top_p is not None:
-        options["top_p"] = params.top_p
+    options = sampling_options(max_tokens, params.temperature, params.top_p)
     tokenizer = loaded.tokenizer
     pad = tokenizer.pad_token_id
     if pad is None:
@@ -169,7 +177,7 @@ def _generate_into(
             **options,
             pad_token_id=pad,
             streamer=streamer,
-            stopping_criteria=StoppingCriteriaList([_Abort(abort)]),
+            stopping_criteria=StoppingCriteriaList([AbortOnEvent(abort)]),
         )
     seconds = time.perf_counter() - started
     new_tokens = output[0, inputs["input_ids"].shape[1] :].tolist()
@@ -181,37 +189,25 @@ def _generate_into(
     )
 
 
-class TransformersLLM:
-    """An ``Engine`` generating text with a local causal LM; models load once and stay."""
+class TransformersLLM(ResidentEngine[LoadedLM]):
+    """An ``Engine`` generating text with a local causal LM; models load once and stay.
+
+    Options: ``device``, ``dtype``, ``max_tokens`` (default limit); a model's ``gguf_file``.
+    """
 
     def __init__(self, config: BackendConfig, context: EngineContext | None = None) -> None:
-        self.name = config.name
-        self._device: str | None = config.options.get("device")
-        self._dtype: str | None = config.options.get("dtype")
-        self._default_max_tokens = int(config.options.get("max_tokens", DEFAULT_MAX_TOKENS))
-        cache = context.model_cache() if context is not None else None
-        self._models: Resident[LoadedLM] = Resident(cache, config.name)
+        super().__init__(config, context)
+        self._default_max_tokens = int(self.options.get("max_tokens", DEFAULT_MAX_TOKENS))
 
-    async def _loaded(self, model: ModelRef, emit: Emit | None = None) -> LoadedLM:
-        try:
-            return await self._models.get(
-                model.source,
-                lambda: load_causal_lm(
-                    model.source, self._device, self._dtype, model.options.get("gguf_file")
-                ),
-                emit=emit,
-                label=model.id,
-            )
-        except (OSError, ValueError, RuntimeError) as exc:
-            raise BackendError(f"{self.name}: could not load {model.source}: {exc}") from exc
-
-    async def load(self, model: ModelRef) -> None:
-        await self._loaded(model)
+    def load_model(self, ref: ModelRef) -> LoadedLM:
+        return load_causal_lm(
+            ref.source, self.device, self.options.get("dtype"), ref.options.get("gguf_file")
+        )
 
     async def run(self, request: EngineRequest, emit: Emit) -> EngineResult:
         messages = chat_messages(request.input)
         params = sampling(request.input)
-        loaded = await self._loaded(request.model, emit)
+        loaded = await self.model(request.model, emit)
         inputs = await asyncio.to_thread(_prompt_ids, loaded, messages)
         max_tokens = params.max_tokens or self._default_max_tokens
 
@@ -246,7 +242,7 @@ class TransformersLLM:
             if not worker.done():
                 # Cancelled or failed while generating: stop the worker thread at its next token.
                 abort.set()
-                worker.add_done_callback(_ignore_outcome)
+                worker.add_done_callback(ignore_outcome)
         if scanner.stopped or generated.ended_with_eos:
             finish_reason = "stop"
         else:
@@ -264,15 +260,9 @@ class TransformersLLM:
             ),
         )
 
-    async def health(self) -> bool:
-        return True
 
-    async def unload(self) -> None:
-        if self._models.clear():
-            await asyncio.to_thread(release_memory)
-
-
-def _ignore_outcome(future: asyncio.Future[Any]) -> None:
+def ignore_outcome(future: asyncio.Future[Any]) -> None:
+    """Retrieve an abandoned worker's outcome so that its failure is not reported as unseen."""
     if not future.cancelled():
         future.exception()
 

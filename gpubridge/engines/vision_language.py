@@ -25,13 +25,13 @@ from gpubridge.engines.base import (
     EngineRequest,
     EngineResult,
     ModelRef,
-    Usage,
 )
-from gpubridge.engines.captioner import torch_dtype
-from gpubridge.engines.local import pick_device, release_memory, resolve_source, threadsafe_emit
+from gpubridge.engines.captioner import max_tokens_of
+from gpubridge.engines.local import pick_device, resolve_source, threadsafe_emit
 from gpubridge.engines.media import decode_image, require
 from gpubridge.engines.remote_code import load_remote_code_model
-from gpubridge.engines.residency import Resident
+from gpubridge.engines.resident_engine import GeneratedText, ResidentEngine, pick_dtype
+from gpubridge.engines.transformers_llm import AbortOnEvent, ignore_outcome, sampling_options
 from gpubridge.errors import BackendError, InvalidInput
 
 if TYPE_CHECKING:
@@ -51,20 +51,12 @@ class LoadedVLM:
     dtype: Any
 
 
-@dataclass
-class Answer:
-    text: str
-    prompt_tokens: int
-    completion_tokens: int
-    seconds: float
-
-
 def load_vlm(source: str, options: dict[str, Any]) -> LoadedVLM:
     """Load the model and processor of ``source``, honouring ``trust_remote_code``/``revision``."""
     from transformers import AutoConfig, AutoModelForImageTextToText, AutoProcessor
 
     device = pick_device(options.get("device"))
-    chosen = torch_dtype(options.get("dtype"), device)
+    chosen = pick_dtype(options.get("dtype"), device)
     path, local_only = resolve_source(source)
     trust = bool(options.get("trust_remote_code", False))
     revision = options.get("revision")
@@ -103,28 +95,6 @@ def _prompt_text(processor: Any, prompt: str) -> str:
     return f"{getattr(processor, 'image_token', None) or '<image>'}\n{prompt}"
 
 
-def _generation_options(max_tokens: int, temperature: float | None) -> dict[str, Any]:
-    options: dict[str, Any] = {"max_new_tokens": max_tokens}
-    if temperature is not None:
-        if temperature <= 0:
-            options["do_sample"] = False
-        else:
-            options.update(do_sample=True, temperature=temperature)
-    return options
-
-
-class _Abort:
-    """A stopping criterion that ends generation once ``event`` is set (the job was cancelled)."""
-
-    def __init__(self, event: threading.Event) -> None:
-        self.event = event
-
-    def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> Any:
-        import torch
-
-        return torch.full((input_ids.shape[0],), self.event.is_set(), device=input_ids.device)
-
-
 def generate_answer(
     loaded: LoadedVLM,
     image: Image.Image,
@@ -133,7 +103,7 @@ def generate_answer(
     temperature: float | None,
     send: Callable[[EngineEvent], None],
     abort: threading.Event,
-) -> Answer:
+) -> GeneratedText:
     """Answer ``prompt`` about ``image`` (in a worker thread), sending each piece as a token."""
     if loaded.processor is None:
         return _query_answer(loaded, image, prompt, max_tokens, temperature, send)
@@ -156,10 +126,10 @@ def generate_answer(
             with torch.inference_mode():
                 outcome["output"] = loaded.model.generate(
                     **inputs,
-                    **_generation_options(max_tokens, temperature),
+                    **sampling_options(max_tokens, temperature),
                     pad_token_id=pad,
                     streamer=streamer,
-                    stopping_criteria=StoppingCriteriaList([_Abort(abort)]),
+                    stopping_criteria=StoppingCriteriaList([AbortOnEvent(abort)]),
                 )
         except BaseException as exc:
             outcome["error"] = exc
@@ -179,7 +149,7 @@ def generate_answer(
     seconds = time.perf_counter() - started
     prompt_tokens = int(inputs["input_ids"].shape[1])
     completion = int(outcome["output"].shape[1]) - prompt_tokens
-    return Answer("".join(pieces), prompt_tokens, completion, seconds)
+    return GeneratedText("".join(pieces), prompt_tokens, completion, seconds)
 
 
 def _count_tokens(model: Any, text: str) -> int:
@@ -199,7 +169,7 @@ def _query_answer(
     max_tokens: int,
     temperature: float | None,
     send: Callable[[EngineEvent], None],
-) -> Answer:
+) -> GeneratedText:
     import torch
 
     settings: dict[str, Any] = {"max_tokens": max_tokens}
@@ -220,48 +190,36 @@ def _query_answer(
     model = loaded.model
     completion = _count_tokens(model, text) if text else 0
     # Without a tokenizer to count with, each streamed piece counts as one token.
-    return Answer(text, _count_tokens(model, prompt), completion or len(pieces), seconds)
+    return GeneratedText(text, _count_tokens(model, prompt), completion or len(pieces), seconds)
 
 
-class VisionLanguage:
-    """An ``Engine`` answering questions about images; models load once and stay."""
+class VisionLanguage(ResidentEngine[LoadedVLM]):
+    """An ``Engine`` answering questions about images; models load once and stay.
+
+    Backend options: ``device``, ``dtype`` (a model's options override them), ``max_tokens``.
+    """
 
     def __init__(self, config: BackendConfig, context: EngineContext | None = None) -> None:
-        self.name = config.name
-        self._options: dict[str, Any] = {
-            key: config.options[key] for key in ("device", "dtype") if key in config.options
+        super().__init__(config, context)
+        self._default_max_tokens = int(self.options.get("max_tokens", DEFAULT_MAX_TOKENS))
+
+    def load_model(self, ref: ModelRef) -> LoadedVLM:
+        backend: dict[str, Any] = {
+            key: self.options[key] for key in ("device", "dtype") if key in self.options
         }
-        self._default_max_tokens = int(config.options.get("max_tokens", DEFAULT_MAX_TOKENS))
-        cache = context.model_cache() if context is not None else None
-        self._models: Resident[LoadedVLM] = Resident(cache, config.name)
-
-    async def _loaded(self, model: ModelRef, emit: Emit | None = None) -> LoadedVLM:
-        options: dict[str, Any] = {**self._options, **model.options}
-        try:
-            return await self._models.get(
-                model.source, lambda: load_vlm(model.source, options), emit=emit, label=model.id
-            )
-        except (OSError, ValueError, RuntimeError, ImportError) as exc:
-            raise BackendError(f"{self.name}: could not load {model.source}: {exc}") from exc
-
-    async def load(self, model: ModelRef) -> None:
-        await self._loaded(model)
+        return load_vlm(ref.source, {**backend, **ref.options})
 
     async def run(self, request: EngineRequest, emit: Emit) -> EngineResult:
         data = request.input
         prompt = data.get("prompt")
         if not isinstance(prompt, str) or not prompt.strip():
             raise InvalidInput("prompt is required", violations=[{"path": "prompt"}])
-        max_tokens = data.get("max_tokens", self._default_max_tokens)
-        if isinstance(max_tokens, bool) or not isinstance(max_tokens, int):
-            raise InvalidInput("max_tokens must be an integer")
-        if not 1 <= max_tokens <= MAX_TOKENS_LIMIT:
-            raise InvalidInput(f"max_tokens must be from 1 to {MAX_TOKENS_LIMIT}")
+        max_tokens = max_tokens_of(data, self._default_max_tokens, MAX_TOKENS_LIMIT)
         temperature = data.get("temperature")
         if temperature is not None and not isinstance(temperature, int | float):
             raise InvalidInput("temperature must be a number")
         image = await asyncio.to_thread(decode_image, require(request.media, "image_url"))
-        loaded = await self._loaded(request.model, emit)
+        loaded = await self.model(request.model, emit)
         abort = threading.Event()
         worker = asyncio.ensure_future(
             asyncio.to_thread(
@@ -279,30 +237,13 @@ class VisionLanguage:
             answer = await asyncio.shield(worker)
         except asyncio.CancelledError:
             abort.set()
-            worker.add_done_callback(_ignore_outcome)
+            worker.add_done_callback(ignore_outcome)
             raise
         except (RuntimeError, ValueError, TypeError) as exc:
             raise BackendError(f"{self.name}: generation failed: {exc!r}") from exc
         return EngineResult(
-            output={"text": answer.text, "model": request.model.id},
-            usage=Usage(
-                prompt_tokens=answer.prompt_tokens,
-                completion_tokens=answer.completion_tokens,
-                compute_seconds=answer.seconds,
-            ),
+            output={"text": answer.text, "model": request.model.id}, usage=answer.usage()
         )
-
-    async def health(self) -> bool:
-        return True
-
-    async def unload(self) -> None:
-        if self._models.clear():
-            await asyncio.to_thread(release_memory)
-
-
-def _ignore_outcome(future: asyncio.Future[Any]) -> None:
-    if not future.cancelled():
-        future.exception()
 
 
 def create(config: BackendConfig, context: EngineContext) -> VisionLanguage:

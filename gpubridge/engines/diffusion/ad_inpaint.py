@@ -20,7 +20,6 @@ from gpubridge.engines.base import (
     EngineRequest,
     EngineResult,
 )
-from gpubridge.engines.diffusion.common import timed
 from gpubridge.engines.diffusion.generation import (
     generate_images,
     images_result,
@@ -108,14 +107,14 @@ class AdInpaintEngine(InpaintEngine):
         self.remover = remover_for(config, context)
 
     async def run(self, request: EngineRequest, emit: Emit) -> EngineResult:
-        options = self.options(request.model)
+        options = self.options_for(request.model)
         gen = self.read_generation(request, options)
         scale = read_scale(request.input)
         image = input_image(request)
         color = parse_color(str(options.get("canvas_color", "#7f7f7f")))
         size = snap_size(gen.width or 1024, gen.height or 1024)
         pipe = await self.pipeline(request.model, emit)
-        segmenter: Segmenter = await self.remover.segmenter(removal_model(options), emit)
+        segmenter: Segmenter = await self.remover.model(removal_model(options), emit)
         send = threadsafe_emit(emit)
         position = str(options.get("product_position", "center"))
 
@@ -134,7 +133,7 @@ class AdInpaintEngine(InpaintEngine):
                 painted = generate_images(pipe, gen, send, **inputs)
             return [composite(img, layout) for img in painted]
 
-        images, seconds = await timed(self.name, work)
+        images, seconds = await self.timed(work)
         return images_result(images, gen.output_format, gen.seed, seconds)
 
     async def unload(self) -> None:

@@ -20,12 +20,10 @@ Options (a backend's ``options``, overridden by a catalog model's ``options``):
 
 from __future__ import annotations
 
-import asyncio
 import json
 import threading
-import time
-from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any, TypeVar
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
 from gpubridge.engines.base import (
     BackendConfig,
@@ -51,9 +49,8 @@ from gpubridge.engines.diffusion.generation import (
     step_callback,
     supported_kwargs,
 )
-from gpubridge.engines.local import pick_device, release_memory, resolve_source, threadsafe_emit
-from gpubridge.engines.residency import Resident
-from gpubridge.errors import BackendError, GpubridgeError
+from gpubridge.engines.local import pick_device, resolve_source, threadsafe_emit
+from gpubridge.engines.resident_engine import ResidentEngine
 
 if TYPE_CHECKING:
     import torch
@@ -77,7 +74,6 @@ __all__ = [
     "legacy_step_callback",
     "load_component",
     "load_pipeline",
-    "merged_options",
     "pick_seed",
     "place_pipeline",
     "pretrained_kwargs",
@@ -85,11 +81,8 @@ __all__ = [
     "snap_size",
     "step_callback",
     "supported_kwargs",
-    "timed",
     "torch_dtype",
 ]
-
-T = TypeVar("T")
 
 GENERATION_KEYS = frozenset(
     {
@@ -112,11 +105,6 @@ GENERATION_KEYS = frozenset(
 
 CALL_OPTIONS = ("max_sequence_length", "true_cfg_scale")
 """Model options passed to every pipeline call that takes them (e.g. FLUX's T5 length)."""
-
-
-def merged_options(config: BackendConfig, model: ModelRef) -> dict[str, Any]:
-    """The backend's options overridden by the model's."""
-    return {**config.options, **model.options}
 
 
 def call_options(options: Mapping[str, Any]) -> dict[str, Any]:
@@ -215,23 +203,10 @@ def place_pipeline(pipe: Any, options: Mapping[str, Any]) -> Any:
     return pipe
 
 
-async def timed(name: str, work: Callable[[], T]) -> tuple[T, float]:
-    """Run ``work`` in a worker thread and return its result and wall seconds; failures other
-    than gpubridge errors become ``BackendError`` (the router may fail over)."""
-    started = time.perf_counter()
-    try:
-        result = await asyncio.to_thread(work)
-    except GpubridgeError:
-        raise
-    except Exception as exc:
-        raise BackendError(f"{name}: generation failed: {exc!r}") from exc
-    return result, time.perf_counter() - started
-
-
-class DiffusionEngine:
+class DiffusionEngine(ResidentEngine[Any]):
     """Base of the diffusers engines: keeps pipelines resident per (source, loading options) and
-    releases them on ``unload``. Subclasses implement ``load_model`` (runs in a worker thread)
-    and ``run``."""
+    releases them on ``unload``. Subclasses implement ``build_pipeline`` (runs in a worker
+    thread) and ``run``."""
 
     default_pipeline: str = "AutoPipelineForText2Image"
     default_steps: int = 30
@@ -239,34 +214,22 @@ class DiffusionEngine:
     prompt_required: bool = True
 
     def __init__(self, config: BackendConfig, context: EngineContext | None = None) -> None:
-        self.name = config.name
-        self.config = config
-        cache = context.model_cache() if context is not None else None
-        self._models: Resident[Any] = Resident(cache, config.name)
+        super().__init__(config, context)
         self._busy = threading.Lock()
 
-    def options(self, model: ModelRef) -> dict[str, Any]:
-        """The backend's options overridden by ``model``'s."""
-        return merged_options(self.config, model)
-
-    def load_model(self, model: ModelRef, options: dict[str, Any]) -> Any:
-        """Build the pipeline for ``model`` (blocking; called once per resident key)."""
+    def build_pipeline(self, model: ModelRef, options: dict[str, Any]) -> Any:
+        """Build the pipeline for ``model`` with its merged ``options`` (blocking)."""
         return load_pipeline(model.source, self.default_pipeline, options)
+
+    def resident_key(self, ref: ModelRef) -> str:
+        return resident_key(ref.source, self.options_for(ref))
+
+    def load_model(self, ref: ModelRef) -> Any:
+        return self.build_pipeline(ref, self.options_for(ref))
 
     async def pipeline(self, model: ModelRef, emit: Emit | None = None) -> Any:
         """The resident pipeline for ``model``, loading it on first use."""
-        options = self.options(model)
-        try:
-            return await self._models.get(
-                resident_key(model.source, options),
-                lambda: self.load_model(model, options),
-                emit=emit,
-                label=model.id,
-            )
-        except GpubridgeError:
-            raise
-        except (OSError, ValueError, RuntimeError, TypeError, KeyError) as exc:
-            raise BackendError(f"{self.name}: could not load {model.source}: {exc}") from exc
+        return await self.model(model, emit)
 
     def read_generation(self, request: EngineRequest, options: dict[str, Any]) -> Generation:
         """The shared parameters of ``request`` with this engine's defaults."""
@@ -301,21 +264,9 @@ class DiffusionEngine:
 
     async def run(self, request: EngineRequest, emit: Emit) -> EngineResult:
         """Load (or reuse) the model's pipeline, generate, and return the images and usage."""
-        options = self.options(request.model)
+        options = self.options_for(request.model)
         gen = self.read_generation(request, options)
         pipe = await self.pipeline(request.model, emit)
         send = threadsafe_emit(emit)
-        images, seconds = await timed(
-            self.name, lambda: self.generate(pipe, request, options, gen, send)
-        )
+        images, seconds = await self.timed(lambda: self.generate(pipe, request, options, gen, send))
         return images_result(images, gen.output_format, gen.seed, seconds)
-
-    async def load(self, model: ModelRef) -> None:
-        await self.pipeline(model)
-
-    async def health(self) -> bool:
-        return True
-
-    async def unload(self) -> None:
-        if self._models.clear():
-            await asyncio.to_thread(release_memory)

@@ -37,7 +37,6 @@ from gpubridge.engines.diffusion.common import (
     load_component,
     load_pipeline,
     snap_size,
-    timed,
 )
 from gpubridge.engines.local import threadsafe_emit
 from gpubridge.errors import InvalidInput
@@ -62,7 +61,7 @@ class ControlNetEngine(DiffusionEngine):
     default_steps = 30
     default_guidance = 7.0
 
-    def load_model(self, model: ModelRef, options: dict[str, Any]) -> Any:
+    def build_pipeline(self, model: ModelRef, options: dict[str, Any]) -> Any:
         base = options.get("base_model")
         if not base:
             raise ValueError("a ControlNet model needs the base_model option")
@@ -76,13 +75,13 @@ class ControlNetEngine(DiffusionEngine):
             return None
         source = str(options["annotators"][kind])
         device = options.get("device")
-        estimator: DepthEstimator = await self._models.get(
+        return await self.resident(
             f"annotator:{source}",
             lambda: load_depth_estimator(source, device),
             emit=emit,
             label=f"{kind} annotator",
+            source=source,
         )
-        return estimator
 
     def control_map(
         self, image: Image.Image, options: dict[str, Any], annotator: DepthEstimator | None
@@ -95,7 +94,7 @@ class ControlNetEngine(DiffusionEngine):
         )
 
     async def run(self, request: EngineRequest, emit: Emit) -> EngineResult:
-        options = self.options(request.model)
+        options = self.options_for(request.model)
         offered = control_types(request.model, options)
         kind = request.input.get("control_type") or "canny"
         if kind not in offered:
@@ -125,7 +124,7 @@ class ControlNetEngine(DiffusionEngine):
                     height=height,
                 )
 
-        images, seconds = await timed(self.name, work)
+        images, seconds = await self.timed(work)
         return images_result(images, gen.output_format, gen.seed, seconds, control_type=kind)
 
 

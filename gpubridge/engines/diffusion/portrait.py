@@ -40,7 +40,7 @@ class PortraitEngine(DiffusionEngine):
     default_steps = 30
     default_guidance = 5.0
 
-    def load_model(self, model: ModelRef, options: dict[str, Any]) -> Any:
+    def build_pipeline(self, model: ModelRef, options: dict[str, Any]) -> Any:
         base = options.get("base_model")
         if not base or not options.get("weight_name"):
             raise ValueError("a portrait model needs the base_model and weight_name options")

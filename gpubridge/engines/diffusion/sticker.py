@@ -20,7 +20,6 @@ from gpubridge.engines.base import (
     EngineRequest,
     EngineResult,
 )
-from gpubridge.engines.diffusion.common import timed
 from gpubridge.engines.diffusion.generation import (
     Generation,
     images_result,
@@ -86,7 +85,7 @@ class StickerEngine(Img2ImgEngine):
         super().__init__(config, context)
         self.remover = remover_for(config, context)
 
-    def load_model(self, model: ModelRef, options: dict[str, Any]) -> Any:
+    def build_pipeline(self, model: ModelRef, options: dict[str, Any]) -> Any:
         return load_text_to_image(model, options, self.default_pipeline)
 
     def pipeline_inputs(
@@ -118,10 +117,10 @@ class StickerEngine(Img2ImgEngine):
         )
 
     async def run(self, request: EngineRequest, emit: Emit) -> EngineResult:
-        options = self.options(request.model)
+        options = self.options_for(request.model)
         gen = self.read_generation(request, options)
         pipe = await self.pipeline(request.model, emit)
-        segmenter: Segmenter = await self.remover.segmenter(removal_model(options), emit)
+        segmenter: Segmenter = await self.remover.model(removal_model(options), emit)
         send = threadsafe_emit(emit)
         ratio = float(options.get("outline_ratio", 0.02))
 
@@ -129,7 +128,7 @@ class StickerEngine(Img2ImgEngine):
             images = self.generate(pipe, request, options, gen, send)
             return [outline(img, predict_alpha(segmenter, img), ratio) for img in images]
 
-        stickers, seconds = await timed(self.name, work)
+        stickers, seconds = await self.timed(work)
         return images_result(stickers, gen.output_format, gen.seed, seconds)
 
     async def unload(self) -> None:

@@ -96,7 +96,7 @@ class TextToImageEngine(DiffusionEngine):
     default_steps = 30
     default_guidance = 5.0
 
-    def load_model(self, model: ModelRef, options: dict[str, Any]) -> Any:
+    def build_pipeline(self, model: ModelRef, options: dict[str, Any]) -> Any:
         return load_text_to_image(model, options, self.default_pipeline)
 
 

@@ -9,7 +9,6 @@ worker threads; onnxruntime, NumPy and Pillow are imported inside the functions.
 
 from __future__ import annotations
 
-import asyncio
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,10 +24,10 @@ from gpubridge.engines.base import (
     OutputFile,
     Usage,
 )
-from gpubridge.engines.local import release_memory, resolve_source
+from gpubridge.engines.local import resolve_source
 from gpubridge.engines.media import decode_image, image_file, require
-from gpubridge.engines.residency import Resident
-from gpubridge.errors import BackendError, InvalidInput
+from gpubridge.engines.resident_engine import ResidentEngine
+from gpubridge.errors import InvalidInput
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -206,7 +205,7 @@ def _remove(segmenter: Segmenter, image: Image.Image, options: dict[str, Any]) -
     return _Removed(result, mask_file, seconds)
 
 
-class BackgroundRemover:
+class BackgroundRemover(ResidentEngine[Segmenter]):
     """An ``Engine`` cutting the foreground out of images with an ONNX segmentation network.
 
     Input: ``image_url`` (media), ``return_mask`` (also return the alpha mask),
@@ -216,49 +215,21 @@ class BackgroundRemover:
     Backend options: ``device``.
     """
 
-    def __init__(self, config: BackendConfig, context: EngineContext | None = None) -> None:
-        self.name = config.name
-        self._device: str | None = config.options.get("device")
-        cache = context.model_cache() if context is not None else None
-        self._models: Resident[Segmenter] = Resident(cache, config.name)
-
-    async def segmenter(self, model: ModelRef, emit: Emit | None = None) -> Segmenter:
-        """The loaded network of ``model`` (loaded once, kept resident)."""
-        try:
-            return await self._models.get(
-                model.source,
-                lambda: load_segmenter(model.source, model.options, self._device),
-                emit=emit,
-                label=model.id,
-            )
-        except Exception as exc:
-            raise BackendError(f"{self.name}: could not load {model.source}: {exc}") from exc
-
-    async def load(self, model: ModelRef) -> None:
-        await self.segmenter(model)
+    def load_model(self, ref: ModelRef) -> Segmenter:
+        return load_segmenter(ref.source, ref.options, self.device)
 
     async def run(self, request: EngineRequest, emit: Emit) -> EngineResult:
         image = decode_image(require(request.media, "image_url"))
         if request.input.get("background_color"):
             parse_color(str(request.input["background_color"]))
-        segmenter = await self.segmenter(request.model, emit)
-        try:
-            removed = await asyncio.to_thread(_remove, segmenter, image, request.input)
-        except InvalidInput:
-            raise
-        except Exception as exc:
-            raise BackendError(f"{self.name}: background removal failed: {exc!r}") from exc
+        segmenter = await self.model(request.model, emit)
+        removed, _ = await self.timed(
+            lambda: _remove(segmenter, image, request.input), "background removal"
+        )
         output: dict[str, Any] = {"image": removed.image}
         if removed.mask is not None:
             output["mask"] = removed.mask
         return EngineResult(output, Usage(outputs=1, compute_seconds=removed.seconds))
-
-    async def health(self) -> bool:
-        return True
-
-    async def unload(self) -> None:
-        if self._models.clear():
-            await asyncio.to_thread(release_memory)
 
 
 def create(config: BackendConfig, context: EngineContext) -> BackgroundRemover:

@@ -11,9 +11,7 @@ Model options: ``onnx_file`` (the restoration network in the model's source),
 
 from __future__ import annotations
 
-import asyncio
 import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -30,11 +28,11 @@ from gpubridge.engines.base import (
 )
 from gpubridge.engines.imaging.background_removal import onnx_path, providers
 from gpubridge.engines.imaging.faces import FaceDetector, align, detect, load_detector, paste
-from gpubridge.engines.imaging.upscale import Upscaler, load_upscaler, upscale
-from gpubridge.engines.local import progress_event, release_memory, threadsafe_emit
+from gpubridge.engines.imaging.upscale import Upscaler, load_upscaler, tiling, upscale
+from gpubridge.engines.local import progress_event, threadsafe_emit
 from gpubridge.engines.media import decode_image, image_file, require
-from gpubridge.engines.residency import Resident
-from gpubridge.errors import BackendError, InvalidInput
+from gpubridge.engines.resident_engine import ResidentEngine
+from gpubridge.errors import InvalidInput
 
 if TYPE_CHECKING:
     import numpy as np
@@ -107,7 +105,6 @@ class _Job:
 class _Restored:
     image: Image.Image
     faces: int
-    seconds: float
 
 
 def _restore(
@@ -120,7 +117,6 @@ def _restore(
     import numpy as np
     from PIL import Image
 
-    started = time.perf_counter()
     source = np.ascontiguousarray(np.asarray(job.image)[..., ::-1])
     faces = detect(detector, source, job.max_faces)
     if job.scale == 1:
@@ -143,7 +139,7 @@ def _restore(
         bgr = paste(bgr, restore_face(restorer, crop, job.fidelity), affine)
         send(progress_event("restoring_faces", index, len(faces)))
     result = Image.fromarray(np.ascontiguousarray(bgr[..., ::-1]))
-    return _Restored(result, len(faces), time.perf_counter() - started)
+    return _Restored(result, len(faces))
 
 
 def read_job(request: EngineRequest, tile_size: int, overlap: int) -> _Job:
@@ -162,31 +158,19 @@ def read_job(request: EngineRequest, tile_size: int, overlap: int) -> _Job:
     return _Job(image, scale, fidelity, max_faces, tile_size, overlap)
 
 
-class FaceRestoration:
+class FaceRestoration(ResidentEngine[Restorer]):
     """An ``Engine`` restoring the faces in photos (see the module docstring for options)."""
 
     def __init__(self, config: BackendConfig, context: EngineContext | None = None) -> None:
-        self.name = config.name
-        self._device: str | None = config.options.get("device")
-        self._tile_size = int(config.options.get("tile_size", 256))
-        self._overlap = int(config.options.get("tile_overlap", 16))
-        cache = context.model_cache() if context is not None else None
-        self._models: Resident[Any] = Resident(cache, config.name)
+        super().__init__(config, context)
+        self._tile_size, self._overlap = tiling(self.options)
 
-    async def _get(self, key: str, load: Any, label: str, emit: Emit | None) -> Any:
-        try:
-            return await self._models.get(key, load, emit=emit, label=label)
-        except Exception as exc:
-            raise BackendError(f"{self.name}: could not load {key}: {exc}") from exc
+    def resident_key(self, ref: ModelRef) -> str:
+        return f"{ref.source}#{ref.options.get('onnx_file', '')}"
 
-    async def restorer(self, model: ModelRef, emit: Emit | None = None) -> Restorer:
-        """The model's restoration network (loaded once, kept resident)."""
-        options = model.options
-        key = f"{model.source}#{options.get('onnx_file', '')}"
-        restorer: Restorer = await self._get(
-            key, lambda: load_restorer(model.source, options, self._device), model.id, emit
-        )
-        return restorer
+    def load_model(self, ref: ModelRef) -> Restorer:
+        """The model's restoration network."""
+        return load_restorer(ref.source, ref.options, self.device)
 
     async def detector(self, model: ModelRef, emit: Emit | None = None) -> FaceDetector:
         """The model's face detector (loaded once, kept resident)."""
@@ -197,44 +181,37 @@ class FaceRestoration:
         def load() -> FaceDetector:
             return load_detector(str(onnx_path(source, {"onnx_file": name})), threshold)
 
-        detector: FaceDetector = await self._get(f"{source}#{name}", load, "face-detector", emit)
-        return detector
+        return await self.resident(f"{source}#{name}", load, emit=emit, label="face-detector")
 
     async def upscaler(self, model: ModelRef, emit: Emit | None = None) -> Upscaler | None:
         """The Swin2SR model for ``background_enhance``, when the model names one."""
         source = model.options.get("background_upscaler")
         if not source:
             return None
-        upscaler: Upscaler = await self._get(
-            str(source), lambda: load_upscaler(str(source), self._device), str(source), emit
+        return await self.resident(
+            str(source),
+            lambda: load_upscaler(str(source), self.device),
+            emit=emit,
+            label=str(source),
         )
-        return upscaler
 
     async def load(self, model: ModelRef) -> None:
         await self.detector(model)
-        await self.restorer(model)
+        await self.model(model)
 
     async def run(self, request: EngineRequest, emit: Emit) -> EngineResult:
         job = read_job(request, self._tile_size, self._overlap)
         detector = await self.detector(request.model, emit)
-        restorer = await self.restorer(request.model, emit)
+        restorer = await self.model(request.model, emit)
         enhance = bool(request.input.get("background_enhance")) and job.scale > 1
         upscaler = await self.upscaler(request.model, emit) if enhance else None
         send = threadsafe_emit(emit)
-        try:
-            done = await asyncio.to_thread(_restore, job, detector, restorer, upscaler, send)
-        except Exception as exc:
-            raise BackendError(f"{self.name}: face restoration failed: {exc!r}") from exc
+        done, seconds = await self.timed(
+            lambda: _restore(job, detector, restorer, upscaler, send), "face restoration"
+        )
         fmt = str(request.input.get("output_format", "png"))
         output = {"image": image_file(done.image, fmt, faces=done.faces), "faces": done.faces}
-        return EngineResult(output, Usage(outputs=1, compute_seconds=done.seconds))
-
-    async def health(self) -> bool:
-        return True
-
-    async def unload(self) -> None:
-        if self._models.clear():
-            await asyncio.to_thread(release_memory)
+        return EngineResult(output, Usage(outputs=1, compute_seconds=seconds))
 
 
 def create(config: BackendConfig, context: EngineContext) -> FaceRestoration:

@@ -9,10 +9,8 @@ trained for another factor is applied until it reaches the scale and the result 
 
 from __future__ import annotations
 
-import asyncio
-import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from gpubridge.engines.base import (
@@ -24,16 +22,10 @@ from gpubridge.engines.base import (
     ModelRef,
     Usage,
 )
-from gpubridge.engines.local import (
-    pick_device,
-    progress_event,
-    release_memory,
-    resolve_source,
-    threadsafe_emit,
-)
+from gpubridge.engines.local import pick_device, progress_event, resolve_source, threadsafe_emit
 from gpubridge.engines.media import decode_image, image_file, require
-from gpubridge.engines.residency import Resident
-from gpubridge.errors import BackendError, InvalidInput
+from gpubridge.engines.resident_engine import ResidentEngine, pick_dtype
+from gpubridge.errors import InvalidInput
 
 if TYPE_CHECKING:
     import torch
@@ -57,18 +49,22 @@ class Upscaler:
 
 def load_upscaler(source: str, device: str | None = None) -> Upscaler:
     """Load a Swin2SR checkpoint (a local directory or an already cached hub id)."""
-    import torch
     from transformers import Swin2SRForImageSuperResolution
 
     location, local_only = resolve_source(source)
     target = pick_device(device)
-    dtype = torch.float16 if target.startswith("cuda") else torch.float32
     model: Any = Swin2SRForImageSuperResolution.from_pretrained(
-        location, local_files_only=local_only, dtype=dtype
+        location, local_files_only=local_only, dtype=pick_dtype(None, target)
     )
     model.to(target)
     model.eval()
     return Upscaler(model, int(model.config.upscale), int(model.config.window_size), target)
+
+
+def tiling(options: Mapping[str, Any]) -> tuple[int, int]:
+    """The ``tile_size`` (input pixels per tile, default 256) and ``tile_overlap`` (default 16)
+    backend options."""
+    return int(options.get("tile_size", 256)), int(options.get("tile_overlap", 16))
 
 
 def checkpoint_for(model: ModelRef, scale: int) -> str:
@@ -168,7 +164,7 @@ def upscale(
     return result
 
 
-class SuperResolution:
+class SuperResolution(ResidentEngine[Upscaler]):
     """An ``Engine`` enlarging images 2x or 4x with Swin2SR.
 
     Input: ``image_url`` (media), ``scale`` (2 or 4), ``output_format``. Model options:
@@ -177,51 +173,40 @@ class SuperResolution:
     """
 
     def __init__(self, config: BackendConfig, context: EngineContext | None = None) -> None:
-        self.name = config.name
-        self._device: str | None = config.options.get("device")
-        self._tile_size = int(config.options.get("tile_size", 256))
-        self._overlap = int(config.options.get("tile_overlap", 16))
-        cache = context.model_cache() if context is not None else None
-        self._models: Resident[Upscaler] = Resident(cache, config.name)
+        super().__init__(config, context)
+        self._tile_size, self._overlap = tiling(self.options)
 
-    async def upscaler(self, source: str, label: str, emit: Emit | None = None) -> Upscaler:
-        """The loaded checkpoint at ``source`` (loaded once, kept resident)."""
-        try:
-            return await self._models.get(
-                source, lambda: load_upscaler(source, self._device), emit=emit, label=label
-            )
-        except Exception as exc:
-            raise BackendError(f"{self.name}: could not load {source}: {exc}") from exc
+    def load_model(self, ref: ModelRef) -> Upscaler:
+        return load_upscaler(ref.source, self.device)
+
+    async def upscaler(self, model: ModelRef, scale: int, emit: Emit | None = None) -> Upscaler:
+        """The checkpoint of ``model`` trained for ``scale`` (loaded once, kept resident)."""
+        return await self.model(replace(model, source=checkpoint_for(model, scale)), emit)
 
     async def load(self, model: ModelRef) -> None:
-        await self.upscaler(checkpoint_for(model, 4), model.id)
+        await self.upscaler(model, 4)
 
     async def enlarge(
         self, model: ModelRef, image: Image.Image, scale: int, emit: Emit
     ) -> tuple[Image.Image, float]:
         """``image`` upscaled ``scale`` times with ``model``, and the compute seconds."""
-        upscaler = await self.upscaler(checkpoint_for(model, scale), model.id, emit)
+        upscaler = await self.upscaler(model, scale, emit)
         send = threadsafe_emit(emit)
 
         def progress(step: int, total: int) -> None:
             send(progress_event("upscaling", step, total))
 
-        def work() -> tuple[Image.Image, float]:
-            started = time.perf_counter()
-            result = upscale(
+        return await self.timed(
+            lambda: upscale(
                 upscaler,
                 image,
                 scale,
                 tile_size=self._tile_size,
                 overlap=self._overlap,
                 progress=progress,
-            )
-            return result, time.perf_counter() - started
-
-        try:
-            return await asyncio.to_thread(work)
-        except Exception as exc:
-            raise BackendError(f"{self.name}: upscaling failed: {exc!r}") from exc
+            ),
+            "upscaling",
+        )
 
     async def run(self, request: EngineRequest, emit: Emit) -> EngineResult:
         image = decode_image(require(request.media, "image_url"))
@@ -234,13 +219,6 @@ class SuperResolution:
         fmt = str(request.input.get("output_format", "png"))
         output: dict[str, Any] = {"image": image_file(result, fmt, scale=scale)}
         return EngineResult(output, Usage(outputs=1, compute_seconds=seconds))
-
-    async def health(self) -> bool:
-        return True
-
-    async def unload(self) -> None:
-        if self._models.clear():
-            await asyncio.to_thread(release_memory)
 
 
 def create(config: BackendConfig, context: EngineContext) -> SuperResolution:

@@ -8,8 +8,6 @@ speaker whose turns overlap it most.
 
 from __future__ import annotations
 
-import asyncio
-import time
 from typing import TYPE_CHECKING, Any, cast
 
 from gpubridge.engines.base import (
@@ -20,8 +18,8 @@ from gpubridge.engines.base import (
     EngineResult,
     ModelRef,
 )
-from gpubridge.engines.local import progress_event, release_memory, threadsafe_emit
-from gpubridge.engines.residency import Resident
+from gpubridge.engines.local import progress_event, threadsafe_emit
+from gpubridge.engines.resident_engine import ResidentEngine
 from gpubridge.engines.speech import speakers as spk
 from gpubridge.engines.speech.transcript import (
     Transcript,
@@ -36,7 +34,7 @@ from gpubridge.engines.speech.whisper_engine import (
     WhisperEngine,
     decode_input_audio,
 )
-from gpubridge.errors import BackendError, GpubridgeError, InvalidInput
+from gpubridge.errors import InvalidInput
 
 if TYPE_CHECKING:
     from gpubridge.engines.speech.whisper_engine import Audio
@@ -94,7 +92,7 @@ def speaker_summary(turns: list[spk.Turn]) -> list[dict[str, Any]]:
     return [{"id": label(s), "speaking_seconds": round(seconds[s], 3)} for s in sorted(seconds)]
 
 
-class DiarizedWhisper:
+class DiarizedWhisper(ResidentEngine[spk.SpeakerModel]):
     """An ``Engine`` for diarized transcription.
 
     Backend options: ``transcriber`` (``faster-whisper``, default, or
@@ -106,7 +104,7 @@ class DiarizedWhisper:
     """
 
     def __init__(self, config: BackendConfig, context: EngineContext | None = None) -> None:
-        self.name = config.name
+        super().__init__(config, context, owner=f"{config.name}:speakers")
         options = config.options
         kind = options.get("transcriber", "faster-whisper")
         self.transcriber: WhisperEngine[Any] = _transcriber(kind, config, context)
@@ -115,21 +113,16 @@ class DiarizedWhisper:
         self.window_s = float(options.get("window_s", 1.5))
         self.hop_s = float(options.get("hop_s", 0.75))
         self.threshold = float(options.get("cluster_threshold", 0.3))
-        self.device: str | None = options.get("device")
-        cache = context.model_cache() if context is not None else None
-        self._speakers: Resident[spk.SpeakerModel] = Resident(cache, f"{config.name}:speakers")
 
-    def _speaker_source(self, model: ModelRef) -> str:
-        return str(model.options.get("speaker_model") or self.speaker_model)
+    def source_of(self, ref: ModelRef) -> str:
+        """The speaker embedding model of ``ref``."""
+        return str(ref.options.get("speaker_model") or self.speaker_model)
+
+    def load_model(self, ref: ModelRef) -> spk.SpeakerModel:
+        return spk.load_speaker_model(self.source_of(ref), self.device)
 
     async def _speaker_model(self, model: ModelRef, emit: Emit | None) -> spk.SpeakerModel:
-        source = self._speaker_source(model)
-        try:
-            return await self._speakers.get(
-                source, lambda: spk.load_speaker_model(source, self.device), emit=emit
-            )
-        except (OSError, ValueError, RuntimeError) as exc:
-            raise BackendError(f"{self.name}: could not load {source}: {exc}") from exc
+        return await self.resident(self.source_of(model), lambda: self.load_model(model), emit=emit)
 
     async def load(self, model: ModelRef) -> None:
         await self.transcriber.load(model)
@@ -145,17 +138,12 @@ class DiarizedWhisper:
         if diarize:
             speaker_model = await self._speaker_model(request.model, emit)
             progress = threadsafe_emit(emit)
-            started = time.perf_counter()
-            try:
-                turns = await asyncio.to_thread(
-                    self._turns, speaker_model, audio, counts, bool(transcript.segments), progress
-                )
-            except GpubridgeError:
-                raise
-            except Exception as exc:
-                raise BackendError(f"{self.name}: diarization failed: {exc!r}") from exc
+            heard = bool(transcript.segments)
+            turns, diarizing = await self.timed(
+                lambda: self._turns(speaker_model, audio, counts, heard, progress), "diarization"
+            )
             assign(transcript, turns)
-            seconds += time.perf_counter() - started
+            seconds += diarizing
         output = transcript_output(transcript, options)
         output["speakers"] = speaker_summary(turns)
         return EngineResult(output=output, usage=transcript_usage(transcript, seconds))
@@ -184,8 +172,7 @@ class DiarizedWhisper:
 
     async def unload(self) -> None:
         await self.transcriber.unload()
-        if self._speakers.clear():
-            await asyncio.to_thread(release_memory)
+        await super().unload()
 
 
 def _transcriber(

@@ -69,9 +69,9 @@ class FasterWhisperEngine(WhisperEngine["WhisperModel"]):
     def source_of(self, model: ModelRef) -> str:
         return str(model.options.get(CT2_SOURCE_OPTION) or model.source)
 
-    def load_model(self, source: str) -> WhisperModel:
+    def load_model(self, ref: ModelRef) -> WhisperModel:
         return load_faster_whisper(
-            source, self.device, self.compute_type, self.cpu_threads, self.num_workers
+            self.source_of(ref), self.device, self.compute_type, self.cpu_threads, self.num_workers
         )
 
     def transcribe_audio(

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from gpubridge.engines.local import pick_device, progress_event, resolve_source
+from gpubridge.engines.resident_engine import pick_dtype
 from gpubridge.engines.speech.transcript import Segment, TranscribeOptions, Transcript, Word
 from gpubridge.engines.speech.whisper_engine import (
     SAMPLING_RATE,
@@ -22,7 +23,7 @@ if TYPE_CHECKING:
     import torch
     from transformers import WhisperForConditionalGeneration, WhisperProcessor
 
-    from gpubridge.engines.base import BackendConfig, EngineContext
+    from gpubridge.engines.base import BackendConfig, EngineContext, ModelRef
     from gpubridge.engines.speech.whisper_engine import Audio
 
 WINDOW_FRAMES = 3000
@@ -42,15 +43,13 @@ class LoadedWhisper:
 def load_transformers_whisper(source: str, device: str | None) -> LoadedWhisper:
     """Model and processor from a directory, a ``package:`` source or a cached hub id
     (float16 on CUDA, float32 elsewhere)."""
-    import torch
     from transformers import WhisperForConditionalGeneration, WhisperProcessor
 
     location, local_only = resolve_source(source)
     target = pick_device(device)
-    dtype = torch.float16 if target.startswith("cuda") else torch.float32
     processor = WhisperProcessor.from_pretrained(location, local_files_only=local_only)
     model: Any = WhisperForConditionalGeneration.from_pretrained(
-        location, local_files_only=local_only, dtype=dtype
+        location, local_files_only=local_only, dtype=pick_dtype(None, target)
     )
     model.to(target)
     model.eval()
@@ -103,8 +102,8 @@ class TransformersWhisperEngine(WhisperEngine[LoadedWhisper]):
         super().__init__(config, context)
         self.num_beams = int(self.options.get("num_beams", 1))
 
-    def load_model(self, source: str) -> LoadedWhisper:
-        return load_transformers_whisper(source, self.device)
+    def load_model(self, ref: ModelRef) -> LoadedWhisper:
+        return load_transformers_whisper(self.source_of(ref), self.device)
 
     def transcribe_audio(
         self, model: LoadedWhisper, audio: Audio, options: TranscribeOptions, progress: Progress

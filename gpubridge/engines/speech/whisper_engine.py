@@ -7,9 +7,8 @@ mono samples with it; both run in worker threads.
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from gpubridge.engines.base import (
     BackendConfig,
@@ -20,9 +19,9 @@ from gpubridge.engines.base import (
     EngineResult,
     ModelRef,
 )
-from gpubridge.engines.local import release_memory, threadsafe_emit
+from gpubridge.engines.local import threadsafe_emit
 from gpubridge.engines.media import decode_audio, require
-from gpubridge.engines.residency import Resident
+from gpubridge.engines.resident_engine import ResidentEngine
 from gpubridge.engines.speech.transcript import (
     TranscribeOptions,
     Transcript,
@@ -31,7 +30,6 @@ from gpubridge.engines.speech.transcript import (
     transcript_output,
     transcript_usage,
 )
-from gpubridge.errors import BackendError, GpubridgeError
 
 if TYPE_CHECKING:
     import numpy as np
@@ -59,7 +57,7 @@ async def decode_input_audio(request: EngineRequest) -> Audio:
     return await asyncio.to_thread(decode_audio, media, SAMPLING_RATE)
 
 
-class WhisperEngine(Generic[M]):
+class WhisperEngine(ResidentEngine[M]):
     """An ``Engine`` for the Whisper services, generic over a runtime's loaded model.
 
     Backend options: ``device``, ``max_new_tokens`` (per 30 s window; default the model's
@@ -70,23 +68,12 @@ class WhisperEngine(Generic[M]):
     runtime = "whisper"
 
     def __init__(self, config: BackendConfig, context: EngineContext | None = None) -> None:
-        self.name = config.name
-        self.options: dict[str, Any] = dict(config.options)
-        self.device: str | None = config.options.get("device")
-        limit = config.options.get("max_new_tokens")
+        super().__init__(config, context)
+        limit = self.options.get("max_new_tokens")
         self.max_new_tokens: int | None = int(limit) if limit else None
-        self.temperature_fallback = bool(config.options.get("temperature_fallback", True))
-        cache = context.model_cache() if context is not None else None
-        self._models: Resident[M] = Resident(cache, config.name)
+        self.temperature_fallback = bool(self.options.get("temperature_fallback", True))
 
-    # -- what a runtime provides ----------------------------------------------------------
-    def source_of(self, model: ModelRef) -> str:
-        """Where ``model``'s weights for this runtime live."""
-        return model.source
-
-    def load_model(self, source: str) -> M:
-        raise NotImplementedError
-
+    # -- what a runtime provides (and ``load_model``) -------------------------------------
     def transcribe_audio(
         self, model: M, audio: Audio, options: TranscribeOptions, progress: Progress
     ) -> Transcript:
@@ -99,36 +86,15 @@ class WhisperEngine(Generic[M]):
             return temperature_schedule(options.temperature)
         return (options.temperature,)
 
-    async def loaded(self, model: ModelRef, emit: Emit | None = None) -> M:
-        source = self.source_of(model)
-        try:
-            return await self._models.get(
-                source, lambda: self.load_model(source), emit=emit, label=model.id
-            )
-        except (OSError, ValueError, RuntimeError) as exc:
-            raise BackendError(f"{self.name}: could not load {source}: {exc}") from exc
-
-    async def load(self, model: ModelRef) -> None:
-        await self.loaded(model)
-
     async def transcribe(
         self, model_ref: ModelRef, audio: Audio, options: TranscribeOptions, emit: Emit
     ) -> tuple[Transcript, float]:
         """The tidied transcript of ``audio`` and the seconds the decoding took."""
-        model = await self.loaded(model_ref, emit)
+        model = await self.model(model_ref, emit)
         progress = threadsafe_emit(emit)
-
-        def work() -> tuple[Transcript, float]:
-            started = time.perf_counter()
-            transcript = self.transcribe_audio(model, audio, options, progress)
-            return tidy(transcript), time.perf_counter() - started
-
-        try:
-            return await asyncio.to_thread(work)
-        except GpubridgeError:
-            raise
-        except Exception as exc:
-            raise BackendError(f"{self.name}: transcription failed: {exc!r}") from exc
+        return await self.timed(
+            lambda: tidy(self.transcribe_audio(model, audio, options, progress)), "transcription"
+        )
 
     async def run(self, request: EngineRequest, emit: Emit) -> EngineResult:
         options = transcribe_options(request.input)
@@ -138,10 +104,3 @@ class WhisperEngine(Generic[M]):
             output=transcript_output(transcript, options),
             usage=transcript_usage(transcript, seconds),
         )
-
-    async def health(self) -> bool:
-        return True
-
-    async def unload(self) -> None:
-        if self._models.clear():
-            await asyncio.to_thread(release_memory)

@@ -23,7 +23,6 @@ from gpubridge.engines.diffusion.common import (
     pick_seed,
     step_callback,
     supported_kwargs,
-    timed,
 )
 from gpubridge.engines.local import threadsafe_emit
 from gpubridge.engines.media import decode_image, require
@@ -130,12 +129,12 @@ class Animate(DiffusionEngine):
 
     async def run(self, request: EngineRequest, emit: Emit) -> EngineResult:
         """Animate the job's image and return the clip encoded, with its seed."""
-        options = self.options(request.model)
+        options = self.options_for(request.model)
         job = read_animation(request, options)
         pipe = await self.pipeline(request.model, emit)
         send = threadsafe_emit(emit)
         output, seconds = await stopping_on_cancel(
-            lambda stop: timed(self.name, lambda: self.animate(pipe, options, job, send, stop))
+            lambda stop: self.timed(lambda: self.animate(pipe, options, job, send, stop))
         )
         return video_result(output, seconds)
 

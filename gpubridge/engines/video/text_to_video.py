@@ -30,7 +30,6 @@ from gpubridge.engines.diffusion.common import (
     load_pipeline,
     step_callback,
     supported_kwargs,
-    timed,
 )
 from gpubridge.engines.local import threadsafe_emit
 from gpubridge.engines.media import decode_image
@@ -126,7 +125,7 @@ class TextToVideo(DiffusionEngine):
     default_steps = 50
     default_guidance = 3.0
 
-    def load_model(self, model: ModelRef, options: dict[str, Any]) -> VideoPipelines:
+    def build_pipeline(self, model: ModelRef, options: dict[str, Any]) -> VideoPipelines:
         return load_video_pipelines(model, options)
 
     def read_clip(self, request: EngineRequest, options: dict[str, Any]) -> Clip:
@@ -177,7 +176,7 @@ class TextToVideo(DiffusionEngine):
 
     async def run(self, request: EngineRequest, emit: Emit) -> EngineResult:
         """Generate the clip of ``request`` and return it encoded, with its seed."""
-        options = self.options(request.model)
+        options = self.options_for(request.model)
         gen = self.read_generation(request, options)
         clip = self.read_clip(request, options)
         pipes: VideoPipelines = await self.pipeline(request.model, emit)
@@ -188,9 +187,7 @@ class TextToVideo(DiffusionEngine):
             )
         send = threadsafe_emit(emit)
         output, seconds = await stopping_on_cancel(
-            lambda stop: timed(
-                self.name, lambda: self.make_video(pipes, options, gen, clip, send, stop)
-            )
+            lambda stop: self.timed(lambda: self.make_video(pipes, options, gen, clip, send, stop))
         )
         return video_result(output, seconds)
 

@@ -1,79 +1,31 @@
-"""Tiny diffusion pipelines built once per test run, and helpers to drive the engines."""
+"""Tiny diffusion pipelines built once per test run, and pictures and readers for the tests."""
 
 from __future__ import annotations
 
 import io
-from pathlib import Path
-from typing import Any
 
-import pytest
-
-from gpubridge.engines.base import (
-    BackendConfig,
-    EngineContext,
-    EngineEvent,
-    EngineRequest,
-    EngineResult,
-    MediaInput,
-    ModelRef,
-)
+from gpubridge.engines.base import EngineResult
 from tests.support import tiny_diffusion
+from tests.support.engine_calls import model_dir_fixture
+from tests.support.tiny_imaging import build_tiny_segmenter
 
-
-@pytest.fixture(scope="session")
-def tiny_sdxl_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tiny_diffusion.build_tiny_sdxl(tmp_path_factory.mktemp("sdxl"))
-
-
-@pytest.fixture(scope="session")
-def tiny_sdxl_inpaint_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tiny_diffusion.build_tiny_sdxl(tmp_path_factory.mktemp("sdxl-inpaint"), inpaint=True)
-
-
-@pytest.fixture(scope="session")
-def tiny_lightning_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tiny_diffusion.build_tiny_lightning(tmp_path_factory.mktemp("lightning"))
-
-
-@pytest.fixture(scope="session")
-def tiny_controlnet_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tiny_diffusion.build_tiny_sdxl_controlnet(tmp_path_factory.mktemp("controlnet"))
-
-
-@pytest.fixture(scope="session")
-def tiny_depth_controlnet_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tiny_diffusion.build_tiny_sdxl_controlnet(tmp_path_factory.mktemp("cn-depth"), seed=1)
-
-
-@pytest.fixture(scope="session")
-def tiny_depth_estimator_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tiny_diffusion.build_tiny_depth_estimator(tmp_path_factory.mktemp("depth"))
-
-
-@pytest.fixture(scope="session")
-def tiny_flux_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tiny_diffusion.build_tiny_flux(tmp_path_factory.mktemp("flux"))
-
-
-@pytest.fixture(scope="session")
-def tiny_flux_fill_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tiny_diffusion.build_tiny_flux(tmp_path_factory.mktemp("flux-fill"), fill=True)
-
-
-@pytest.fixture(scope="session")
-def tiny_sd3_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tiny_diffusion.build_tiny_sd3(tmp_path_factory.mktemp("sd3"))
-
-
-@pytest.fixture(scope="session")
-def tiny_variation_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tiny_diffusion.build_tiny_image_variation(tmp_path_factory.mktemp("variation"))
-
-
-@pytest.fixture(scope="session")
-def tiny_ip_adapter_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tiny_diffusion.build_tiny_ip_adapter(tmp_path_factory.mktemp("ip-adapter"))
-
+tiny_sdxl_dir = model_dir_fixture(tiny_diffusion.build_tiny_sdxl, "sdxl")
+tiny_sdxl_inpaint_dir = model_dir_fixture(
+    tiny_diffusion.build_tiny_sdxl, "sdxl-inpaint", inpaint=True
+)
+tiny_lightning_dir = model_dir_fixture(tiny_diffusion.build_tiny_lightning, "lightning")
+tiny_controlnet_dir = model_dir_fixture(tiny_diffusion.build_tiny_sdxl_controlnet, "controlnet")
+tiny_depth_controlnet_dir = model_dir_fixture(
+    tiny_diffusion.build_tiny_sdxl_controlnet, "cn-depth", seed=1
+)
+tiny_depth_estimator_dir = model_dir_fixture(tiny_diffusion.build_tiny_depth_estimator, "depth")
+tiny_flux_dir = model_dir_fixture(tiny_diffusion.build_tiny_flux, "flux")
+tiny_flux_fill_dir = model_dir_fixture(tiny_diffusion.build_tiny_flux, "flux-fill", fill=True)
+tiny_sd3_dir = model_dir_fixture(tiny_diffusion.build_tiny_sd3, "sd3")
+tiny_variation_dir = model_dir_fixture(tiny_diffusion.build_tiny_image_variation, "variation")
+tiny_ip_adapter_dir = model_dir_fixture(tiny_diffusion.build_tiny_ip_adapter, "ip-adapter")
+tiny_segmenter_dir = model_dir_fixture(build_tiny_segmenter, "birefnet")
+"""A tiny BiRefNet-shaped ONNX segmenter, for background removal in stickers and ads."""
 
 IP_ADAPTER_OPTIONS = {
     "subfolder": "sdxl_models",
@@ -92,52 +44,6 @@ def picture(width: int = 32, height: int = 32, *, mask: bool = False) -> bytes:
     buffer = io.BytesIO()
     image.save(buffer, format="PNG")
     return buffer.getvalue()
-
-
-def media(**files: bytes) -> dict[str, MediaInput]:
-    return {name: MediaInput(name, data, "image/png") for name, data in files.items()}
-
-
-def request(
-    service: str,
-    source: Path | str,
-    data: dict[str, Any],
-    *,
-    options: dict[str, Any] | None = None,
-    files: dict[str, MediaInput] | None = None,
-    model_id: str = "tiny",
-) -> EngineRequest:
-    return EngineRequest(
-        job_id="job-1",
-        service=service,
-        model=ModelRef(model_id, str(source), options or {}),
-        input=data,
-        media=files or {},
-    )
-
-
-def backend(type_key: str, **options: Any) -> tuple[BackendConfig, EngineContext]:
-    return BackendConfig(name=f"local-{type_key}", type=type_key, options=options), EngineContext()
-
-
-async def run_collecting(engine: Any, req: EngineRequest) -> tuple[EngineResult, list[EngineEvent]]:
-    """Run ``req`` and return the result and the events the engine emitted."""
-    events: list[EngineEvent] = []
-
-    async def emit(event: EngineEvent) -> None:
-        events.append(event)
-
-    result = await engine.run(req, emit)
-    return result, events
-
-
-def steps_of(events: list[EngineEvent]) -> list[tuple[int, int]]:
-    """``(step, total)`` of each denoising progress event."""
-    return [
-        (e.data["step"], e.data["total"])
-        for e in events
-        if e.kind == "progress" and e.data.get("stage") == "denoising"
-    ]
 
 
 def image_sizes(result: EngineResult) -> list[tuple[int, int]]:

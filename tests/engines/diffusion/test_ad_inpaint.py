@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import asyncio
 import io
 from pathlib import Path
 from typing import Any
@@ -8,15 +7,7 @@ from typing import Any
 import pytest
 from PIL import Image
 
-from gpubridge.engines.base import (
-    BackendConfig,
-    EngineContext,
-    EngineEvent,
-    EngineRequest,
-    EngineResult,
-    MediaInput,
-    ModelRef,
-)
+from gpubridge.engines.base import EngineRequest, EngineResult, ModelRef
 from gpubridge.engines.diffusion.ad_inpaint import (
     AdInpaintEngine,
     composite,
@@ -24,50 +15,37 @@ from gpubridge.engines.diffusion.ad_inpaint import (
     place_product,
 )
 from gpubridge.errors import InvalidInput
+from tests.support.engine_calls import Events, engine, media_input, request, run
 from tests.support.media_server import png_bytes
-from tests.support.tiny_diffusion import build_tiny_sdxl
-from tests.support.tiny_imaging import build_tiny_segmenter
 
 pytestmark = pytest.mark.slow
 
-WAIT_S = 120
 
-
-@pytest.fixture(scope="module")
-def ad_models(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+@pytest.fixture
+def ad_models(tiny_sdxl_inpaint_dir: Path, tiny_segmenter_dir: Path) -> tuple[Path, Path]:
     """(a tiny SDXL inpainting pipeline, a tiny BiRefNet-shaped ONNX segmenter)."""
-    sdxl = build_tiny_sdxl(tmp_path_factory.mktemp("ad-sdxl-inpaint"), inpaint=True)
-    return sdxl, build_tiny_segmenter(tmp_path_factory.mktemp("ad-birefnet"))
+    return tiny_sdxl_inpaint_dir, tiny_segmenter_dir
 
 
-def engine(**options: Any) -> AdInpaintEngine:
-    config = BackendConfig(name="ads", type="ad-inpaint", options={"device": "cpu", **options})
-    return create(config, EngineContext())
+def painter(**options: Any) -> AdInpaintEngine:
+    return engine(create, "ad-inpaint", name="ads", **{"device": "cpu", **options})
 
 
-def request(models: tuple[Path, Path], **inputs: Any) -> EngineRequest:
+def ad_request(models: tuple[Path, Path], **inputs: Any) -> EngineRequest:
     sdxl, segmenter = models
-    model = ModelRef("sdxl-inpainting", str(sdxl), {"background_removal": str(segmenter)})
-    media = {"image_url": MediaInput("image_url", png_bytes(32, 32), "image/png")}
     data = {"prompt": "on a marble counter", "num_inference_steps": 2, "seed": 5, **inputs}
     data.setdefault("width", 48)
     data.setdefault("height", 32)
-    return EngineRequest("job-1", "ad-inpaint", model, data, media)
+    return request(
+        "ad-inpaint",
+        data,
+        media=media_input("image_url", png_bytes(32, 32)),
+        model=ModelRef("sdxl-inpainting", str(sdxl), {"background_removal": str(segmenter)}),
+    )
 
 
-async def run(ads: AdInpaintEngine, req: EngineRequest) -> tuple[EngineResult, list[EngineEvent]]:
-    events: list[EngineEvent] = []
-
-    async def emit(event: EngineEvent) -> None:
-        events.append(event)
-
-    try:
-        async with asyncio.timeout(WAIT_S):
-            result = await ads.run(req, emit)
-        await asyncio.sleep(0)
-        return result, events
-    finally:
-        await ads.unload()
+async def painted(ads: AdInpaintEngine, req: EngineRequest) -> tuple[EngineResult, Events]:
+    return await run(ads, req, unload=True)
 
 
 def product_and_mask() -> tuple[Image.Image, Image.Image]:
@@ -98,7 +76,7 @@ def test_the_original_product_pixels_are_put_back() -> None:
 
 
 async def test_an_ad_is_painted_around_the_product(ad_models: tuple[Path, Path]) -> None:
-    result, events = await run(engine(), request(ad_models, product_scale=0.5))
+    result, events = await painted(painter(), ad_request(ad_models, product_scale=0.5))
     images = result.output["images"]
     assert len(images) == 1
     picture = Image.open(io.BytesIO(images[0].data))
@@ -113,7 +91,7 @@ async def test_an_ad_is_painted_around_the_product(ad_models: tuple[Path, Path])
 
 async def test_a_product_scale_out_of_range_is_invalid_input(ad_models: tuple[Path, Path]) -> None:
     with pytest.raises(InvalidInput):
-        await run(engine(), request(ad_models, product_scale=3))
+        await painted(painter(), ad_request(ad_models, product_scale=3))
 
 
 @pytest.mark.gpu
@@ -121,5 +99,5 @@ async def test_an_ad_is_painted_on_cuda(ad_models: tuple[Path, Path]) -> None:
     torch = pytest.importorskip("torch")
     if not torch.cuda.is_available():
         pytest.skip("no CUDA device")
-    result, _ = await run(engine(device="cuda"), request(ad_models))
+    result, _ = await painted(painter(device="cuda"), ad_request(ad_models))
     assert len(result.output["images"]) == 1

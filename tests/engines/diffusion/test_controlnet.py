@@ -9,17 +9,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from gpubridge.engines.base import ModelRef
 from gpubridge.engines.diffusion.controlnet import canny_map, create
 from gpubridge.errors import InvalidInput
-from tests.engines.diffusion.conftest import (
-    backend,
-    image_sizes,
-    media,
-    picture,
-    request,
-    run_collecting,
-    steps_of,
-)
+from tests.engines.diffusion.conftest import image_sizes, picture
+from tests.support.engine_calls import engine, media_input, request, run
 
 
 def test_canny_map_marks_the_edges_of_a_square() -> None:
@@ -39,28 +33,26 @@ def options(base: Path) -> dict[str, object]:
 async def test_controlnet_follows_the_reference_at_its_size(
     tiny_sdxl_dir: Path, tiny_controlnet_dir: Path
 ) -> None:
-    engine = create(*backend("diffusers-controlnet"))
+    diffuser = engine(create, "diffusers-controlnet")
     req = request(
         "controlnet",
-        tiny_controlnet_dir,
         {"prompt": "a house", "seed": 9, "controlnet_conditioning_scale": 0.5, "num_outputs": 2},
-        options=options(tiny_sdxl_dir),
-        files=media(image_url=picture(32, 48)),
+        media=media_input("image_url", picture(32, 48)),
+        model=ModelRef("tiny", str(tiny_controlnet_dir), options(tiny_sdxl_dir)),
     )
-    result, events = await run_collecting(engine, req)
+    result, events = await run(diffuser, req)
     assert image_sizes(result) == [(32, 48), (32, 48)]
-    assert steps_of(events) == [(1, 2), (2, 2)]
+    assert events.steps() == [(1, 2), (2, 2)]
     assert result.usage.outputs == 2
     assert result.output["control_type"] == "canny"
     with pytest.raises(InvalidInput):
-        await run_collecting(
-            engine,
+        await run(
+            diffuser,
             request(
                 "controlnet",
-                tiny_controlnet_dir,
                 {"prompt": "x", "control_type": "depth"},
-                options=options(tiny_sdxl_dir),
-                files=media(image_url=picture()),
+                media=media_input("image_url", picture()),
+                model=ModelRef("tiny", str(tiny_controlnet_dir), options(tiny_sdxl_dir)),
             ),
         )
 
@@ -78,29 +70,33 @@ async def test_depth_control_uses_the_depth_estimator_and_its_own_controlnet(
     depth = np.asarray(depth_map(estimator, Image.open(io.BytesIO(picture(48, 32)))))
     assert depth.shape == (32, 48, 3) and depth.min() == 0 and depth.max() == 255
 
-    engine = create(*backend("diffusers-controlnet"))
+    diffuser = engine(create, "diffusers-controlnet")
     model_options = {
         **options(tiny_sdxl_dir),
         "controlnets": {"depth": str(tiny_depth_controlnet_dir)},
         "annotators": {"depth": str(tiny_depth_estimator_dir)},
     }
     data = {"prompt": "a room", "seed": 3, "num_inference_steps": 1}
-    files = media(image_url=picture(32, 32))
+    files = media_input("image_url", picture(32, 32))
     depth_job = request(
         "controlnet",
-        tiny_controlnet_dir,
         {**data, "control_type": "depth"},
-        options=model_options,
-        files=files,
+        media=files,
+        model=ModelRef("tiny", str(tiny_controlnet_dir), model_options),
     )
-    result, events = await run_collecting(engine, depth_job)
+    result, events = await run(diffuser, depth_job)
     assert image_sizes(result) == [(32, 32)]
     assert result.output["control_type"] == "depth"
-    assert steps_of(events) == [(1, 1)]
+    assert events.steps() == [(1, 1)]
     loaded = [e.data["model"] for e in events if e.data.get("stage") == "model_loaded"]
     assert loaded == ["depth annotator", "tiny:depth"]
-    canny_job = request("controlnet", tiny_controlnet_dir, data, options=model_options, files=files)
-    edges, _ = await run_collecting(engine, canny_job)
+    canny_job = request(
+        "controlnet",
+        data,
+        media=files,
+        model=ModelRef("tiny", str(tiny_controlnet_dir), model_options),
+    )
+    edges, _ = await run(diffuser, canny_job)
     assert edges.output["control_type"] == "canny"
     assert edges.output["images"][0].data != result.output["images"][0].data
 
@@ -112,14 +108,13 @@ async def test_controlnet_runs_on_cuda(tiny_sdxl_dir: Path, tiny_controlnet_dir:
 
     if not torch.cuda.is_available():
         pytest.skip("needs CUDA")
-    engine = create(*backend("diffusers-controlnet", device="cuda", dtype="float16"))
+    diffuser = engine(create, "diffusers-controlnet", device="cuda", dtype="float16")
     req = request(
         "controlnet",
-        tiny_controlnet_dir,
         {"prompt": "a house", "seed": 9},
-        options=options(tiny_sdxl_dir),
-        files=media(image_url=picture()),
+        media=media_input("image_url", picture()),
+        model=ModelRef("tiny", str(tiny_controlnet_dir), options(tiny_sdxl_dir)),
     )
-    result, _ = await run_collecting(engine, req)
+    result, _ = await run(diffuser, req)
     assert image_sizes(result) == [(32, 32)]
-    await engine.unload()
+    await diffuser.unload()

@@ -6,17 +6,11 @@ from pathlib import Path
 
 import pytest
 
+from gpubridge.engines.base import ModelRef
 from gpubridge.engines.diffusion.img2img import create
 from gpubridge.errors import InvalidInput
-from tests.engines.diffusion.conftest import (
-    backend,
-    image_sizes,
-    media,
-    picture,
-    request,
-    run_collecting,
-    steps_of,
-)
+from tests.engines.diffusion.conftest import image_sizes, picture
+from tests.support.engine_calls import engine, media_input, request, run
 
 pytestmark = [pytest.mark.slow]
 
@@ -24,10 +18,9 @@ pytestmark = [pytest.mark.slow]
 async def test_strength_shortens_the_schedule_and_the_image_keeps_its_size(
     tiny_sdxl_dir: Path,
 ) -> None:
-    engine = create(*backend("diffusers-img2img"))
+    diffuser = engine(create, "diffusers-img2img")
     req = request(
         "img2img",
-        tiny_sdxl_dir,
         {
             "prompt": "a painting",
             "strength": 0.5,
@@ -35,31 +28,36 @@ async def test_strength_shortens_the_schedule_and_the_image_keeps_its_size(
             "seed": 1,
             "num_outputs": 2,
         },
-        options={"pipeline": "StableDiffusionXLImg2ImgPipeline"},
-        files=media(image_url=picture(48, 32)),
+        media=media_input("image_url", picture(48, 32)),
+        model=ModelRef(
+            "tiny", str(tiny_sdxl_dir), {"pipeline": "StableDiffusionXLImg2ImgPipeline"}
+        ),
     )
-    result, events = await run_collecting(engine, req)
+    result, events = await run(diffuser, req)
     assert image_sizes(result) == [(48, 32), (48, 32)]
-    assert steps_of(events) == [(1, 2), (2, 2)]
+    assert events.steps() == [(1, 2), (2, 2)]
     assert result.usage.outputs == 2 and result.usage.compute_seconds > 0
 
 
 async def test_the_auto_pipeline_is_the_default_and_bad_input_is_rejected(
     tiny_sdxl_dir: Path,
 ) -> None:
-    engine = create(*backend("diffusers-img2img"))
+    diffuser = engine(create, "diffusers-img2img")
     good = request(
         "img2img",
-        tiny_sdxl_dir,
         {"prompt": "x", "strength": 1.0, "num_inference_steps": 1, "seed": 3},
-        files=media(image_url=picture(32, 32)),
+        media=media_input("image_url", picture(32, 32)),
+        model=tiny_sdxl_dir,
     )
-    result, _ = await run_collecting(engine, good)
+    result, _ = await run(diffuser, good)
     assert image_sizes(result) == [(32, 32)]
     with pytest.raises(InvalidInput):
-        await run_collecting(engine, request("img2img", tiny_sdxl_dir, {"prompt": "x"}))
+        await run(diffuser, request("img2img", {"prompt": "x"}, model=tiny_sdxl_dir))
     not_an_image = request(
-        "img2img", tiny_sdxl_dir, {"prompt": "x"}, files=media(image_url=b"not a png")
+        "img2img",
+        {"prompt": "x"},
+        media=media_input("image_url", b"not a png"),
+        model=tiny_sdxl_dir,
     )
     with pytest.raises(InvalidInput):
-        await run_collecting(engine, not_an_image)
+        await run(diffuser, not_an_image)

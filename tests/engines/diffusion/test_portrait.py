@@ -6,18 +6,11 @@ from pathlib import Path
 
 import pytest
 
+from gpubridge.engines.base import ModelRef
 from gpubridge.engines.diffusion.portrait import adapter_scale, create
 from gpubridge.errors import InvalidInput
-from tests.engines.diffusion.conftest import (
-    IP_ADAPTER_OPTIONS,
-    backend,
-    image_sizes,
-    media,
-    picture,
-    request,
-    run_collecting,
-    steps_of,
-)
+from tests.engines.diffusion.conftest import IP_ADAPTER_OPTIONS, image_sizes, picture
+from tests.support.engine_calls import engine, media_input, request, run
 
 
 def test_style_strength_lowers_the_adapter_scale() -> None:
@@ -35,30 +28,28 @@ def options(base: Path) -> dict[str, object]:
 async def test_the_face_photo_steers_the_portrait_through_the_adapter(
     tiny_sdxl_dir: Path, tiny_ip_adapter_dir: Path
 ) -> None:
-    engine = create(*backend("diffusers-portrait"))
+    diffuser = engine(create, "diffusers-portrait")
     data = {"prompt": "a person as an astronaut", "width": 32, "height": 32, "seed": 2}
-    face = media(image_url=picture(40, 40))
+    face = media_input("image_url", picture(40, 40))
     kept = request(
         "photomaker",
-        tiny_ip_adapter_dir,
         {**data, "style_strength": 0.0},
-        options=options(tiny_sdxl_dir),
-        files=face,
+        media=face,
+        model=ModelRef("tiny", str(tiny_ip_adapter_dir), options(tiny_sdxl_dir)),
     )
-    result, events = await run_collecting(engine, kept)
+    result, events = await run(diffuser, kept)
     assert image_sizes(result) == [(32, 32)]
-    assert steps_of(events) == [(1, 2), (2, 2)]
+    assert events.steps() == [(1, 2), (2, 2)]
     assert result.usage.outputs == 1
-    pipe = await engine.pipeline(kept.model)
+    pipe = await diffuser.pipeline(kept.model)
     assert pipe.image_encoder is not None
     free = request(
         "photomaker",
-        tiny_ip_adapter_dir,
         {**data, "style_strength": 1.0},
-        options=options(tiny_sdxl_dir),
-        files=face,
+        media=face,
+        model=ModelRef("tiny", str(tiny_ip_adapter_dir), options(tiny_sdxl_dir)),
     )
-    styled, _ = await run_collecting(engine, free)
+    styled, _ = await run(diffuser, free)
     assert styled.output["images"][0].data != result.output["images"][0].data
 
 
@@ -69,14 +60,13 @@ async def test_portraits_run_on_cuda(tiny_sdxl_dir: Path, tiny_ip_adapter_dir: P
 
     if not torch.cuda.is_available():
         pytest.skip("needs CUDA")
-    engine = create(*backend("diffusers-portrait", device="cuda", dtype="float16"))
+    diffuser = engine(create, "diffusers-portrait", device="cuda", dtype="float16")
     req = request(
         "photomaker",
-        tiny_ip_adapter_dir,
         {"prompt": "a portrait", "width": 32, "height": 32, "seed": 2},
-        options=options(tiny_sdxl_dir),
-        files=media(image_url=picture()),
+        media=media_input("image_url", picture()),
+        model=ModelRef("tiny", str(tiny_ip_adapter_dir), options(tiny_sdxl_dir)),
     )
-    result, _ = await run_collecting(engine, req)
+    result, _ = await run(diffuser, req)
     assert image_sizes(result) == [(32, 32)]
-    await engine.unload()
+    await diffuser.unload()

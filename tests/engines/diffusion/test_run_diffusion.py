@@ -2,29 +2,19 @@
 
 from __future__ import annotations
 
-import asyncio
-import io
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from PIL import Image
 
 from tests.engines.diffusion.conftest import IP_ADAPTER_OPTIONS, picture
-from tests.support.gateway_app import auth, register, running_app, settings_for, write_catalog
-from tests.support.media_server import MediaServer, png_bytes, serve_media
+from tests.support.media_server import MediaServer, png_bytes
+from tests.support.service_runs import ServiceRuns, StartServices
 
 pytestmark = [pytest.mark.slow]
 
-CREDIT = 10_000_000
 STEPS = {"num_inference_steps": 2}
-
-
-@pytest.fixture(scope="module")
-def media() -> Iterator[MediaServer]:
-    with serve_media() as server:
-        yield server
 
 
 def _point(service: dict[str, Any], model_id: str, source: Path, **options: Any) -> None:
@@ -39,10 +29,8 @@ def _point(service: dict[str, Any], model_id: str, source: Path, **options: Any)
 
 
 @pytest.fixture
-async def gateway(
-    database: object,
-    database_url: str,
-    tmp_path: Path,
+async def runs(
+    services: StartServices,
     tiny_sdxl_dir: Path,
     tiny_flux_fill_dir: Path,
     tiny_controlnet_dir: Path,
@@ -50,7 +38,7 @@ async def gateway(
     tiny_depth_estimator_dir: Path,
     tiny_variation_dir: Path,
     tiny_ip_adapter_dir: Path,
-) -> AsyncIterator[Any]:
+) -> AsyncIterator[ServiceRuns]:
     def edit(data: dict[str, Any]) -> None:
         services = data["services"]
         base = str(tiny_sdxl_dir)
@@ -86,92 +74,62 @@ async def gateway(
             **IP_ADAPTER_OPTIONS,
         )
 
-    catalog = write_catalog(tmp_path / "catalog.yaml", edit)
-    async with running_app(settings_for(database_url, tmp_path, catalog)) as pair:
-        app, client = pair
-        key = await register(client)
-        await app.state.gateway.grant("you@example.com", CREDIT)
-        yield client, key
+    async with services(edit) as runs:
+        yield runs
 
 
-async def run_job(client: Any, key: str, body: dict[str, Any]) -> dict[str, Any]:
-    """POST /run, then poll until the job has finished."""
-    response = await client.post("/run", json=body, headers=auth(key))
-    assert response.status_code in (200, 202), response.text
-    job: dict[str, Any] = response.json()
-    async with asyncio.timeout(120):
-        while job["status"] not in ("completed", "failed", "cancelled"):
-            await asyncio.sleep(0.05)
-            job = (await client.get(f"/status/{job['job_id']}")).json()
-    assert job["status"] == "completed", job
-    assert 0 < job["cost_usd"] <= job["estimated_cost_usd"]
+async def generated(runs: ServiceRuns, service: str, data: dict[str, Any]) -> dict[str, Any]:
+    """Run a job to completion, check its charge, and return it."""
+    job = await runs.run(service, data, timeout_s=120)
+    runs.assert_charged(job)
     return job
 
 
-async def downloaded_sizes(client: Any, job: dict[str, Any]) -> list[tuple[int, int]]:
-    sizes = []
-    for file in job["output"]["images"]:
-        response = await client.get(f"/files/{file['file_id']}")
-        assert response.status_code == 200
-        assert response.headers["content-type"].startswith(file["content_type"])
-        sizes.append(Image.open(io.BytesIO(response.content)).size)
-    return sizes
+async def downloaded_sizes(runs: ServiceRuns, job: dict[str, Any]) -> list[tuple[int, int]]:
+    return [(await runs.image(file)).size for file in job["output"]["images"]]
 
 
-async def test_text_to_image_bills_each_output(gateway: Any) -> None:
-    client, key = gateway
-    body = {
-        "service": "image-4090",
-        "input": {"prompt": "a fox", "model": "playground-v2.5", "num_outputs": 2, "seed": 1},
-    }
-    job = await run_job(client, key, body)
-    assert await downloaded_sizes(client, job) == [(32, 32), (32, 32)]
+async def test_text_to_image_bills_each_output(runs: ServiceRuns) -> None:
+    data = {"prompt": "a fox", "model": "playground-v2.5", "num_outputs": 2, "seed": 1}
+    job = await generated(runs, "image-4090", data)
+    assert await downloaded_sizes(runs, job) == [(32, 32), (32, 32)]
     assert job["output"]["seed"] == 1
     assert job["cost_usd"] == pytest.approx(0.02)  # two outputs at $0.01
 
 
-async def test_img2img_redraws_the_fetched_image(gateway: Any, media: MediaServer) -> None:
-    client, key = gateway
+async def test_img2img_redraws_the_fetched_image(runs: ServiceRuns, media: MediaServer) -> None:
     url = media.add("start.png", png_bytes(48, 32), "image/png")
-    body = {"service": "img2img", "input": {"image_url": url, "prompt": "oil", "strength": 0.9}}
-    job = await run_job(client, key, body)
-    assert await downloaded_sizes(client, job) == [(48, 32)]
+    data = {"image_url": url, "prompt": "oil", "strength": 0.9}
+    job = await generated(runs, "img2img", data)
+    assert await downloaded_sizes(runs, job) == [(48, 32)]
 
 
-async def test_inpaint_repaints_the_masked_area(gateway: Any, media: MediaServer) -> None:
-    client, key = gateway
+async def test_inpaint_repaints_the_masked_area(runs: ServiceRuns, media: MediaServer) -> None:
     image = media.add("photo.png", picture(32, 32), "image/png")
     mask = media.add("mask.png", picture(32, 32, mask=True), "image/png")
-    body = {"service": "inpaint", "input": {"image_url": image, "mask_url": mask, "prompt": "x"}}
-    job = await run_job(client, key, body)
-    assert await downloaded_sizes(client, job) == [(32, 32)]
+    data = {"image_url": image, "mask_url": mask, "prompt": "x"}
+    job = await generated(runs, "inpaint", data)
+    assert await downloaded_sizes(runs, job) == [(32, 32)]
 
 
 async def test_controlnet_follows_the_depth_of_the_reference(
-    gateway: Any, media: MediaServer
+    runs: ServiceRuns, media: MediaServer
 ) -> None:
-    client, key = gateway
     url = media.add("ref.png", picture(32, 32), "image/png")
     data = {"image_url": url, "prompt": "a house", "control_type": "depth"}
-    job = await run_job(client, key, {"service": "controlnet", "input": data})
-    assert await downloaded_sizes(client, job) == [(32, 32)]
+    job = await generated(runs, "controlnet", data)
+    assert await downloaded_sizes(runs, job) == [(32, 32)]
     assert job["output"]["control_type"] == "depth"
 
 
-async def test_image_variation_needs_only_an_image(gateway: Any, media: MediaServer) -> None:
-    client, key = gateway
+async def test_image_variation_needs_only_an_image(runs: ServiceRuns, media: MediaServer) -> None:
     url = media.add("source.png", picture(32, 32), "image/png")
-    body = {"service": "image-variation", "input": {"image_url": url, "num_outputs": 2}}
-    job = await run_job(client, key, body)
-    assert await downloaded_sizes(client, job) == [(32, 32), (32, 32)]
+    job = await generated(runs, "image-variation", {"image_url": url, "num_outputs": 2})
+    assert await downloaded_sizes(runs, job) == [(32, 32), (32, 32)]
 
 
-async def test_portrait_takes_the_face_photo(gateway: Any, media: MediaServer) -> None:
-    client, key = gateway
+async def test_portrait_takes_the_face_photo(runs: ServiceRuns, media: MediaServer) -> None:
     url = media.add("face.png", picture(40, 40), "image/png")
-    body = {
-        "service": "photomaker",
-        "input": {"image_url": url, "prompt": "an astronaut", "style_strength": 0.3},
-    }
-    job = await run_job(client, key, body)
-    assert await downloaded_sizes(client, job) == [(32, 32)]
+    data = {"image_url": url, "prompt": "an astronaut", "style_strength": 0.3}
+    job = await generated(runs, "photomaker", data)
+    assert await downloaded_sizes(runs, job) == [(32, 32)]

@@ -9,15 +9,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from gpubridge.engines.base import EngineResult, OutputFile
+from gpubridge.engines.base import EngineResult, ModelRef, OutputFile
 from gpubridge.engines.diffusion.text_to_image import create
-from tests.engines.diffusion.conftest import (
-    backend,
-    image_sizes,
-    request,
-    run_collecting,
-    steps_of,
-)
+from tests.engines.diffusion.conftest import image_sizes
+from tests.support.engine_calls import engine, request, run
 
 pytestmark = [pytest.mark.slow]
 
@@ -31,10 +26,9 @@ def pixels(result: EngineResult) -> list[np.ndarray]:
 async def test_sdxl_makes_the_asked_number_of_pngs_with_one_progress_event_per_step(
     tiny_sdxl_dir: Path,
 ) -> None:
-    engine = create(*backend("diffusers-text-to-image"))
+    diffuser = engine(create, "diffusers-text-to-image")
     req = request(
         "image-4090",
-        tiny_sdxl_dir,
         {
             "prompt": "a red fox",
             "num_outputs": 2,
@@ -44,31 +38,30 @@ async def test_sdxl_makes_the_asked_number_of_pngs_with_one_progress_event_per_s
             "num_inference_steps": 2,
             "negative_prompt": "blurry",
         },
+        model=tiny_sdxl_dir,
     )
-    result, events = await run_collecting(engine, req)
+    result, events = await run(diffuser, req)
     files = result.output["images"]
     assert len(files) == 2 and all(isinstance(f, OutputFile) for f in files)
     assert {f.content_type for f in files} == {"image/png"}
     assert image_sizes(result) == [(32, 32), (32, 32)]
     assert [f.metadata["seed"] for f in files] == [7, 8]
     assert result.output["seed"] == 7
-    assert steps_of(events) == [(1, 2), (2, 2)]
+    assert events.steps() == [(1, 2), (2, 2)]
     assert result.usage.outputs == 2 and result.usage.compute_seconds > 0
     assert [e.data["stage"] for e in events[:2]] == ["loading_model", "model_loaded"]
 
 
 async def test_a_seed_reproduces_its_images_and_each_output_alone(tiny_sdxl_dir: Path) -> None:
-    engine = create(*backend("diffusers-text-to-image"))
+    diffuser = engine(create, "diffusers-text-to-image")
     data = {"prompt": "a cat", "width": 32, "height": 32, "num_inference_steps": 1}
-    pair, _ = await run_collecting(
-        engine, request("image-4090", tiny_sdxl_dir, {**data, "seed": 3, "num_outputs": 2})
+    pair, _ = await run(
+        diffuser, request("image-4090", {**data, "seed": 3, "num_outputs": 2}, model=tiny_sdxl_dir)
     )
-    again, _ = await run_collecting(
-        engine, request("image-4090", tiny_sdxl_dir, {**data, "seed": 3, "num_outputs": 2})
+    again, _ = await run(
+        diffuser, request("image-4090", {**data, "seed": 3, "num_outputs": 2}, model=tiny_sdxl_dir)
     )
-    second, _ = await run_collecting(
-        engine, request("image-4090", tiny_sdxl_dir, {**data, "seed": 4})
-    )
+    second, _ = await run(diffuser, request("image-4090", {**data, "seed": 4}, model=tiny_sdxl_dir))
     first = pixels(pair)
     assert all(np.array_equal(a, b) for a, b in zip(first, pixels(again), strict=True))
     # the same noise; batched and single runs differ only by float rounding
@@ -79,10 +72,9 @@ async def test_a_seed_reproduces_its_images_and_each_output_alone(tiny_sdxl_dir:
 async def test_flux_runs_from_the_pipeline_option_and_honours_output_format(
     tiny_flux_dir: Path,
 ) -> None:
-    engine = create(*backend("diffusers-text-to-image"))
+    diffuser = engine(create, "diffusers-text-to-image")
     req = request(
         "image-4090",
-        tiny_flux_dir,
         {
             "prompt": "a city at night",
             "width": 32,
@@ -91,30 +83,34 @@ async def test_flux_runs_from_the_pipeline_option_and_honours_output_format(
             "output_format": "jpeg",
             "negative_prompt": "ignored by flux",
         },
-        options={
-            "pipeline": "FluxPipeline",
-            "num_inference_steps": 2,
-            "guidance_scale": 0.0,
-            "max_sequence_length": 16,
-        },
+        model=ModelRef(
+            "tiny",
+            str(tiny_flux_dir),
+            {
+                "pipeline": "FluxPipeline",
+                "num_inference_steps": 2,
+                "guidance_scale": 0.0,
+                "max_sequence_length": 16,
+            },
+        ),
     )
-    result, events = await run_collecting(engine, req)
+    result, events = await run(diffuser, req)
     assert image_sizes(result) == [(32, 48)]
     assert result.output["images"][0].content_type == "image/jpeg"
-    assert steps_of(events) == [(1, 2), (2, 2)]
+    assert events.steps() == [(1, 2), (2, 2)]
     assert result.usage.outputs == 1
 
 
 async def test_sd3_runs_through_the_auto_pipeline(tiny_sd3_dir: Path) -> None:
-    engine = create(*backend("diffusers-text-to-image"))
+    diffuser = engine(create, "diffusers-text-to-image")
     req = request(
         "image-4090",
-        tiny_sd3_dir,
         {"prompt": "a blue sky", "width": 32, "height": 32, "seed": 2, "num_inference_steps": 1},
+        model=tiny_sd3_dir,
     )
-    result, events = await run_collecting(engine, req)
+    result, events = await run(diffuser, req)
     assert image_sizes(result) == [(32, 32)]
-    assert steps_of(events) == [(1, 1)]
+    assert events.steps() == [(1, 1)]
 
 
 async def test_lightning_unet_file_is_loaded_onto_the_base_with_trailing_euler(
@@ -123,7 +119,7 @@ async def test_lightning_unet_file_is_loaded_onto_the_base_with_trailing_euler(
     import torch
     from safetensors.torch import load_file
 
-    engine = create(*backend("diffusers-text-to-image"))
+    diffuser = engine(create, "diffusers-text-to-image")
     model_options = {
         "pipeline": "StableDiffusionXLPipeline",
         "base_model": str(tiny_sdxl_dir),
@@ -133,14 +129,13 @@ async def test_lightning_unet_file_is_loaded_onto_the_base_with_trailing_euler(
     }
     req = request(
         "image-4090",
-        tiny_lightning_dir,
         {"prompt": "a dog", "width": 32, "height": 32, "seed": 5},
-        options=model_options,
+        model=ModelRef("tiny", str(tiny_lightning_dir), model_options),
     )
-    result, events = await run_collecting(engine, req)
+    result, events = await run(diffuser, req)
     assert image_sizes(result) == [(32, 32)]
-    assert steps_of(events) == [(1, 2), (2, 2)]
-    pipe = await engine.pipeline(req.model)
+    assert events.steps() == [(1, 2), (2, 2)]
+    pipe = await diffuser.pipeline(req.model)
     assert type(pipe.scheduler).__name__ == "EulerDiscreteScheduler"
     assert pipe.scheduler.config.timestep_spacing == "trailing"
     saved = load_file(str(tiny_lightning_dir / "tiny_lightning_unet.safetensors"))
@@ -149,11 +144,19 @@ async def test_lightning_unet_file_is_loaded_onto_the_base_with_trailing_euler(
 
 
 async def test_models_sharing_weights_share_one_resident_pipeline(tiny_sdxl_dir: Path) -> None:
-    engine = create(*backend("diffusers-text-to-image"))
-    fast = request("image-4090", tiny_sdxl_dir, {"prompt": "x"}, options={"num_inference_steps": 1})
-    slow = request("image-4090", tiny_sdxl_dir, {"prompt": "x"}, options={"num_inference_steps": 9})
-    assert await engine.pipeline(fast.model) is await engine.pipeline(slow.model)
-    await engine.unload()
+    diffuser = engine(create, "diffusers-text-to-image")
+    fast = request(
+        "image-4090",
+        {"prompt": "x"},
+        model=ModelRef("tiny", str(tiny_sdxl_dir), {"num_inference_steps": 1}),
+    )
+    slow = request(
+        "image-4090",
+        {"prompt": "x"},
+        model=ModelRef("tiny", str(tiny_sdxl_dir), {"num_inference_steps": 9}),
+    )
+    assert await diffuser.pipeline(fast.model) is await diffuser.pipeline(slow.model)
+    await diffuser.unload()
 
 
 @pytest.mark.gpu
@@ -162,19 +165,18 @@ async def test_sdxl_and_flux_run_on_cuda(tiny_sdxl_dir: Path, tiny_flux_dir: Pat
 
     if not torch.cuda.is_available():
         pytest.skip("needs CUDA")
-    engine = create(*backend("diffusers-text-to-image", device="cuda", dtype="float16"))
+    diffuser = engine(create, "diffusers-text-to-image", device="cuda", dtype="float16")
     for source, pipeline in (
         (tiny_sdxl_dir, "StableDiffusionXLPipeline"),
         (tiny_flux_dir, "FluxPipeline"),
     ):
         req = request(
             "image-4090",
-            source,
             {"prompt": "a fox", "width": 32, "height": 32, "seed": 1, "num_inference_steps": 2},
-            options={"pipeline": pipeline},
+            model=ModelRef("tiny", str(source), {"pipeline": pipeline}),
         )
-        result, events = await run_collecting(engine, req)
+        result, events = await run(diffuser, req)
         assert image_sizes(result) == [(32, 32)]
-        assert steps_of(events) == [(1, 2), (2, 2)]
-        assert (await engine.pipeline(req.model)).device.type == "cuda"
-    await engine.unload()
+        assert events.steps() == [(1, 2), (2, 2)]
+        assert (await diffuser.pipeline(req.model)).device.type == "cuda"
+    await diffuser.unload()

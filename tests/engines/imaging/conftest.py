@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.engine_calls import model_dir_fixture
 from tests.support.tiny_imaging import (
     build_tiny_face_detector,
     build_tiny_face_restorer,
@@ -13,33 +14,21 @@ from tests.support.tiny_imaging import (
     build_tiny_swin2sr,
 )
 
+tiny_birefnet_dir = model_dir_fixture(build_tiny_segmenter, "birefnet")
+"""A BiRefNet-shaped ONNX export (logits out, fixed 32x32 input)."""
 
-@pytest.fixture(scope="session")
-def tiny_birefnet_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A BiRefNet-shaped ONNX export (logits out, fixed 32x32 input)."""
-    return build_tiny_segmenter(tmp_path_factory.mktemp("birefnet"))
+tiny_rmbg_dir = model_dir_fixture(
+    build_tiny_segmenter,
+    "rmbg",
+    input_name="pixel_values",
+    output_name="alphas",
+    probabilities=True,
+    dynamic=True,
+)
+"""An RMBG-2.0-shaped ONNX export (probabilities out, dynamic input size)."""
 
-
-@pytest.fixture(scope="session")
-def tiny_rmbg_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """An RMBG-2.0-shaped ONNX export (probabilities out, dynamic input size)."""
-    return build_tiny_segmenter(
-        tmp_path_factory.mktemp("rmbg"),
-        input_name="pixel_values",
-        output_name="alphas",
-        probabilities=True,
-        dynamic=True,
-    )
-
-
-@pytest.fixture(scope="session")
-def tiny_swin2sr_x2_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return build_tiny_swin2sr(tmp_path_factory.mktemp("swin2sr-x2"), upscale=2)
-
-
-@pytest.fixture(scope="session")
-def tiny_swin2sr_x4_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return build_tiny_swin2sr(tmp_path_factory.mktemp("swin2sr-x4"), upscale=4, seed=1)
+tiny_swin2sr_x2_dir = model_dir_fixture(build_tiny_swin2sr, "swin2sr-x2", upscale=2)
+tiny_swin2sr_x4_dir = model_dir_fixture(build_tiny_swin2sr, "swin2sr-x4", upscale=4, seed=1)
 
 
 @pytest.fixture(scope="session")

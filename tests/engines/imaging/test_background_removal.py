@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import asyncio
 import io
 from pathlib import Path
 from typing import Any
@@ -8,48 +7,27 @@ from typing import Any
 import pytest
 from PIL import Image
 
-from gpubridge.engines.base import (
-    BackendConfig,
-    EngineContext,
-    EngineEvent,
-    EngineRequest,
-    EngineResult,
-    MediaInput,
-    ModelRef,
-    OutputFile,
-)
+from gpubridge.engines.base import EngineRequest, ModelRef, OutputFile
 from gpubridge.engines.imaging.background_removal import BackgroundRemover, create
 from gpubridge.errors import BackendError, InvalidInput
+from tests.support.engine_calls import engine, media_input, request, run
 from tests.support.media_server import png_bytes
 
 pytestmark = pytest.mark.slow
 
-WAIT_S = 60
+
+def remover(**options: Any) -> BackgroundRemover:
+    return engine(create, "background-removal", name="rembg", **options)
 
 
-def engine(**options: Any) -> BackgroundRemover:
-    config = BackendConfig(name="rembg", type="background-removal", options=options)
-    return create(config, EngineContext())
-
-
-def request(source: Path, image: bytes | None = None, **inputs: Any) -> EngineRequest:
-    media = {"image_url": MediaInput("image_url", image or png_bytes(40, 24), "image/png")}
+def cut_out(source: Path, image: bytes | None = None, **inputs: Any) -> EngineRequest:
     options = inputs.pop("model_options", {})
-    model = ModelRef("birefnet", str(source), options)
-    return EngineRequest("job-1", "rembg-l4", model, inputs, media)
-
-
-async def run(remover: BackgroundRemover, req: EngineRequest) -> tuple[EngineResult, list[Any]]:
-    events: list[EngineEvent] = []
-
-    async def emit(event: EngineEvent) -> None:
-        events.append(event)
-
-    try:
-        async with asyncio.timeout(WAIT_S):
-            return await remover.run(req, emit), events
-    finally:
-        await remover.unload()
+    return request(
+        "rembg-l4",
+        inputs,
+        media=media_input("image_url", image or png_bytes(40, 24)),
+        model=ModelRef("birefnet", str(source), options),
+    )
 
 
 def opened(file: OutputFile) -> Image.Image:
@@ -57,7 +35,7 @@ def opened(file: OutputFile) -> Image.Image:
 
 
 async def test_the_cut_out_is_a_png_with_alpha_of_the_input_size(tiny_birefnet_dir: Path) -> None:
-    result, events = await run(engine(), request(tiny_birefnet_dir))
+    result, events = await run(remover(), cut_out(tiny_birefnet_dir), unload=True)
     image = result.output["image"]
     assert isinstance(image, OutputFile)
     assert image.content_type == "image/png"
@@ -74,7 +52,7 @@ async def test_the_cut_out_is_a_png_with_alpha_of_the_input_size(tiny_birefnet_d
 
 
 async def test_return_mask_adds_the_alpha_mask(tiny_birefnet_dir: Path) -> None:
-    result, _ = await run(engine(), request(tiny_birefnet_dir, return_mask=True))
+    result, _ = await run(remover(), cut_out(tiny_birefnet_dir, return_mask=True), unload=True)
     mask = opened(result.output["mask"])
     assert mask.mode == "L"
     assert mask.size == (40, 24)
@@ -82,8 +60,8 @@ async def test_return_mask_adds_the_alpha_mask(tiny_birefnet_dir: Path) -> None:
 
 
 async def test_a_background_color_fills_the_background(tiny_birefnet_dir: Path) -> None:
-    req = request(tiny_birefnet_dir, background_color="#00ff00", output_format="webp")
-    result, _ = await run(engine(), req)
+    req = cut_out(tiny_birefnet_dir, background_color="#00ff00", output_format="webp")
+    result, _ = await run(remover(), req, unload=True)
     assert result.output["image"].content_type == "image/webp"
     assert opened(result.output["image"]).mode == "RGB"
 
@@ -92,7 +70,7 @@ async def test_a_network_with_probabilities_and_a_dynamic_size_is_used_as_is(
     tiny_rmbg_dir: Path,
 ) -> None:
     options = {"output_activation": "none", "input_size": 16}
-    result, _ = await run(engine(), request(tiny_rmbg_dir, model_options=options))
+    result, _ = await run(remover(), cut_out(tiny_rmbg_dir, model_options=options), unload=True)
     assert opened(result.output["image"]).size == (40, 24)
 
 
@@ -100,20 +78,20 @@ async def test_auto_activation_leaves_probabilities_as_they_are(tiny_rmbg_dir: P
     masks = []
     for activation in ("none", "auto"):
         options = {"output_activation": activation, "input_size": 16}
-        req = request(tiny_rmbg_dir, return_mask=True, model_options=options)
-        result, _ = await run(engine(), req)
+        req = cut_out(tiny_rmbg_dir, return_mask=True, model_options=options)
+        result, _ = await run(remover(), req, unload=True)
         masks.append(result.output["mask"].data)
     assert masks[0] == masks[1]
 
 
 async def test_a_bad_background_color_is_invalid_input(tiny_birefnet_dir: Path) -> None:
     with pytest.raises(InvalidInput):
-        await run(engine(), request(tiny_birefnet_dir, background_color="#xyzxyz"))
+        await run(remover(), cut_out(tiny_birefnet_dir, background_color="#xyzxyz"), unload=True)
 
 
 async def test_a_missing_model_file_is_a_backend_error(tmp_path: Path) -> None:
     with pytest.raises(BackendError):
-        await run(engine(), request(tmp_path))
+        await run(remover(), cut_out(tmp_path), unload=True)
 
 
 @pytest.mark.gpu
@@ -121,5 +99,5 @@ async def test_the_cut_out_runs_on_cuda(tiny_birefnet_dir: Path) -> None:
     ort = pytest.importorskip("onnxruntime")
     if "CUDAExecutionProvider" not in ort.get_available_providers():
         pytest.skip("onnxruntime has no CUDA provider here")
-    result, _ = await run(engine(device="cuda"), request(tiny_birefnet_dir))
+    result, _ = await run(remover(device="cuda"), cut_out(tiny_birefnet_dir), unload=True)
     assert opened(result.output["image"]).mode == "RGBA"

@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import asyncio
 import io
 from pathlib import Path
 from typing import Any
@@ -8,55 +7,30 @@ from typing import Any
 import pytest
 from PIL import Image
 
-from gpubridge.engines.base import (
-    BackendConfig,
-    EngineContext,
-    EngineEvent,
-    EngineRequest,
-    EngineResult,
-    MediaInput,
-    ModelRef,
-)
+from gpubridge.engines.base import EngineRequest, EngineResult, ModelRef
 from gpubridge.engines.imaging.upscale import SuperResolution, create, tiles
 from gpubridge.errors import BackendError, InvalidInput
+from tests.support.engine_calls import Events, engine, media_input, request, run
 from tests.support.media_server import png_bytes
 
 pytestmark = pytest.mark.slow
 
-WAIT_S = 60
+
+def upscaler(**options: Any) -> SuperResolution:
+    return engine(create, "super-resolution", name="sr", **options)
 
 
-def engine(**options: Any) -> SuperResolution:
-    config = BackendConfig(name="sr", type="super-resolution", options=options)
-    return create(config, EngineContext())
+def upscale(model: ModelRef, width: int = 20, height: int = 12, **inputs: Any) -> EngineRequest:
+    media = media_input("image_url", png_bytes(width, height))
+    return request("upscale-l4", inputs, media=media, model=model)
 
 
-def request(model: ModelRef, width: int = 20, height: int = 12, **inputs: Any) -> EngineRequest:
-    media = {"image_url": MediaInput("image_url", png_bytes(width, height), "image/png")}
-    return EngineRequest("job-1", "upscale-l4", model, inputs, media)
-
-
-async def run(sr: SuperResolution, req: EngineRequest) -> tuple[EngineResult, list[EngineEvent]]:
-    events: list[EngineEvent] = []
-
-    async def emit(event: EngineEvent) -> None:
-        events.append(event)
-
-    try:
-        async with asyncio.timeout(WAIT_S):
-            result = await sr.run(req, emit)
-        await asyncio.sleep(0)
-        return result, events
-    finally:
-        await sr.unload()
+async def upscaled(sr: SuperResolution, req: EngineRequest) -> tuple[EngineResult, Events]:
+    return await run(sr, req, unload=True)
 
 
 def size_of(result: EngineResult) -> tuple[int, int]:
     return Image.open(io.BytesIO(result.output["image"].data)).size
-
-
-def tile_steps(events: list[EngineEvent]) -> list[tuple[int, int]]:
-    return [(e.data["step"], e.data["total"]) for e in events if e.data.get("stage") == "upscaling"]
 
 
 def test_tiles_cover_the_image_without_overlap() -> None:
@@ -71,9 +45,9 @@ async def test_scale_picks_the_checkpoint_trained_for_it(
 ) -> None:
     checkpoints = {"2": str(tiny_swin2sr_x2_dir), "4": str(tiny_swin2sr_x4_dir)}
     model = ModelRef("swin2sr", str(tiny_swin2sr_x4_dir), {"checkpoints": checkpoints})
-    sr = engine()
-    two, _ = await run(sr, request(model, scale=2))
-    four, _ = await run(sr, request(model, scale=4, output_format="jpeg"))
+    sr = upscaler()
+    two, _ = await upscaled(sr, upscale(model, scale=2))
+    four, _ = await upscaled(sr, upscale(model, scale=4, output_format="jpeg"))
     assert size_of(two) == (40, 24)
     assert size_of(four) == (80, 48)
     assert four.output["image"].content_type == "image/jpeg"
@@ -84,15 +58,17 @@ async def test_scale_picks_the_checkpoint_trained_for_it(
 
 async def test_a_large_image_is_upscaled_tile_by_tile(tiny_swin2sr_x2_dir: Path) -> None:
     model = ModelRef("swin2sr", str(tiny_swin2sr_x2_dir))
-    result, events = await run(engine(tile_size=8, tile_overlap=2), request(model, scale=2))
+    result, events = await upscaled(upscaler(tile_size=8, tile_overlap=2), upscale(model, scale=2))
     assert size_of(result) == (40, 24)
-    assert tile_steps(events) == [(step, 6) for step in range(1, 7)]
+    assert events.steps("upscaling") == [(step, 6) for step in range(1, 7)]
 
 
 async def test_tiling_matches_a_single_pass_away_from_the_seams(tiny_swin2sr_x2_dir: Path) -> None:
     model = ModelRef("swin2sr", str(tiny_swin2sr_x2_dir))
-    whole, _ = await run(engine(tile_size=64), request(model, 16, 16, scale=2))
-    tiled, _ = await run(engine(tile_size=8, tile_overlap=8), request(model, 16, 16, scale=2))
+    whole, _ = await upscaled(upscaler(tile_size=64), upscale(model, 16, 16, scale=2))
+    tiled, _ = await upscaled(
+        upscaler(tile_size=8, tile_overlap=8), upscale(model, 16, 16, scale=2)
+    )
     a = Image.open(io.BytesIO(whole.output["image"].data))
     b = Image.open(io.BytesIO(tiled.output["image"].data))
     assert a.size == b.size == (32, 32)
@@ -102,25 +78,25 @@ async def test_tiling_matches_a_single_pass_away_from_the_seams(tiny_swin2sr_x2_
 
 async def test_an_x2_model_runs_twice_for_scale_4(tiny_swin2sr_x2_dir: Path) -> None:
     model = ModelRef("swin2sr", str(tiny_swin2sr_x2_dir))
-    result, events = await run(engine(tile_size=16), request(model, scale=4))
+    result, events = await upscaled(upscaler(tile_size=16), upscale(model, scale=4))
     assert size_of(result) == (80, 48)
-    assert tile_steps(events)[-1] == (8, 8)  # 2 tiles at 20x12, then 6 at 40x24
+    assert events.steps("upscaling")[-1] == (8, 8)  # 2 tiles at 20x12, then 6 at 40x24
 
 
 async def test_an_x4_model_is_resized_down_for_scale_2(tiny_swin2sr_x4_dir: Path) -> None:
     model = ModelRef("swin2sr-realworld", str(tiny_swin2sr_x4_dir))
-    result, _ = await run(engine(), request(model, scale=2))
+    result, _ = await upscaled(upscaler(), upscale(model, scale=2))
     assert size_of(result) == (40, 24)
 
 
 async def test_an_unknown_scale_is_invalid_input(tiny_swin2sr_x2_dir: Path) -> None:
     with pytest.raises(InvalidInput):
-        await run(engine(), request(ModelRef("m", str(tiny_swin2sr_x2_dir)), scale=3))
+        await upscaled(upscaler(), upscale(ModelRef("m", str(tiny_swin2sr_x2_dir)), scale=3))
 
 
 async def test_a_missing_checkpoint_is_a_backend_error(tmp_path: Path) -> None:
     with pytest.raises(BackendError):
-        await run(engine(), request(ModelRef("m", str(tmp_path)), scale=2))
+        await upscaled(upscaler(), upscale(ModelRef("m", str(tmp_path)), scale=2))
 
 
 @pytest.mark.gpu
@@ -129,5 +105,5 @@ async def test_upscaling_runs_on_cuda(tiny_swin2sr_x2_dir: Path) -> None:
     if not torch.cuda.is_available():
         pytest.skip("no CUDA device")
     model = ModelRef("swin2sr", str(tiny_swin2sr_x2_dir))
-    result, _ = await run(engine(device="cuda", tile_size=8), request(model, scale=2))
+    result, _ = await upscaled(upscaler(device="cuda", tile_size=8), upscale(model, scale=2))
     assert size_of(result) == (40, 24)

@@ -2,13 +2,7 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
-import pytest
-
+from tests.support.engine_calls import model_dir_fixture
 from tests.support.tiny_florence import build_tiny_florence
 
-
-@pytest.fixture(scope="session")
-def tiny_florence_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return build_tiny_florence(tmp_path_factory.mktemp("tiny-florence"))
+tiny_florence_dir = model_dir_fixture(build_tiny_florence, "tiny-florence")

@@ -1,61 +1,42 @@
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from gpubridge.engines.base import (
-    BackendConfig,
-    EngineContext,
-    EngineEvent,
-    EngineRequest,
-    EngineResult,
-    MediaInput,
-    ModelRef,
-)
+from gpubridge.engines.base import EngineRequest, EngineResult, ModelRef
 from gpubridge.engines.florence_ocr import FlorenceOCR, create, load_florence, regions_from
 from gpubridge.errors import BackendError, InvalidInput
+from tests.support.engine_calls import Events, engine, media_input, request, run
 from tests.support.media_server import png_bytes
 from tests.support.tiny_florence import IMAGE_TOKENS
 
 pytestmark = pytest.mark.slow
 
-WAIT_S = 60
 MAX_NEW_TOKENS = 32
 
 
-def engine(**options: Any) -> FlorenceOCR:
+def florence(**options: Any) -> FlorenceOCR:
     options = {"max_new_tokens": MAX_NEW_TOKENS, "num_beams": 2, **options}
-    return create(
-        BackendConfig(name="florence", type="florence-ocr", options=options), EngineContext()
+    return engine(create, "florence-ocr", name="florence", **options)
+
+
+def ocr_request(source: Path | str, **payload: Any) -> EngineRequest:
+    return request(
+        "ocr",
+        {"image_url": "x", **payload},
+        media=media_input("image_url", png_bytes(40, 30)),
+        model=ModelRef("florence-tiny", str(source), {"device": "cpu"}),
     )
 
 
-def request(source: Path | str, **payload: Any) -> EngineRequest:
-    media = {"image_url": MediaInput("image_url", png_bytes(40, 30), "image/png")}
-    model = ModelRef("florence-tiny", str(source), {"device": "cpu"})
-    return EngineRequest("job-1", "ocr", model, {"image_url": "x", **payload}, media)
-
-
-async def read(ocr: FlorenceOCR, req: EngineRequest) -> tuple[EngineResult, list[EngineEvent]]:
-    events: list[EngineEvent] = []
-
-    async def emit(event: EngineEvent) -> None:
-        events.append(event)
-
-    try:
-        async with asyncio.timeout(WAIT_S):
-            result = await ocr.run(req, emit)
-            await asyncio.sleep(0)
-    finally:
-        await ocr.unload()
-    return result, events
+async def read(ocr: FlorenceOCR, req: EngineRequest) -> tuple[EngineResult, Events]:
+    return await run(ocr, req, unload=True)
 
 
 async def test_ocr_returns_text_without_regions_and_token_usage(tiny_florence_dir: Path) -> None:
-    result, events = await read(engine(), request(tiny_florence_dir))
+    result, events = await read(florence(), ocr_request(tiny_florence_dir))
     output = result.output
     assert output["task"] == "ocr"
     assert isinstance(output["text"], str)
@@ -64,7 +45,7 @@ async def test_ocr_returns_text_without_regions_and_token_usage(tiny_florence_di
     assert result.usage.prompt_tokens > IMAGE_TOKENS
     assert 0 < result.usage.completion_tokens <= MAX_NEW_TOKENS
     assert result.usage.compute_seconds > 0
-    stages = [e.data["stage"] for e in events if e.kind == "progress"]
+    stages = events.stages()
     assert stages[:2] == ["loading_model", "model_loaded"]
     assert "generating" in stages
 
@@ -72,7 +53,7 @@ async def test_ocr_returns_text_without_regions_and_token_usage(tiny_florence_di
 async def test_ocr_with_region_returns_a_list_of_quadrilateral_regions(
     tiny_florence_dir: Path,
 ) -> None:
-    result, _ = await read(engine(), request(tiny_florence_dir, task="ocr_with_region"))
+    result, _ = await read(florence(), ocr_request(tiny_florence_dir, task="ocr_with_region"))
     output = result.output
     assert output["task"] == "ocr_with_region"
     assert output["regions"], "the seeded tiny model emits location tokens"
@@ -101,12 +82,12 @@ def test_the_processor_parses_location_tokens_into_pixel_quadrilaterals(
 
 async def test_an_unknown_task_is_invalid_input(tiny_florence_dir: Path) -> None:
     with pytest.raises(InvalidInput):
-        await read(engine(), request(tiny_florence_dir, task="caption"))
+        await read(florence(), ocr_request(tiny_florence_dir, task="caption"))
 
 
 async def test_a_missing_checkpoint_is_a_backend_error(tmp_path: Path) -> None:
     with pytest.raises(BackendError):
-        await read(engine(), request(tmp_path / "absent"))
+        await read(florence(), ocr_request(tmp_path / "absent"))
 
 
 @pytest.mark.gpu
@@ -114,9 +95,9 @@ async def test_ocr_with_region_runs_on_cuda_in_half_precision(tiny_florence_dir:
     torch = pytest.importorskip("torch")
     if not torch.cuda.is_available():
         pytest.skip("no CUDA device")
-    base = request(tiny_florence_dir, task="ocr_with_region")
+    base = ocr_request(tiny_florence_dir, task="ocr_with_region")
     model = ModelRef("florence-tiny", str(tiny_florence_dir))
     req = EngineRequest("job-1", "ocr", model, base.input, base.media)
-    result, _ = await read(engine(device="cuda"), req)
+    result, _ = await read(florence(device="cuda"), req)
     assert isinstance(result.output["regions"], list)
     assert result.usage.completion_tokens > 0

@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import asyncio
 import io
 from pathlib import Path
 from typing import Any
@@ -9,55 +8,35 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from gpubridge.engines.base import (
-    BackendConfig,
-    EngineContext,
-    EngineEvent,
-    EngineRequest,
-    EngineResult,
-    MediaInput,
-    ModelRef,
-    OutputFile,
-)
+from gpubridge.engines.base import EngineRequest, EngineResult, ModelRef, OutputFile
 from gpubridge.engines.mask_encoding import rle_area, rle_decode
 from gpubridge.engines.segmenter import Sam2Segmenter, create
 from gpubridge.errors import InvalidInput
+from tests.support.engine_calls import Events, engine, media_input, request, run
 from tests.support.media_server import png_bytes
 
 pytestmark = pytest.mark.slow
 
-WAIT_S = 60
 WIDTH, HEIGHT = 40, 30
 # Random weights score low: let every non-empty candidate through in automatic mode.
 OPEN_FILTERS = {"pred_iou_thresh": -1.0, "stability_score_thresh": 0.0, "points_per_side": 4}
 
 
-def engine(**options: Any) -> Sam2Segmenter:
-    config = BackendConfig(name="sam2", type="sam2-segmentation", options=options)
-    return create(config, EngineContext())
+def sam2(**options: Any) -> Sam2Segmenter:
+    return engine(create, "sam2-segmentation", name="sam2", **options)
 
 
-def request(source: Path, **payload: Any) -> EngineRequest:
-    media = {"image_url": MediaInput("image_url", png_bytes(WIDTH, HEIGHT), "image/png")}
-    model = ModelRef("sam2-tiny", str(source), {"device": "cpu"})
-    return EngineRequest("job-1", "segmentation", model, {"image_url": "x", **payload}, media)
+def sam2_request(source: Path, **payload: Any) -> EngineRequest:
+    return request(
+        "segmentation",
+        {"image_url": "x", **payload},
+        media=media_input("image_url", png_bytes(WIDTH, HEIGHT)),
+        model=ModelRef("sam2-tiny", str(source), {"device": "cpu"}),
+    )
 
 
-async def segment(
-    segmenter: Sam2Segmenter, req: EngineRequest
-) -> tuple[EngineResult, list[EngineEvent]]:
-    events: list[EngineEvent] = []
-
-    async def emit(event: EngineEvent) -> None:
-        events.append(event)
-
-    try:
-        async with asyncio.timeout(WAIT_S):
-            result = await segmenter.run(req, emit)
-            await asyncio.sleep(0)
-    finally:
-        await segmenter.unload()
-    return result, events
+async def segment(segmenter: Sam2Segmenter, req: EngineRequest) -> tuple[EngineResult, Events]:
+    return await run(segmenter, req, unload=True)
 
 
 def check_mask(view: dict[str, Any]) -> np.ndarray:
@@ -78,8 +57,8 @@ def check_mask(view: dict[str, Any]) -> np.ndarray:
 
 
 async def test_a_point_prompt_gives_one_mask_of_the_image_size(tiny_sam2_dir: Path) -> None:
-    req = request(tiny_sam2_dir, points=[[20, 15], [5, 5]], point_labels=[1, 0])
-    result, _ = await segment(engine(), req)
+    req = sam2_request(tiny_sam2_dir, points=[[20, 15], [5, 5]], point_labels=[1, 0])
+    result, _ = await segment(sam2(), req)
     assert result.output["mode"] == "prompted"
     assert (result.output["width"], result.output["height"]) == (WIDTH, HEIGHT)
     [view] = result.output["masks"]
@@ -92,8 +71,10 @@ async def test_a_point_prompt_gives_one_mask_of_the_image_size(tiny_sam2_dir: Pa
 async def test_multimask_output_gives_three_candidates_per_box_best_first(
     tiny_sam2_dir: Path,
 ) -> None:
-    req = request(tiny_sam2_dir, boxes=[[2, 2, 20, 20], [10, 5, 39, 29]], multimask_output=True)
-    result, _ = await segment(engine(), req)
+    req = sam2_request(
+        tiny_sam2_dir, boxes=[[2, 2, 20, 20], [10, 5, 39, 29]], multimask_output=True
+    )
+    result, _ = await segment(sam2(), req)
     masks = result.output["masks"]
     assert [m["prompt"] for m in masks] == [0, 0, 0, 1, 1, 1]
     for prompt in (0, 1):
@@ -105,7 +86,7 @@ async def test_multimask_output_gives_three_candidates_per_box_best_first(
 
 async def test_no_prompt_segments_everything_with_progress(tiny_sam2_dir: Path) -> None:
     result, events = await segment(
-        engine(**OPEN_FILTERS, points_per_batch=5), request(tiny_sam2_dir)
+        sam2(**OPEN_FILTERS, points_per_batch=5), sam2_request(tiny_sam2_dir)
     )
     assert result.output["mode"] == "automatic"
     masks = result.output["masks"]
@@ -114,20 +95,20 @@ async def test_no_prompt_segments_everything_with_progress(tiny_sam2_dir: Path) 
     for view in masks:
         assert check_mask(view).any()
         assert "stability_score" in view
-    steps = [e.data for e in events if e.data.get("stage") == "segmenting"]
+    steps = events.progress("segmenting")
     assert [s["step"] for s in steps] == [1, 2, 3, 4]
     assert {s["total"] for s in steps} == {4}
     assert result.usage.outputs == len(masks)
 
 
 async def test_max_masks_caps_the_automatic_masks(tiny_sam2_dir: Path) -> None:
-    result, _ = await segment(engine(**OPEN_FILTERS), request(tiny_sam2_dir, max_masks=1))
+    result, _ = await segment(sam2(**OPEN_FILTERS), sam2_request(tiny_sam2_dir, max_masks=1))
     assert len(result.output["masks"]) == 1
 
 
 async def test_strict_filters_can_leave_no_masks(tiny_sam2_dir: Path) -> None:
     strict = {"pred_iou_thresh": 2.0, "points_per_side": 2}
-    result, _ = await segment(engine(**strict), request(tiny_sam2_dir))
+    result, _ = await segment(sam2(**strict), sam2_request(tiny_sam2_dir))
     assert result.output["masks"] == []
     assert result.usage.outputs == 0
 
@@ -144,13 +125,13 @@ async def test_inconsistent_prompts_are_invalid_input(
     tiny_sam2_dir: Path, payload: dict[str, Any]
 ) -> None:
     with pytest.raises(InvalidInput):
-        await segment(engine(), request(tiny_sam2_dir, **payload))
+        await segment(sam2(), sam2_request(tiny_sam2_dir, **payload))
 
 
 async def test_a_missing_image_is_invalid_input(tiny_sam2_dir: Path) -> None:
-    req = EngineRequest("job-1", "segmentation", ModelRef("m", str(tiny_sam2_dir)), {})
+    req = request("segmentation", model=ModelRef("m", str(tiny_sam2_dir)))
     with pytest.raises(InvalidInput):
-        await segment(engine(), req)
+        await segment(sam2(), req)
 
 
 @pytest.mark.gpu
@@ -158,12 +139,12 @@ async def test_points_and_automatic_masks_run_on_cuda(tiny_sam2_dir: Path) -> No
     torch = pytest.importorskip("torch")
     if not torch.cuda.is_available():
         pytest.skip("no CUDA device")
-    segmenter = engine(**OPEN_FILTERS, device="cuda")
+    segmenter = sam2(**OPEN_FILTERS, device="cuda")
     model = ModelRef("sam2-tiny", str(tiny_sam2_dir))
-    base = request(tiny_sam2_dir, points=[[20, 15]])
+    base = sam2_request(tiny_sam2_dir, points=[[20, 15]])
     prompted = EngineRequest("job-1", "segmentation", model, base.input, base.media)
     result, _ = await segment(segmenter, prompted)
     check_mask(result.output["masks"][0])
     auto = EngineRequest("job-2", "segmentation", model, {"image_url": "x"}, base.media)
-    result, _ = await segment(engine(**OPEN_FILTERS, device="cuda"), auto)
+    result, _ = await segment(sam2(**OPEN_FILTERS, device="cuda"), auto)
     assert result.output["mode"] == "automatic"

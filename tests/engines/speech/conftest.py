@@ -1,5 +1,5 @@
 """Tiny random Whisper (transformers and CTranslate2 forms) and WavLM x-vector models, built once
-per test run, and helpers shared by the speech tests."""
+per test run, and speech with two voices."""
 
 from __future__ import annotations
 
@@ -11,43 +11,23 @@ from pathlib import Path
 
 import pytest
 
-from gpubridge.engines.base import EngineEvent
+from tests.support.engine_calls import model_dir_fixture
 from tests.support.tiny_whisper import (
     build_tiny_whisper,
     build_tiny_xvector,
     convert_to_ctranslate2,
 )
 
-
-@pytest.fixture(scope="session")
-def tiny_whisper_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A tiny random multilingual Whisper checkpoint with its processor."""
-    return build_tiny_whisper(tmp_path_factory.mktemp("tiny-whisper"))
+tiny_whisper_dir = model_dir_fixture(build_tiny_whisper, "tiny-whisper")
+"""A tiny random multilingual Whisper checkpoint with its processor."""
+tiny_xvector_dir = model_dir_fixture(build_tiny_xvector, "tiny-xvector")
+"""A tiny random WavLM x-vector speaker model."""
 
 
 @pytest.fixture(scope="session")
 def tiny_whisper_ct2_dir(tmp_path_factory: pytest.TempPathFactory, tiny_whisper_dir: Path) -> Path:
     """The same checkpoint converted to CTranslate2 by its converter."""
     return convert_to_ctranslate2(tiny_whisper_dir, tmp_path_factory.mktemp("tiny-whisper-ct2"))
-
-
-@pytest.fixture(scope="session")
-def tiny_xvector_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A tiny random WavLM x-vector speaker model."""
-    return build_tiny_xvector(tmp_path_factory.mktemp("tiny-xvector"))
-
-
-class Events:
-    """A list-collecting ``Emit``."""
-
-    def __init__(self) -> None:
-        self.items: list[EngineEvent] = []
-
-    async def __call__(self, event: EngineEvent) -> None:
-        self.items.append(event)
-
-    def stages(self) -> list[str]:
-        return [str(e.data.get("stage")) for e in self.items if e.kind == "progress"]
 
 
 def two_voices_wav(rate: int = 16_000) -> bytes:

@@ -8,20 +8,21 @@ from typing import Any
 import numpy as np
 import pytest
 
-from gpubridge.engines.base import BackendConfig, EngineContext, EngineRequest, MediaInput, ModelRef
+from gpubridge.engines.base import EngineRequest, ModelRef
 from gpubridge.engines.media import decode_audio
 from gpubridge.engines.speech import speakers as spk
 from gpubridge.engines.speech.diarization import DiarizedWhisper, create, speaker_counts, speaker_of
 from gpubridge.engines.speech.vad import speech_regions
 from gpubridge.errors import InvalidInput
-from tests.engines.speech.conftest import Events, two_voices_wav
+from tests.engines.speech.conftest import two_voices_wav
 from tests.engines.speech.test_faster_whisper_stt import FAST
+from tests.support.engine_calls import Events, engine, media_input, request
 
 SPEECH_WINDOWS = {"vad": "energy", "window_s": 0.2, "hop_s": 0.1}
 
 
 def samples() -> Any:
-    return decode_audio(MediaInput("audio_url", two_voices_wav(), "audio/wav"))
+    return decode_audio(media_input("audio_url", two_voices_wav(), "audio/wav"))
 
 
 def test_energy_vad_finds_the_two_sounds_and_silero_runs_on_them() -> None:
@@ -68,34 +69,31 @@ def engine_for(transcriber: str = "faster-whisper", **options: Any) -> DiarizedW
     values = {**FAST, **SPEECH_WINDOWS, "transcriber": transcriber, **options}
     if transcriber == "faster-whisper":
         values["no_speech_threshold"] = None
-    return create(
-        BackendConfig(name="dw", type="diarized-whisper", options=values), EngineContext()
-    )
+    return engine(create, "diarized-whisper", name="dw", **values)
 
 
 def diarize_request(whisper: Path, ct2: Path, xvector: Path, **data: Any) -> EngineRequest:
     options = {"ctranslate2_source": str(ct2), "speaker_model": str(xvector)}
-    audio = MediaInput("audio_url", two_voices_wav(), "audio/wav")
-    return EngineRequest(
-        "job", "whisperx", ModelRef("tiny", str(whisper), options), data, {"audio_url": audio}
-    )
+    audio = media_input("audio_url", two_voices_wav(), "audio/wav")
+    model = ModelRef("tiny", str(whisper), options)
+    return request("whisperx", data, media=audio, model=model, job_id="job")
 
 
 @pytest.fixture(scope="module")
-def engine() -> DiarizedWhisper:
+def diarizer() -> DiarizedWhisper:
     return engine_for()
 
 
 @pytest.mark.slow
 async def test_every_segment_and_word_gets_one_of_the_requested_speakers(
-    engine: DiarizedWhisper,
+    diarizer: DiarizedWhisper,
     tiny_whisper_dir: Path,
     tiny_whisper_ct2_dir: Path,
     tiny_xvector_dir: Path,
 ) -> None:
     events = Events()
     req = diarize_request(tiny_whisper_dir, tiny_whisper_ct2_dir, tiny_xvector_dir, num_speakers=2)
-    result = await engine.run(req, events)
+    result = await diarizer.run(req, events)
     output = result.output
     assert [s["id"] for s in output["speakers"]] == ["SPEAKER_00", "SPEAKER_01"]
     assert all(s["speaking_seconds"] > 0 for s in output["speakers"])
@@ -111,7 +109,7 @@ async def test_every_segment_and_word_gets_one_of_the_requested_speakers(
 
 @pytest.mark.slow
 async def test_max_speakers_caps_the_count_and_diarize_false_skips_it(
-    engine: DiarizedWhisper,
+    diarizer: DiarizedWhisper,
     tiny_whisper_dir: Path,
     tiny_whisper_ct2_dir: Path,
     tiny_xvector_dir: Path,
@@ -119,7 +117,7 @@ async def test_max_speakers_caps_the_count_and_diarize_false_skips_it(
     capped = diarize_request(
         tiny_whisper_dir, tiny_whisper_ct2_dir, tiny_xvector_dir, max_speakers=1
     )
-    output = (await engine.run(capped, Events())).output
+    output = (await diarizer.run(capped, Events())).output
     assert [s["id"] for s in output["speakers"]] == ["SPEAKER_00"]
     plain = diarize_request(
         tiny_whisper_dir,
@@ -128,7 +126,7 @@ async def test_max_speakers_caps_the_count_and_diarize_false_skips_it(
         diarize=False,
         timestamps="segment",
     )
-    output = (await engine.run(plain, Events())).output
+    output = (await diarizer.run(plain, Events())).output
     assert output["speakers"] == []
     assert all("speaker" not in s and "words" not in s for s in output["segments"])
 
@@ -137,12 +135,12 @@ async def test_max_speakers_caps_the_count_and_diarize_false_skips_it(
 async def test_the_transformers_transcriber_works_behind_diarization(
     tiny_whisper_dir: Path, tiny_whisper_ct2_dir: Path, tiny_xvector_dir: Path
 ) -> None:
-    engine = engine_for("transformers-whisper")
+    transformers = engine_for("transformers-whisper")
     req = diarize_request(tiny_whisper_dir, tiny_whisper_ct2_dir, tiny_xvector_dir, min_speakers=2)
-    output = (await engine.run(req, Events())).output
+    output = (await transformers.run(req, Events())).output
     assert len(output["speakers"]) >= 2
     assert all(s["speaker"].startswith("SPEAKER_") for s in output["segments"])
-    await engine.unload()
+    await transformers.unload()
 
 
 @pytest.mark.slow
@@ -153,8 +151,8 @@ async def test_diarizes_on_cuda(
     torch = pytest.importorskip("torch")
     if not torch.cuda.is_available():
         pytest.skip("no CUDA device")
-    engine = engine_for(device="cuda")
+    cuda = engine_for(device="cuda")
     req = diarize_request(tiny_whisper_dir, tiny_whisper_ct2_dir, tiny_xvector_dir, num_speakers=2)
-    output = (await engine.run(req, Events())).output
+    output = (await cuda.run(req, Events())).output
     assert len(output["speakers"]) == 2
-    await engine.unload()
+    await cuda.unload()

@@ -7,17 +7,11 @@ from typing import Any
 
 import pytest
 
-from gpubridge.engines.base import (
-    BackendConfig,
-    EngineContext,
-    EngineRequest,
-    EngineResult,
-    MediaInput,
-    ModelRef,
-)
+from gpubridge.engines.base import EngineRequest, EngineResult, ModelRef
 from gpubridge.engines.speech.faster_whisper_stt import FasterWhisperEngine, create
 from gpubridge.errors import InvalidInput
-from tests.engines.speech.conftest import Events
+from tests.support.engine_calls import Events, engine, media_input
+from tests.support.engine_calls import request as engine_request
 from tests.support.media_server import wav_bytes
 
 pytestmark = pytest.mark.slow
@@ -26,20 +20,17 @@ FAST = {"max_new_tokens": 6, "beam_size": 1, "temperature_fallback": False}
 
 
 def engine_for(**options: Any) -> FasterWhisperEngine:
-    config = BackendConfig(name="fw", type="faster-whisper", options={**FAST, **options})
-    return create(config, EngineContext())
+    return engine(create, "faster-whisper", name="fw", **{**FAST, **options})
 
 
 @pytest.fixture(scope="module")
-def engine() -> FasterWhisperEngine:
+def whisper() -> FasterWhisperEngine:
     return engine_for(no_speech_threshold=None)
 
 
 def request(model_dir: Path, seconds: float = 0.8, **data: Any) -> EngineRequest:
-    audio = MediaInput("audio_url", wav_bytes(seconds), "audio/wav")
-    return EngineRequest(
-        "job", "whisper-l4", ModelRef("tiny", str(model_dir)), data, {"audio_url": audio}
-    )
+    audio = media_input("audio_url", wav_bytes(seconds), "audio/wav")
+    return engine_request("whisper-l4", data, media=audio, model=model_dir, job_id="job")
 
 
 def assert_monotone(output: dict[str, Any]) -> None:
@@ -52,10 +43,10 @@ def assert_monotone(output: dict[str, Any]) -> None:
 
 
 async def test_transcribes_with_word_timestamps_a_detected_language_and_usage(
-    engine: FasterWhisperEngine, tiny_whisper_ct2_dir: Path
+    whisper: FasterWhisperEngine, tiny_whisper_ct2_dir: Path
 ) -> None:
     events = Events()
-    result = await engine.run(request(tiny_whisper_ct2_dir, timestamps="word"), events)
+    result = await whisper.run(request(tiny_whisper_ct2_dir, timestamps="word"), events)
     output = result.output
     assert isinstance(output["text"], str)
     assert output["duration_seconds"] == pytest.approx(0.8)
@@ -72,7 +63,7 @@ async def test_transcribes_with_word_timestamps_a_detected_language_and_usage(
 
 
 async def test_a_given_language_task_and_prompt_are_used_and_segments_carry_no_words(
-    engine: FasterWhisperEngine, tiny_whisper_ct2_dir: Path
+    whisper: FasterWhisperEngine, tiny_whisper_ct2_dir: Path
 ) -> None:
     data = {
         "language": "fr",
@@ -80,7 +71,7 @@ async def test_a_given_language_task_and_prompt_are_used_and_segments_carry_no_w
         "prompt": "Dogs and cats.",
         "timestamps": "segment",
     }
-    result = await engine.run(request(tiny_whisper_ct2_dir, **data), Events())
+    result = await whisper.run(request(tiny_whisper_ct2_dir, **data), Events())
     assert result.output["language"] == "fr"
     assert "language_probability" not in result.output
     assert all("words" not in s for s in result.output["segments"])
@@ -88,9 +79,9 @@ async def test_a_given_language_task_and_prompt_are_used_and_segments_carry_no_w
 
 
 async def test_without_timestamps_only_text_comes_back(
-    engine: FasterWhisperEngine, tiny_whisper_ct2_dir: Path
+    whisper: FasterWhisperEngine, tiny_whisper_ct2_dir: Path
 ) -> None:
-    result: EngineResult = await engine.run(
+    result: EngineResult = await whisper.run(
         request(tiny_whisper_ct2_dir, timestamps="none", temperature=0.4), Events()
     )
     assert result.output["segments"] == []
@@ -98,22 +89,22 @@ async def test_without_timestamps_only_text_comes_back(
 
 
 async def test_an_unknown_language_or_a_missing_audio_is_invalid_input(
-    engine: FasterWhisperEngine, tiny_whisper_ct2_dir: Path
+    whisper: FasterWhisperEngine, tiny_whisper_ct2_dir: Path
 ) -> None:
     with pytest.raises(InvalidInput):
-        await engine.run(request(tiny_whisper_ct2_dir, language="zz"), Events())
-    bare = EngineRequest("job", "whisper-l4", ModelRef("tiny", str(tiny_whisper_ct2_dir)), {})
+        await whisper.run(request(tiny_whisper_ct2_dir, language="zz"), Events())
+    bare = engine_request("whisper-l4", model=tiny_whisper_ct2_dir, job_id="job")
     with pytest.raises(InvalidInput):
-        await engine.run(bare, Events())
+        await whisper.run(bare, Events())
 
 
 async def test_a_models_ctranslate2_source_is_what_loads(
-    engine: FasterWhisperEngine, tiny_whisper_dir: Path, tiny_whisper_ct2_dir: Path
+    whisper: FasterWhisperEngine, tiny_whisper_dir: Path, tiny_whisper_ct2_dir: Path
 ) -> None:
     model = ModelRef(
         "tiny", str(tiny_whisper_dir), {"ctranslate2_source": str(tiny_whisper_ct2_dir)}
     )
-    assert engine.source_of(model) == str(tiny_whisper_ct2_dir)
+    assert whisper.source_of(model) == str(tiny_whisper_ct2_dir)
 
 
 @pytest.mark.gpu
@@ -121,8 +112,8 @@ async def test_transcribes_on_cuda(tiny_whisper_ct2_dir: Path) -> None:
     torch = pytest.importorskip("torch")
     if not torch.cuda.is_available():
         pytest.skip("no CUDA device")
-    engine = engine_for(device="cuda", compute_type="float16", no_speech_threshold=None)
-    result = await engine.run(request(tiny_whisper_ct2_dir, timestamps="word"), Events())
+    cuda = engine_for(device="cuda", compute_type="float16", no_speech_threshold=None)
+    result = await cuda.run(request(tiny_whisper_ct2_dir, timestamps="word"), Events())
     assert result.output["segments"]
     assert_monotone(result.output)
-    await engine.unload()
+    await cuda.unload()

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from gpubridge.engines.base import BackendConfig, EngineContext, EngineRequest, MediaInput, ModelRef
+from gpubridge.engines.base import ModelRef
 from gpubridge.engines.speech.faster_whisper_stt import create
-from tests.engines.speech.conftest import Events
+from tests.support.engine_calls import Events, engine, media_input, request
 
 pytestmark = pytest.mark.slow
 
@@ -36,16 +36,11 @@ def spoken(tmp_path_factory: pytest.TempPathFactory) -> bytes:
 
 
 async def test_the_packaged_model_transcribes_synthesized_speech(spoken: bytes) -> None:
-    engine = create(
-        BackendConfig(name="packaged", type="faster-whisper", options={"beam_size": 5}),
-        EngineContext(),
-    )
-    audio = MediaInput("audio_url", spoken, "audio/wav")
+    whisper = engine(create, "faster-whisper", name="packaged", beam_size=5)
+    audio = media_input("audio_url", spoken, "audio/wav")
     model = ModelRef("whisper-tiny-en", PACKAGED_WHISPER)
-    data = {"timestamps": "word"}
-    result = await engine.run(
-        EngineRequest("job", "whisper-l4", model, data, {"audio_url": audio}), Events()
-    )
+    req = request("whisper-l4", {"timestamps": "word"}, media=audio, model=model, job_id="job")
+    result = await whisper.run(req, Events())
     heard = set(words(result.output["text"]))
     expected = words(SENTENCE)
     assert sum(word in heard for word in expected) >= 0.8 * len(expected), result.output["text"]
@@ -54,4 +49,4 @@ async def test_the_packaged_model_transcribes_synthesized_speech(spoken: bytes) 
     spoken_words = [w for s in result.output["segments"] for w in s["words"]]
     assert len(spoken_words) >= 0.7 * len(expected)
     assert all(w["start"] <= w["end"] for w in spoken_words)
-    await engine.unload()
+    await whisper.unload()

@@ -7,31 +7,29 @@ from typing import Any
 
 import pytest
 
-from gpubridge.engines.base import BackendConfig, EngineContext
-from gpubridge.engines.speech.faster_whisper_stt import create as create_faster_whisper
 from gpubridge.engines.speech.transformers_whisper import TransformersWhisperEngine, create
 from gpubridge.errors import InvalidInput
-from tests.engines.speech.conftest import Events
 from tests.engines.speech.test_faster_whisper_stt import FAST, assert_monotone, request
+from tests.engines.speech.test_faster_whisper_stt import engine_for as faster_whisper
+from tests.support.engine_calls import Events, engine
 
 pytestmark = pytest.mark.slow
 
 
 def engine_for(**options: Any) -> TransformersWhisperEngine:
-    config = BackendConfig(name="tw", type="transformers-whisper", options={**FAST, **options})
-    return create(config, EngineContext())
+    return engine(create, "transformers-whisper", name="tw", **{**FAST, **options})
 
 
 @pytest.fixture(scope="module")
-def engine() -> TransformersWhisperEngine:
+def whisper() -> TransformersWhisperEngine:
     return engine_for()
 
 
 async def test_transcribes_with_word_timestamps_a_detected_language_and_usage(
-    engine: TransformersWhisperEngine, tiny_whisper_dir: Path
+    whisper: TransformersWhisperEngine, tiny_whisper_dir: Path
 ) -> None:
     events = Events()
-    result = await engine.run(request(tiny_whisper_dir, timestamps="word"), events)
+    result = await whisper.run(request(tiny_whisper_dir, timestamps="word"), events)
     output = result.output
     assert output["duration_seconds"] == pytest.approx(0.8)
     assert 0 < output["language_probability"] <= 1
@@ -45,15 +43,10 @@ async def test_transcribes_with_word_timestamps_a_detected_language_and_usage(
 
 
 async def test_both_runtimes_detect_the_same_language_and_answer_in_one_shape(
-    engine: TransformersWhisperEngine, tiny_whisper_dir: Path, tiny_whisper_ct2_dir: Path
+    whisper: TransformersWhisperEngine, tiny_whisper_dir: Path, tiny_whisper_ct2_dir: Path
 ) -> None:
-    fast = create_faster_whisper(
-        BackendConfig(
-            name="fw", type="faster-whisper", options={**FAST, "no_speech_threshold": None}
-        ),
-        EngineContext(),
-    )
-    ours = (await engine.run(request(tiny_whisper_dir, timestamps="segment"), Events())).output
+    fast = faster_whisper(no_speech_threshold=None)
+    ours = (await whisper.run(request(tiny_whisper_dir, timestamps="segment"), Events())).output
     theirs = (await fast.run(request(tiny_whisper_ct2_dir, timestamps="segment"), Events())).output
     assert ours["language"] == theirs["language"]
     assert ours["language_probability"] == pytest.approx(theirs["language_probability"], abs=0.01)
@@ -62,38 +55,38 @@ async def test_both_runtimes_detect_the_same_language_and_answer_in_one_shape(
 
 
 async def test_a_given_language_translate_prompt_and_sampling_are_accepted(
-    engine: TransformersWhisperEngine, tiny_whisper_dir: Path
+    whisper: TransformersWhisperEngine, tiny_whisper_dir: Path
 ) -> None:
     data = {"language": "de", "task": "translate", "prompt": "Hello world", "temperature": 0.6}
-    result = await engine.run(request(tiny_whisper_dir, **data), Events())
+    result = await whisper.run(request(tiny_whisper_dir, **data), Events())
     assert result.output["language"] == "de"
     assert "language_probability" not in result.output
     assert_monotone(result.output)
 
 
 async def test_without_timestamps_only_text_comes_back(
-    engine: TransformersWhisperEngine, tiny_whisper_dir: Path
+    whisper: TransformersWhisperEngine, tiny_whisper_dir: Path
 ) -> None:
-    result = await engine.run(request(tiny_whisper_dir, timestamps="none"), Events())
+    result = await whisper.run(request(tiny_whisper_dir, timestamps="none"), Events())
     assert result.output["segments"] == []
     assert isinstance(result.output["text"], str)
     assert result.usage.completion_tokens > 0
 
 
 async def test_audio_longer_than_one_window_is_transcribed_long_form(
-    engine: TransformersWhisperEngine, tiny_whisper_dir: Path
+    whisper: TransformersWhisperEngine, tiny_whisper_dir: Path
 ) -> None:
-    result = await engine.run(request(tiny_whisper_dir, seconds=31.0), Events())
+    result = await whisper.run(request(tiny_whisper_dir, seconds=31.0), Events())
     assert result.output["duration_seconds"] == pytest.approx(31.0)
     assert result.usage.audio_seconds == pytest.approx(31.0)
     assert_monotone(result.output)
 
 
 async def test_an_unknown_language_is_invalid_input(
-    engine: TransformersWhisperEngine, tiny_whisper_dir: Path
+    whisper: TransformersWhisperEngine, tiny_whisper_dir: Path
 ) -> None:
     with pytest.raises(InvalidInput):
-        await engine.run(request(tiny_whisper_dir, language="zz"), Events())
+        await whisper.run(request(tiny_whisper_dir, language="zz"), Events())
 
 
 @pytest.mark.gpu
@@ -101,8 +94,8 @@ async def test_transcribes_on_cuda(tiny_whisper_dir: Path) -> None:
     torch = pytest.importorskip("torch")
     if not torch.cuda.is_available():
         pytest.skip("no CUDA device")
-    engine = engine_for(device="cuda")
-    result = await engine.run(request(tiny_whisper_dir, timestamps="word"), Events())
+    cuda = engine_for(device="cuda")
+    result = await cuda.run(request(tiny_whisper_dir, timestamps="word"), Events())
     assert result.output["segments"]
     assert_monotone(result.output)
-    await engine.unload()
+    await cuda.unload()

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 
+from tests.support.engine_calls import model_dir_fixture
 from tests.support.tiny_video import build_tiny_ltx, build_tiny_svd, build_tiny_wan
 
 
@@ -31,19 +32,16 @@ def _one_torch_thread() -> Iterator[None]:
         yield
 
 
-@pytest.fixture(scope="session")
-def tiny_ltx_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    with one_torch_thread():
-        return build_tiny_ltx(tmp_path_factory.mktemp("ltx-video"))
+def single_threaded(build: Callable[[Path], Path]) -> Callable[[Path], Path]:
+    """``build`` run on one torch thread."""
+
+    def built(directory: Path) -> Path:
+        with one_torch_thread():
+            return build(directory)
+
+    return built
 
 
-@pytest.fixture(scope="session")
-def tiny_wan_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    with one_torch_thread():
-        return build_tiny_wan(tmp_path_factory.mktemp("wan"))
-
-
-@pytest.fixture(scope="session")
-def tiny_svd_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    with one_torch_thread():
-        return build_tiny_svd(tmp_path_factory.mktemp("svd"))
+tiny_ltx_dir = model_dir_fixture(single_threaded(build_tiny_ltx), "ltx-video")
+tiny_wan_dir = model_dir_fixture(single_threaded(build_tiny_wan), "wan")
+tiny_svd_dir = model_dir_fixture(single_threaded(build_tiny_svd), "svd")

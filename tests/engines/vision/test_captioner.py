@@ -6,16 +6,12 @@ from typing import Any
 
 import pytest
 
-from gpubridge.engines.base import (
-    BackendConfig,
-    EngineContext,
-    EngineEvent,
-    EngineRequest,
-    MediaInput,
-    ModelRef,
-)
+from gpubridge.engines.base import EngineRequest, ModelRef
 from gpubridge.engines.captioner import BlipCaptioner, create
 from gpubridge.errors import InvalidInput
+from tests.support.engine_calls import Events, media_input
+from tests.support.engine_calls import engine as make_engine
+from tests.support.engine_calls import request as make_request
 from tests.support.media_server import png_bytes
 
 pytestmark = pytest.mark.slow
@@ -23,25 +19,13 @@ pytestmark = pytest.mark.slow
 WAIT_S = 60
 
 
-class Events:
-    def __init__(self) -> None:
-        self.events: list[EngineEvent] = []
-
-    async def __call__(self, event: EngineEvent) -> None:
-        self.events.append(event)
-
-    def stages(self) -> list[str]:
-        return [e.data.get("stage", "") for e in self.events if e.kind == "progress"]
-
-
 def engine(**options: Any) -> BlipCaptioner:
-    config = BackendConfig(name="local-blip", type="blip-caption", options=options)
-    return create(config, EngineContext())
+    return make_engine(create, "blip-caption", name="local-blip", **options)
 
 
 def request(source: Path, image: bytes | None = None, **data: Any) -> EngineRequest:
-    media = {"image_url": MediaInput("image_url", image or png_bytes(), "image/png")}
-    return EngineRequest("job-1", "caption", ModelRef("tiny-blip", str(source)), data, media)
+    media = media_input("image_url", image or png_bytes())
+    return make_request("caption", data, media=media, model=ModelRef("tiny-blip", str(source)))
 
 
 async def test_an_image_gets_a_caption_with_its_token_usage(tiny_blip_dir: Path) -> None:
@@ -93,7 +77,8 @@ async def test_unreadable_images_and_bad_limits_are_invalid_input(tiny_blip_dir:
             await blip.run(request(tiny_blip_dir, max_tokens=0), Events())
         with pytest.raises(InvalidInput):
             await blip.run(
-                EngineRequest("j", "caption", ModelRef("t", str(tiny_blip_dir)), {}), Events()
+                make_request("caption", model=ModelRef("t", str(tiny_blip_dir)), job_id="j"),
+                Events(),
             )
     finally:
         await blip.unload()

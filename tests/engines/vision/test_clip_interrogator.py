@@ -1,57 +1,36 @@
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from gpubridge.engines.base import (
-    BackendConfig,
-    EngineContext,
-    EngineEvent,
-    EngineRequest,
-    MediaInput,
-    ModelRef,
-)
+from gpubridge.engines.base import EngineContext, EngineRequest, ModelRef
 from gpubridge.engines.clip_interrogator import BANKS, ClipInterrogator, create, read_bank
 from gpubridge.engines.residency import ModelCache
 from gpubridge.errors import InvalidInput
+from tests.support.engine_calls import Events, media_input
+from tests.support.engine_calls import engine as make_engine
+from tests.support.engine_calls import request as make_request
+from tests.support.engine_calls import run as run_engine
 from tests.support.media_server import png_bytes
 
 pytestmark = pytest.mark.slow
 
-WAIT_S = 120
-
-
-class Events:
-    def __init__(self) -> None:
-        self.events: list[EngineEvent] = []
-
-    async def __call__(self, event: EngineEvent) -> None:
-        self.events.append(event)
-
-    def progress(self) -> list[dict[str, Any]]:
-        return [e.data for e in self.events if e.kind == "progress"]
-
 
 def engine(blip_dir: Path, cache: ModelCache | None = None) -> ClipInterrogator:
-    config = BackendConfig(
-        name="local-clip", type="clip-interrogator", options={"caption_model": str(blip_dir)}
-    )
-    return create(config, EngineContext(models=cache))
+    context = EngineContext(models=cache)
+    options = {"caption_model": str(blip_dir)}
+    return make_engine(create, "clip-interrogator", name="local-clip", context=context, **options)
 
 
 def request(source: Path, **data: Any) -> EngineRequest:
-    media = {"image_url": MediaInput("image_url", png_bytes(seed=3), "image/png")}
-    return EngineRequest("job-1", "clip", ModelRef("tiny-clip", str(source)), data, media)
+    media = media_input("image_url", png_bytes(seed=3))
+    return make_request("clip", data, media=media, model=ModelRef("tiny-clip", str(source)))
 
 
 async def run(clip: ClipInterrogator, source: Path, **data: Any) -> tuple[Any, Events]:
-    events = Events()
-    async with asyncio.timeout(WAIT_S):
-        result = await clip.run(request(source, **data), events)
-    return result, events
+    return await run_engine(clip, request(source, **data))
 
 
 def test_the_phrase_banks_are_real_lists_without_duplicates() -> None:

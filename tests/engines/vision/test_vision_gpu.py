@@ -9,14 +9,8 @@ from typing import Any
 import pytest
 
 from gpubridge.engines import captioner, clip_interrogator, vision_language
-from gpubridge.engines.base import (
-    BackendConfig,
-    EngineContext,
-    EngineEvent,
-    EngineRequest,
-    MediaInput,
-    ModelRef,
-)
+from gpubridge.engines.base import EngineEvent, EngineRequest
+from tests.support.engine_calls import engine, media_input, request
 from tests.support.media_server import png_bytes
 
 pytestmark = [pytest.mark.slow, pytest.mark.gpu]
@@ -33,8 +27,8 @@ async def _discard(event: EngineEvent) -> None:
 
 
 def _request(service: str, source: Path, **data: Any) -> EngineRequest:
-    media = {"image_url": MediaInput("image_url", png_bytes(), "image/png")}
-    return EngineRequest("job-gpu", service, ModelRef("tiny", str(source)), data, media)
+    media = media_input("image_url", png_bytes())
+    return request(service, data, media=media, model=source, job_id="job-gpu")
 
 
 @pytest.mark.skipif(not _cuda(), reason="needs an NVIDIA GPU")
@@ -42,19 +36,14 @@ async def test_the_vision_engines_run_on_cuda_in_half_precision(
     tiny_llava_dir: Path, tiny_blip_dir: Path, tiny_clip_dir: Path
 ) -> None:
     options = {"device": "cuda", "dtype": "float16"}
-    vlm = vision_language.create(
-        BackendConfig(name="vlm", type="transformers-vlm", options=options), EngineContext()
-    )
-    blip = captioner.create(
-        BackendConfig(name="blip", type="blip-caption", options=options), EngineContext()
-    )
-    clip = clip_interrogator.create(
-        BackendConfig(
-            name="clip",
-            type="clip-interrogator",
-            options={**options, "caption_model": str(tiny_blip_dir)},
-        ),
-        EngineContext(),
+    vlm = engine(vision_language.create, "transformers-vlm", name="vlm", **options)
+    blip = engine(captioner.create, "blip-caption", name="blip", **options)
+    clip = engine(
+        clip_interrogator.create,
+        "clip-interrogator",
+        name="clip",
+        **options,
+        caption_model=str(tiny_blip_dir),
     )
     try:
         async with asyncio.timeout(120):
@@ -64,8 +53,8 @@ async def test_the_vision_engines_run_on_cuda_in_half_precision(
             caption = await blip.run(_request("caption", tiny_blip_dir, max_tokens=4), _discard)
             prompt = await clip.run(_request("clip", tiny_clip_dir, mode="best"), _discard)
     finally:
-        for engine in (vlm, blip, clip):
-            await engine.unload()
+        for loaded in (vlm, blip, clip):
+            await loaded.unload()
     assert 0 < answer.usage.completion_tokens <= 4
     assert caption.output["caption"]
     assert prompt.output["prompt"].startswith(prompt.output["caption"])

@@ -6,16 +6,12 @@ from typing import Any
 
 import pytest
 
-from gpubridge.engines.base import (
-    BackendConfig,
-    EngineContext,
-    EngineEvent,
-    EngineRequest,
-    MediaInput,
-    ModelRef,
-)
+from gpubridge.engines.base import EngineEvent, EngineRequest, ModelRef
 from gpubridge.engines.vision_language import VisionLanguage, create
 from gpubridge.errors import BackendError, InvalidInput
+from tests.support.engine_calls import Events, media_input, run
+from tests.support.engine_calls import engine as make_engine
+from tests.support.engine_calls import request as make_request
 from tests.support.media_server import png_bytes
 
 pytestmark = pytest.mark.slow
@@ -23,36 +19,19 @@ pytestmark = pytest.mark.slow
 WAIT_S = 60
 
 
-class Events:
-    def __init__(self) -> None:
-        self.events: list[EngineEvent] = []
-
-    async def __call__(self, event: EngineEvent) -> None:
-        self.events.append(event)
-
-    @property
-    def text(self) -> str:
-        return "".join(e.data["text"] for e in self.events if e.kind == "token")
-
-    def stages(self) -> list[str]:
-        return [e.data["stage"] for e in self.events if e.kind == "progress"]
-
-
 def engine() -> VisionLanguage:
-    return create(BackendConfig(name="local-vlm", type="transformers-vlm"), EngineContext())
+    return make_engine(create, "transformers-vlm", name="local-vlm")
 
 
 def request(source: Path, options: dict[str, Any] | None = None, **data: Any) -> EngineRequest:
-    media = {"image_url": MediaInput("image_url", png_bytes(), "image/png")}
     model = ModelRef("tiny-vlm", str(source), options or {})
-    return EngineRequest("job-1", "llava-4090", model, data, media)
+    return make_request(
+        "llava-4090", data, media=media_input("image_url", png_bytes()), model=model
+    )
 
 
 async def ask(vlm: VisionLanguage, req: EngineRequest) -> tuple[Any, Events]:
-    events = Events()
-    async with asyncio.timeout(WAIT_S):
-        result = await vlm.run(req, events)
-    return result, events
+    return await run(vlm, req, timeout_s=WAIT_S)
 
 
 async def test_a_question_about_an_image_streams_the_answer(tiny_llava_dir: Path) -> None:
@@ -66,7 +45,7 @@ async def test_a_question_about_an_image_streams_the_answer(tiny_llava_dir: Path
     assert set(result.output) == {"text", "model"}
     assert result.output["model"] == "tiny-vlm"
     assert events.text == result.output["text"]
-    assert any(e.kind == "token" for e in events.events)
+    assert any(e.kind == "token" for e in events)
     assert events.stages() == ["loading_model", "model_loaded"]
     # The prompt holds the chat template and one token per image patch (4x4 patches).
     assert result.usage.prompt_tokens > 16
@@ -89,7 +68,9 @@ async def test_missing_prompt_or_image_is_invalid_input(tiny_llava_dir: Path) ->
     vlm = engine()
     with pytest.raises(InvalidInput):
         await vlm.run(request(tiny_llava_dir), Events())
-    no_image = EngineRequest("j", "llava-4090", ModelRef("t", str(tiny_llava_dir)), {"prompt": "?"})
+    no_image = make_request(
+        "llava-4090", {"prompt": "?"}, model=ModelRef("t", str(tiny_llava_dir)), job_id="j"
+    )
     with pytest.raises(InvalidInput):
         await vlm.run(no_image, Events())
 
@@ -113,7 +94,7 @@ async def test_remote_code_models_answer_through_their_query_api(tiny_query_dir:
         await vlm.unload()
     assert len(result.output["text"]) == 5
     assert events.text == result.output["text"]
-    assert len([e for e in events.events if e.kind == "token"]) == 5
+    assert len([e for e in events if e.kind == "token"]) == 5
     assert result.usage.completion_tokens == 5
     assert result.usage.compute_seconds > 0
 
