@@ -123,7 +123,13 @@ def _status_text(status: str, view: dict[str, Any]) -> str:
 def _progress_text(data: dict[str, Any]) -> str:
     if isinstance(data.get("message"), str):
         return str(data["message"])
+    stage = data.get("stage")
+    if stage == "loading_model":
+        return f"loading model {data.get('model')}"
+    if stage == "model_loaded":
+        return f"model {data.get('model')} loaded in {data.get('seconds')} s"
     step, total = data.get("step"), data.get("total")
     if isinstance(step, int | float) and isinstance(total, int | float) and total:
-        return f"step {step:g} of {total:g} ({100 * step / total:.0f}%)"
+        text = f"step {step:g} of {total:g} ({100 * step / total:.0f}%)"
+        return f"{stage}: {text}" if isinstance(stage, str) else text
     return ", ".join(f"{key} {value}" for key, value in data.items()) or "working"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 from mcp_types import TextContent
 
@@ -99,13 +100,17 @@ async def test_an_unknown_tool_is_an_error_result(running):
     assert result.structured_content["error"]["code"] == "unknown_tool"
 
 
-async def test_a_service_without_a_backend_is_unavailable_and_charges_nothing(running):
-    key = await running.funded_key()
-    async with running.client(key) as client:
-        result = await client.call_tool("caption", {"image_url": "https://example.com/a.png"})
-    assert result.is_error, texts(result)
-    assert result.structured_content["error"]["code"] in {"service_unavailable", "invalid_input"}
-    assert await running.balance_micros(key) == FUNDS_MICROS
+async def test_a_service_without_a_backend_is_unavailable_and_charges_nothing(start_gateway):
+    def no_backend(data: dict[str, Any]) -> None:
+        data["services"]["caption"]["backends"] = []
+
+    async with start_gateway(edit=no_backend) as running:
+        key = await running.funded_key()
+        async with running.client(key) as client:
+            result = await client.call_tool("caption", {"image_url": "https://example.com/a.png"})
+        assert result.is_error, texts(result)
+        assert result.structured_content["error"]["code"] == "service_unavailable"
+        assert await running.balance_micros(key) == FUNDS_MICROS
 
 
 async def test_estimate_cost_prices_a_call_like_the_catalog(running):
