@@ -33,7 +33,7 @@ from gpubridge.engines.base import (
 )
 from gpubridge.engines.inputs import Message, Sampling, chat_messages, message_text, sampling
 from gpubridge.engines.local import release_memory, resolve_source
-from gpubridge.engines.residency import Resident
+from gpubridge.engines.resident_engine import ResidentEngine
 from gpubridge.engines.stops import StopScanner
 from gpubridge.errors import BackendError, InvalidInput
 
@@ -135,46 +135,38 @@ def sampling_params(running: RunningEngine, params: Sampling, max_tokens: int) -
     return SamplingParams(**values)
 
 
-class VLLMEngine:
-    """An ``Engine`` generating text with vLLM; one running vLLM engine per model source."""
+class VLLMEngine(ResidentEngine[RunningEngine]):
+    """An ``Engine`` generating text with vLLM; one running vLLM engine per model source.
+
+    Options (backend, overridden per model): ``max_tokens`` (the default answer length) and
+    any of vLLM's engine arguments.
+    """
 
     def __init__(self, config: BackendConfig, context: EngineContext | None = None) -> None:
-        self.name = config.name
-        self._options = dict(config.options)
-        self._default_max_tokens = int(config.options.get("max_tokens", DEFAULT_MAX_TOKENS))
-        cache = context.model_cache() if context is not None else None
-        self._engines: Resident[RunningEngine] = Resident(cache, config.name)
+        super().__init__(config, context)
+        self._default_max_tokens = int(self.options.get("max_tokens", DEFAULT_MAX_TOKENS))
 
-    async def _running(self, model: ModelRef, emit: Emit | None = None) -> RunningEngine:
-        running = await self._start(model, emit)
-        if running.engine.errored:
-            # Its engine process died: start this backend's engines afresh.
-            log.warning("a vLLM engine died; restarting it", extra={"source": model.source})
-            await self.unload()
-            running = await self._start(model, emit)
-        return running
-
-    async def _start(self, model: ModelRef, emit: Emit | None) -> RunningEngine:
-        options = {**self._options, **model.options}
+    def load_model(self, ref: ModelRef) -> RunningEngine:
         try:
-            return await self._engines.get(
-                model.source,
-                lambda: start_engine(model.source, options),
-                emit=emit,
-                label=model.id,
-            )
+            return start_engine(ref.source, self.options_for(ref))
         except (OSError, ValueError, RuntimeError, TypeError) as exc:
             raise BackendError(
-                f"{self.name}: could not start vLLM for {model.source}: {exc}"
+                f"{self.name}: could not start vLLM for {ref.source}: {exc}"
             ) from exc
 
-    async def load(self, model: ModelRef) -> None:
-        await self._running(model)
+    async def model(self, ref: ModelRef, emit: Emit | None = None) -> RunningEngine:
+        """``ref``'s running vLLM engine, started on first use and again if its process died."""
+        running = await super().model(ref, emit)
+        if running.engine.errored:
+            log.warning("a vLLM engine died; restarting it", extra={"source": ref.source})
+            await self.unload()
+            running = await super().model(ref, emit)
+        return running
 
     async def run(self, request: EngineRequest, emit: Emit) -> EngineResult:
         messages = chat_messages(request.input)
         params = sampling(request.input)
-        running = await self._running(request.model, emit)
+        running = await self.model(request.model, emit)
         prompt = await asyncio.to_thread(prompt_token_ids, running.tokenizer, messages)
         room = running.max_model_len - len(prompt)
         if room < 1:
@@ -238,11 +230,9 @@ class VLLMEngine:
             ),
         )
 
-    async def health(self) -> bool:
-        return True
-
     async def unload(self) -> None:
-        engines = self._engines.clear()
+        """Shut this backend's vLLM engines down and free their memory."""
+        engines: list[RunningEngine] = self._models.clear()
         if engines:
             await asyncio.to_thread(_shut_down, engines)
 

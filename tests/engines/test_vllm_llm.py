@@ -218,7 +218,7 @@ async def test_cancelling_a_job_aborts_its_vllm_request(
         job.cancel()
         with pytest.raises(asyncio.CancelledError):
             await job
-    running = await llm._running(model(tiny_vllm_dir))
+    running = await llm.model(model(tiny_vllm_dir))
     assert running.engine.get_num_unfinished_requests() == 0
     # The engine goes on serving.
     result, _ = await generate(llm, tiny_vllm_dir, prompt="again", max_tokens=2)
@@ -240,7 +240,7 @@ async def test_the_engine_runs_on_cuda_when_there_is_a_gpu(
 
     if not torch.cuda.is_available():
         pytest.skip("no CUDA device")
-    running = await llm._running(model(tiny_vllm_dir))
+    running = await llm.model(model(tiny_vllm_dir))
     assert running.engine.vllm_config.device_config.device_type == "cuda"
     result, tokens = await generate(llm, tiny_vllm_dir, prompt="Hello", max_tokens=4)
     assert tokens.text == result.output["text"]

@@ -8,21 +8,18 @@ the directory or its ``speaker_embeddings/`` folder.
 
 from __future__ import annotations
 
-import asyncio
 import os
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from gpubridge.engines.audio.common import (
-    LocalAudioEngine,
     StepCounter,
-    encode_output,
+    clip_result,
     model_dir,
     output_format,
-    seed_everything,
+    required_text,
     split_sentences,
 )
 from gpubridge.engines.base import (
@@ -32,10 +29,12 @@ from gpubridge.engines.base import (
     EngineEvent,
     EngineRequest,
     EngineResult,
-    Usage,
+    ModelRef,
 )
+from gpubridge.engines.diffusion.generation import pick_seed
 from gpubridge.engines.local import pick_device, progress_event, resolve_source, threadsafe_emit
-from gpubridge.errors import BackendError, InvalidInput
+from gpubridge.engines.resident_engine import ResidentEngine
+from gpubridge.errors import InvalidInput
 
 PRESET_KEYS = ("semantic_prompt", "coarse_prompt", "fine_prompt")
 MAX_PIECE_CHARS = 220
@@ -99,7 +98,7 @@ def generate_speech(
     text: str,
     voice: str | None,
     temperature: float,
-    seed: int | None,
+    seed: int,
     send: Callable[[EngineEvent], None],
 ) -> Any:
     """Text -> semantic -> coarse -> fine tokens -> EnCodec audio (mono float samples).
@@ -108,10 +107,11 @@ def generate_speech(
     time in the same voice and the pieces are joined.
     """
     import numpy as np
+    import torch
 
     history = preset_arrays(bundle.presets[voice]) if voice else None
     pieces = split_sentences(text, MAX_PIECE_CHARS)
-    seed_everything(seed)
+    torch.manual_seed(seed)
     parts = []
     for index, piece in enumerate(pieces, start=1):
         parts.append(_generate_piece(bundle, piece, history, temperature, send))
@@ -150,25 +150,23 @@ def _generate_piece(
     return audio.detach().float().cpu().numpy().reshape(-1)
 
 
-class BarkEngine(LocalAudioEngine[BarkBundle]):
+class BarkEngine(ResidentEngine[BarkBundle]):
     """An ``Engine`` rendering expressive speech with Bark (``suno/bark``, ``suno/bark-small``).
 
     Options: ``device``.
     """
 
-    def load_bundle(self, source: str, options: dict[str, Any]) -> BarkBundle:
-        return load_bark(source, self.device)
+    def load_model(self, ref: ModelRef) -> BarkBundle:
+        return load_bark(ref.source, self.device)
 
     async def run(self, request: EngineRequest, emit: Emit) -> EngineResult:
         payload = request.input
-        text = str(payload.get("text") or "").strip()
-        if not text:
-            raise InvalidInput("text is required", code="invalid_input")
+        text = required_text(payload, "text")
         voice = payload.get("voice") or request.model.options.get("voice")
         temperature = float(payload.get("temperature", 0.7))
-        seed = payload.get("seed")
+        seed = pick_seed(payload.get("seed"))
         fmt = output_format(payload)
-        bundle = await self.loaded(request.model, emit)
+        bundle = await self.model(request.model, emit)
         if voice is not None and voice not in bundle.presets:
             known = sorted(bundle.presets)[:20]
             raise InvalidInput(
@@ -176,19 +174,13 @@ class BarkEngine(LocalAudioEngine[BarkBundle]):
                 violations=[{"path": "voice", "message": "unknown speaker preset"}],
             )
         send = threadsafe_emit(emit)
-        started = time.perf_counter()
-        try:
-            samples = await asyncio.to_thread(
-                generate_speech, bundle, text, voice, temperature, seed, send
-            )
-        except Exception as exc:
-            raise BackendError(f"{self.name}: Bark generation failed: {exc!r}") from exc
-        seconds = time.perf_counter() - started
-        audio = await asyncio.to_thread(
-            encode_output, samples, bundle.sampling_rate, fmt, voice=voice
-        )
-        return EngineResult(
-            output={"audio": audio}, usage=Usage(outputs=1, compute_seconds=seconds)
+        return await clip_result(
+            self.name,
+            lambda: generate_speech(bundle, text, voice, temperature, seed, send),
+            "Bark generation",
+            bundle.sampling_rate,
+            fmt,
+            voice=voice,
         )
 
 

@@ -1,72 +1,22 @@
-"""What the local audio engines share: resident models, seeding, step progress and outputs."""
+"""What the local audio engines share: model directories, text and format inputs, step progress,
+and the generated clip as the job's result."""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Generic, TypeVar
+from typing import Any
 
-from gpubridge.engines.base import (
-    BackendConfig,
-    Emit,
-    EngineContext,
-    EngineEvent,
-    ModelRef,
-    OutputFile,
-)
-from gpubridge.engines.local import progress_event, release_memory, resolve_source
+from gpubridge.engines.base import EngineEvent, EngineResult, OutputFile, Usage
+from gpubridge.engines.local import progress_event, resolve_source
 from gpubridge.engines.media import audio_file
+from gpubridge.engines.resident_engine import timed
 from gpubridge.errors import BackendError, InvalidInput
-
-T = TypeVar("T")
 
 AUDIO_FORMATS = ("wav", "mp3", "flac", "opus")
 SENTENCE_END = "(?<=[.!?\u2026])\\s+|(?<=[\u3002\uff01\uff1f])\\s*|\n+"
 """Where a sentence ends: Latin punctuation before a space, CJK punctuation, a line break."""
-
-
-class LocalAudioEngine(Generic[T]):
-    """Base of the local audio engines: one resident bundle per model source.
-
-    Subclasses implement ``load_bundle(source, options)`` (run in a worker thread) and ``run``.
-    Backend options: ``device`` (default: cuda when available).
-    """
-
-    def __init__(self, config: BackendConfig, context: EngineContext | None = None) -> None:
-        from gpubridge.engines.residency import Resident
-
-        self.name = config.name
-        self.options = dict(config.options)
-        self.device: str | None = config.options.get("device")
-        cache = context.model_cache() if context is not None else None
-        self._models: Resident[T] = Resident(cache, config.name)
-
-    def load_bundle(self, source: str, options: dict[str, Any]) -> T:
-        """Load the model at ``source`` (a directory or hub id) with the model's options."""
-        raise NotImplementedError
-
-    async def loaded(self, model: ModelRef, emit: Emit | None = None) -> T:
-        """The resident bundle of ``model``, loaded on first use."""
-        try:
-            return await self._models.get(
-                model.source,
-                lambda: self.load_bundle(model.source, model.options),
-                emit=emit,
-                label=model.id,
-            )
-        except (OSError, ValueError, RuntimeError, KeyError) as exc:
-            raise BackendError(f"{self.name}: could not load {model.source}: {exc}") from exc
-
-    async def load(self, model: ModelRef) -> None:
-        await self.loaded(model)
-
-    async def health(self) -> bool:
-        return True
-
-    async def unload(self) -> None:
-        if self._models.clear():
-            await asyncio.to_thread(release_memory)
 
 
 def model_dir(source: str) -> Path:
@@ -79,6 +29,14 @@ def model_dir(source: str) -> Path:
     return Path(snapshot_download(location, local_files_only=local_only))
 
 
+def required_text(payload: dict[str, Any], field: str) -> str:
+    """The request's non-blank text ``field``, stripped."""
+    text = str(payload.get(field) or "").strip()
+    if not text:
+        raise InvalidInput(f"{field} is required", code="invalid_input")
+    return text
+
+
 def output_format(payload: dict[str, Any], allowed: tuple[str, ...] = AUDIO_FORMATS) -> str:
     """The requested audio ``format`` (default wav), checked against ``allowed``."""
     fmt = str(payload.get("format") or "wav").lower()
@@ -88,15 +46,6 @@ def output_format(payload: dict[str, Any], allowed: tuple[str, ...] = AUDIO_FORM
             violations=[{"path": "format", "message": f"must be one of {list(allowed)}"}],
         )
     return fmt
-
-
-def seed_everything(seed: int | None) -> None:
-    """Seed torch's generators (CPU and CUDA) when the job asked for a seed."""
-    if seed is None:
-        return
-    import torch
-
-    torch.manual_seed(int(seed) % 2**32)
 
 
 def encode_output(samples: Any, sampling_rate: int, fmt: str, **metadata: Any) -> OutputFile:
@@ -112,6 +61,22 @@ def encode_output(samples: Any, sampling_rate: int, fmt: str, **metadata: Any) -
     if peak > 1.0:
         data = data / peak
     return audio_file(data, sampling_rate, fmt, **metadata)
+
+
+async def clip_result(
+    name: str,
+    work: Callable[[], Any],
+    action: str,
+    sampling_rate: int,
+    fmt: str,
+    **metadata: Any,
+) -> EngineResult:
+    """Run ``work`` (it returns mono samples) timed in a worker thread, then encode its clip:
+    the job's result, one output billed by its compute seconds. A failure of ``work`` becomes
+    ``BackendError("<name>: <action> failed: ...")``."""
+    samples, seconds = await timed(name, work, action)
+    audio = await asyncio.to_thread(encode_output, samples, sampling_rate, fmt, **metadata)
+    return EngineResult(output={"audio": audio}, usage=Usage(outputs=1, compute_seconds=seconds))
 
 
 class StepCounter:

@@ -11,28 +11,22 @@ pinyin G2P (jieba, pypinyin, cn2an), all without downloads at run time.
 
 from __future__ import annotations
 
-import asyncio
 import threading
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from gpubridge.engines.audio.common import (
-    LocalAudioEngine,
-    encode_output,
-    model_dir,
-    output_format,
-)
+from gpubridge.engines.audio.common import clip_result, model_dir, output_format, required_text
 from gpubridge.engines.base import (
     BackendConfig,
     Emit,
     EngineContext,
     EngineRequest,
     EngineResult,
-    Usage,
+    ModelRef,
 )
 from gpubridge.engines.local import pick_device, progress_event, threadsafe_emit
+from gpubridge.engines.resident_engine import ResidentEngine
 from gpubridge.errors import BackendError, InvalidInput
 
 if TYPE_CHECKING:
@@ -165,8 +159,8 @@ def synthesize(
     voice: str,
     speed: float,
     send: Callable[[EngineEvent], None],
-) -> tuple[Any, int]:
-    """Phonemize ``text`` into chunks, then render each with the voice; (samples, chunks)."""
+) -> Any:
+    """Phonemize ``text`` into chunks, then render each with the voice; the joined samples."""
     import numpy as np
     import torch
     from kokoro import KPipeline
@@ -183,45 +177,39 @@ def synthesize(
             output = KPipeline.infer(bundle.model, phonemes, pack, speed)
         parts.append(output.audio.detach().float().cpu().numpy().reshape(-1))
         send(progress_event("synthesizing", index, len(chunks)))
-    return np.concatenate(parts), len(chunks)
+    return np.concatenate(parts)
 
 
-class KokoroEngine(LocalAudioEngine[KokoroBundle]):
+class KokoroEngine(ResidentEngine[KokoroBundle]):
     """An ``Engine`` speaking text with Kokoro-82M.
 
     Options: ``device``; model options: ``weights`` (the ``.pth`` file name in the model
     directory, default the only one there).
     """
 
-    def load_bundle(self, source: str, options: dict[str, Any]) -> KokoroBundle:
-        return load_kokoro(source, options, self.device)
+    def load_model(self, ref: ModelRef) -> KokoroBundle:
+        return load_kokoro(ref.source, ref.options, self.device)
 
     async def run(self, request: EngineRequest, emit: Emit) -> EngineResult:
         payload = request.input
-        text = str(payload.get("text") or "").strip()
-        if not text:
-            raise InvalidInput("text is required", code="invalid_input")
+        text = required_text(payload, "text")
         voice = str(payload.get("voice") or "af_heart")
         speed = float(payload.get("speed") or 1.0)
         fmt = output_format(payload)
-        bundle = await self.loaded(request.model, emit)
+        bundle = await self.model(request.model, emit)
         if voice not in bundle.voices or voice[:1] not in LANGUAGES:
             raise InvalidInput(
                 f"voice {voice!r} is not one of this model's voices",
                 violations=[{"path": "voice", "message": "unknown voice"}],
             )
         send = threadsafe_emit(emit)
-        started = time.perf_counter()
-        try:
-            samples, _ = await asyncio.to_thread(synthesize, bundle, text, voice, speed, send)
-        except (InvalidInput, BackendError):
-            raise
-        except Exception as exc:
-            raise BackendError(f"{self.name}: speech synthesis failed: {exc!r}") from exc
-        seconds = time.perf_counter() - started
-        audio = await asyncio.to_thread(encode_output, samples, SAMPLING_RATE, fmt, voice=voice)
-        return EngineResult(
-            output={"audio": audio}, usage=Usage(outputs=1, compute_seconds=seconds)
+        return await clip_result(
+            self.name,
+            lambda: synthesize(bundle, text, voice, speed, send),
+            "speech synthesis",
+            SAMPLING_RATE,
+            fmt,
+            voice=voice,
         )
 
 

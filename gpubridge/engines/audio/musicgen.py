@@ -3,20 +3,12 @@
 
 from __future__ import annotations
 
-import asyncio
 import math
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from gpubridge.engines.audio.common import (
-    LocalAudioEngine,
-    StepCounter,
-    encode_output,
-    output_format,
-    seed_everything,
-)
+from gpubridge.engines.audio.common import StepCounter, clip_result, output_format, required_text
 from gpubridge.engines.base import (
     BackendConfig,
     Emit,
@@ -24,10 +16,12 @@ from gpubridge.engines.base import (
     EngineEvent,
     EngineRequest,
     EngineResult,
-    Usage,
+    ModelRef,
 )
+from gpubridge.engines.diffusion.generation import pick_seed
 from gpubridge.engines.local import pick_device, resolve_source, threadsafe_emit
-from gpubridge.errors import BackendError, InvalidInput
+from gpubridge.engines.resident_engine import ResidentEngine
+from gpubridge.errors import InvalidInput
 
 MUSIC_FORMATS = ("wav", "mp3", "flac")
 MAX_SECONDS = 30.0
@@ -86,7 +80,7 @@ def generate_music(
     prompt: str,
     seconds: float,
     sampling: dict[str, Any],
-    seed: int | None,
+    seed: int,
     send: Callable[[EngineEvent], None],
 ) -> Any:
     """Generate about ``seconds`` of mono audio; progress is one event every few steps (a
@@ -98,7 +92,7 @@ def generate_music(
     inputs = bundle.processor(text=[prompt], padding=True, return_tensors="pt")
     inputs = inputs.to(bundle.model.device)
     streamer = StepCounter(send, "generating", steps, every=max(steps // 20, 1))
-    seed_everything(seed)
+    torch.manual_seed(seed)
     with torch.inference_mode():
         audio = bundle.model.generate(
             **inputs,
@@ -126,38 +120,32 @@ def sampling_options(payload: dict[str, Any]) -> dict[str, Any]:
     return options
 
 
-class MusicgenEngine(LocalAudioEngine[MusicgenBundle]):
+class MusicgenEngine(ResidentEngine[MusicgenBundle]):
     """An ``Engine`` composing music with MusicGen (``facebook/musicgen-small``, ``-medium``).
 
     Options: ``device``.
     """
 
-    def load_bundle(self, source: str, options: dict[str, Any]) -> MusicgenBundle:
-        return load_musicgen(source, self.device)
+    def load_model(self, ref: ModelRef) -> MusicgenBundle:
+        return load_musicgen(ref.source, self.device)
 
     async def run(self, request: EngineRequest, emit: Emit) -> EngineResult:
         payload = request.input
-        prompt = str(payload.get("prompt") or "").strip()
-        if not prompt:
-            raise InvalidInput("prompt is required", code="invalid_input")
+        prompt = required_text(payload, "prompt")
         seconds = float(payload.get("duration_seconds", 8))
         if not 0 < seconds <= MAX_SECONDS:
             raise InvalidInput(f"duration_seconds must be in (0, {MAX_SECONDS:g}]")
         fmt = output_format(payload, MUSIC_FORMATS)
         sampling = sampling_options(payload)
-        bundle = await self.loaded(request.model, emit)
+        seed = pick_seed(payload.get("seed"))
+        bundle = await self.model(request.model, emit)
         send = threadsafe_emit(emit)
-        started = time.perf_counter()
-        try:
-            samples = await asyncio.to_thread(
-                generate_music, bundle, prompt, seconds, sampling, payload.get("seed"), send
-            )
-        except Exception as exc:
-            raise BackendError(f"{self.name}: MusicGen generation failed: {exc!r}") from exc
-        elapsed = time.perf_counter() - started
-        audio = await asyncio.to_thread(encode_output, samples, bundle.sampling_rate, fmt)
-        return EngineResult(
-            output={"audio": audio}, usage=Usage(outputs=1, compute_seconds=elapsed)
+        return await clip_result(
+            self.name,
+            lambda: generate_music(bundle, prompt, seconds, sampling, seed, send),
+            "MusicGen generation",
+            bundle.sampling_rate,
+            fmt,
         )
 
 

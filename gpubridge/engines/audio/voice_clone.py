@@ -10,17 +10,11 @@ reference audio into the 512-dimensional speaker embedding SpeechT5 is condition
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from gpubridge.engines.audio.common import (
-    LocalAudioEngine,
-    encode_output,
-    output_format,
-    split_sentences,
-)
+from gpubridge.engines.audio.common import clip_result, output_format, split_sentences
 from gpubridge.engines.base import (
     BackendConfig,
     Emit,
@@ -28,11 +22,12 @@ from gpubridge.engines.base import (
     EngineEvent,
     EngineRequest,
     EngineResult,
-    Usage,
+    ModelRef,
 )
 from gpubridge.engines.local import pick_device, progress_event, resolve_source, threadsafe_emit
 from gpubridge.engines.media import decode_audio, require
-from gpubridge.errors import BackendError, InvalidInput
+from gpubridge.engines.resident_engine import ResidentEngine
+from gpubridge.errors import InvalidInput
 
 PREVIEW_TEXT = "Hello! This is a preview of the cloned voice, reading a short sentence."
 MAX_PIECE_CHARS = 200
@@ -125,14 +120,14 @@ def clone_speech(
     return np.concatenate(parts)
 
 
-class VoiceCloneEngine(LocalAudioEngine[CloneBundle]):
+class VoiceCloneEngine(ResidentEngine[CloneBundle]):
     """An ``Engine`` speaking text in the voice of a reference recording (SpeechT5 + x-vector).
 
     Options: ``device``; model options: ``vocoder``, ``speaker_encoder`` (sources).
     """
 
-    def load_bundle(self, source: str, options: dict[str, Any]) -> CloneBundle:
-        return load_clone(source, options, self.device)
+    def load_model(self, ref: ModelRef) -> CloneBundle:
+        return load_clone(ref.source, ref.options, self.device)
 
     async def run(self, request: EngineRequest, emit: Emit) -> EngineResult:
         payload = request.input
@@ -147,17 +142,14 @@ class VoiceCloneEngine(LocalAudioEngine[CloneBundle]):
                 f"{MAX_REFERENCE_SECONDS:g} seconds (got {seconds_in:.1f})",
                 code="invalid_media",
             )
-        bundle = await self.loaded(request.model, emit)
+        bundle = await self.model(request.model, emit)
         send = threadsafe_emit(emit)
-        started = time.perf_counter()
-        try:
-            samples = await asyncio.to_thread(clone_speech, bundle, reference, text, send)
-        except Exception as exc:
-            raise BackendError(f"{self.name}: voice cloning failed: {exc!r}") from exc
-        elapsed = time.perf_counter() - started
-        audio = await asyncio.to_thread(encode_output, samples, bundle.sampling_rate, fmt)
-        return EngineResult(
-            output={"audio": audio}, usage=Usage(outputs=1, compute_seconds=elapsed)
+        return await clip_result(
+            self.name,
+            lambda: clone_speech(bundle, reference, text, send),
+            "voice cloning",
+            bundle.sampling_rate,
+            fmt,
         )
 
 
