@@ -10,7 +10,8 @@ import asyncio
 import functools
 import logging
 import uuid
-from collections.abc import Awaitable, Callable
+from collections import Counter
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from gpubridge.db import Database
@@ -30,6 +31,7 @@ class Dispatcher:
         *,
         max_concurrency: int,
         poll_s: float,
+        capacity: Mapping[str, int] | None = None,
         maintenance: Maintenance | None = None,
         maintenance_every_s: float = 30.0,
     ) -> None:
@@ -37,6 +39,10 @@ class Dispatcher:
         self.runner = runner
         self.worker_id = f"worker-{uuid.uuid4().hex[:12]}"
         self.max_concurrency = max_concurrency
+        self.capacity = dict(capacity) if capacity is not None else None
+        """Jobs of each service this worker may run at once (its backends' concurrency): it
+        claims no more, so other replicas take the rest."""
+        self._per_service: Counter[str] = Counter()
         self.poll_s = poll_s
         self.maintenance = maintenance
         self.maintenance_every_s = maintenance_every_s
@@ -60,7 +66,8 @@ class Dispatcher:
         task = asyncio.create_task(self._run(job), name=f"job-{job.id}")
         self._running.add(task)
         self._by_job[job.id] = task
-        task.add_done_callback(functools.partial(self._forget, job_id=job.id))
+        self._per_service[job.service] += 1
+        task.add_done_callback(functools.partial(self._forget, job_id=job.id, service=job.service))
         return task
 
     def cancel_local(self, job_id: str) -> bool:
@@ -82,8 +89,9 @@ class Dispatcher:
         await asyncio.gather(*self._tasks, *self._running, return_exceptions=True)
         self._tasks.clear()
 
-    def _forget(self, task: asyncio.Task[Any], *, job_id: str) -> None:
+    def _forget(self, task: asyncio.Task[Any], *, job_id: str, service: str) -> None:
         self._running.discard(task)
+        self._per_service[service] -= 1
         if self._starved:
             # The last claim was cut short by the concurrency bound: queued jobs may wait.
             self._wake.set()
@@ -103,11 +111,18 @@ class Dispatcher:
         while True:
             try:
                 free = self.max_concurrency - len(self._running)
+                per_service = self._free_per_service()
+                if per_service is not None:
+                    free = min(free, sum(per_service.values()))
                 self._starved = free <= 0
                 if free > 0:
                     async with self.db.begin() as conn:
                         claimed = await claim_pending(
-                            conn, self.worker_id, free, skip_locked=self.db.is_postgres
+                            conn,
+                            self.worker_id,
+                            free,
+                            skip_locked=self.db.is_postgres,
+                            per_service=per_service,
                         )
                     for job in claimed:
                         self.spawn(job)
@@ -124,6 +139,12 @@ class Dispatcher:
                     await self._wake.wait()
             except TimeoutError:
                 pass
+
+    def _free_per_service(self) -> dict[str, int] | None:
+        if self.capacity is None:
+            return None
+        free = {k: n - self._per_service[k] for k, n in self.capacity.items()}
+        return {k: n for k, n in free.items() if n > 0}
 
     async def _maintenance_loop(self) -> None:
         assert self.maintenance is not None

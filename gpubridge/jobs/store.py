@@ -108,22 +108,36 @@ async def find_by_idempotency_key(
 
 
 async def claim_pending(
-    conn: AsyncConnection, worker_id: str, limit: int, *, skip_locked: bool
+    conn: AsyncConnection,
+    worker_id: str,
+    limit: int,
+    *,
+    skip_locked: bool,
+    per_service: Mapping[str, int] | None = None,
 ) -> list[JobRecord]:
-    """Claim up to ``limit`` pending jobs for this worker, oldest first.
+    """Claim up to ``limit`` pending jobs for this worker, oldest first; with ``per_service``,
+    only jobs of those services and at most that many of each (what this worker can run now).
 
     On PostgreSQL the rows are locked with ``FOR UPDATE SKIP LOCKED`` so that several gateway
     replicas each claim a job exactly once; the guarded UPDATE makes that hold on any database.
     """
     query = (
-        select(jobs.c.id)
+        select(jobs.c.id, jobs.c.service)
         .where(jobs.c.status == JobStatus.PENDING.value)
         .order_by(jobs.c.created_at)
         .limit(limit)
     )
+    if per_service is not None:
+        query = query.where(jobs.c.service.in_([k for k, n in per_service.items() if n > 0]))
     if skip_locked:
         query = query.with_for_update(skip_locked=True)
-    ids = list((await conn.execute(query)).scalars())
+    ids: list[str] = []
+    taken: dict[str, int] = {}
+    for job_id, service in (await conn.execute(query)).all():
+        if per_service is not None and taken.get(service, 0) >= per_service.get(service, 0):
+            continue
+        taken[service] = taken.get(service, 0) + 1
+        ids.append(job_id)
     claimed: list[JobRecord] = []
     now = utcnow()
     for job_id in ids:

@@ -21,6 +21,9 @@ def upstream() -> Iterator[Any]:
 def use_upstream(base_url: str, *, async_llm: bool = False):
     def edit(data: dict[str, Any]) -> None:
         services = data["services"]
+        # Only these two services run here: the others keep no backend (503, nothing claimed).
+        for service in services.values():
+            service["backends"] = []
         services["llm-4090"]["backends"] = [openai_backend("upstream", base_url)]
         services["embedding-l4"]["backends"] = [openai_backend("upstream-embed", base_url)]
         if async_llm:
