@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import hashlib
 import json
 import logging
+import re
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -32,7 +34,7 @@ from gpubridge.jobs import store
 from gpubridge.jobs.dispatcher import Dispatcher
 from gpubridge.jobs.events import JobEvents
 from gpubridge.jobs.files import FileStore, LocalBlobStore, StoredFile, expiry
-from gpubridge.jobs.media import MediaFetcher
+from gpubridge.jobs.media import FIELD_KINDS, MediaFetcher
 from gpubridge.jobs.netguard import check_url
 from gpubridge.jobs.status import ACTIVE, JobStatus
 from gpubridge.jobs.store import JobRecord
@@ -48,6 +50,8 @@ from gpubridge.payments.x402.wallets import Claimed, claim
 from gpubridge.settings import Settings
 
 log = logging.getLogger(__name__)
+
+_MEDIA_TYPE = re.compile(r"[a-z0-9][a-z0-9.+-]*/[a-z0-9][a-z0-9.+-]*")
 
 
 @dataclass(frozen=True)
@@ -104,12 +108,15 @@ class Gateway:
             files=self.files,
             auto_topups=self.card_topups.auto,
         )
+        capacity = {
+            key: sum(b.concurrency for b in service.backends)
+            for key, service in catalog.services.items()
+        }
         self.dispatcher = Dispatcher(
             db,
             self.runner.run,
-            max_concurrency=max(
-                1, sum(b.concurrency for s in catalog.services.values() for b in s.backends)
-            ),
+            max_concurrency=max(1, sum(capacity.values())),
+            capacity=capacity,
             poll_s=settings.dispatcher_poll_s,
             maintenance=self.maintenance,
         )
@@ -169,25 +176,38 @@ class Gateway:
         webhook_url: str | None = None,
         idempotency_key: str | None = None,
         priority: str | None = None,
+        media: Mapping[str, MediaInput] | None = None,
     ) -> Submitted:
-        """Validate, hold the estimate and create the job; all before any GPU work."""
-        service, model, media = await self._admit(service_key, payload, webhook_url)
+        """Validate, hold the estimate and create the job; all before any GPU work.
+
+        ``media`` hands over media inputs already in hand (an upload) instead of fetching
+        them: each is keyed by its input field, which ``payload`` must name (with a
+        placeholder such as ``"upload:<filename>"``, never the bytes), and gets the same size,
+        type and content checks as a fetched file.
+        """
+        service, model, fetched = await self._admit(service_key, payload, webhook_url, media)
         return await self._create(
             account,
             service,
             model,
             payload,
-            media,
+            fetched,
             webhook_url=webhook_url,
             idempotency_key=idempotency_key,
             priority=priority,
+            uploaded=frozenset(media or ()),
         )
 
     async def _admit(
-        self, service_key: str, payload: Any, webhook_url: str | None
+        self,
+        service_key: str,
+        payload: Any,
+        webhook_url: str | None,
+        given: Mapping[str, MediaInput] | None = None,
     ) -> tuple[Service, ModelSpec, dict[str, MediaInput]]:
         """Everything that refuses a request before it is charged: the input, a backend,
-        the webhook URL, and the media inputs, which are fetched and checked here."""
+        the webhook URL, and the media inputs, which are fetched (or, when ``given``,
+        taken as handed over) and checked here."""
         service = self.catalog.service(service_key)
         model = self.catalog.validate_input(service, payload)
         if not service.backends:
@@ -201,7 +221,19 @@ class Gateway:
                 allow_private=self.settings.allow_private_urls,
                 require_https=not self.settings.allow_private_urls,
             )
-        media = await self.media.fetch_all(payload)
+        given = given or {}
+        media = await self.media.fetch_all({k: v for k, v in payload.items() if k not in given})
+        for field, item in given.items():
+            kind = FIELD_KINDS.get(field)
+            if kind is None or field not in payload:
+                raise ValueError(f"{field!r} is not a media field of this input")
+            declared = item.content_type.split(";")[0].strip().lower()
+            if not _MEDIA_TYPE.fullmatch(declared):
+                declared = "application/octet-stream"
+            # As a data: URL, the bytes go through the fetcher's own size, type and content
+            # checks without any network access.
+            encoded = base64.b64encode(item.data).decode("ascii")
+            media[field] = await self.media.fetch(field, f"data:{declared};base64,{encoded}", kind)
         return service, model, media
 
     async def _create(
@@ -215,8 +247,10 @@ class Gateway:
         webhook_url: str | None,
         idempotency_key: str | None,
         priority: str | None,
+        uploaded: frozenset[str] = frozenset(),
     ) -> Submitted:
-        request_hash = _request_hash(service.key, payload, webhook_url)
+        digests = {f: hashlib.sha256(media[f].data).hexdigest() for f in sorted(uploaded)}
+        request_hash = _request_hash(service.key, payload, webhook_url, digests)
         if idempotency_key is not None:
             earlier = await self._idempotent_replay(account, idempotency_key, request_hash)
             if earlier is not None:
@@ -281,6 +315,7 @@ class Gateway:
         webhook_url: str | None = None,
         idempotency_key: str | None = None,
         priority: str | None = None,
+        media: Mapping[str, MediaInput] | None = None,
     ) -> PaidSubmission:
         """Submit a job paid with x402 (a header value or a decoded payment object).
 
@@ -288,13 +323,14 @@ class Gateway:
         verified, reserved and settled before the job exists, and credited to the payer's
         wallet account, which the job is then held and charged on like any other account.
         An Idempotency-Key replays within that account only: a retry with a new payment gets
-        the earlier job, and its payment stays in the wallet account as credit.
+        the earlier job, and its payment stays in the wallet account as credit. ``media`` is
+        as for ``submit``.
         """
         if self.x402 is None:
             raise ServiceUnavailable("x402 payments are off on this server", code="x402_disabled")
-        service, model, media = await self._admit(service_key, payload, webhook_url)
+        service, model, fetched = await self._admit(service_key, payload, webhook_url, media)
         quote = self.catalog.quote(
-            service, model, payload, await _audio_seconds(service, model, media)
+            service, model, payload, await _audio_seconds(service, model, fetched)
         )
         offer = self.x402.offer(
             quote.estimated_micros, resource, f"{service.name} ({service.key}) job"
@@ -307,10 +343,11 @@ class Gateway:
             service,
             model,
             payload,
-            media,
+            fetched,
             webhook_url=webhook_url,
             idempotency_key=idempotency_key,
             priority=priority,
+            uploaded=frozenset(media or ()),
         )
         return PaidSubmission(submitted, accepted)
 
@@ -478,12 +515,14 @@ async def _audio_seconds(
     return await asyncio.to_thread(media_duration_seconds, audio)
 
 
-def _request_hash(service: str, payload: Any, webhook_url: str | None) -> str:
-    canonical = json.dumps(
-        {"service": service, "input": payload, "webhook_url": webhook_url},
-        sort_keys=True,
-        separators=(",", ":"),
-    )
+def _request_hash(
+    service: str, payload: Any, webhook_url: str | None, uploads: dict[str, str] | None = None
+) -> str:
+    """What an Idempotency-Key is bound to; ``uploads`` are the SHA-256 of handed-over media."""
+    request: dict[str, Any] = {"service": service, "input": payload, "webhook_url": webhook_url}
+    if uploads:
+        request["uploads"] = uploads
+    canonical = json.dumps(request, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 

@@ -9,6 +9,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from gpubridge.errors import GpubridgeError, RateLimited
+from gpubridge.http_api.openai_errors import is_openai_path, openai_domain_error, openai_error
 from gpubridge.http_api.x402 import x402_required
 from gpubridge.payments.x402 import X402Required
 
@@ -36,6 +37,8 @@ async def domain_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, GpubridgeError)
     if exc.status >= 500 and exc.status != 503:
         log.error("request failed: %s", exc.code, extra={"path": request.url.path})
+    if is_openai_path(request.url.path):
+        return openai_domain_error(request, exc)
     headers = {"Retry-After": str(exc.retry_after)} if isinstance(exc, RateLimited) else None
     return JSONResponse({"error": exc.to_dict()}, status_code=exc.status, headers=headers)
 
@@ -43,6 +46,8 @@ async def domain_error(request: Request, exc: Exception) -> Response:
 async def http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
     code = HTTP_CODES.get(exc.status_code, "http_error")
+    if is_openai_path(request.url.path):
+        return openai_error(exc.status_code, str(exc.detail), code=code, headers=exc.headers)
     return JSONResponse(
         {"error": {"code": code, "message": str(exc.detail)}},
         status_code=exc.status_code,
@@ -52,6 +57,8 @@ async def http_error(request: Request, exc: Exception) -> Response:
 
 async def unexpected_error(request: Request, exc: Exception) -> Response:
     log.exception("unexpected error", extra={"path": request.url.path})
+    if is_openai_path(request.url.path):
+        return openai_error(500, "an unexpected error occurred", code="internal_error")
     return error_response(500, "internal_error", "an unexpected error occurred")
 
 

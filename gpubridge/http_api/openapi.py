@@ -6,6 +6,7 @@ from typing import Any
 
 from gpubridge import __version__
 from gpubridge.catalog import Catalog
+from gpubridge.http_api.openai_openapi import OPENAI_ERROR, openai_paths
 from gpubridge.payments.packages import PACKAGES
 
 ERROR = {"$ref": "#/components/schemas/Error"}
@@ -111,6 +112,7 @@ def openapi_document(catalog: Catalog) -> dict[str, Any]:
                     },
                 },
                 "RunRequest": {"oneOf": run_variants},
+                "OpenAIError": OPENAI_ERROR,
             },
         },
         "paths": {
@@ -328,6 +330,7 @@ def openapi_document(catalog: Catalog) -> dict[str, Any]:
                     "parameters": [_path("job_id")],
                 }
             },
+            **openai_paths(catalog),
         },
         "x-job-schema": job,
     }

@@ -25,6 +25,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gpubridge.errors import ConfigurationError
 from gpubridge.http_api.errors import HTTP_CODES, error_response
+from gpubridge.http_api.openai_errors import is_openai_path, openai_error
 from gpubridge.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -229,12 +230,11 @@ class RateLimitMiddleware:
     ) -> None:
         per = "minute per API key" if kind == "key" else "second per client IP"
         retry_after = _seconds_until(stats.reset_time)
-        response = error_response(
-            429,
-            HTTP_CODES[429],
-            f"rate limit exceeded: {item.amount} requests per {per}; retry in {retry_after} s",
-            retry_after=retry_after,
-        )
+        message = f"rate limit exceeded: {item.amount} requests per {per}; retry in {retry_after} s"
+        if is_openai_path(scope["path"]):
+            response = openai_error(429, message, code="rate_limit_exceeded")
+        else:
+            response = error_response(429, HTTP_CODES[429], message, retry_after=retry_after)
         response.headers["Retry-After"] = str(retry_after)
         for name, value in _limit_headers(item, 0, stats.reset_time):
             response.headers[name.decode()] = value.decode()

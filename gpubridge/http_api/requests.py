@@ -12,6 +12,7 @@ from gpubridge.gateway import Gateway
 from gpubridge.payments.accounts import Account
 
 MAX_BODY_BYTES = 4 * 1024 * 1024
+PRIORITIES = {"fast", "cheap"}
 
 
 def gateway_of(request: Request) -> Gateway:
@@ -78,3 +79,21 @@ def int_param(request: Request, name: str, default: int, low: int, high: int) ->
             violations=[{"path": name, "message": f"out of range {low}..{high}"}],
         )
     return value
+
+
+def priority_of(request: Request) -> str | None:
+    """The ``X-Priority`` header: ``fast``, ``cheap`` or none."""
+    priority = request.headers.get("x-priority")
+    if priority is not None and priority not in PRIORITIES:
+        raise BadRequest("X-Priority must be 'fast' or 'cheap'", code="invalid_priority")
+    return priority
+
+
+def idempotency_key_of(request: Request) -> str | None:
+    """The ``Idempotency-Key`` header, 1 to 255 characters, if any."""
+    key = request.headers.get("idempotency-key")
+    if key is not None and not 1 <= len(key) <= 255:
+        raise BadRequest(
+            "Idempotency-Key must be 1 to 255 characters", code="invalid_idempotency_key"
+        )
+    return key

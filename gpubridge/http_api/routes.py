@@ -15,12 +15,15 @@ from gpubridge.gateway import job_view, service_summary
 from gpubridge.gateway.metrics import CONTENT_TYPE_LATEST as METRICS_CONTENT_TYPE
 from gpubridge.http_api import account_keys, crypto_topups, topups
 from gpubridge.http_api.dashboard import dashboard_routes
+from gpubridge.http_api.openai_compat import openai_routes
 from gpubridge.http_api.openapi import openapi_document
 from gpubridge.http_api.requests import (
     bearer_key,
     gateway_of,
+    idempotency_key_of,
     int_param,
     json_object,
+    priority_of,
     require_account,
 )
 from gpubridge.http_api.x402 import (
@@ -31,8 +34,6 @@ from gpubridge.http_api.x402 import (
     resource_of,
 )
 from gpubridge.money import micros_to_usd, usd_to_micros
-
-PRIORITIES = {"fast", "cheap"}
 
 
 async def healthz(request: Request) -> Response:
@@ -152,14 +153,8 @@ async def run(request: Request) -> Response:
         violations.append({"path": "webhook_url", "message": "must be a string"})
     if violations:
         raise InvalidInput("invalid request body", violations=violations)
-    priority = request.headers.get("x-priority")
-    if priority is not None and priority not in PRIORITIES:
-        raise BadRequest("X-Priority must be 'fast' or 'cheap'", code="invalid_priority")
-    key = request.headers.get("idempotency-key")
-    if key is not None and not 1 <= len(key) <= 255:
-        raise BadRequest(
-            "Idempotency-Key must be 1 to 255 characters", code="invalid_idempotency_key"
-        )
+    priority = priority_of(request)
+    key = idempotency_key_of(request)
 
     headers: dict[str, str] = {}
     if account is None:
@@ -278,5 +273,6 @@ def build_routes() -> list[BaseRoute]:
         Route("/status/{job_id}/stream", stream),
         Route("/cancel/{job_id}", cancel, methods=["POST"]),
         Route("/files/{file_id}", file),
+        *openai_routes(),
         *dashboard_routes(),
     ]
