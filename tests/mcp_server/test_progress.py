@@ -70,7 +70,8 @@ async def test_past_the_wait_the_tool_returns_the_job_id_and_get_job_finishes(
 
 
 async def test_get_job_waits_at_most_the_mcp_wait(start_gateway: StartGateway, upstream):
-    upstream.behaviour.delay_s = 1.0
+    # Far longer than the waits below, so the job is surely still running on a busy machine.
+    upstream.behaviour.delay_s = 5.0
     async with start_gateway(mcp_wait_s=0.2) as running:
         key = await running.funded_key()
         async with running.client(key) as client:
