@@ -3,7 +3,6 @@ taking one job through the gateway (API key or x402, hold, charge) to its end.""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC
@@ -16,8 +15,8 @@ from gpubridge.engines.base import MediaInput
 from gpubridge.errors import BadRequest, Conflict, InvalidInput, NotFound
 from gpubridge.http_api.openai_errors import JobEnded
 from gpubridge.http_api.requests import (
-    MAX_BODY_BYTES,
     bearer_key,
+    body_object,
     gateway_of,
     idempotency_key_of,
     priority_of,
@@ -63,15 +62,7 @@ async def read_json(
     ignored: frozenset[str] = frozenset(),
 ) -> dict[str, Any]:
     """The JSON object body; unknown fields are a 400 as at OpenAI, ``ignored`` ones dropped."""
-    raw = await request.body()
-    if len(raw) > MAX_BODY_BYTES:
-        raise BadRequest("request body is larger than 4 MiB", code="payload_too_large")
-    try:
-        body = json.loads(raw) if raw else None
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise BadRequest(f"request body is not valid JSON: {exc}", code="invalid_json") from None
-    if not isinstance(body, dict):
-        raise BadRequest("request body must be a JSON object", code="invalid_json")
+    body = await body_object(request)
     return checked_fields(body, allowed=allowed, required=required, ignored=ignored)
 
 

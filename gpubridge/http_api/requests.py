@@ -20,8 +20,8 @@ def gateway_of(request: Request) -> Gateway:
     return gateway
 
 
-async def json_object(request: Request, allowed: set[str], required: set[str]) -> dict[str, Any]:
-    """The request body as a JSON object with only ``allowed`` keys and all ``required`` ones."""
+async def body_object(request: Request) -> dict[str, Any]:
+    """The request body parsed as a JSON object (at most ``MAX_BODY_BYTES``); 400 otherwise."""
     raw = await request.body()
     if len(raw) > MAX_BODY_BYTES:
         raise BadRequest("request body is larger than 4 MiB", code="payload_too_large")
@@ -31,6 +31,12 @@ async def json_object(request: Request, allowed: set[str], required: set[str]) -
         raise BadRequest(f"request body is not valid JSON: {exc}", code="invalid_json") from None
     if not isinstance(body, dict):
         raise BadRequest("request body must be a JSON object", code="invalid_json")
+    return body
+
+
+async def json_object(request: Request, allowed: set[str], required: set[str]) -> dict[str, Any]:
+    """The request body as a JSON object with only ``allowed`` keys and all ``required`` ones."""
+    body = await body_object(request)
     violations = [
         {"path": key, "message": "unknown field"} for key in sorted(set(body) - allowed)
     ] + [

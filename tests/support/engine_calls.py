@@ -93,6 +93,17 @@ def engine(
     return create(config, context or EngineContext())
 
 
+def cuda_engine(
+    create: Callable[[BackendConfig, EngineContext], E], type_key: str, dtype: str = "float16"
+) -> E:
+    """``engine(create, type_key)`` on CUDA in ``dtype``; skips the test where CUDA is missing."""
+    import torch
+
+    if not torch.cuda.is_available():
+        pytest.skip("needs CUDA")
+    return engine(create, type_key, device="cuda", dtype=dtype)
+
+
 async def run(
     target: Engine, req: EngineRequest, *, timeout_s: float = 120, unload: bool = False
 ) -> tuple[EngineResult, Events]:

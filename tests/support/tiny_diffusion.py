@@ -276,7 +276,8 @@ def build_tiny_sd3(directory: Path, *, seed: int = 0) -> Path:
     return directory
 
 
-def _clip_vision(projection_dim: int = 32) -> Any:
+def clip_vision_encoder(projection_dim: int = 32, image_size: int = 32, patch_size: int = 4) -> Any:
+    """A CLIP vision encoder with projection (hidden 32, 2 layers) for ``image_size`` inputs."""
     from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
 
     config = CLIPVisionConfig(
@@ -285,8 +286,8 @@ def _clip_vision(projection_dim: int = 32) -> Any:
         num_hidden_layers=2,
         num_attention_heads=4,
         intermediate_size=37,
-        image_size=32,
-        patch_size=4,
+        image_size=image_size,
+        patch_size=patch_size,
     )
     return CLIPVisionModelWithProjection(config)
 
@@ -317,7 +318,7 @@ def build_tiny_image_variation(directory: Path, *, seed: int = 0) -> Path:
     )
     pipe = d.StableDiffusionImageVariationPipeline(
         vae=_vae(),
-        image_encoder=_clip_vision(32),
+        image_encoder=clip_vision_encoder(32),
         unet=unet,
         scheduler=d.PNDMScheduler(skip_prk_steps=True),
         safety_checker=None,
@@ -360,7 +361,7 @@ def build_tiny_ip_adapter(directory: Path, *, seed: int = 0) -> Path:
     models = directory / "sdxl_models"
     models.mkdir(parents=True, exist_ok=True)
     save_file(state, str(models / "tiny_ip_adapter.safetensors"))
-    _clip_vision(embed).save_pretrained(models / "image_encoder")
+    clip_vision_encoder(embed).save_pretrained(models / "image_encoder")
     _clip_image_processor().save_pretrained(models / "image_encoder")
     return directory
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from tests.support.tiny_models import byte_level_bpe
+
 IMAGE_SIZE = 64
 IMAGE_TOKENS = (IMAGE_SIZE // 32) ** 2 + 1
 CORPUS = [
@@ -36,7 +38,7 @@ POST_PROCESSOR_CONFIG = {
 def build_tiny_florence(directory: Path, *, seed: int = 0) -> Path:
     """Save a tiny ``Florence2ForConditionalGeneration`` and its ``Florence2Processor``."""
     import torch
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+    from tokenizers import processors
     from transformers import (
         BartConfig,
         CLIPImageProcessorPil,
@@ -47,19 +49,8 @@ def build_tiny_florence(directory: Path, *, seed: int = 0) -> Path:
         PreTrainedTokenizerFast,
     )
 
-    backend = Tokenizer(models.BPE(unk_token="<unk>"))
-    backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    backend.decoder = decoders.ByteLevel()
+    backend = byte_level_bpe(CORPUS, 300, ["<s>", "<pad>", "</s>", "<unk>"], "<unk>")
     backend.post_processor = processors.ByteLevel(trim_offsets=False)
-    backend.train_from_iterator(
-        CORPUS,
-        trainers.BpeTrainer(
-            vocab_size=300,
-            special_tokens=["<s>", "<pad>", "</s>", "<unk>"],
-            initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-            show_progress=False,
-        ),
-    )
     tokenizer = PreTrainedTokenizerFast(  # type: ignore[no-untyped-call]
         tokenizer_object=backend,
         bos_token="<s>",

@@ -1,6 +1,6 @@
 """Voice cloning models with random weights: a SpeechT5 TTS (hidden 16) with a character
-sentencepiece tokenizer trained in code, a HiFi-GAN vocoder and a WavLM x-vector encoder (both
-tiny, 16 kHz)."""
+sentencepiece tokenizer trained in code and a tiny 16 kHz HiFi-GAN vocoder (the x-vector speaker
+encoder comes from ``tiny_whisper.build_tiny_xvector``)."""
 
 from __future__ import annotations
 
@@ -87,41 +87,4 @@ def build_tiny_hifigan(directory: Path, *, seed: int = 0) -> Path:
     )
     torch.manual_seed(seed)
     SpeechT5HifiGan(config).save_pretrained(directory)
-    return directory
-
-
-def build_tiny_xvector(directory: Path, *, seed: int = 0) -> Path:
-    """Save a ``WavLMForXVector`` (hidden 16) with 512-dimensional embeddings and its feature
-    extractor."""
-    import torch
-    from transformers import Wav2Vec2FeatureExtractor, WavLMConfig, WavLMForXVector
-
-    config = WavLMConfig(
-        hidden_size=16,
-        num_hidden_layers=1,
-        num_attention_heads=2,
-        intermediate_size=32,
-        conv_dim=(8, 8),
-        conv_stride=(5, 4),
-        conv_kernel=(10, 4),
-        num_conv_pos_embeddings=8,
-        num_conv_pos_embedding_groups=2,
-        num_buckets=8,
-        max_bucket_distance=16,
-        tdnn_dim=(8, 8),
-        tdnn_kernel=(3, 1),
-        tdnn_dilation=(1, 1),
-        xvector_output_dim=512,
-        do_stable_layer_norm=True,
-        feat_extract_norm="layer",
-    )
-    torch.manual_seed(seed)
-    WavLMForXVector(config).save_pretrained(directory)
-    Wav2Vec2FeatureExtractor(
-        feature_size=1,
-        sampling_rate=16_000,
-        padding_value=0.0,
-        do_normalize=True,
-        return_attention_mask=True,
-    ).save_pretrained(directory)
     return directory

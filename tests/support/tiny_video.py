@@ -11,6 +11,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from tests.support.tiny_diffusion import clip_vision_encoder
+
 TEXT_DIM = 32
 
 WORDS = [
@@ -161,7 +163,7 @@ def build_tiny_svd(directory: Path, *, seed: int = 0) -> Path:
         StableVideoDiffusionPipeline,
         UNetSpatioTemporalConditionModel,
     )
-    from transformers import CLIPImageProcessor, CLIPVisionConfig, CLIPVisionModelWithProjection
+    from transformers import CLIPImageProcessor
 
     torch.manual_seed(seed)
     unet = UNetSpatioTemporalConditionModel(
@@ -198,17 +200,7 @@ def build_tiny_svd(directory: Path, *, seed: int = 0) -> Path:
         down_block_types=("DownEncoderBlock2D", "DownEncoderBlock2D"),
         latent_channels=4,
     )
-    image_encoder = CLIPVisionModelWithProjection(
-        CLIPVisionConfig(
-            hidden_size=32,
-            projection_dim=32,
-            num_hidden_layers=2,
-            num_attention_heads=4,
-            image_size=224,
-            intermediate_size=37,
-            patch_size=32,
-        )
-    )
+    image_encoder = clip_vision_encoder(32, image_size=224, patch_size=32)
     pipe = StableVideoDiffusionPipeline(
         vae=vae,
         image_encoder=image_encoder,

@@ -9,10 +9,19 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from tests.support.tiny_models import CORPUS
+from tests.support.tiny_models import CORPUS, bert_tokenizer
 
 IMAGE_SIZE = 32
 PATCH_SIZE = 8
+VISION_TOWER: dict[str, Any] = {
+    "hidden_size": 32,
+    "intermediate_size": 64,
+    "num_hidden_layers": 2,
+    "num_attention_heads": 2,
+    "image_size": IMAGE_SIZE,
+    "patch_size": PATCH_SIZE,
+}
+"""The BLIP and CLIP vision towers (hidden 32, 2 layers, 8x8 patches over 32x32 images)."""
 
 VLM_CHAT_TEMPLATE = (
     "{% for message in messages %}{{ message['role'] }}: "
@@ -21,45 +30,6 @@ VLM_CHAT_TEMPLATE = (
     "{% elif part['type'] == 'text' %}{{ part['text'] }}{% endif %}{% endfor %}{% endif %}\n"
     "{% endfor %}{% if add_generation_prompt %}assistant:{% endif %}"
 )
-
-
-def _bert_tokenizer(extra_special: list[str] | None = None) -> Any:
-    """A lowercase WordPiece tokenizer trained on the tiny corpus ([CLS] ... [SEP])."""
-    from tokenizers import (
-        Tokenizer,
-        decoders,
-        models,
-        normalizers,
-        pre_tokenizers,
-        processors,
-        trainers,
-    )
-    from transformers import BertTokenizerFast
-
-    specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *(extra_special or [])]
-    backend = Tokenizer(models.WordPiece(unk_token="[UNK]"))
-    backend.normalizer = normalizers.BertNormalizer(lowercase=True)
-    backend.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-    backend.decoder = decoders.WordPiece()
-    backend.train_from_iterator(
-        [*CORPUS, "a photograph of a picture of an image"],
-        trainers.WordPieceTrainer(vocab_size=240, special_tokens=specials, show_progress=False),
-    )
-    cls_id, sep_id = backend.token_to_id("[CLS]"), backend.token_to_id("[SEP]")
-    backend.post_processor = processors.TemplateProcessing(
-        single="[CLS] $A [SEP]",
-        pair="[CLS] $A [SEP] $B:1 [SEP]:1",
-        special_tokens=[("[CLS]", cls_id), ("[SEP]", sep_id)],
-    )
-    return BertTokenizerFast(
-        tokenizer_object=backend,
-        unk_token="[UNK]",
-        pad_token="[PAD]",
-        cls_token="[CLS]",
-        sep_token="[SEP]",
-        mask_token="[MASK]",
-        model_max_length=64,
-    )
 
 
 def build_tiny_blip(directory: Path, *, seed: int = 0) -> Path:
@@ -72,7 +42,7 @@ def build_tiny_blip(directory: Path, *, seed: int = 0) -> Path:
         BlipProcessor,
     )
 
-    tokenizer = _bert_tokenizer()
+    tokenizer = bert_tokenizer([*CORPUS, "a photograph of a picture of an image"])
     text_config = {
         "vocab_size": len(tokenizer),
         "hidden_size": 32,
@@ -86,15 +56,7 @@ def build_tiny_blip(directory: Path, *, seed: int = 0) -> Path:
         "pad_token_id": tokenizer.pad_token_id,
         "eos_token_id": tokenizer.sep_token_id,
     }
-    vision_config = {
-        "hidden_size": 32,
-        "intermediate_size": 64,
-        "num_hidden_layers": 2,
-        "num_attention_heads": 2,
-        "image_size": IMAGE_SIZE,
-        "patch_size": PATCH_SIZE,
-        "projection_dim": 32,
-    }
+    vision_config = {**VISION_TOWER, "projection_dim": 32}
     config = BlipConfig(text_config=text_config, vision_config=vision_config, projection_dim=32)
     torch.manual_seed(seed)
     model = BlipForConditionalGeneration(config)
@@ -117,10 +79,19 @@ def _clip_tokenizer() -> Any:
     return CLIPTokenizer(vocab=vocab, merges=[], model_max_length=77)
 
 
+def clip_image_processor() -> Any:
+    """A PIL CLIP image processor resizing and centre-cropping to 32x32."""
+    from transformers import CLIPImageProcessorPil
+
+    return CLIPImageProcessorPil(
+        size={"shortest_edge": IMAGE_SIZE}, crop_size={"height": IMAGE_SIZE, "width": IMAGE_SIZE}
+    )
+
+
 def build_tiny_clip(directory: Path, *, seed: int = 0) -> Path:
     """A CLIP model (text and vision hidden 32, 2 layers, projection 16) with its processor."""
     import torch
-    from transformers import CLIPConfig, CLIPImageProcessorPil, CLIPModel, CLIPProcessor
+    from transformers import CLIPConfig, CLIPModel, CLIPProcessor
 
     directory.mkdir(parents=True, exist_ok=True)
     tokenizer = _clip_tokenizer()
@@ -136,21 +107,12 @@ def build_tiny_clip(directory: Path, *, seed: int = 0) -> Path:
             "eos_token_id": tokenizer.eos_token_id,
             "pad_token_id": tokenizer.pad_token_id,
         },
-        vision_config={
-            "hidden_size": 32,
-            "intermediate_size": 64,
-            "num_hidden_layers": 2,
-            "num_attention_heads": 2,
-            "image_size": IMAGE_SIZE,
-            "patch_size": PATCH_SIZE,
-        },
+        vision_config=VISION_TOWER,
         projection_dim=16,
     )
     torch.manual_seed(seed)
     model = CLIPModel(config)
-    image_processor = CLIPImageProcessorPil(
-        size={"shortest_edge": IMAGE_SIZE}, crop_size={"height": IMAGE_SIZE, "width": IMAGE_SIZE}
-    )
+    image_processor = clip_image_processor()
     processor = CLIPProcessor(image_processor=image_processor, tokenizer=tokenizer)
     model.save_pretrained(directory)
     processor.save_pretrained(directory)
@@ -163,7 +125,6 @@ def build_tiny_llava(directory: Path, *, seed: int = 0) -> Path:
     import torch
     from transformers import (
         AutoTokenizer,
-        CLIPImageProcessorPil,
         CLIPVisionConfig,
         LlamaConfig,
         LlavaConfig,
@@ -200,9 +161,7 @@ def build_tiny_llava(directory: Path, *, seed: int = 0) -> Path:
     model = LlavaForConditionalGeneration(config)
     model.generation_config.eos_token_id = tokenizer.eos_token_id
     model.generation_config.pad_token_id = tokenizer.pad_token_id
-    image_processor = CLIPImageProcessorPil(
-        size={"shortest_edge": IMAGE_SIZE}, crop_size={"height": IMAGE_SIZE, "width": IMAGE_SIZE}
-    )
+    image_processor = clip_image_processor()
     processor = LlavaProcessor(
         image_processor=image_processor,
         tokenizer=tokenizer,

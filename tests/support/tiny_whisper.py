@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tests.support.tiny_models import CORPUS
+from tests.support.tiny_models import CORPUS, byte_level_bpe
 
 BPE_SIZE = 50_257
 VOCAB_SIZE = 51_865
@@ -29,19 +29,7 @@ TASK_TOKENS = [
 def _bpe() -> tuple[dict[str, int], list[tuple[str, str]]]:
     import json
 
-    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
-
-    backend = Tokenizer(models.BPE())
-    backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    backend.train_from_iterator(
-        CORPUS,
-        trainers.BpeTrainer(
-            vocab_size=400,
-            initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-            show_progress=False,
-        ),
-    )
-    model = json.loads(backend.to_str())["model"]
+    model = json.loads(byte_level_bpe(CORPUS, 400).to_str())["model"]
     vocab: dict[str, int] = dict(model["vocab"])
     merges = [tuple(m.split(" ")) if isinstance(m, str) else tuple(m) for m in model["merges"]]
     filler = 0
@@ -135,8 +123,9 @@ def convert_to_ctranslate2(source: Path, directory: Path) -> Path:
     return directory
 
 
-def build_tiny_xvector(directory: Path, *, seed: int = 0) -> Path:
-    """A WavLMForXVector (hidden 16, 2 layers, 24-dim embeddings) with its feature extractor."""
+def build_tiny_xvector(directory: Path, *, seed: int = 0, embedding_dim: int = 24) -> Path:
+    """A WavLMForXVector (hidden 16, 2 layers, ``embedding_dim``-dim embeddings; SpeechT5 wants
+    512) with its feature extractor."""
     import torch
     from transformers import Wav2Vec2FeatureExtractor, WavLMConfig, WavLMForXVector
 
@@ -155,7 +144,7 @@ def build_tiny_xvector(directory: Path, *, seed: int = 0) -> Path:
         tdnn_dim=(16, 16),
         tdnn_kernel=(3, 1),
         tdnn_dilation=(1, 1),
-        xvector_output_dim=24,
+        xvector_output_dim=embedding_dim,
         vocab_size=8,
     )
     torch.manual_seed(seed)

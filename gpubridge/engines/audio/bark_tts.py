@@ -32,7 +32,7 @@ from gpubridge.engines.base import (
     ModelRef,
 )
 from gpubridge.engines.diffusion.generation import pick_seed
-from gpubridge.engines.local import pick_device, progress_event, resolve_source, threadsafe_emit
+from gpubridge.engines.local import pick_device, progress_event, resolve_source
 from gpubridge.engines.resident_engine import ResidentEngine
 from gpubridge.errors import InvalidInput
 
@@ -173,10 +173,10 @@ class BarkEngine(ResidentEngine[BarkBundle]):
                 f"voice {voice!r} is not a speaker preset of this model (e.g. {known})",
                 violations=[{"path": "voice", "message": "unknown speaker preset"}],
             )
-        send = threadsafe_emit(emit)
         return await clip_result(
             self.name,
-            lambda: generate_speech(bundle, text, voice, temperature, seed, send),
+            emit,
+            lambda send: generate_speech(bundle, text, voice, temperature, seed, send),
             "Bark generation",
             bundle.sampling_rate,
             fmt,

@@ -8,8 +8,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from gpubridge.engines.base import EngineEvent, EngineResult, OutputFile, Usage
-from gpubridge.engines.local import progress_event, resolve_source
+from gpubridge.engines.base import Emit, EngineEvent, EngineResult, OutputFile, Usage
+from gpubridge.engines.local import progress_event, resolve_source, threadsafe_emit
 from gpubridge.engines.media import audio_file
 from gpubridge.engines.resident_engine import timed
 from gpubridge.errors import BackendError, InvalidInput
@@ -65,16 +65,19 @@ def encode_output(samples: Any, sampling_rate: int, fmt: str, **metadata: Any) -
 
 async def clip_result(
     name: str,
-    work: Callable[[], Any],
+    emit: Emit,
+    work: Callable[[Callable[[EngineEvent], None]], Any],
     action: str,
     sampling_rate: int,
     fmt: str,
     **metadata: Any,
 ) -> EngineResult:
-    """Run ``work`` (it returns mono samples) timed in a worker thread, then encode its clip:
-    the job's result, one output billed by its compute seconds. A failure of ``work`` becomes
+    """Run ``work(send)`` (it returns mono samples; ``send`` reports progress through ``emit``
+    from the worker thread) timed in a worker thread, then encode its clip: the job's result,
+    one output billed by its compute seconds. A failure of ``work`` becomes
     ``BackendError("<name>: <action> failed: ...")``."""
-    samples, seconds = await timed(name, work, action)
+    send = threadsafe_emit(emit)
+    samples, seconds = await timed(name, lambda: work(send), action)
     audio = await asyncio.to_thread(encode_output, samples, sampling_rate, fmt, **metadata)
     return EngineResult(output={"audio": audio}, usage=Usage(outputs=1, compute_seconds=seconds))
 

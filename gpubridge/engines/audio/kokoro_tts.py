@@ -25,7 +25,7 @@ from gpubridge.engines.base import (
     EngineResult,
     ModelRef,
 )
-from gpubridge.engines.local import pick_device, progress_event, threadsafe_emit
+from gpubridge.engines.local import pick_device, progress_event
 from gpubridge.engines.resident_engine import ResidentEngine
 from gpubridge.errors import BackendError, InvalidInput
 
@@ -202,10 +202,10 @@ class KokoroEngine(ResidentEngine[KokoroBundle]):
                 f"voice {voice!r} is not one of this model's voices",
                 violations=[{"path": "voice", "message": "unknown voice"}],
             )
-        send = threadsafe_emit(emit)
         return await clip_result(
             self.name,
-            lambda: synthesize(bundle, text, voice, speed, send),
+            emit,
+            lambda send: synthesize(bundle, text, voice, speed, send),
             "speech synthesis",
             SAMPLING_RATE,
             fmt,

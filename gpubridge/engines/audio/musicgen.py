@@ -19,7 +19,7 @@ from gpubridge.engines.base import (
     ModelRef,
 )
 from gpubridge.engines.diffusion.generation import pick_seed
-from gpubridge.engines.local import pick_device, resolve_source, threadsafe_emit
+from gpubridge.engines.local import pick_device, resolve_source
 from gpubridge.engines.resident_engine import ResidentEngine
 from gpubridge.errors import InvalidInput
 
@@ -139,10 +139,10 @@ class MusicgenEngine(ResidentEngine[MusicgenBundle]):
         sampling = sampling_options(payload)
         seed = pick_seed(payload.get("seed"))
         bundle = await self.model(request.model, emit)
-        send = threadsafe_emit(emit)
         return await clip_result(
             self.name,
-            lambda: generate_music(bundle, prompt, seconds, sampling, seed, send),
+            emit,
+            lambda send: generate_music(bundle, prompt, seconds, sampling, seed, send),
             "MusicGen generation",
             bundle.sampling_rate,
             fmt,

@@ -24,7 +24,7 @@ from gpubridge.engines.base import (
     EngineResult,
     ModelRef,
 )
-from gpubridge.engines.local import pick_device, progress_event, resolve_source, threadsafe_emit
+from gpubridge.engines.local import pick_device, progress_event, resolve_source
 from gpubridge.engines.media import decode_audio, require
 from gpubridge.engines.resident_engine import ResidentEngine
 from gpubridge.errors import InvalidInput
@@ -143,10 +143,10 @@ class VoiceCloneEngine(ResidentEngine[CloneBundle]):
                 code="invalid_media",
             )
         bundle = await self.model(request.model, emit)
-        send = threadsafe_emit(emit)
         return await clip_result(
             self.name,
-            lambda: clone_speech(bundle, reference, text, send),
+            emit,
+            lambda send: clone_speech(bundle, reference, text, send),
             "voice cloning",
             bundle.sampling_rate,
             fmt,

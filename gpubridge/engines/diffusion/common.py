@@ -45,6 +45,7 @@ from gpubridge.engines.diffusion.generation import (
     input_image,
     legacy_step_callback,
     pick_seed,
+    sized_input_image,
     snap_size,
     step_callback,
     supported_kwargs,
@@ -62,6 +63,7 @@ __all__ = [
     "MAX_SEED",
     "DiffusionEngine",
     "Generation",
+    "ImageEditEngine",
     "Send",
     "StepCallback",
     "call_options",
@@ -78,6 +80,7 @@ __all__ = [
     "place_pipeline",
     "pretrained_kwargs",
     "resident_key",
+    "sized_input_image",
     "snap_size",
     "step_callback",
     "supported_kwargs",
@@ -270,3 +273,21 @@ class DiffusionEngine(ResidentEngine[Any]):
         send = threadsafe_emit(emit)
         images, seconds = await self.timed(lambda: self.generate(pipe, request, options, gen, send))
         return images_result(images, gen.output_format, gen.seed, seconds)
+
+
+class ImageEditEngine(DiffusionEngine):
+    """A ``DiffusionEngine`` redrawing the job's ``image_url`` at the requested size (else the
+    image's own) snapped to multiples of 16; subclasses add their inputs in ``edit_inputs``."""
+
+    def pipeline_inputs(
+        self, pipe: Any, request: EngineRequest, options: dict[str, Any], gen: Generation
+    ) -> dict[str, Any]:
+        image = sized_input_image(request, gen)
+        extra = self.edit_inputs(request, options, image)
+        return {"image": image, "width": image.width, "height": image.height, **extra}
+
+    def edit_inputs(
+        self, request: EngineRequest, options: dict[str, Any], image: Image.Image
+    ) -> dict[str, Any]:
+        """Pipeline arguments besides the sized image and its size (strength, mask...)."""
+        return {}

@@ -33,10 +33,9 @@ from gpubridge.engines.diffusion.common import (
     call_options,
     generate_images,
     images_result,
-    input_image,
     load_component,
     load_pipeline,
-    snap_size,
+    sized_input_image,
 )
 from gpubridge.engines.local import threadsafe_emit
 from gpubridge.errors import InvalidInput
@@ -106,9 +105,9 @@ class ControlNetEngine(DiffusionEngine):
         send = threadsafe_emit(emit)
 
         def work() -> list[Image.Image]:
-            image = input_image(request)
-            width, height = snap_size(gen.width or image.width, gen.height or image.height)
-            control = self.control_map(image.resize((width, height)), options, annotator)
+            image = sized_input_image(request, gen)
+            width, height = image.size
+            control = self.control_map(image, options, annotator)
             scale = request.input.get(
                 "controlnet_conditioning_scale", options.get("controlnet_conditioning_scale", 0.8)
             )

@@ -166,6 +166,16 @@ def snap_size(width: int, height: int, multiple: int = 16) -> tuple[int, int]:
     return max(multiple, width // multiple * multiple), max(multiple, height // multiple * multiple)
 
 
+def sized_input_image(
+    request: EngineRequest, gen: Generation, field: str = "image_url", mode: str = "RGB"
+) -> Image.Image:
+    """The media input ``field`` at the requested size (else its own), snapped to multiples
+    of 16."""
+    image = input_image(request, field, mode)
+    size = snap_size(gen.width or image.width, gen.height or image.height)
+    return image if image.size == size else image.resize(size)
+
+
 def images_result(
     images: list[Image.Image], fmt: str, seed: int, seconds: float, **extra: Any
 ) -> EngineResult:

@@ -8,11 +8,14 @@ denoising schedule to about ``strength * num_inference_steps`` steps.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gpubridge.engines.base import BackendConfig, EngineContext, EngineRequest
-from gpubridge.engines.diffusion.common import DiffusionEngine, Generation, input_image, snap_size
+from gpubridge.engines.diffusion.common import ImageEditEngine
 from gpubridge.errors import InvalidInput
+
+if TYPE_CHECKING:
+    from PIL import Image
 
 
 def read_strength(data: dict[str, Any], options: dict[str, Any], default: float = 0.5) -> float:
@@ -23,26 +26,15 @@ def read_strength(data: dict[str, Any], options: dict[str, Any], default: float 
     return float(value)
 
 
-class Img2ImgEngine(DiffusionEngine):
+class Img2ImgEngine(ImageEditEngine):
     """An ``Engine`` redrawing ``image_url`` from ``prompt`` with a local diffusers pipeline."""
 
     default_pipeline = "AutoPipelineForImage2Image"
-    default_steps = 30
-    default_guidance = 7.0
 
-    def pipeline_inputs(
-        self, pipe: Any, request: EngineRequest, options: dict[str, Any], gen: Generation
+    def edit_inputs(
+        self, request: EngineRequest, options: dict[str, Any], image: Image.Image
     ) -> dict[str, Any]:
-        image = input_image(request)
-        width, height = snap_size(gen.width or image.width, gen.height or image.height)
-        if (width, height) != image.size:
-            image = image.resize((width, height))
-        return {
-            "image": image,
-            "strength": read_strength(request.input, options),
-            "width": width,
-            "height": height,
-        }
+        return {"strength": read_strength(request.input, options)}
 
 
 def create(config: BackendConfig, context: EngineContext) -> Img2ImgEngine:

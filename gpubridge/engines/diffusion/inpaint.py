@@ -8,30 +8,25 @@ of 16.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gpubridge.engines.base import BackendConfig, EngineContext, EngineRequest
-from gpubridge.engines.diffusion.common import DiffusionEngine, Generation, input_image, snap_size
+from gpubridge.engines.diffusion.common import ImageEditEngine, input_image
+
+if TYPE_CHECKING:
+    from PIL import Image
 
 
-class InpaintEngine(DiffusionEngine):
+class InpaintEngine(ImageEditEngine):
     """An ``Engine`` repainting the masked area of ``image_url`` (mask ``mask_url``)."""
 
     default_pipeline = "AutoPipelineForInpainting"
-    default_steps = 30
-    default_guidance = 7.0
 
-    def pipeline_inputs(
-        self, pipe: Any, request: EngineRequest, options: dict[str, Any], gen: Generation
+    def edit_inputs(
+        self, request: EngineRequest, options: dict[str, Any], image: Image.Image
     ) -> dict[str, Any]:
-        image = input_image(request)
-        mask = input_image(request, "mask_url", "L")
-        width, height = snap_size(gen.width or image.width, gen.height or image.height)
         inputs: dict[str, Any] = {
-            "image": image.resize((width, height)),
-            "mask_image": mask.resize((width, height)),
-            "width": width,
-            "height": height,
+            "mask_image": input_image(request, "mask_url", "L").resize(image.size)
         }
         strength = request.input.get("strength", options.get("strength"))
         if strength is not None:

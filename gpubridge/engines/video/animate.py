@@ -16,26 +16,10 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from gpubridge.engines.base import BackendConfig, Emit, EngineContext, EngineRequest, EngineResult
-from gpubridge.engines.diffusion.common import (
-    DiffusionEngine,
-    Send,
-    generators,
-    pick_seed,
-    step_callback,
-    supported_kwargs,
-)
-from gpubridge.engines.local import threadsafe_emit
+from gpubridge.engines.diffusion.common import Send, pick_seed
 from gpubridge.engines.media import decode_image, require
-from gpubridge.engines.video.common import (
-    fit_image,
-    oriented_size,
-    pick,
-    positive_int,
-    stoppable,
-    stopping_on_cancel,
-    video_output,
-    video_result,
-)
+from gpubridge.engines.video.common import fit_image, oriented_size, pick, positive_int
+from gpubridge.engines.video.engine import VideoEngine
 from gpubridge.errors import InvalidInput
 
 if TYPE_CHECKING:
@@ -85,7 +69,7 @@ def read_animation(request: EngineRequest, options: dict[str, Any]) -> Animation
     )
 
 
-class Animate(DiffusionEngine):
+class Animate(VideoEngine):
     """An ``Engine`` animating a still image with Stable Video Diffusion."""
 
     default_pipeline = "StableVideoDiffusionPipeline"
@@ -119,24 +103,19 @@ class Animate(DiffusionEngine):
             "motion_bucket_id": job.motion_bucket_id,
             "noise_aug_strength": job.noise_aug_strength,
             "decode_chunk_size": min(job.decode_chunk_size, num_frames),
-            "generator": generators(job.seed, 1)[0],
-            "callback_on_step_end": stoppable(step_callback(send, job.steps), stop),
-            "output_type": "np",
         }
-        with self._busy:
-            frames = pipe(**supported_kwargs(pipe, call)).frames
-            return video_output(frames, job.fps, job.seed, send)
+        return self.render(
+            pipe, call, seed=job.seed, steps=job.steps, fps=job.fps, send=send, stop=stop
+        )
 
     async def run(self, request: EngineRequest, emit: Emit) -> EngineResult:
         """Animate the job's image and return the clip encoded, with its seed."""
         options = self.options_for(request.model)
         job = read_animation(request, options)
         pipe = await self.pipeline(request.model, emit)
-        send = threadsafe_emit(emit)
-        output, seconds = await stopping_on_cancel(
-            lambda stop: self.timed(lambda: self.animate(pipe, options, job, send, stop))
+        return await self.clip_job(
+            emit, lambda send, stop: self.animate(pipe, options, job, send, stop)
         )
-        return video_result(output, seconds)
 
 
 def create(config: BackendConfig, context: EngineContext) -> Animate:

@@ -21,29 +21,15 @@ from typing import TYPE_CHECKING, Any
 
 from gpubridge.engines.base import BackendConfig, Emit, EngineContext, EngineRequest, EngineResult
 from gpubridge.engines.diffusion.common import (
-    DiffusionEngine,
     Generation,
     Send,
     diffusers_class,
-    generators,
     load_component,
     load_pipeline,
-    step_callback,
-    supported_kwargs,
 )
-from gpubridge.engines.local import threadsafe_emit
 from gpubridge.engines.media import decode_image
-from gpubridge.engines.video.common import (
-    fit_image,
-    frames_for,
-    oriented_size,
-    pick,
-    positive_int,
-    stoppable,
-    stopping_on_cancel,
-    video_output,
-    video_result,
-)
+from gpubridge.engines.video.common import fit_image, frames_for, oriented_size, pick, positive_int
+from gpubridge.engines.video.engine import VideoEngine
 from gpubridge.errors import InvalidInput
 
 if TYPE_CHECKING:
@@ -118,7 +104,7 @@ class Clip:
     """Whether the job named its width or height (else a first frame's orientation wins)."""
 
 
-class TextToVideo(DiffusionEngine):
+class TextToVideo(VideoEngine):
     """An ``Engine`` making short videos from a prompt, or from a prompt and a first frame."""
 
     default_pipeline = "DiffusionPipeline"
@@ -160,9 +146,6 @@ class TextToVideo(DiffusionEngine):
             "guidance_scale": gen.guidance_scale,
             "num_frames": frames_for(clip.num_frames, temporal_ratio(pipe)),
             "frame_rate": clip.fps,
-            "generator": generators(gen.seed, 1)[0],
-            "callback_on_step_end": stoppable(step_callback(send, gen.steps), stop),
-            "output_type": "np",
             **{key: options[key] for key in PASSTHROUGH_OPTIONS if key in options},
         }
         if clip.image is not None and width and height:
@@ -170,9 +153,9 @@ class TextToVideo(DiffusionEngine):
                 width, height = oriented_size(clip.image, int(width), int(height))
             call["image"] = fit_image(clip.image, int(width), int(height))
         call.update(width=width, height=height)
-        with self._busy:
-            frames = pipe(**supported_kwargs(pipe, call)).frames
-            return video_output(frames, clip.fps, gen.seed, send)
+        return self.render(
+            pipe, call, seed=gen.seed, steps=gen.steps, fps=clip.fps, send=send, stop=stop
+        )
 
     async def run(self, request: EngineRequest, emit: Emit) -> EngineResult:
         """Generate the clip of ``request`` and return it encoded, with its seed."""
@@ -185,11 +168,9 @@ class TextToVideo(DiffusionEngine):
                 f"{request.model.id} makes videos from text only; image_url is not supported",
                 violations=[{"path": "image_url", "message": "not supported by this model"}],
             )
-        send = threadsafe_emit(emit)
-        output, seconds = await stopping_on_cancel(
-            lambda stop: self.timed(lambda: self.make_video(pipes, options, gen, clip, send, stop))
+        return await self.clip_job(
+            emit, lambda send, stop: self.make_video(pipes, options, gen, clip, send, stop)
         )
-        return video_result(output, seconds)
 
 
 def create(config: BackendConfig, context: EngineContext) -> TextToVideo:

@@ -14,7 +14,8 @@ from gpubridge.engines.base import EngineEvent
 from tests.support.tiny_bark import build_tiny_bark
 from tests.support.tiny_kokoro import build_tiny_kokoro
 from tests.support.tiny_musicgen import build_tiny_musicgen
-from tests.support.tiny_speecht5 import build_tiny_hifigan, build_tiny_speecht5, build_tiny_xvector
+from tests.support.tiny_speecht5 import build_tiny_hifigan, build_tiny_speecht5
+from tests.support.tiny_whisper import build_tiny_xvector
 
 
 @pytest.fixture(scope="session")
@@ -38,7 +39,7 @@ def tiny_clone_dirs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]
     return {
         "tts": build_tiny_speecht5(root / "tts"),
         "vocoder": build_tiny_hifigan(root / "vocoder"),
-        "speaker_encoder": build_tiny_xvector(root / "xvector"),
+        "speaker_encoder": build_tiny_xvector(root / "xvector", embedding_dim=512),
     }
 
 

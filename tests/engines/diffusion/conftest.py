@@ -6,7 +6,7 @@ import io
 
 from gpubridge.engines.base import EngineResult
 from tests.support import tiny_diffusion
-from tests.support.engine_calls import model_dir_fixture
+from tests.support.engine_calls import Events, model_dir_fixture
 from tests.support.tiny_imaging import build_tiny_segmenter
 
 tiny_sdxl_dir = model_dir_fixture(tiny_diffusion.build_tiny_sdxl, "sdxl")
@@ -50,3 +50,12 @@ def image_sizes(result: EngineResult) -> list[tuple[int, int]]:
     from PIL import Image
 
     return [Image.open(io.BytesIO(f.data)).size for f in result.output["images"]]
+
+
+def assert_images(
+    result: EngineResult, events: Events, sizes: list[tuple[int, int]], steps: int
+) -> None:
+    """``result`` holds images of ``sizes``, denoised with one progress event per step of
+    ``steps``."""
+    assert image_sizes(result) == sizes
+    assert events.steps() == [(step, steps) for step in range(1, steps + 1)]

@@ -12,8 +12,8 @@ from PIL import Image
 from gpubridge.engines.base import ModelRef
 from gpubridge.engines.diffusion.controlnet import canny_map, create
 from gpubridge.errors import InvalidInput
-from tests.engines.diffusion.conftest import image_sizes, picture
-from tests.support.engine_calls import engine, media_input, request, run
+from tests.engines.diffusion.conftest import assert_images, image_sizes, picture
+from tests.support.engine_calls import cuda_engine, engine, media_input, request, run
 
 
 def test_canny_map_marks_the_edges_of_a_square() -> None:
@@ -41,8 +41,7 @@ async def test_controlnet_follows_the_reference_at_its_size(
         model=ModelRef("tiny", str(tiny_controlnet_dir), options(tiny_sdxl_dir)),
     )
     result, events = await run(diffuser, req)
-    assert image_sizes(result) == [(32, 48), (32, 48)]
-    assert events.steps() == [(1, 2), (2, 2)]
+    assert_images(result, events, [(32, 48), (32, 48)], steps=2)
     assert result.usage.outputs == 2
     assert result.output["control_type"] == "canny"
     with pytest.raises(InvalidInput):
@@ -104,11 +103,7 @@ async def test_depth_control_uses_the_depth_estimator_and_its_own_controlnet(
 @pytest.mark.slow
 @pytest.mark.gpu
 async def test_controlnet_runs_on_cuda(tiny_sdxl_dir: Path, tiny_controlnet_dir: Path) -> None:
-    import torch
-
-    if not torch.cuda.is_available():
-        pytest.skip("needs CUDA")
-    diffuser = engine(create, "diffusers-controlnet", device="cuda", dtype="float16")
+    diffuser = cuda_engine(create, "diffusers-controlnet")
     req = request(
         "controlnet",
         {"prompt": "a house", "seed": 9},

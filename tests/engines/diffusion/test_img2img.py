@@ -9,7 +9,7 @@ import pytest
 from gpubridge.engines.base import ModelRef
 from gpubridge.engines.diffusion.img2img import create
 from gpubridge.errors import InvalidInput
-from tests.engines.diffusion.conftest import image_sizes, picture
+from tests.engines.diffusion.conftest import assert_images, image_sizes, picture
 from tests.support.engine_calls import engine, media_input, request, run
 
 pytestmark = [pytest.mark.slow]
@@ -34,8 +34,7 @@ async def test_strength_shortens_the_schedule_and_the_image_keeps_its_size(
         ),
     )
     result, events = await run(diffuser, req)
-    assert image_sizes(result) == [(48, 32), (48, 32)]
-    assert events.steps() == [(1, 2), (2, 2)]
+    assert_images(result, events, [(48, 32), (48, 32)], steps=2)
     assert result.usage.outputs == 2 and result.usage.compute_seconds > 0
 
 

@@ -8,8 +8,8 @@ import pytest
 
 from gpubridge.engines.base import MediaInput, ModelRef
 from gpubridge.engines.diffusion.inpaint import create
-from tests.engines.diffusion.conftest import image_sizes, picture
-from tests.support.engine_calls import engine, media_input, request, run
+from tests.engines.diffusion.conftest import assert_images, image_sizes, picture
+from tests.support.engine_calls import cuda_engine, engine, media_input, request, run
 
 pytestmark = [pytest.mark.slow]
 
@@ -32,8 +32,7 @@ async def test_flux_fill_repaints_at_the_image_size(tiny_flux_fill_dir: Path) ->
         ),
     )
     result, events = await run(diffuser, req)
-    assert image_sizes(result) == [(48, 32)]
-    assert events.steps() == [(1, 2), (2, 2)]
+    assert_images(result, events, [(48, 32)], steps=2)
     assert result.usage.outputs == 1
 
 
@@ -55,11 +54,7 @@ async def test_sdxl_inpainting_snaps_odd_sizes_to_multiples_of_16(
 
 @pytest.mark.gpu
 async def test_flux_fill_runs_on_cuda(tiny_flux_fill_dir: Path) -> None:
-    import torch
-
-    if not torch.cuda.is_available():
-        pytest.skip("needs CUDA")
-    diffuser = engine(create, "diffusers-inpaint", device="cuda", dtype="bfloat16")
+    diffuser = cuda_engine(create, "diffusers-inpaint", dtype="bfloat16")
     req = request(
         "inpaint",
         {"prompt": "a red ball", "seed": 4, "num_inference_steps": 2},

@@ -9,8 +9,8 @@ import pytest
 from gpubridge.engines.base import ModelRef
 from gpubridge.engines.diffusion.portrait import adapter_scale, create
 from gpubridge.errors import InvalidInput
-from tests.engines.diffusion.conftest import IP_ADAPTER_OPTIONS, image_sizes, picture
-from tests.support.engine_calls import engine, media_input, request, run
+from tests.engines.diffusion.conftest import IP_ADAPTER_OPTIONS, assert_images, image_sizes, picture
+from tests.support.engine_calls import cuda_engine, engine, media_input, request, run
 
 
 def test_style_strength_lowers_the_adapter_scale() -> None:
@@ -38,8 +38,7 @@ async def test_the_face_photo_steers_the_portrait_through_the_adapter(
         model=ModelRef("tiny", str(tiny_ip_adapter_dir), options(tiny_sdxl_dir)),
     )
     result, events = await run(diffuser, kept)
-    assert image_sizes(result) == [(32, 32)]
-    assert events.steps() == [(1, 2), (2, 2)]
+    assert_images(result, events, [(32, 32)], steps=2)
     assert result.usage.outputs == 1
     pipe = await diffuser.pipeline(kept.model)
     assert pipe.image_encoder is not None
@@ -56,11 +55,7 @@ async def test_the_face_photo_steers_the_portrait_through_the_adapter(
 @pytest.mark.slow
 @pytest.mark.gpu
 async def test_portraits_run_on_cuda(tiny_sdxl_dir: Path, tiny_ip_adapter_dir: Path) -> None:
-    import torch
-
-    if not torch.cuda.is_available():
-        pytest.skip("needs CUDA")
-    diffuser = engine(create, "diffusers-portrait", device="cuda", dtype="float16")
+    diffuser = cuda_engine(create, "diffusers-portrait")
     req = request(
         "photomaker",
         {"prompt": "a portrait", "width": 32, "height": 32, "seed": 2},

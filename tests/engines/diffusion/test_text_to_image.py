@@ -4,17 +4,23 @@ from __future__ import annotations
 
 import io
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from gpubridge.engines.base import EngineResult, ModelRef, OutputFile
+from gpubridge.engines.base import EngineRequest, EngineResult, ModelRef, OutputFile
 from gpubridge.engines.diffusion.text_to_image import create
-from tests.engines.diffusion.conftest import image_sizes
-from tests.support.engine_calls import engine, request, run
+from tests.engines.diffusion.conftest import assert_images
+from tests.support.engine_calls import cuda_engine, engine, request, run
 
 pytestmark = [pytest.mark.slow]
+
+
+def txt2img(model: ModelRef | Path, prompt: str, **data: Any) -> EngineRequest:
+    """A request for 32x32 images of ``prompt``; ``data`` adds to or overrides the input."""
+    return request("image-4090", {"prompt": prompt, "width": 32, "height": 32, **data}, model=model)
 
 
 def pixels(result: EngineResult) -> list[np.ndarray]:
@@ -27,41 +33,30 @@ async def test_sdxl_makes_the_asked_number_of_pngs_with_one_progress_event_per_s
     tiny_sdxl_dir: Path,
 ) -> None:
     diffuser = engine(create, "diffusers-text-to-image")
-    req = request(
-        "image-4090",
-        {
-            "prompt": "a red fox",
-            "num_outputs": 2,
-            "width": 32,
-            "height": 32,
-            "seed": 7,
-            "num_inference_steps": 2,
-            "negative_prompt": "blurry",
-        },
-        model=tiny_sdxl_dir,
+    req = txt2img(
+        tiny_sdxl_dir,
+        "a red fox",
+        num_outputs=2,
+        seed=7,
+        num_inference_steps=2,
+        negative_prompt="blurry",
     )
     result, events = await run(diffuser, req)
     files = result.output["images"]
     assert len(files) == 2 and all(isinstance(f, OutputFile) for f in files)
     assert {f.content_type for f in files} == {"image/png"}
-    assert image_sizes(result) == [(32, 32), (32, 32)]
+    assert_images(result, events, [(32, 32), (32, 32)], steps=2)
     assert [f.metadata["seed"] for f in files] == [7, 8]
     assert result.output["seed"] == 7
-    assert events.steps() == [(1, 2), (2, 2)]
     assert result.usage.outputs == 2 and result.usage.compute_seconds > 0
     assert [e.data["stage"] for e in events[:2]] == ["loading_model", "model_loaded"]
 
 
 async def test_a_seed_reproduces_its_images_and_each_output_alone(tiny_sdxl_dir: Path) -> None:
     diffuser = engine(create, "diffusers-text-to-image")
-    data = {"prompt": "a cat", "width": 32, "height": 32, "num_inference_steps": 1}
-    pair, _ = await run(
-        diffuser, request("image-4090", {**data, "seed": 3, "num_outputs": 2}, model=tiny_sdxl_dir)
-    )
-    again, _ = await run(
-        diffuser, request("image-4090", {**data, "seed": 3, "num_outputs": 2}, model=tiny_sdxl_dir)
-    )
-    second, _ = await run(diffuser, request("image-4090", {**data, "seed": 4}, model=tiny_sdxl_dir))
+    pair, _ = await run(diffuser, txt2img(tiny_sdxl_dir, "a cat", seed=3, num_outputs=2))
+    again, _ = await run(diffuser, txt2img(tiny_sdxl_dir, "a cat", seed=3, num_outputs=2))
+    second, _ = await run(diffuser, txt2img(tiny_sdxl_dir, "a cat", seed=4))
     first = pixels(pair)
     assert all(np.array_equal(a, b) for a, b in zip(first, pixels(again), strict=True))
     # the same noise; batched and single runs differ only by float rounding
@@ -73,44 +68,31 @@ async def test_flux_runs_from_the_pipeline_option_and_honours_output_format(
     tiny_flux_dir: Path,
 ) -> None:
     diffuser = engine(create, "diffusers-text-to-image")
-    req = request(
-        "image-4090",
-        {
-            "prompt": "a city at night",
-            "width": 32,
-            "height": 48,
-            "seed": 1,
-            "output_format": "jpeg",
-            "negative_prompt": "ignored by flux",
-        },
-        model=ModelRef(
-            "tiny",
-            str(tiny_flux_dir),
-            {
-                "pipeline": "FluxPipeline",
-                "num_inference_steps": 2,
-                "guidance_scale": 0.0,
-                "max_sequence_length": 16,
-            },
-        ),
+    options = {
+        "pipeline": "FluxPipeline",
+        "num_inference_steps": 2,
+        "guidance_scale": 0.0,
+        "max_sequence_length": 16,
+    }
+    req = txt2img(
+        ModelRef("tiny", str(tiny_flux_dir), options),
+        "a city at night",
+        height=48,
+        seed=1,
+        output_format="jpeg",
+        negative_prompt="ignored by flux",
     )
     result, events = await run(diffuser, req)
-    assert image_sizes(result) == [(32, 48)]
+    assert_images(result, events, [(32, 48)], steps=2)
     assert result.output["images"][0].content_type == "image/jpeg"
-    assert events.steps() == [(1, 2), (2, 2)]
     assert result.usage.outputs == 1
 
 
 async def test_sd3_runs_through_the_auto_pipeline(tiny_sd3_dir: Path) -> None:
     diffuser = engine(create, "diffusers-text-to-image")
-    req = request(
-        "image-4090",
-        {"prompt": "a blue sky", "width": 32, "height": 32, "seed": 2, "num_inference_steps": 1},
-        model=tiny_sd3_dir,
-    )
+    req = txt2img(tiny_sd3_dir, "a blue sky", seed=2, num_inference_steps=1)
     result, events = await run(diffuser, req)
-    assert image_sizes(result) == [(32, 32)]
-    assert events.steps() == [(1, 1)]
+    assert_images(result, events, [(32, 32)], steps=1)
 
 
 async def test_lightning_unet_file_is_loaded_onto_the_base_with_trailing_euler(
@@ -127,14 +109,9 @@ async def test_lightning_unet_file_is_loaded_onto_the_base_with_trailing_euler(
         "num_inference_steps": 2,
         "guidance_scale": 0.0,
     }
-    req = request(
-        "image-4090",
-        {"prompt": "a dog", "width": 32, "height": 32, "seed": 5},
-        model=ModelRef("tiny", str(tiny_lightning_dir), model_options),
-    )
+    req = txt2img(ModelRef("tiny", str(tiny_lightning_dir), model_options), "a dog", seed=5)
     result, events = await run(diffuser, req)
-    assert image_sizes(result) == [(32, 32)]
-    assert events.steps() == [(1, 2), (2, 2)]
+    assert_images(result, events, [(32, 32)], steps=2)
     pipe = await diffuser.pipeline(req.model)
     assert type(pipe.scheduler).__name__ == "EulerDiscreteScheduler"
     assert pipe.scheduler.config.timestep_spacing == "trailing"
@@ -161,22 +138,14 @@ async def test_models_sharing_weights_share_one_resident_pipeline(tiny_sdxl_dir:
 
 @pytest.mark.gpu
 async def test_sdxl_and_flux_run_on_cuda(tiny_sdxl_dir: Path, tiny_flux_dir: Path) -> None:
-    import torch
-
-    if not torch.cuda.is_available():
-        pytest.skip("needs CUDA")
-    diffuser = engine(create, "diffusers-text-to-image", device="cuda", dtype="float16")
+    diffuser = cuda_engine(create, "diffusers-text-to-image")
     for source, pipeline in (
         (tiny_sdxl_dir, "StableDiffusionXLPipeline"),
         (tiny_flux_dir, "FluxPipeline"),
     ):
-        req = request(
-            "image-4090",
-            {"prompt": "a fox", "width": 32, "height": 32, "seed": 1, "num_inference_steps": 2},
-            model=ModelRef("tiny", str(source), {"pipeline": pipeline}),
-        )
+        model = ModelRef("tiny", str(source), {"pipeline": pipeline})
+        req = txt2img(model, "a fox", seed=1, num_inference_steps=2)
         result, events = await run(diffuser, req)
-        assert image_sizes(result) == [(32, 32)]
-        assert events.steps() == [(1, 2), (2, 2)]
+        assert_images(result, events, [(32, 32)], steps=2)
         assert (await diffuser.pipeline(req.model)).device.type == "cuda"
     await diffuser.unload()

@@ -8,7 +8,7 @@ import pytest
 
 from gpubridge.engines.diffusion.variation import create
 from tests.engines.diffusion.conftest import image_sizes, picture
-from tests.support.engine_calls import engine, media_input, request, run
+from tests.support.engine_calls import cuda_engine, engine, media_input, request, run
 
 pytestmark = [pytest.mark.slow]
 
@@ -31,11 +31,7 @@ async def test_variations_need_no_prompt_and_are_reproducible(tiny_variation_dir
 
 @pytest.mark.gpu
 async def test_variations_run_on_cuda(tiny_variation_dir: Path) -> None:
-    import torch
-
-    if not torch.cuda.is_available():
-        pytest.skip("needs CUDA")
-    diffuser = engine(create, "diffusers-image-variation", device="cuda", dtype="float16")
+    diffuser = cuda_engine(create, "diffusers-image-variation")
     req = request(
         "image-variation",
         {"num_inference_steps": 2, "seed": 1},

@@ -29,8 +29,11 @@ def request(source: Path, **data: Any) -> EngineRequest:
     return make_request("clip", data, media=media, model=ModelRef("tiny-clip", str(source)))
 
 
-async def run(clip: ClipInterrogator, source: Path, **data: Any) -> tuple[Any, Events]:
-    return await run_engine(clip, request(source, **data))
+async def run(
+    clip: ClipInterrogator, source: Path, *, unload: bool = False, **data: Any
+) -> tuple[Any, Events]:
+    """Run a job on ``source``'s CLIP; ``unload``: unload the engine afterwards."""
+    return await run_engine(clip, request(source, **data), unload=unload)
 
 
 def test_the_phrase_banks_are_real_lists_without_duplicates() -> None:
@@ -47,11 +50,7 @@ def test_the_phrase_banks_are_real_lists_without_duplicates() -> None:
 async def test_fast_mode_composes_caption_artist_medium_movement_and_flavors(
     tiny_clip_dir: Path, tiny_blip_dir: Path
 ) -> None:
-    clip = engine(tiny_blip_dir)
-    try:
-        result, events = await run(clip, tiny_clip_dir, mode="fast")
-    finally:
-        await clip.unload()
+    result, events = await run(engine(tiny_blip_dir), tiny_clip_dir, unload=True, mode="fast")
     out = result.output
     assert out["mode"] == "fast" and out["model"] == "tiny-clip"
     assert out["artist"]["text"] in read_bank("artists")
@@ -83,11 +82,7 @@ async def test_fast_mode_composes_caption_artist_medium_movement_and_flavors(
 async def test_best_mode_grows_the_prompt_one_flavor_at_a_time(
     tiny_clip_dir: Path, tiny_blip_dir: Path
 ) -> None:
-    clip = engine(tiny_blip_dir)
-    try:
-        best, events = await run(clip, tiny_clip_dir, mode="best")
-    finally:
-        await clip.unload()
+    best, events = await run(engine(tiny_blip_dir), tiny_clip_dir, unload=True, mode="best")
     b = best.output
     assert len(b["flavors"]) <= 12
     assert b["prompt"].startswith(f"{b['caption']}, by {b['artist']['text']}, ")
