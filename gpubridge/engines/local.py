@@ -50,6 +50,13 @@ def resolve_source(source: str) -> tuple[str, bool]:
     return source, is_offline_mode()
 
 
+def from_pretrained(loader: Any, location: str, **options: Any) -> Any:
+    """``loader.from_pretrained(location, **options)``. The loader is taken as ``Any`` because
+    transformers' annotations of processors and feature extractors change between releases,
+    and a call site typed against one release fails type checking against the next."""
+    return loader.from_pretrained(location, **options)
+
+
 def pick_device(requested: str | None) -> str:
     """``requested`` if given, else ``cuda`` when available, else ``cpu``."""
     if requested:

@@ -32,7 +32,7 @@ from gpubridge.engines.base import (
     ModelRef,
 )
 from gpubridge.engines.diffusion.generation import pick_seed
-from gpubridge.engines.local import pick_device, progress_event, resolve_source
+from gpubridge.engines.local import from_pretrained, pick_device, progress_event, resolve_source
 from gpubridge.engines.resident_engine import ResidentEngine
 from gpubridge.errors import InvalidInput
 
@@ -76,7 +76,7 @@ def load_bark(source: str, device: str | None) -> BarkBundle:
 
     location, local_only = resolve_source(source)
     root = model_dir(source)
-    processor = BarkProcessor.from_pretrained(str(root), local_files_only=True)  # type: ignore[no-untyped-call]
+    processor = from_pretrained(BarkProcessor, str(root), local_files_only=True)
     model: Any = BarkModel.from_pretrained(location, local_files_only=local_only)
     model = model.to(pick_device(device)).eval()
     rate = int(getattr(model.generation_config, "sample_rate", 0) or 24_000)

@@ -19,7 +19,7 @@ from gpubridge.engines.base import (
     ModelRef,
 )
 from gpubridge.engines.diffusion.generation import pick_seed
-from gpubridge.engines.local import pick_device, resolve_source
+from gpubridge.engines.local import from_pretrained, pick_device, resolve_source
 from gpubridge.engines.resident_engine import ResidentEngine
 from gpubridge.errors import InvalidInput
 
@@ -43,7 +43,7 @@ def load_musicgen(source: str, device: str | None) -> MusicgenBundle:
     from transformers import AutoProcessor, MusicgenForConditionalGeneration
 
     location, local_only = resolve_source(source)
-    processor = AutoProcessor.from_pretrained(location, local_files_only=local_only)  # type: ignore[no-untyped-call]
+    processor = from_pretrained(AutoProcessor, location, local_files_only=local_only)
     model: Any = MusicgenForConditionalGeneration.from_pretrained(
         location, local_files_only=local_only
     )

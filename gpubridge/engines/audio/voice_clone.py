@@ -24,7 +24,7 @@ from gpubridge.engines.base import (
     EngineResult,
     ModelRef,
 )
-from gpubridge.engines.local import pick_device, progress_event, resolve_source
+from gpubridge.engines.local import from_pretrained, pick_device, progress_event, resolve_source
 from gpubridge.engines.media import decode_audio, require
 from gpubridge.engines.resident_engine import ResidentEngine
 from gpubridge.errors import InvalidInput
@@ -69,8 +69,8 @@ def load_clone(source: str, options: dict[str, Any], device: str | None) -> Clon
     processor = SpeechT5Processor.from_pretrained(location, local_files_only=local_only)
     encoder_source = str(options.get("speaker_encoder") or DEFAULT_SPEAKER_ENCODER)
     encoder_location, encoder_local = resolve_source(encoder_source)
-    features = AutoFeatureExtractor.from_pretrained(  # type: ignore[no-untyped-call]
-        encoder_location, local_files_only=encoder_local
+    features = from_pretrained(
+        AutoFeatureExtractor, encoder_location, local_files_only=encoder_local
     )
     vocoder = _pretrained(SpeechT5HifiGan, str(options.get("vocoder") or DEFAULT_VOCODER), where)
     return CloneBundle(

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from gpubridge.engines.local import pick_device, resolve_source
+from gpubridge.engines.local import from_pretrained, pick_device, resolve_source
 from gpubridge.engines.speech.vad import SAMPLING_RATE, Region
 
 if TYPE_CHECKING:
@@ -48,9 +48,7 @@ def load_speaker_model(source: str, device: str | None) -> SpeakerModel:
 
     location, local_only = resolve_source(source)
     target = pick_device(device)
-    extractor = AutoFeatureExtractor.from_pretrained(  # type: ignore[no-untyped-call]
-        location, local_files_only=local_only
-    )
+    extractor = from_pretrained(AutoFeatureExtractor, location, local_files_only=local_only)
     model = AutoModelForAudioXVector.from_pretrained(location, local_files_only=local_only)
     return SpeakerModel(model.to(target).eval(), extractor, target)
 

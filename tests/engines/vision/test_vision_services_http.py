@@ -16,15 +16,7 @@ pytestmark = [pytest.mark.slow]
 
 
 @pytest.fixture
-def sqlite_only(database_url: str) -> None:
-    """Model end-to-end tests run on SQLite only (the database layer is tested on both)."""
-    if not database_url.startswith("sqlite"):
-        pytest.skip("model end-to-end tests run on SQLite only")
-
-
-@pytest.fixture
 async def runs(
-    sqlite_only: None,
     services: StartServices,
     tiny_blip_dir: Path,
     tiny_clip_dir: Path,
