@@ -78,6 +78,13 @@ class SpendingLimitExceeded(PaymentRequired):
     code = "daily_limit_exceeded"
 
 
+class NegativeBalance(InsufficientCredits):
+    """The balance is below zero (a card payment was refunded or disputed after its credits
+    were spent): no paid work starts until a top-up brings it back."""
+
+    code = "negative_balance"
+
+
 class ServiceUnavailable(GpubridgeError):
     code = "service_unavailable"
     status = 503

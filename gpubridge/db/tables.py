@@ -5,7 +5,6 @@ from __future__ import annotations
 from sqlalchemy import (
     JSON,
     BigInteger,
-    CheckConstraint,
     Column,
     Date,
     DateTime,
@@ -63,7 +62,8 @@ accounts = Table(
     Column("auto_topup_threshold_micros", Money, nullable=True),
     Column("auto_topup_package", String(32), nullable=True),
     Column("auto_topup_armed", Integer, nullable=False, default=1, server_default="1"),
-    CheckConstraint("balance_micros >= 0", name="balance_not_negative"),
+    # No check that the balance stays at or above zero: a refunded or disputed card payment
+    # takes its credits back even when they were spent. Holds refuse a short balance.
 )
 
 ledger_entries = Table(
@@ -185,6 +185,8 @@ checkout_sessions = Table(
     Column("status", String(16), nullable=False),
     Column("created_at", UtcTime, nullable=False),
     Column("completed_at", UtcTime, nullable=True),
+    # Set when the session is paid: a refund or dispute of the charge names the intent.
+    Column("payment_intent_id", String(255), unique=True, nullable=True),
     Index("ix_checkout_sessions_account", "account_id"),
 )
 

@@ -8,6 +8,7 @@ Every movement is one or more entries with two effects: on the spendable balance
 - capture:     held -cost (the money is spent)
 - release:     held -(estimate - cost), available +(estimate - cost)
 - refund:      held -estimate, available +estimate (failed or cancelled job)
+- reversal:    available -amount (a card payment refunded or disputed; may go below zero)
 
 ``accounts.balance_micros`` is the running sum of ``available_delta``, updated in the same
 transaction as the entry by a guarded statement, so an overdraft is refused atomically and no
@@ -24,7 +25,12 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from gpubridge.db.engine import utcnow
 from gpubridge.db.tables import accounts, ledger_entries
-from gpubridge.errors import InsufficientCredits, NotFound, SpendingLimitExceeded
+from gpubridge.errors import (
+    InsufficientCredits,
+    NegativeBalance,
+    NotFound,
+    SpendingLimitExceeded,
+)
 from gpubridge.money import micros_to_usd
 
 LedgerEntry = dict[str, Any]
@@ -122,6 +128,32 @@ async def credit(
         raise NotFound("account not found", code="account_not_found")
 
 
+async def debit(
+    conn: AsyncConnection,
+    account_id: str,
+    micros: int,
+    *,
+    kind: str = "reversal",
+    memo: str = "",
+    reference: str | None = None,
+) -> None:
+    """Take back credits whose payment was reversed (refund, dispute). Unlike a hold it is not
+    refused when the balance is short: the balance may go below zero, and then no hold passes
+    until a top-up. ``reference`` makes it idempotent, as for ``credit``."""
+    if micros <= 0:
+        raise ValueError("a debit must be positive")
+    await _append(
+        conn, _row(account_id, kind, available=-micros, held=0, memo=memo, reference=reference)
+    )
+    result = await conn.execute(
+        update(accounts)
+        .where(accounts.c.id == account_id)
+        .values(balance_micros=accounts.c.balance_micros - micros)
+    )
+    if result.rowcount != 1:
+        raise NotFound("account not found", code="account_not_found")
+
+
 async def hold(
     conn: AsyncConnection, account_id: str, micros: int, *, job_id: str, today: date | None = None
 ) -> None:
@@ -151,6 +183,13 @@ async def _refuse_hold(conn: AsyncConnection, account_id: str, micros: int, toda
             f"limit of ${micros_to_usd(limit):.2f}; raise it with POST /account/spending-limit",
             daily_spend=micros_to_usd(spent),
             daily_limit=micros_to_usd(limit),
+        )
+    if balance < 0:
+        raise NegativeBalance(
+            f"the balance is ${micros_to_usd(balance):.6f}, below zero after a card payment "
+            "was refunded or disputed: top up to start paid work again",
+            required=micros_to_usd(micros),
+            balance=micros_to_usd(balance),
         )
     raise InsufficientCredits(
         f"insufficient credits: this job needs ${micros_to_usd(micros):.6f}, "

@@ -1,10 +1,14 @@
 """Card top-ups: Stripe Checkout sessions, and the webhook that credits them.
 
-Credits are added only by a verified ``checkout.session.completed`` event for a session this
-server created. Intake is idempotent in the style of Polar's: the event id is inserted into
-``stripe_events`` in the same transaction as the credit, so a second delivery (even a
-concurrent one) conflicts on the primary key and credits nothing; the ledger reference
-``stripe:<session or intent id>`` makes a credit unique across event types too.
+Credits are added only by a verified ``checkout.session.completed`` (or, for payment methods
+that settle later, ``checkout.session.async_payment_succeeded``) event for a paid session this
+server created; refunds and disputes take them back (``stripe_reversals``). Intake is
+idempotent in the style of Polar's: the event id is inserted into ``stripe_events`` in the
+same transaction as the credit, so a second delivery (even a concurrent one) conflicts on the
+primary key and credits nothing; the ledger reference ``stripe:<session or intent id>`` makes
+a credit unique across event types too. An event is recorded only once it is applied: one
+that could not be (a session or payment not known here yet, amounts that do not match) is
+answered 409, so that Stripe delivers it again later.
 """
 
 from __future__ import annotations
@@ -21,17 +25,29 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from gpubridge.db import Database
 from gpubridge.db.engine import utcnow
 from gpubridge.db.tables import accounts, checkout_sessions, stripe_events
-from gpubridge.errors import BadRequest, NotFound
+from gpubridge.errors import BadRequest, Conflict, NotFound
 from gpubridge.money import micros_to_usd
 from gpubridge.payments import ledger
 from gpubridge.payments.auto_topup import AutoTopups, credit_once, settle_intent
 from gpubridge.payments.packages import package_named
 from gpubridge.payments.stripe_api import StripeApi, StripeConfig, StripeNotConfigured
+from gpubridge.payments.stripe_reversals import REVERSAL_EVENTS, reverse
 from gpubridge.settings import Settings
 
 log = logging.getLogger(__name__)
 
 INTENT_EVENTS = {"payment_intent.succeeded", "payment_intent.payment_failed"}
+SESSION_PAID_EVENTS = {"checkout.session.completed", "checkout.session.async_payment_succeeded"}
+# Outcomes that applied nothing but may apply on a later delivery: not recorded, answered 409.
+NOT_APPLIED = {
+    "unknown_session",
+    "mismatch",
+    "unknown_attempt",
+    "amount_mismatch",
+    "unknown_payment",
+}
+# Outcomes that applied nothing and wait for another event (a payment still settling).
+WAITING = {"unpaid"}
 
 
 class InvalidStripeSignature(BadRequest):
@@ -135,6 +151,15 @@ class CardTopups:
                 # the event or the credit recorded. Past that, a 500 makes Stripe retry.
                 if attempt == 2:
                     raise
+        if outcome in NOT_APPLIED:
+            log.warning(
+                "stripe event %s not applied: %s", event_type, outcome, extra={"event_id": event_id}
+            )
+            raise Conflict(
+                f"the event was not applied ({outcome}); Stripe will deliver it again",
+                code="stripe_event_not_applied",
+                outcome=outcome,
+            )
         log.info("stripe event %s: %s", event_type, outcome, extra={"event_id": event_id})
         return {"received": True, "outcome": outcome}
 
@@ -144,13 +169,30 @@ class CardTopups:
         seen = await conn.scalar(select(stripe_events.c.id).where(stripe_events.c.id == event_id))
         if seen is not None:
             return "duplicate"
-        await conn.execute(
-            insert(stripe_events).values(id=event_id, type=event_type[:100], received_at=utcnow())
-        )
-        if event_type == "checkout.session.completed":
+        outcome = await self._outcome(conn, event_type, obj)
+        if outcome not in NOT_APPLIED and outcome not in WAITING:
+            await conn.execute(
+                insert(stripe_events).values(
+                    id=event_id, type=event_type[:100], received_at=utcnow()
+                )
+            )
+        return outcome
+
+    async def _outcome(self, conn: AsyncConnection, event_type: str, obj: dict[str, Any]) -> str:
+        if event_type in SESSION_PAID_EVENTS:
             return await self._complete_session(conn, obj)
+        if event_type == "checkout.session.async_payment_failed":
+            await conn.execute(
+                update(checkout_sessions)
+                .where(checkout_sessions.c.id == str(obj.get("id")))
+                .where(checkout_sessions.c.status == "open")
+                .values(status="failed", completed_at=utcnow())
+            )
+            return "payment_failed"
         if event_type in INTENT_EVENTS:
             return await settle_intent(conn, event_type, obj)
+        if event_type in REVERSAL_EVENTS:
+            return await reverse(conn, event_type, obj)
         return "ignored"
 
     async def _complete_session(self, conn: AsyncConnection, session: dict[str, Any]) -> str:
@@ -177,10 +219,17 @@ class CardTopups:
             reference=f"stripe:{row.id}",
             memo=f"card top-up {row.package}",
         )
+        intent = session.get("payment_intent")
+        if isinstance(intent, dict):
+            intent = intent.get("id")
         await conn.execute(
             update(checkout_sessions)
             .where(checkout_sessions.c.id == row.id)
-            .values(status="completed", completed_at=utcnow())
+            .values(
+                status="completed",
+                completed_at=utcnow(),
+                payment_intent_id=str(intent) if intent else row.payment_intent_id,
+            )
         )
         customer = session.get("customer")
         if isinstance(customer, dict):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import func, select
@@ -196,7 +197,9 @@ async def test_a_bad_or_stale_signature_is_a_400_and_credits_nothing(card_gatewa
     assert WEBHOOK_SECRET.startswith("whsec_")
 
 
-async def test_unpaid_unknown_or_mismatched_sessions_credit_nothing(card_gateway):
+async def test_unpaid_unknown_or_mismatched_sessions_credit_nothing_and_stay_unrecorded(
+    card_gateway,
+):
     gw = card_gateway
     key, account_id = await registered(gw)
     session = await topup(gw, key, "credits_25")
@@ -207,11 +210,38 @@ async def test_unpaid_unknown_or_mismatched_sessions_credit_nothing(card_gateway
         "unknown_session": session_completed("cs_test_not_ours", account_id, 2500),
         "mismatch": session_completed(session["session_id"], account_id, 100),
     }
+    unpaid = await deliver(gw, cases.pop("unpaid"))
+    assert unpaid.status_code == 200 and unpaid.json()["outcome"] == "unpaid"
     for outcome, event in cases.items():
+        # Not applied: answered 409 so that Stripe delivers the event again later.
         response = await deliver(gw, event)
-        assert response.status_code == 200
-        assert response.json()["outcome"] == outcome
-    ignored = await deliver(gw, {**cases["unpaid"], "id": "evt_other", "type": "invoice.paid"})
+        assert response.status_code == 409, response.text
+        error = response.json()["error"]
+        assert (error["code"], error["outcome"]) == ("stripe_event_not_applied", outcome)
+    ignored = await deliver(gw, {**cases["mismatch"], "id": "evt_other", "type": "invoice.paid"})
     assert ignored.json()["outcome"] == "ignored"
     assert await balance_micros(gw, key) == 0
-    assert await scalar(gw, select(func.count()).select_from(stripe_events)) == 4
+    # Only the event that was handled is recorded; the others may still apply on a retry.
+    assert await scalar(gw, select(func.count()).select_from(stripe_events)) == 1
+
+
+async def test_an_event_that_arrives_before_its_session_applies_when_redelivered(card_gateway):
+    gw = card_gateway
+    key, account_id = await registered(gw)
+    early = session_completed("cs_test_later", account_id, 1000, event_id="evt_early")
+    assert (await deliver(gw, early)).status_code == 409
+    async with gw.app.state.gateway.db.begin() as conn:
+        await conn.execute(
+            checkout_sessions.insert().values(
+                id="cs_test_later",
+                account_id=account_id,
+                package="credits_10",
+                amount_cents=1000,
+                credits_micros=10_000_000,
+                status="open",
+                created_at=datetime.now(UTC),
+            )
+        )
+    again = await deliver(gw, early)
+    assert again.status_code == 200 and again.json()["outcome"] == "credited"
+    assert await balance_micros(gw, key) == 10_000_000

@@ -215,9 +215,11 @@ def session_completed(
     customer: str = "cus_test_saved",
     payment_status: str = "paid",
     event_id: str | None = None,
+    payment_intent: str | None = None,
+    event_type: str = "checkout.session.completed",
 ) -> dict[str, Any]:
     return event(
-        "checkout.session.completed",
+        event_type,
         {
             "id": session_id,
             "object": "checkout.session",
@@ -228,9 +230,39 @@ def session_completed(
             "client_reference_id": account_id,
             "metadata": {"account_id": account_id},
             "payment_status": payment_status,
+            "payment_intent": payment_intent,
             "status": "complete",
         },
         event_id,
+    )
+
+
+def charge_refunded(intent: str, amount_cents: int, refunded_cents: int) -> dict[str, Any]:
+    """``charge.refunded``: ``refunded_cents`` is the total refunded so far, as Stripe sends."""
+    return event(
+        "charge.refunded",
+        {
+            "id": _new_id("ch_"),
+            "object": "charge",
+            "amount": amount_cents,
+            "amount_refunded": refunded_cents,
+            "payment_intent": intent,
+            "refunded": refunded_cents >= amount_cents,
+        },
+    )
+
+
+def dispute_created(intent: str, amount_cents: int) -> dict[str, Any]:
+    return event(
+        "charge.dispute.created",
+        {
+            "id": _new_id("dp_"),
+            "object": "dispute",
+            "amount": amount_cents,
+            "charge": _new_id("ch_"),
+            "payment_intent": intent,
+            "status": "needs_response",
+        },
     )
 
 
