@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
+import anyio
 from sqlalchemy.exc import IntegrityError
 
 from gpubridge.catalog import Catalog, ModelSpec, Service
@@ -50,6 +51,9 @@ from gpubridge.payments.x402.wallets import Claimed, claim
 from gpubridge.settings import Settings
 
 log = logging.getLogger(__name__)
+
+ABANDON_CANCEL_S = 10.0
+"""The most time given to cancelling the job of a caller that went away."""
 
 _MEDIA_TYPE = re.compile(r"[a-z0-9][a-z0-9.+-]*/[a-z0-9][a-z0-9.+-]*")
 
@@ -430,6 +434,16 @@ class Gateway:
             return await ledger.available_balance(conn, account.id)
 
     # -- cancel -------------------------------------------------------------------------
+    async def abandon(self, account: Account, job_id: str) -> None:
+        """Cancel (and refund) the job of a caller that went away, unless it already ended.
+        Shielded: the caller's own cancellation does not stop it part way."""
+        with anyio.move_on_after(ABANDON_CANCEL_S, shield=True):
+            try:
+                await self.cancel(account, job_id)
+            except (Conflict, NotFound):
+                return  # it ended meanwhile
+            log.info("caller went away; its job was cancelled", extra={"job_id": job_id})
+
     async def cancel(self, account: Account, job_id: str) -> JobRecord:
         """Cancel a pending or running job and refund its hold in full."""
         async with self.db.begin() as conn:

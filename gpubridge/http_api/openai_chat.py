@@ -8,6 +8,7 @@ from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from contextlib import aclosing
 from typing import Any
 
+import anyio
 from sse_starlette.sse import EventSourceResponse
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -201,6 +202,23 @@ async def _prepend(
 async def _chunks(
     request: Request, door: Door, events: AsyncGenerator[dict[str, Any]], include_usage: bool
 ) -> AsyncIterator[dict[str, str]]:
+    gateway = gateway_of(request)
+    try:
+        async with aclosing(_stream(request, door, events, include_usage)) as stream:
+            async for item in stream:
+                yield item
+    finally:
+        # The client went away before the end (the response's task is cancelled and closes
+        # this generator): its job stops and is refunded, unless it has already ended.
+        with anyio.CancelScope(shield=True):
+            job = await gateway.get(door.job.id)
+            if not job.status.is_terminal:
+                await gateway.abandon(door.account, job.id)
+
+
+async def _stream(
+    request: Request, door: Door, events: AsyncGenerator[dict[str, Any]], include_usage: bool
+) -> AsyncGenerator[dict[str, str]]:
     gateway = gateway_of(request)
     job = door.job
     base = {

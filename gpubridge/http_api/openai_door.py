@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from datetime import UTC
 from typing import Any
 
+import anyio
 from starlette.requests import Request
 
 from gpubridge.catalog import Service
@@ -176,7 +177,16 @@ async def finish(request: Request, door: Door) -> JobRecord:
     limit = gateway.settings.job_timeout_s + QUEUE_GRACE_S
     timed_out = False
     if not job.status.is_terminal:
-        job = await gateway.wait(job, limit)
+        waited = await _wait_while_connected(request, door, limit)
+        if waited is None:
+            await gateway.abandon(door.account, job.id)
+            raise JobEnded(
+                499,
+                "client_closed_request",
+                f"the client went away; job {job.id} was cancelled and refunded",
+                headers=door.headers,
+            )
+        job = waited
     if not job.status.is_terminal:
         try:
             job = await gateway.cancel(door.account, job.id)
@@ -193,6 +203,31 @@ async def finish(request: Request, door: Door) -> JobRecord:
             headers={**door.headers, "x-should-retry": "false"},
         )
     raise job_error(job, door.headers)
+
+
+async def _wait_while_connected(request: Request, door: Door, limit: float) -> JobRecord | None:
+    """The job once it ends or ``limit`` passes; None if the client disconnects first."""
+    gateway = gateway_of(request)
+    waited: list[JobRecord] = []
+    async with anyio.create_task_group() as group:
+
+        async def wait() -> None:
+            waited.append(await gateway.wait(door.job, limit))
+            group.cancel_scope.cancel()
+
+        async def watch() -> None:
+            await until_disconnected(request)
+            group.cancel_scope.cancel()
+
+        group.start_soon(wait)
+        group.start_soon(watch)
+    return waited[0] if waited else None
+
+
+async def until_disconnected(request: Request) -> None:
+    """Return once the client has gone away (its body already read)."""
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
 
 
 def job_error(job: JobRecord, headers: Mapping[str, str]) -> JobEnded:

@@ -6,10 +6,9 @@ import asyncio
 import logging
 from typing import Any
 
-import anyio
 from mcp_types import CallToolResult, TextContent
 
-from gpubridge.errors import GpubridgeError, NotFound, Unauthorized
+from gpubridge.errors import NotFound, Unauthorized
 from gpubridge.gateway import Gateway, job_view
 from gpubridge.jobs.store import JobRecord
 from gpubridge.mcp_server.caller import Caller
@@ -20,8 +19,6 @@ from gpubridge.mcp_server.tools import CANCEL_JOB, ESTIMATE_COST, GET_JOB, ToolS
 from gpubridge.payments.accounts import Account
 
 log = logging.getLogger(__name__)
-
-CANCEL_ON_ABANDON_S = 10.0
 
 
 class ToolCalls:
@@ -102,16 +99,8 @@ class ToolCalls:
                 return await self.gateway.wait(job, wait_s)
         except asyncio.CancelledError:
             if owner is not None:
-                with anyio.move_on_after(CANCEL_ON_ABANDON_S, shield=True):
-                    await self._cancel_quietly(owner, job.id)
+                await self.gateway.abandon(owner, job.id)
             raise
-
-    async def _cancel_quietly(self, owner: Account, job_id: str) -> None:
-        try:
-            await self.gateway.cancel(owner, job_id)
-        except GpubridgeError:
-            return  # it finished meanwhile
-        log.info("tool call abandoned; its job was cancelled", extra={"job_id": job_id})
 
     def _render(
         self, tool: str, job: JobRecord, caller: Caller, *, failed_is_error: bool
