@@ -1,4 +1,4 @@
-"""The ``gpubridge`` command line: serve, catalog, credits, db."""
+"""The ``gpubridge`` command line: serve, mcp, catalog, credits, db, ledger."""
 
 from __future__ import annotations
 
@@ -70,6 +70,15 @@ def _parser() -> argparse.ArgumentParser:
     db_commands = db.add_subparsers(required=True, metavar="ACTION")
     upgrade = db_commands.add_parser("upgrade", help="apply migrations")
     upgrade.set_defaults(handler=_upgrade)
+
+    ledger = commands.add_parser("ledger", help="ledger audits")
+    ledger_commands = ledger.add_subparsers(required=True, metavar="ACTION")
+    check = ledger_commands.add_parser(
+        "check",
+        help="prove the ledger: balanced postings, balances, job holds, house accounts "
+        "against payment records (exit 1 with the offending rows)",
+    )
+    check.set_defaults(handler=_ledger_check)
     return parser
 
 
@@ -146,6 +155,23 @@ def _grant(args: argparse.Namespace) -> int:
     granted, total = micros_to_usd(micros), micros_to_usd(balance)
     print(f"granted ${granted:.2f} to {args.email}; balance ${total:.6f}")
     return 0
+
+
+def _ledger_check(args: argparse.Namespace) -> int:
+    from gpubridge.app import build_components, prepare_database
+
+    async def check() -> tuple[bool, str]:
+        components = build_components(Settings())
+        try:
+            await prepare_database(components)
+            report = await components.gateway.check_ledger()
+            return report.ok, report.summary()
+        finally:
+            await components.close()
+
+    ok, summary = asyncio.run(check())
+    print(summary)
+    return 0 if ok else 1
 
 
 def _upgrade(args: argparse.Namespace) -> int:

@@ -62,6 +62,10 @@ class Settings(BaseSettings):
     webhook_retries: int = 3
     webhook_backoff_s: float = 2.0
 
+    # How often the maintenance loop proves the ledger (gpubridge ledger check), for
+    # /metrics; 0 turns it off.
+    ledger_check_every_s: float = Field(default=600.0, ge=0)
+
     # Accounts
     default_daily_limit_usd: int = 50
     api_key_cache_s: float = 5.0

@@ -99,7 +99,13 @@ async def database(database_url: str) -> AsyncIterator[object]:
     await db.drop_all()
     await db.create_all()
     yield db
+    # Whatever a test did with money, the ledger still proves itself afterwards.
+    from gpubridge.payments.ledger_check import check_ledger
+
+    async with db.connect() as conn:
+        report = await check_ledger(conn)
     await db.dispose()
+    assert report.ok, report.summary()
 
 
 @pytest.fixture(scope="session")

@@ -239,6 +239,22 @@ def test_granting_credits_adds_the_exact_amount_in_micro_usd(registered: Path) -
     assert ledger_of(registered) == [("grant", 12_500_000, 0), ("grant", 1, 0)]
 
 
+def test_ledger_check_passes_on_a_sound_ledger_and_names_what_breaks_it(
+    registered: Path,
+) -> None:
+    assert gpubridge(registered, "credits", "grant", EMAIL, "3").returncode == 0
+    sound = gpubridge(registered, "ledger", "check")
+    assert sound.returncode == 0, sound.stderr
+    assert sound.stdout.startswith("ledger check: ok (2 entries, 1 accounts, 0 jobs)")
+
+    query(registered, "UPDATE accounts SET balance_micros = 5 WHERE email = ?", EMAIL)
+    broken = gpubridge(registered, "ledger", "check")
+    assert broken.returncode == 1
+    assert "balance_mismatch" in broken.stdout
+    assert "'balance_micros': 5, 'entries': 3000000" in broken.stdout
+    assert "Traceback" not in broken.stderr
+
+
 @pytest.mark.parametrize(
     ("amount", "message"),
     [

@@ -5,6 +5,7 @@ from __future__ import annotations
 from sqlalchemy import (
     JSON,
     BigInteger,
+    CheckConstraint,
     Column,
     Date,
     DateTime,
@@ -66,14 +67,22 @@ accounts = Table(
     # takes its credits back even when they were spent. Holds refuse a short balance.
 )
 
+# Double-entry: each movement (``posting_id``) is rows that sum to zero, over
+# ``available_delta + held_delta``. A row belongs to a customer account (``account_id``) or to
+# a house account (``house``: revenue, grants, card, usdc, x402), never both. Moves inside one
+# account (hold, release, job refund) balance within their own row.
 ledger_entries = Table(
     "ledger_entries",
     metadata,
     Column(
         "id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
     ),
-    Column("account_id", String(36), ForeignKey("accounts.id"), nullable=False),
+    Column("account_id", String(36), ForeignKey("accounts.id"), nullable=True),
+    Column("house", String(16), nullable=True),
+    Column("posting_id", String(36), nullable=False),
     Column("job_id", String(36), nullable=True),
+    # hold | settle (capture or refund) | release: each at most once per job.
+    Column("job_phase", String(8), nullable=True),
     Column("kind", String(16), nullable=False),
     # Effect on the spendable balance and on the amount held for running jobs.
     Column("available_delta", Money, nullable=False),
@@ -81,8 +90,11 @@ ledger_entries = Table(
     Column("memo", String(200), nullable=False, default=""),
     Column("reference", String(200), nullable=True, unique=True),
     Column("created_at", UtcTime, nullable=False),
+    CheckConstraint("(account_id IS NULL) <> (house IS NULL)", name="one_owner"),
+    UniqueConstraint("job_id", "job_phase", name="uq_ledger_entries_job_phase"),
     Index("ix_ledger_account_created", "account_id", "created_at"),
     Index("ix_ledger_job", "job_id"),
+    Index("ix_ledger_posting", "posting_id"),
 )
 
 jobs = Table(

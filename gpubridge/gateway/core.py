@@ -11,7 +11,7 @@ import re
 import uuid
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import anyio
@@ -44,6 +44,7 @@ from gpubridge.money import micros_to_usd
 from gpubridge.payments import ledger
 from gpubridge.payments.accounts import Account, Accounts
 from gpubridge.payments.crypto_topups import CryptoTopups
+from gpubridge.payments.ledger_check import LedgerReport, check_ledger
 from gpubridge.payments.pricing import discounted, tier_for
 from gpubridge.payments.stripe_topups import CardTopups
 from gpubridge.payments.x402 import X402, Accepted, RequestBinding
@@ -125,6 +126,7 @@ class Gateway:
             maintenance=self.maintenance,
         )
         self.x402 = X402.from_settings(settings, db)
+        self._ledger_checked_at: datetime | None = None
 
     async def start(self) -> None:
         self.dispatcher.start()
@@ -430,7 +432,7 @@ class Gateway:
         """Operator top-up without a payment provider; returns the new balance."""
         account = await self.accounts.by_email(email)
         async with self.db.begin() as conn:
-            await ledger.credit(conn, account.id, micros, kind="grant", memo=memo)
+            await ledger.credit(conn, account.id, micros, house="grants", kind="grant", memo=memo)
             return await ledger.available_balance(conn, account.id)
 
     # -- cancel -------------------------------------------------------------------------
@@ -500,8 +502,17 @@ class Gateway:
                     last_status = JobStatus(status)
 
     # -- maintenance ----------------------------------------------------------------------
+    async def check_ledger(self) -> LedgerReport:
+        """Prove the ledger's invariants (see ``ledger_check``); the result shows in /metrics."""
+        async with self.db.connect() as conn:
+            report = await check_ledger(conn)
+        self.runner.metrics.ledger_checked(report)
+        self._ledger_checked_at = utcnow()
+        return report
+
     async def maintenance(self) -> None:
-        """Expire old outputs; fail and refund jobs whose worker vanished."""
+        """Expire old outputs; fail and refund jobs whose worker vanished; now and then,
+        prove the ledger."""
         async with self.db.begin() as conn:
             await store.purge_expired_outputs(conn, self.settings.result_ttl_s)
         await self.files.purge_expired()
@@ -517,6 +528,12 @@ class Gateway:
             await self.crypto_topups.watch()
         except Exception:
             log.warning("the USDC top-up watcher could not scan the chain", exc_info=True)
+        every = self.settings.ledger_check_every_s
+        last = self._ledger_checked_at
+        if every and (last is None or (utcnow() - last).total_seconds() >= every):
+            report = await self.check_ledger()
+            if not report.ok:
+                log.error("%s", report.summary())
 
 
 async def _audio_seconds(

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from gpubridge.jobs.store import JobRecord
+from gpubridge.payments.ledger_check import LedgerReport
 
 __all__ = ["CONTENT_TYPE_LATEST", "GatewayMetrics"]
 
@@ -37,6 +38,28 @@ class GatewayMetrics:
             ["service"],
             registry=self.registry,
         )
+        self.ledger_ok = Gauge(
+            "gpubridge_ledger_check_ok",
+            "1 when the last ledger check found nothing wrong, 0 when it found problems, "
+            "-1 before the first check",
+            registry=self.registry,
+        )
+        self.ledger_ok.set(-1)
+        self.ledger_findings = Gauge(
+            "gpubridge_ledger_check_findings",
+            "Broken invariants found by the last ledger check",
+            registry=self.registry,
+        )
+        self.ledger_checked_at = Gauge(
+            "gpubridge_ledger_check_timestamp_seconds",
+            "When the last ledger check ran (Unix time)",
+            registry=self.registry,
+        )
+
+    def ledger_checked(self, report: LedgerReport) -> None:
+        self.ledger_ok.set(1 if report.ok else 0)
+        self.ledger_findings.set(len(report.findings))
+        self.ledger_checked_at.set_to_current_time()
 
     def job_submitted(self, job: JobRecord) -> None:
         self.submitted.labels(job.service).inc()

@@ -67,7 +67,7 @@ async def rearm_if_recovered(conn: AsyncConnection, account_id: str) -> None:
 
 
 async def credit_once(
-    conn: AsyncConnection, account_id: str, micros: int, *, reference: str, memo: str
+    conn: AsyncConnection, account_id: str, micros: int, *, house: str, reference: str, memo: str
 ) -> bool:
     """Credit a top-up unless ``reference`` was already credited. Two concurrent callers
     may both pass the check; the unique reference then fails one of them (IntegrityError),
@@ -77,7 +77,9 @@ async def credit_once(
     )
     if done is not None:
         return False
-    await ledger.credit(conn, account_id, micros, kind="topup", memo=memo, reference=reference)
+    await ledger.credit(
+        conn, account_id, micros, house=house, kind="topup", memo=memo, reference=reference
+    )
     await rearm_if_recovered(conn, account_id)
     return True
 
@@ -105,6 +107,7 @@ async def settle_intent(conn: AsyncConnection, event_type: str, intent: dict[str
         conn,
         row.account_id,
         int(row.credits_micros),
+        house="card",
         reference=f"stripe:{intent_id}",
         memo=f"auto top-up {row.package}",
     )

@@ -305,6 +305,7 @@ class CryptoTopups:
             conn,
             row.account_id,
             int(row.credits_micros),
+            house="usdc",
             reference=f"usdc:{tx}",
             memo=f"USDC top-up {row.package}",
         )

@@ -1,22 +1,28 @@
-"""The append-only credits ledger.
+"""The append-only, double-entry credits ledger.
 
-Every movement is one or more entries with two effects: on the spendable balance
-(``available_delta``) and on the amount held for running jobs (``held_delta``).
+Every movement is a posting: rows that sum to zero over ``available_delta + held_delta``.
+Customer rows have two effects, on the spendable balance (``available_delta``) and on the
+amount held for running jobs (``held_delta``); money that enters or leaves the customers'
+accounts is balanced by a row of a house account (``HOUSES``).
 
-- grant/topup: available +amount
+- grant/topup/x402: available +amount; house (grants, card, usdc, x402) -amount
 - hold:        available -estimate, held +estimate
-- capture:     held -cost (the money is spent)
+- capture:     held -cost; house revenue +cost
 - release:     held -(estimate - cost), available +(estimate - cost)
 - refund:      held -estimate, available +estimate (failed or cancelled job)
-- reversal:    available -amount (a card payment refunded or disputed; may go below zero)
+- reversal:    available -amount (a card payment refunded or disputed; may go below zero);
+               house card +amount
 
-``accounts.balance_micros`` is the running sum of ``available_delta``, updated in the same
-transaction as the entry by a guarded statement, so an overdraft is refused atomically and no
-update is lost under concurrency. The functions here take the caller's transaction.
+A job has at most one hold, one settlement (capture or refund) and one release: a unique
+constraint on ``(job_id, job_phase)`` refuses a second. ``accounts.balance_micros`` is the
+running sum of ``available_delta``, updated in the same transaction as the entry by a guarded
+statement, so an overdraft is refused atomically and no update is lost under concurrency. The
+functions here take the caller's transaction; ``ledger_check`` proves the invariants.
 """
 
 from __future__ import annotations
 
+import uuid
 from datetime import date
 from typing import Any
 
@@ -36,25 +42,49 @@ from gpubridge.money import micros_to_usd
 LedgerEntry = dict[str, Any]
 
 
+HOUSES = ("revenue", "grants", "card", "usdc", "x402")
+"""The house accounts: where credits come from (grants, card, usdc, x402) and go (revenue)."""
+
+
 def _row(
     account_id: str,
     kind: str,
     *,
     available: int,
     held: int,
+    posting: str | None = None,
     job_id: str | None = None,
+    phase: str | None = None,
     memo: str = "",
     reference: str | None = None,
 ) -> LedgerEntry:
     return {
         "account_id": account_id,
+        "house": None,
+        "posting_id": posting or str(uuid.uuid4()),
         "job_id": job_id,
+        "job_phase": phase,
         "kind": kind,
         "available_delta": available,
         "held_delta": held,
         "memo": memo[:200],
         "reference": reference,
         "created_at": utcnow(),
+    }
+
+
+def _house_row(house: str, balancing: LedgerEntry) -> LedgerEntry:
+    """The house account's side of ``balancing``: the same posting, the opposite amount."""
+    if house not in HOUSES:
+        raise ValueError(f"unknown house account {house!r}")
+    return {
+        **balancing,
+        "account_id": None,
+        "house": house,
+        "job_phase": None,
+        "available_delta": -(balancing["available_delta"] + balancing["held_delta"]),
+        "held_delta": 0,
+        "reference": None,
     }
 
 
@@ -108,17 +138,18 @@ async def credit(
     account_id: str,
     micros: int,
     *,
+    house: str,
     kind: str = "grant",
     memo: str = "",
     reference: str | None = None,
 ) -> None:
-    """Add spendable credits (operator grant, top-up). ``reference`` makes it idempotent:
-    a second credit with the same reference violates a unique constraint."""
+    """Add spendable credits (operator grant, top-up), from the ``house`` account they came
+    in through. ``reference`` makes it idempotent: a second credit with the same reference
+    violates a unique constraint."""
     if micros <= 0:
         raise ValueError("a credit must be positive")
-    await _append(
-        conn, _row(account_id, kind, available=micros, held=0, memo=memo, reference=reference)
-    )
+    entry = _row(account_id, kind, available=micros, held=0, memo=memo, reference=reference)
+    await _append(conn, entry, _house_row(house, entry))
     result = await conn.execute(
         update(accounts)
         .where(accounts.c.id == account_id)
@@ -133,6 +164,7 @@ async def debit(
     account_id: str,
     micros: int,
     *,
+    house: str,
     kind: str = "reversal",
     memo: str = "",
     reference: str | None = None,
@@ -142,9 +174,8 @@ async def debit(
     until a top-up. ``reference`` makes it idempotent, as for ``credit``."""
     if micros <= 0:
         raise ValueError("a debit must be positive")
-    await _append(
-        conn, _row(account_id, kind, available=-micros, held=0, memo=memo, reference=reference)
-    )
+    entry = _row(account_id, kind, available=-micros, held=0, memo=memo, reference=reference)
+    await _append(conn, entry, _house_row(house, entry))
     result = await conn.execute(
         update(accounts)
         .where(accounts.c.id == account_id)
@@ -163,7 +194,10 @@ async def hold(
     result = await conn.execute(_HOLD, {"account": account_id, "micros": micros, "today": today})
     if result.rowcount != 1:
         await _refuse_hold(conn, account_id, micros, today)
-    await _append(conn, _row(account_id, "hold", available=-micros, held=micros, job_id=job_id))
+    await _append(
+        conn,
+        _row(account_id, "hold", available=-micros, held=micros, job_id=job_id, phase="hold"),
+    )
 
 
 async def _refuse_hold(conn: AsyncConnection, account_id: str, micros: int, today: date) -> None:
@@ -212,9 +246,14 @@ async def capture(
     if not 0 <= cost_micros <= held_micros:
         raise ValueError("a capture must be between zero and the amount held")
     rest = held_micros - cost_micros
-    entries = [_row(account_id, "capture", available=0, held=-cost_micros, job_id=job_id)]
+    captured = _row(
+        account_id, "capture", available=0, held=-cost_micros, job_id=job_id, phase="settle"
+    )
+    entries = [captured, _house_row("revenue", captured)]
     if rest:
-        entries.append(_row(account_id, "release", available=rest, held=-rest, job_id=job_id))
+        entries.append(
+            _row(account_id, "release", available=rest, held=-rest, job_id=job_id, phase="release")
+        )
     await _append(conn, *entries)
     await conn.execute(
         _GIVE_BACK,
@@ -235,7 +274,13 @@ async def refund(
     await _append(
         conn,
         _row(
-            account_id, "refund", available=held_micros, held=-held_micros, job_id=job_id, memo=memo
+            account_id,
+            "refund",
+            available=held_micros,
+            held=-held_micros,
+            job_id=job_id,
+            phase="settle",
+            memo=memo,
         ),
     )
     await conn.execute(

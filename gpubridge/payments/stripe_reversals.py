@@ -60,6 +60,7 @@ async def reverse(conn: AsyncConnection, event_type: str, obj: dict[str, Any]) -
         conn,
         purchase.account_id,
         micros,
+        house="card",
         memo=f"card top-up {purchase.package} {what}",
         reference=reference,
     )

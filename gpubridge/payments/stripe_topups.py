@@ -216,6 +216,7 @@ class CardTopups:
             conn,
             row.account_id,
             int(row.credits_micros),
+            house="card",
             reference=f"stripe:{row.id}",
             memo=f"card top-up {row.package}",
         )

@@ -8,16 +8,14 @@ import time
 import uuid
 
 import pytest
-from sqlalchemy import insert
 
-from gpubridge.db.engine import utcnow
-from gpubridge.db.tables import x402_payments
 from gpubridge.payments import ledger
 from gpubridge.payments.accounts import Accounts
 from gpubridge.payments.crypto_topups import CryptoTopups, invoice_price_units, usdc_text
 from gpubridge.payments.packages import PACKAGES
 from gpubridge.payments.x402 import store
 from gpubridge.payments.x402.config import X402Config
+from gpubridge.payments.x402.store import record_tx_payment
 from gpubridge.settings import Settings
 
 TX = "0x" + "12" * 32
@@ -82,25 +80,19 @@ async def test_a_hash_that_paid_x402_cannot_pay_an_invoice(database):
     topups = topups_on(database)
     account = await new_account(database)
     invoice = await topups.create_invoice(account, "credits_10")
-    async with database.begin() as conn:
-        await conn.execute(
-            insert(x402_payments).values(
-                id=str(uuid.uuid4()),
-                kind="tx_hash",
-                network="eip155:8453",
-                asset=topups.config.asset.lower(),
-                payer="0x" + "33" * 20,
-                tx_hash=TX,
-                amount_micros=int(invoice["amount_units"]),
-                status="settled",
-                account_id=account,
-                created_at=utcnow(),
-                settled_at=utcnow(),
-            )
-        )
-    outcome, _ = await topups.apply_transfer(TX, int(invoice["amount_units"]), time.time())
+    paid = int(invoice["amount_units"])
+    await record_tx_payment(
+        database,
+        network="eip155:8453",
+        asset=topups.config.asset,
+        payer="0x" + "33" * 20,
+        tx_hash=TX,
+        amount_micros=paid,
+        account_id=account,
+    )
+    outcome, _ = await topups.apply_transfer(TX, paid, time.time())
     assert outcome == "already_used"
-    assert await balance(database, account) == 0
+    assert await balance(database, account) == paid  # the x402 payment's credit, nothing more
 
 
 async def test_a_transfer_mined_before_the_invoice_existed_does_not_pay_it(database):

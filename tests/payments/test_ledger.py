@@ -6,10 +6,10 @@ import asyncio
 import uuid
 
 import pytest
-from sqlalchemy import insert, update
+from sqlalchemy import insert, select, update
 
 from gpubridge.db.engine import utcnow
-from gpubridge.db.tables import accounts, jobs
+from gpubridge.db.tables import accounts, jobs, ledger_entries
 from gpubridge.errors import InsufficientCredits, SpendingLimitExceeded
 from gpubridge.payments import ledger
 from gpubridge.payments.accounts import Accounts
@@ -22,7 +22,7 @@ async def funded_account(database, micros: int) -> str:
     accounts = Accounts(database, default_daily_limit_micros=LIMIT, cache_s=0)
     created = await accounts.register(f"{uuid.uuid4().hex[:8]}@example.com")
     async with database.begin() as conn:
-        await ledger.credit(conn, created.account.id, micros, memo="test funding")
+        await ledger.credit(conn, created.account.id, micros, house="grants", memo="test funding")
     return created.account.id
 
 
@@ -51,6 +51,13 @@ async def hold_job(database, account_id: str, micros: int, limit: int = LIMIT) -
     return job_id
 
 
+async def end_job(conn, job_id: str, status: str, cost: int | None = None) -> None:
+    """What the runner records beside the ledger when a job ends."""
+    await conn.execute(
+        update(jobs).where(jobs.c.id == job_id).values(status=status, cost_micros=cost)
+    )
+
+
 async def test_capture_spends_the_cost_and_releases_the_rest(database):
     account = await funded_account(database, 10_000)
     job = await hold_job(database, account, 4_000)
@@ -59,6 +66,7 @@ async def test_capture_spends_the_cost_and_releases_the_rest(database):
         await ledger.capture(
             conn, account, job_id=job, held_micros=4_000, cost_micros=1_234, held_on=TODAY
         )
+        await end_job(conn, job, "completed", cost=1_234)
     async with database.connect() as conn:
         assert await ledger.available_balance(conn, account) == 10_000 - 1_234
         assert await ledger.ledger_totals(conn, account) == (10_000 - 1_234, 0)
@@ -70,6 +78,7 @@ async def test_refund_returns_the_whole_hold(database):
     job = await hold_job(database, account, 4_000)
     async with database.begin() as conn:
         await ledger.refund(conn, account, job_id=job, held_micros=4_000, held_on=TODAY)
+        await end_job(conn, job, "failed")
     async with database.connect() as conn:
         assert await ledger.available_balance(conn, account) == 10_000
         assert await ledger.ledger_totals(conn, account) == (10_000, 0)
@@ -92,9 +101,7 @@ async def test_the_daily_limit_counts_running_holds_and_captured_costs(database)
         await ledger.capture(
             conn, account, job_id=first, held_micros=600_000, cost_micros=500_000, held_on=TODAY
         )
-        await conn.execute(
-            update(jobs).where(jobs.c.id == first).values(status="completed", cost_micros=500_000)
-        )
+        await end_job(conn, first, "completed", cost=500_000)
     await hold_job(database, account, 400_000, limit=1_000_000)
     with pytest.raises(SpendingLimitExceeded):
         await hold_job(database, account, 100_001, limit=1_000_000)
@@ -123,9 +130,69 @@ async def test_a_credit_reference_is_used_once(database):
 
     account = await funded_account(database, 1)
     async with database.begin() as conn:
-        await ledger.credit(conn, account, 5, kind="topup", reference="evt_1")
+        await ledger.credit(conn, account, 5, house="grants", kind="topup", reference="evt_1")
     with pytest.raises(IntegrityError):
         async with database.begin() as conn:
-            await ledger.credit(conn, account, 5, kind="topup", reference="evt_1")
+            await ledger.credit(conn, account, 5, house="grants", kind="topup", reference="evt_1")
     async with database.connect() as conn:
         assert await ledger.available_balance(conn, account) == 6
+
+
+async def test_every_movement_is_a_posting_that_sums_to_zero_against_a_house(database):
+    account = await funded_account(database, 10_000)
+    job = await hold_job(database, account, 4_000)
+    async with database.begin() as conn:
+        await ledger.capture(
+            conn, account, job_id=job, held_micros=4_000, cost_micros=1_000, held_on=TODAY
+        )
+        await end_job(conn, job, "completed", cost=1_000)
+    async with database.connect() as conn:
+        rows = (
+            await conn.execute(
+                select(
+                    ledger_entries.c.posting_id,
+                    ledger_entries.c.house,
+                    ledger_entries.c.kind,
+                    ledger_entries.c.available_delta + ledger_entries.c.held_delta,
+                )
+            )
+        ).all()
+    sums: dict[str, int] = {}
+    for posting, _, _, amount in rows:
+        sums[posting] = sums.get(posting, 0) + int(amount)
+    assert set(sums.values()) == {0}
+    houses = {(house, kind, int(amount)) for _, house, kind, amount in rows if house}
+    assert houses == {("grants", "grant", -10_000), ("revenue", "capture", 1_000)}
+
+
+async def test_a_job_cannot_be_captured_twice_or_captured_and_refunded(database):
+    from sqlalchemy.exc import IntegrityError
+
+    account = await funded_account(database, 10_000)
+    job = await hold_job(database, account, 4_000)
+    async with database.begin() as conn:
+        await ledger.capture(
+            conn, account, job_id=job, held_micros=4_000, cost_micros=4_000, held_on=TODAY
+        )
+        await end_job(conn, job, "completed", cost=4_000)
+    for settle in (
+        lambda conn: ledger.capture(
+            conn, account, job_id=job, held_micros=4_000, cost_micros=4_000, held_on=TODAY
+        ),
+        lambda conn: ledger.refund(conn, account, job_id=job, held_micros=4_000, held_on=TODAY),
+    ):
+        with pytest.raises(IntegrityError):
+            async with database.begin() as conn:
+                await settle(conn)
+    with pytest.raises(IntegrityError):
+        async with database.begin() as conn:
+            await ledger.hold(conn, account, 1_000, job_id=job)
+    async with database.connect() as conn:
+        assert await ledger.available_balance(conn, account) == 6_000
+
+
+async def test_a_credit_needs_a_known_house_account(database):
+    account = await funded_account(database, 1)
+    with pytest.raises(ValueError, match="house"):
+        async with database.begin() as conn:
+            await ledger.credit(conn, account, 5, house="nowhere")

@@ -178,7 +178,7 @@ async def test_the_guard_lets_one_of_many_concurrent_crossings_charge(database):
     )
     account_id = created.account.id
     async with database.begin() as conn:
-        await ledger.credit(conn, account_id, 500_000)
+        await ledger.credit(conn, account_id, 500_000, house="grants")
         await conn.execute(
             update(accounts)
             .where(accounts.c.id == account_id)
@@ -199,7 +199,9 @@ async def test_the_guard_lets_one_of_many_concurrent_crossings_charge(database):
         assert claims.count(True) == 1
         assert await crossing() is False  # disarmed until a credit brings it back
         async with database.begin() as conn:
-            await credit_once(conn, account_id, 600_000, reference="stripe:pi_x", memo="t")
+            await credit_once(
+                conn, account_id, 600_000, house="grants", reference="stripe:pi_x", memo="t"
+            )
         assert await crossing() is False  # $1.10 is above the threshold: armed, not crossing
         async with database.begin() as conn:
             armed = await conn.scalar(
