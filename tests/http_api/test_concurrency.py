@@ -96,6 +96,7 @@ async def test_two_gateway_replicas_on_one_postgres_claim_each_job_once(
                     select(func.count())
                     .select_from(ledger_entries)
                     .where(ledger_entries.c.kind == "capture")
+                    .where(ledger_entries.c.account_id.is_not(None))
                 )
             workers = {
                 app_a.state.gateway.dispatcher.worker_id,

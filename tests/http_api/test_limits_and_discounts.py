@@ -3,13 +3,15 @@ vanished workers' jobs are failed and refunded."""
 
 from __future__ import annotations
 
+import uuid
 from datetime import timedelta
 
-from sqlalchemy import update
+from sqlalchemy import insert, update
 
 from gpubridge.db.engine import utcnow
 from gpubridge.db.tables import accounts, jobs
 from gpubridge.jobs.status import JobStatus
+from gpubridge.payments import ledger
 from tests.support.gateway_app import auth, register
 
 PROMPT = {"service": "llm-4090", "input": {"prompt": "Hello world", "max_tokens": 16}}
@@ -69,17 +71,33 @@ async def test_a_job_past_the_daily_limit_is_refused_without_charge(gateway):
 async def test_jobs_of_a_vanished_worker_are_failed_and_refunded(gateway):
     app, client = gateway
     key = await register(client)
-    await app.state.gateway.grant("you@example.com", 10_000_000)
-    job = (await client.post("/run", json=PROMPT, headers=auth(key))).json()
     gw = app.state.gateway
-    # Make the finished job look like one a crashed replica left running long ago.
+    await gw.grant("you@example.com", 10_000_000)
+    account = await gw.accounts.authenticate(key)
+    job = {"id": str(uuid.uuid4())}
+    long_ago = utcnow() - timedelta(hours=1)
+    # A job that a crashed replica left running long ago: its hold placed, never settled.
     async with gw.db.begin() as conn:
+        await ledger.hold(conn, account.id, 5_000, job_id=job["id"])
         await conn.execute(
-            update(jobs)
-            .where(jobs.c.id == job["id"])
-            .values(status=JobStatus.RUNNING.value, updated_at=utcnow() - timedelta(hours=1))
+            insert(jobs).values(
+                id=job["id"],
+                account_id=account.id,
+                service="llm-4090",
+                model="llama-3.1-8b-instant",
+                input={"prompt": "Hello world"},
+                status=JobStatus.RUNNING.value,
+                hold_micros=5_000,
+                discount_percent=0,
+                claimed_by="a-replica-that-crashed",
+                created_at=long_ago,
+                started_at=long_ago,
+                updated_at=long_ago,
+            )
         )
     await gw.maintenance()
     status = (await client.get(f"/status/{job['id']}")).json()
     assert status["status"] == "failed"
     assert status["error"]["code"] == "worker_lost"
+    balance = (await client.get("/account/balance", headers=auth(key))).json()["balance"]
+    assert balance == 10  # the hold came back whole
