@@ -49,6 +49,12 @@ def hash_key(api_key: str) -> str:
     return hashlib.sha256(api_key.encode()).hexdigest()
 
 
+def fingerprint(key_hash: str) -> str:
+    """A short digest of a stored key hash that names the key's generation (a new key, a new
+    fingerprint) and reveals nothing of it; dashboard sessions carry it."""
+    return hashlib.sha256(b"gpubridge-key-generation:" + key_hash.encode()).hexdigest()[:32]
+
+
 def new_api_key() -> str:
     return KEY_PREFIX + secrets.token_urlsafe(32)
 
@@ -190,6 +196,17 @@ class Accounts:
         if api_key is None:  # rotated concurrently
             raise Unauthorized("invalid API key", code="invalid_api_key")
         return account, api_key
+
+    async def key_fingerprint(self, account_id: str) -> str | None:
+        """The fingerprint of the account's current API key, read fresh (not from the cache);
+        None when the account is gone or has no key."""
+        async with self.db.connect() as conn:
+            digest = (
+                await conn.execute(
+                    select(accounts.c.api_key_hash).where(accounts.c.id == account_id)
+                )
+            ).scalar_one_or_none()
+        return None if digest is None else fingerprint(digest)
 
 
 class KeyChange:
