@@ -12,7 +12,9 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
 class Settings(BaseSettings):
-    """Operator settings. Built once in the entrypoint and passed down."""
+    """Operator settings. Built once in the entrypoint and passed down.
+
+    Secrets are ``SecretStr``; URLs that may carry credentials are left out of the repr."""
 
     model_config = SettingsConfigDict(env_prefix="GPUBRIDGE_", env_file=None, extra="ignore")
 
@@ -22,6 +24,7 @@ class Settings(BaseSettings):
     database_url: str | None = Field(
         default=None,
         description="SQLAlchemy async URL; defaults to a SQLite file in data_dir.",
+        repr=False,  # may hold a password
     )
     database_pool_size: int = 10
     auto_migrate: bool = Field(
@@ -87,6 +90,7 @@ class Settings(BaseSettings):
     redis_url: str | None = Field(
         default=None,
         description="Share rate-limit counts between replicas in this Redis (redis://host:port/db).",
+        repr=False,  # may hold a password
     )
 
     # Key recovery
@@ -175,13 +179,19 @@ class Settings(BaseSettings):
     x402_asset_name: str = Field(default="USD Coin", description="The token's EIP-712 name.")
     x402_asset_version: str = Field(default="2", description="The token's EIP-712 version.")
     x402_pay_to: str = "0xB0FdC6030B9f30652e8B221B8090d443Dd3C6381"
-    x402_rpc_url: str = Field(default="https://mainnet.base.org", description="JSON-RPC node.")
+    x402_rpc_url: str = Field(
+        default="https://mainnet.base.org",
+        description="JSON-RPC node.",
+        repr=False,  # node providers put an access key in the URL
+    )
     x402_settlement_key: SecretStr | None = Field(
         default=None,
         description="Private key that sends transferWithAuthorization (pays gas) to settle.",
     )
     x402_facilitator_url: str | None = Field(
-        default=None, description="Settle through this x402 facilitator instead of the key."
+        default=None,
+        description="Settle through this x402 facilitator instead of the key.",
+        repr=False,  # may hold an access key
     )
     x402_max_timeout_s: int = Field(default=300, description="The payment window in seconds.")
     x402_settle_timeout_s: float = 120.0

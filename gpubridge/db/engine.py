@@ -11,6 +11,7 @@ from typing import Any
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
+from gpubridge.db.logs import keep_secrets_out_of_logs
 from gpubridge.db.tables import metadata
 
 
@@ -32,7 +33,9 @@ class Database:
         self.url = url
         self.is_sqlite = url.startswith("sqlite")
         self.is_postgres = url.startswith("postgresql")
-        kwargs: dict[str, Any] = {"echo": echo}
+        # Bound parameters hold key hashes, webhook secrets and payment data: never log them
+        # (nor put them in exception messages), whatever the log level.
+        kwargs: dict[str, Any] = {"echo": echo, "hide_parameters": True}
         if self.is_sqlite:
             _ensure_sqlite_dir(url)
             # One connection: SQLite has one writer, and a pool of writers fighting over the
@@ -41,6 +44,7 @@ class Database:
         else:
             kwargs.update(pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
         self.engine: AsyncEngine = create_async_engine(url, **kwargs)
+        keep_secrets_out_of_logs(self.engine, sqlite=self.is_sqlite)
         if self.is_sqlite:
             event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
 

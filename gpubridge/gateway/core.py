@@ -361,7 +361,7 @@ class Gateway:
         self, address: str, message: str, signature: str, *, server: str
     ) -> Claimed:
         """A new API key for a wallet account, against a fresh message signed by the wallet."""
-        return await claim(self.db, address, message, signature, server=server)
+        return await claim(self.accounts, address, message, signature, server=server)
 
     async def _idempotent_replay(
         self, account: Account, key: str, request_hash: str

@@ -1,5 +1,6 @@
 """The account dashboard: sign in with email + API key, see balance and jobs, top up, set
-limits. Server-rendered; a signed session cookie holds the account id and a CSRF token."""
+limits. Server-rendered; a signed session cookie holds the account id, a fingerprint of the key
+it was opened with (the session ends when that key is replaced) and a CSRF token."""
 
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ from gpubridge.gateway import Gateway
 from gpubridge.http_api.dashboard_pages import job_row, render
 from gpubridge.http_api.requests import gateway_of, int_param
 from gpubridge.money import usd_to_micros
-from gpubridge.payments.accounts import Account, normalize_email
+from gpubridge.payments.accounts import Account, fingerprint, hash_key, normalize_email
 from gpubridge.payments.auto_topup import threshold_micros
 from gpubridge.payments.packages import package_named
 from gpubridge.settings import Settings
@@ -108,16 +109,29 @@ def _back(request: Request, *, notice: str | None = None, error: str | None = No
     return RedirectResponse(PATH, status_code=303, headers=NO_STORE)
 
 
+def _sign_out(request: Request) -> None:
+    request.session.pop("account_id", None)
+    request.session.pop("key_generation", None)
+
+
 async def _signed_in(request: Request, gateway: Gateway) -> tuple[Account, dict[str, Any]] | None:
     account_id = request.session.get("account_id")
-    if not isinstance(account_id, str):
+    signed_with = request.session.get("key_generation")
+    if not isinstance(account_id, str) or not isinstance(signed_with, str):
+        _sign_out(request)
+        return None
+    # A session lasts only as long as the key it was opened with: rotation or recovery (on
+    # any replica) ends it on the next request. Read fresh, not from the key cache.
+    current = await gateway.accounts.key_fingerprint(account_id)
+    if current is None or not hmac.compare_digest(current.encode(), signed_with.encode()):
+        _sign_out(request)  # the account is gone or its key was replaced
         return None
     # The gateway's account use cases read only the id (and the email for Stripe) of this
     # record; the summary read here is fresh, not the key cache's copy.
     try:
         summary = await gateway.balance(Account(account_id, None, 0, ""))
     except GpubridgeError:
-        request.session.pop("account_id", None)  # the account is gone
+        _sign_out(request)  # the account is gone
         return None
     return Account(account_id, summary["email"], 0, ""), summary
 
@@ -165,16 +179,23 @@ async def sign_in(request: Request) -> Response:
     if form is None:
         return _forbidden()
     gateway = gateway_of(request)
+    api_key = form.get("api_key", "").strip()
     try:
-        account = await gateway.accounts.authenticate(form.get("api_key", "").strip())
+        account = await gateway.accounts.authenticate(api_key)
         email = normalize_email(form.get("email", ""))
     except GpubridgeError:
         account, email = None, ""
     if account is None or not hmac.compare_digest((account.email or "").encode(), email.encode()):
-        request.session.pop("account_id", None)
+        _sign_out(request)
         return _html(render("sign_in", csrf=_csrf(request), error=SIGN_IN_FAILED), 401)
     request.session.clear()  # a fresh session (and CSRF token) on every sign-in
-    request.session.update({"account_id": account.id, "csrf": secrets.token_urlsafe(32)})
+    request.session.update(
+        {
+            "account_id": account.id,
+            "key_generation": fingerprint(hash_key(api_key)),
+            "csrf": secrets.token_urlsafe(32),
+        }
+    )
     return _back(request)
 
 

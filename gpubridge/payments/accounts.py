@@ -8,9 +8,12 @@ import hmac
 import secrets
 import time
 import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from typing import Any
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import ColumnElement, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -44,6 +47,12 @@ class NewAccount:
 def hash_key(api_key: str) -> str:
     # Keys carry 256 bits of entropy, so a fast hash is enough: nothing to brute-force.
     return hashlib.sha256(api_key.encode()).hexdigest()
+
+
+def fingerprint(key_hash: str) -> str:
+    """A short digest of a stored key hash that names the key's generation (a new key, a new
+    fingerprint) and reveals nothing of it; dashboard sessions carry it."""
+    return hashlib.sha256(b"gpubridge-key-generation:" + key_hash.encode()).hexdigest()[:32]
 
 
 def new_api_key() -> str:
@@ -163,34 +172,65 @@ class Accounts:
             )
         self._cache.clear()
 
-    async def replace_key(
-        self, conn: AsyncConnection, account_id: str, *, current_key: str | None = None
-    ) -> str:
-        """Give the account a new API key inside the caller's transaction; the old key stops
-        working once it commits (call ``forget_cached`` then). With ``current_key``, only if
-        that is still the account's key (Unauthorized otherwise)."""
-        api_key = new_api_key()
-        condition = accounts.c.id == account_id
-        if current_key is not None:
-            condition = condition & (accounts.c.api_key_hash == hash_key(current_key))
-        result = await conn.execute(
-            update(accounts)
-            .where(condition)
-            .values(api_key_hash=hash_key(api_key), api_key_prefix=api_key[:12])
-        )
-        if result.rowcount != 1:
-            raise Unauthorized("invalid API key", code="invalid_api_key")
-        return api_key
+    @asynccontextmanager
+    async def changing_keys(self) -> AsyncIterator[KeyChange]:
+        """A transaction in which API keys are replaced: the only way keys change.
+
+        When it ends (committed or not) this replica's cached authentications are dropped, so
+        a replaced key stops working here at once; other replicas drop theirs within
+        ``cache_s``."""
+        try:
+            async with self.db.begin() as conn:
+                yield KeyChange(conn)
+        finally:
+            self._cache.clear()
 
     async def regenerate_key(self, current_key: str) -> tuple[Account, str]:
         """A new API key in place of ``current_key``, which is invalid from then on (a second
         rotation with the same old key, even concurrent, fails)."""
         account = await self.authenticate(current_key)
-        async with self.db.begin() as conn:
-            api_key = await self.replace_key(conn, account.id, current_key=current_key)
-        self.forget_cached()
+        async with self.changing_keys() as change:
+            api_key = await change.replace(
+                account.id, where=accounts.c.api_key_hash == hash_key(current_key)
+            )
+        if api_key is None:  # rotated concurrently
+            raise Unauthorized("invalid API key", code="invalid_api_key")
         return account, api_key
 
-    def forget_cached(self) -> None:
-        """Drop cached authentications (after a key or an account changed)."""
-        self._cache.clear()
+    async def key_fingerprint(self, account_id: str) -> str | None:
+        """The fingerprint of the account's current API key, read fresh (not from the cache);
+        None when the account is gone or has no key."""
+        async with self.db.connect() as conn:
+            digest = (
+                await conn.execute(
+                    select(accounts.c.api_key_hash).where(accounts.c.id == account_id)
+                )
+            ).scalar_one_or_none()
+        return None if digest is None else fingerprint(digest)
+
+
+class KeyChange:
+    """Replaces API keys inside the transaction of ``Accounts.changing_keys``."""
+
+    def __init__(self, conn: AsyncConnection) -> None:
+        self.conn = conn
+
+    async def replace(
+        self,
+        account_id: str,
+        *,
+        where: ColumnElement[bool] | None = None,
+        also: dict[str, Any] | None = None,
+    ) -> str | None:
+        """Give the account a new API key (and the column values ``also``) if ``where`` holds
+        for its row; None when nothing changed. The old key stops working once this commits."""
+        api_key = new_api_key()
+        condition = accounts.c.id == account_id
+        if where is not None:
+            condition = condition & where
+        result = await self.conn.execute(
+            update(accounts)
+            .where(condition)
+            .values(api_key_hash=hash_key(api_key), api_key_prefix=api_key[:12], **(also or {}))
+        )
+        return api_key if result.rowcount == 1 else None

@@ -96,7 +96,8 @@ class Recovery:
             raise invalid_token()
         digest = hash_token(token)
         now = utcnow()
-        async with self.db.begin() as conn:
+        async with self.accounts.changing_keys() as change:
+            conn = change.conn
             row = (
                 await conn.execute(
                     select(recovery_tokens.c.token_hash, accounts.c.id, accounts.c.email)
@@ -133,8 +134,9 @@ class Recovery:
                 )
                 .values(used_at=now)
             )
-            api_key = await self.accounts.replace_key(conn, row.id)
-        self.accounts.forget_cached()
+            api_key = await change.replace(row.id)
+            if api_key is None:  # the account went away meanwhile
+                raise invalid_token()
         return RecoveredKey(row.id, address, api_key)
 
     async def drain(self) -> None:

@@ -5,14 +5,21 @@ from __future__ import annotations
 import base64
 import json
 import re
+from collections.abc import Awaitable, Callable
 
+import anyio
 import httpx
+import pytest
+from starlette.applications import Starlette
 
+from gpubridge.payments.accounts import hash_key
 from tests.support.gateway_app import auth, register, running_app, settings_for, write_catalog
 
 PATH = "/account/dashboard"
 EMAIL = "you@example.com"
 SCRIPT = "<script>alert(1)</script>"
+TOKEN_LINE = re.compile(r"^  ([A-Za-z0-9_-]{43})$", re.MULTILINE)
+KeyChange = Callable[[Starlette, httpx.AsyncClient, str], Awaitable[str]]
 
 
 def csrf_of(page: httpx.Response) -> str:
@@ -37,6 +44,27 @@ async def funded_account_with_job(app, client: httpx.AsyncClient, prompt: str = 
     response = await client.post("/run", json=body, headers=auth(key))
     assert response.status_code == 200, response.text
     return key
+
+
+async def regenerate(app: Starlette, client: httpx.AsyncClient, key: str) -> str:
+    response = await client.post("/account/regenerate-key", headers=auth(key))
+    assert response.status_code == 200, response.text
+    new_key: str = response.json()["api_key"]
+    return new_key
+
+
+async def recover(app: Starlette, client: httpx.AsyncClient, key: str) -> str:
+    response = await client.post("/account/recover-reset", json={"email": EMAIL})
+    assert response.status_code == 200, response.text
+    with anyio.fail_after(10):
+        await app.state.recovery.drain()
+    outbox = app.state.components.settings.data_dir / "outbox.jsonl"
+    mail = json.loads(outbox.read_text().splitlines()[-1])
+    token = TOKEN_LINE.findall(mail["body"])[-1]
+    response = await client.post("/account/recover-reset", json={"email": EMAIL, "token": token})
+    assert response.status_code == 200, response.text
+    new_key: str = response.json()["api_key"]
+    return new_key
 
 
 async def test_signing_in_with_email_and_key_shows_the_balance_and_jobs(gateway):
@@ -148,6 +176,29 @@ async def test_signing_out_ends_the_session(gateway):
     assert "Please sign in again." in response.text
 
 
+@pytest.mark.parametrize("change_key", [regenerate, recover])
+async def test_replacing_the_key_ends_the_sessions_signed_in_with_the_old_one(
+    gateway, change_key: KeyChange
+):
+    app, client = gateway
+    key = await funded_account_with_job(app, client)
+    page = await sign_in(client, EMAIL, key)
+    assert "Signed in as" in page.text
+
+    new_key = await change_key(app, client, key)
+
+    assert "Signed in as" not in (await client.get(PATH)).text
+    response = await client.post(
+        f"{PATH}/daily-limit",
+        data={"csrf_token": csrf_of(page), "daily_limit": "9"},
+        follow_redirects=True,
+    )
+    assert "Please sign in again." in response.text
+    balance = (await client.get("/account/balance", headers=auth(new_key))).json()
+    assert balance["daily_limit"] == 50
+    assert "Signed in as" in (await sign_in(client, EMAIL, new_key)).text
+
+
 async def test_the_session_cookie_is_http_only_same_site_and_holds_no_key(gateway):
     app, client = gateway
     key = await funded_account_with_job(app, client)
@@ -164,8 +215,8 @@ async def test_the_session_cookie_is_http_only_same_site_and_holds_no_key(gatewa
     value = cookie.split(";")[0].split("=", 1)[1]
     payload = value.split(".")[0]
     data = json.loads(base64.b64decode(payload + "=" * (-len(payload) % 4)))
-    assert set(data) == {"account_id", "csrf"}
-    assert key not in cookie
+    assert set(data) == {"account_id", "key_generation", "csrf"}
+    assert key not in cookie and hash_key(key) not in cookie
 
 
 async def test_the_cookie_is_secure_when_the_public_url_is_https(database, database_url, tmp_path):

@@ -9,6 +9,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from gpubridge.db.engine import _ensure_sqlite_dir
+from gpubridge.db.logs import keep_secrets_out_of_logs
 from gpubridge.db.tables import metadata
 
 
@@ -25,7 +26,8 @@ def _run(connection: Connection) -> None:
 
 async def _main(url: str) -> None:
     _ensure_sqlite_dir(url)
-    engine = create_async_engine(url)
+    engine = create_async_engine(url, hide_parameters=True)
+    keep_secrets_out_of_logs(engine, sqlite=url.startswith("sqlite"))
     try:
         async with engine.connect() as connection:
             await connection.run_sync(_run)

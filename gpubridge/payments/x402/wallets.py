@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import insert, or_, select, update
+from sqlalchemy import insert, or_, select
 from sqlalchemy.exc import IntegrityError
 
 from gpubridge.db import Database
@@ -24,8 +24,7 @@ from gpubridge.errors import BadRequest, Conflict, NotFound, Unauthorized
 from gpubridge.payments.accounts import (
     MAX_DAILY_LIMIT_MICROS,
     Account,
-    hash_key,
-    new_api_key,
+    Accounts,
     new_webhook_secret,
 )
 
@@ -112,7 +111,7 @@ async def ensure_wallet_account(db: Database, address: str) -> Account:
 
 
 async def claim(
-    db: Database,
+    keys: Accounts,
     address: str,
     message: str,
     signature: str,
@@ -120,7 +119,8 @@ async def claim(
     server: str,
     now: datetime | None = None,
 ) -> Claimed:
-    """Issue a new API key for the wallet account of ``address`` against a signed claim."""
+    """Issue a new API key for the wallet account of ``address`` against a signed claim (the
+    previous claim's key stops working at once)."""
     from gpubridge.payments.x402.signatures import personal_message_digest, recover
 
     if not _ADDRESS.match(address):
@@ -147,27 +147,19 @@ async def claim(
             "the signature is not by this address over the message",
             code="invalid_claim_signature",
         )
-    account = await find_wallet_account(db, address)
+    account = await find_wallet_account(keys.db, address)
     if account is None:
         raise NotFound("no payments from this wallet yet", code="wallet_not_found")
-    api_key = new_api_key()
-    async with db.begin() as conn:
-        result = await conn.execute(
-            update(accounts)
-            .where(
-                accounts.c.id == account.id,
-                or_(
-                    accounts.c.wallet_claimed_at.is_(None),
-                    accounts.c.wallet_claimed_at < issued_at,
-                ),
-            )
-            .values(
-                api_key_hash=hash_key(api_key),
-                api_key_prefix=api_key[:12],
-                wallet_claimed_at=issued_at,
-            )
+    async with keys.changing_keys() as change:
+        api_key = await change.replace(
+            account.id,
+            where=or_(
+                accounts.c.wallet_claimed_at.is_(None),
+                accounts.c.wallet_claimed_at < issued_at,
+            ),
+            also={"wallet_claimed_at": issued_at},
         )
-    if result.rowcount != 1:
+    if api_key is None:
         raise Conflict(
             "a claim issued at the same time or later was already used; sign a new one",
             code="claim_replayed",

@@ -1,0 +1,70 @@
+"""API keys and their cache: a replaced key stops working at once, however long the cache."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from eth_account import Account as EthAccount
+from eth_account.messages import encode_defunct
+from eth_account.signers.local import LocalAccount
+
+from gpubridge.db.engine import utcnow
+from gpubridge.payments.x402.wallets import claim_message, ensure_wallet_account
+from tests.support.gateway_app import auth, register, running_app, settings_for, write_catalog
+
+SERVER = "http://gpubridge.test"
+
+
+@pytest.fixture
+async def gateway(database, database_url: str, tmp_path: Path) -> AsyncIterator[Any]:
+    catalog = write_catalog(tmp_path / "catalog.yaml")
+    # A long key cache: a replaced key must stop working at once all the same.
+    settings = settings_for(database_url, tmp_path, catalog, api_key_cache_s=60.0)
+    async with running_app(settings) as pair:
+        yield pair
+
+
+async def status_with(client: httpx.AsyncClient, key: str) -> int:
+    return (await client.get("/account/balance", headers=auth(key))).status_code
+
+
+async def claim(client: httpx.AsyncClient, wallet: LocalAccount, issued_ago_s: int) -> str:
+    message = claim_message(wallet.address, SERVER, utcnow() - timedelta(seconds=issued_ago_s))
+    signature = wallet.sign_message(encode_defunct(text=message)).signature
+    response = await client.post(
+        "/account/wallet/claim",
+        json={"address": wallet.address, "message": message, "signature": "0x" + signature.hex()},
+    )
+    assert response.status_code == 201, response.text
+    key: str = response.json()["api_key"]
+    return key
+
+
+async def test_a_new_wallet_claim_revokes_the_previous_claims_key_at_once(gateway) -> None:
+    app, client = gateway
+    wallet: LocalAccount = EthAccount.create()
+    await ensure_wallet_account(app.state.gateway.db, wallet.address)
+    old_key = await claim(client, wallet, issued_ago_s=60)
+    assert await status_with(client, old_key) == 200  # now cached
+
+    new_key = await claim(client, wallet, issued_ago_s=0)
+
+    assert await status_with(client, old_key) == 401
+    assert await status_with(client, new_key) == 200
+
+
+async def test_a_regenerated_key_revokes_the_old_one_at_once(gateway) -> None:
+    _, client = gateway
+    old_key = await register(client, "owner@example.com")
+    assert await status_with(client, old_key) == 200  # now cached
+
+    response = await client.post("/account/regenerate-key", headers=auth(old_key))
+    assert response.status_code == 200, response.text
+
+    assert await status_with(client, old_key) == 401
+    assert await status_with(client, response.json()["api_key"]) == 200
