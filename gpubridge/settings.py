@@ -41,6 +41,12 @@ class Settings(BaseSettings):
         default="", description="External base URL used in links (empty: relative links)."
     )
 
+    request_body_timeout_s: float = Field(
+        default=30.0,
+        gt=0,
+        description="Time limit for receiving a request's whole body; slower clients get 408.",
+    )
+
     # Jobs
     sync_wait_s: float = Field(
         default=25.0, description="How long POST /run waits for a sync service before 202."
