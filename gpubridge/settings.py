@@ -156,7 +156,9 @@ class Settings(BaseSettings):
     media_max_bytes: int = Field(
         default=25 * 1024 * 1024, description="Largest media input (image_url, audio_url) in bytes."
     )
-    media_timeout_s: float = Field(default=20.0, description="Time limit for fetching one input.")
+    media_timeout_s: float = Field(
+        default=20.0, description="Time limit for fetching one input, redirects included."
+    )
     media_max_redirects: int = Field(default=3, description="Redirects followed per input URL.")
     files_dir: Path | None = Field(
         default=None, description="Where output files are kept (default: <data_dir>/files)."
