@@ -23,6 +23,7 @@ from gpubridge.engines.residency import ModelCache
 from gpubridge.engines.router import Router
 from gpubridge.gateway import Gateway
 from gpubridge.http_api import build_routes
+from gpubridge.http_api.bodylimit import body_limit_middleware
 from gpubridge.http_api.dashboard import session_middleware
 from gpubridge.http_api.errors import EXCEPTION_HANDLERS
 from gpubridge.http_api.ratelimit import (
@@ -118,6 +119,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         exception_handlers=dict(EXCEPTION_HANDLERS),
         middleware=[
             *rate_limit_middleware(settings, components.limits_storage),
+            body_limit_middleware(settings),
             session_middleware(settings),
         ],
         lifespan=lifespan,

@@ -7,10 +7,18 @@ import asyncio
 import logging
 import sys
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from gpubridge.errors import GpubridgeError
 from gpubridge.money import micros_to_usd, usd_to_micros
 from gpubridge.settings import Settings
+
+STARTUP_FAILURE = 3
+"""The exit status when the server could not start (uvicorn's own)."""
+
+if TYPE_CHECKING:
+    import uvicorn
+    from starlette.types import ASGIApp
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -82,6 +90,27 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def server_config(app: ASGIApp, host: str, port: int) -> uvicorn.Config:
+    """How ``gpubridge serve`` runs uvicorn.
+
+    uvicorn's proxy headers are off: left on, it takes the client address from
+    ``X-Forwarded-For`` on any connection from loopback before gpubridge sees it, so a client
+    on this machine (or a proxy that passes the header through) would pick the address the
+    per-IP rate limit counts. Only ``GPUBRIDGE_TRUSTED_PROXIES`` decides whose header is read.
+    """
+    import uvicorn
+
+    return uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        access_log=False,
+        log_level="info",
+        proxy_headers=False,
+        forwarded_allow_ips="",
+    )
+
+
 def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
@@ -93,8 +122,9 @@ def _serve(args: argparse.Namespace) -> int:
     host = args.host or settings.host
     port = args.port or settings.port
     app = create_app(settings)
-    uvicorn.run(app, host=host, port=port, access_log=False, log_level="info")
-    return 0
+    server = uvicorn.Server(server_config(app, host, port))
+    server.run()
+    return 0 if server.started else STARTUP_FAILURE
 
 
 def _mcp(args: argparse.Namespace) -> int:

@@ -60,9 +60,23 @@ class Expired(GpubridgeError):
     status = 404
 
 
+class RequestTimeout(GpubridgeError):
+    """The client took longer than allowed to send its request."""
+
+    code = "request_timeout"
+    status = 408
+
+
 class Conflict(GpubridgeError):
     code = "conflict"
     status = 409
+
+
+class PayloadTooLarge(GpubridgeError):
+    """A request body larger than its route accepts."""
+
+    code = "payload_too_large"
+    status = 413
 
 
 class PaymentRequired(GpubridgeError):

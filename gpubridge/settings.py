@@ -44,6 +44,12 @@ class Settings(BaseSettings):
         default="", description="External base URL used in links (empty: relative links)."
     )
 
+    request_body_timeout_s: float = Field(
+        default=30.0,
+        gt=0,
+        description="Time limit for receiving a request's whole body; slower clients get 408.",
+    )
+
     # Jobs
     sync_wait_s: float = Field(
         default=25.0, description="How long POST /run waits for a sync service before 202."
@@ -158,7 +164,9 @@ class Settings(BaseSettings):
     media_max_bytes: int = Field(
         default=25 * 1024 * 1024, description="Largest media input (image_url, audio_url) in bytes."
     )
-    media_timeout_s: float = Field(default=20.0, description="Time limit for fetching one input.")
+    media_timeout_s: float = Field(
+        default=20.0, description="Time limit for fetching one input, redirects included."
+    )
     media_max_redirects: int = Field(default=3, description="Redirects followed per input URL.")
     files_dir: Path | None = Field(
         default=None, description="Where output files are kept (default: <data_dir>/files)."

@@ -10,6 +10,7 @@ import socket
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from decimal import Decimal
@@ -18,15 +19,18 @@ from typing import Any
 
 import httpx
 import pytest
+import uvicorn
 import yaml
 from alembic.script import ScriptDirectory
 
+from gpubridge.app import create_app
 from gpubridge.catalog.loader import packaged_catalog_text
+from gpubridge.cli import server_config
 from gpubridge.db import Database
 from gpubridge.db.migrate import alembic_config, upgrade_to_head
 from gpubridge.db.tables import metadata
 from gpubridge.payments.accounts import Accounts
-from tests.support.gateway_app import packaged_catalog, write_catalog
+from tests.support.gateway_app import packaged_catalog, settings_for, write_catalog
 
 CONSOLE_SCRIPT = Path(sys.executable).with_name("gpubridge")
 COMMAND_TIMEOUT_S = 60
@@ -360,3 +364,33 @@ def test_serve_answers_healthz_on_the_given_port_and_stops_on_sigterm(tmp_path: 
         if process.poll() is None:
             process.kill()
             process.wait(timeout=SHUTDOWN_TIMEOUT_S)
+
+
+def test_serve_counts_the_socket_peer_against_the_ip_limit_whatever_x_forwarded_for_says(
+    tmp_path: Path,
+) -> None:
+    upgrade_to_head(database_url(tmp_path))
+    catalog = write_catalog(tmp_path / "catalog.yaml")
+    settings = settings_for(
+        database_url(tmp_path), tmp_path, catalog, rate_limit_per_ip_per_second=5
+    )
+    port = free_port()
+    server = uvicorn.Server(server_config(create_app(settings), "127.0.0.1", port))
+    thread = threading.Thread(target=server.run, name="gpubridge-serve", daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + SERVE_READY_TIMEOUT_S
+        while not server.started:
+            assert thread.is_alive() and time.monotonic() < deadline, "the server did not start"
+            time.sleep(0.05)
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=5) as client:
+            statuses = [
+                client.get("/nowhere", headers={"X-Forwarded-For": f"203.0.113.{n}"}).status_code
+                for n in range(20)
+            ]
+    finally:
+        server.should_exit = True
+        thread.join(timeout=SHUTDOWN_TIMEOUT_S)
+    # The window opens at the first request: five pass, then this one peer is over its limit.
+    assert statuses[:5] == [404] * 5
+    assert 429 in statuses

@@ -14,7 +14,7 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.types import Message
 
 from gpubridge.engines.base import MediaInput
-from gpubridge.errors import BackendError, BadRequest, InvalidInput
+from gpubridge.errors import BackendError, BadRequest
 from gpubridge.http_api.openai_door import (
     caller,
     checked_fields,
@@ -24,15 +24,12 @@ from gpubridge.http_api.openai_door import (
     read_json,
     submit,
     unsupported,
-    violation,
 )
 from gpubridge.http_api.openai_errors import name_params
 from gpubridge.http_api.requests import gateway_of
 
 TRANSCRIPTION_SERVICE = "whisper-l4"
 SPEECH_SERVICE = "tts-l4"
-FORM_OVERHEAD_BYTES = 64 * 1024
-"""Room for the form's other fields and part headers beyond the media size cap."""
 
 TRANSCRIPT_FORMATS = {"json", "text", "srt", "verbose_json", "vtt"}
 SPEECH_FORMATS = {"mp3", "wav", "flac", "opus"}
@@ -132,30 +129,15 @@ async def _transcribe(request: Request, task: str) -> Response:
 
 
 async def _read_form(request: Request) -> tuple[Request, FormData]:
-    """The multipart form, read under the media size cap; and a request that replays its body
-    (the x402 binding digests it)."""
+    """The multipart form, and a request that replays its body (the x402 binding digests it).
+    ``bodylimit.BodyLimitMiddleware`` caps the body at the media size cap plus the form's
+    overhead as it arrives."""
     if not request.headers.get("content-type", "").startswith("multipart/form-data"):
         raise BadRequest(
             "send multipart/form-data with the audio in the file field",
             code="invalid_content_type",
         )
-    limit = gateway_of(request).settings.media_max_bytes + FORM_OVERHEAD_BYTES
-    too_large = InvalidInput(
-        f"file: the file is larger than {limit - FORM_OVERHEAD_BYTES} bytes",
-        code="media_too_large",
-        **violation("audio_url", "too large"),
-    )
-    length = request.headers.get("content-length", "")
-    if length.isdigit() and int(length) > limit:
-        raise too_large
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise too_large
-        chunks.append(chunk)
-    body = b"".join(chunks)
+    body = await request.body()
     sent = False
 
     async def replay() -> Message:

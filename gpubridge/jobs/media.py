@@ -2,8 +2,10 @@
 
 Every input is fetched before the job is charged, so a bad URL is a 422 and never a failed,
 refunded job: http(s) only through the guarded client (no private, loopback or link-local
-targets unless the operator allows them, checked again on every redirect), a size cap, a
-timeout, a content-type check and a check that the bytes really are an image or audio file.
+targets unless the operator allows them, checked again on every redirect), a size cap, one
+deadline for the whole download (redirects included: a per-read timeout alone lets a server
+that trickles bytes hold a fetch forever), a content-type check and a check that the bytes
+really are an image or audio file.
 ``data:`` URLs are accepted too.
 """
 
@@ -18,6 +20,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, Literal
 
+import anyio
 import httpx
 
 from gpubridge.engines.base import MediaInput
@@ -129,6 +132,7 @@ class MediaFetcher:
         allow_private: bool,
     ) -> None:
         self.max_bytes = max_bytes
+        self.timeout_s = timeout_s
         self._client = guarded_client(
             allow_private=allow_private,
             require_https=False,
@@ -174,40 +178,43 @@ class MediaFetcher:
 
     async def _download(self, field: str, url: str) -> tuple[str, bytes]:
         try:
-            async with self._client.stream("GET", url) as response:
-                if response.status_code != 200:
-                    raise _invalid(
-                        field,
-                        f"fetching it answered HTTP {response.status_code}",
-                        "media_unreachable",
-                    )
-                declared = response.headers.get("content-type", "").split(";")[0].strip().lower()
-                length = response.headers.get("content-length")
-                if length is not None and length.isdigit() and int(length) > self.max_bytes:
-                    raise _invalid(
-                        field, f"the file is larger than {self.max_bytes} bytes", "media_too_large"
-                    )
-                chunks: list[bytes] = []
-                size = 0
-                async for chunk in response.aiter_bytes():
-                    size += len(chunk)
-                    if size > self.max_bytes:
-                        raise _invalid(
-                            field,
-                            f"the file is larger than {self.max_bytes} bytes",
-                            "media_too_large",
-                        )
-                    chunks.append(chunk)
+            with anyio.fail_after(self.timeout_s):
+                return await self._transfer(field, url)
         except InvalidInput as exc:
             if exc.code in _GUARD_CODES:  # the URL guard's refusal, named after the field
                 raise _invalid(field, exc.message, exc.code) from None
             raise
         except httpx.TooManyRedirects:
             raise _invalid(field, "too many redirects", "media_unreachable") from None
-        except httpx.TimeoutException:
-            raise _invalid(field, "fetching it timed out", "media_unreachable") from None
+        except (TimeoutError, httpx.TimeoutException):
+            raise _invalid(
+                field, f"fetching it timed out (limit {self.timeout_s:g} s)", "media_unreachable"
+            ) from None
         except httpx.HTTPError as exc:
             raise _invalid(field, f"could not fetch it ({exc})", "media_unreachable") from None
+
+    async def _transfer(self, field: str, url: str) -> tuple[str, bytes]:
+        """The declared content type and the bytes, read under the size cap."""
+        async with self._client.stream("GET", url) as response:
+            if response.status_code != 200:
+                raise _invalid(
+                    field, f"fetching it answered HTTP {response.status_code}", "media_unreachable"
+                )
+            declared = response.headers.get("content-type", "").split(";")[0].strip().lower()
+            length = response.headers.get("content-length")
+            if length is not None and length.isdigit() and int(length) > self.max_bytes:
+                raise _invalid(
+                    field, f"the file is larger than {self.max_bytes} bytes", "media_too_large"
+                )
+            chunks: list[bytes] = []
+            size = 0
+            async for chunk in response.aiter_bytes():
+                size += len(chunk)
+                if size > self.max_bytes:
+                    raise _invalid(
+                        field, f"the file is larger than {self.max_bytes} bytes", "media_too_large"
+                    )
+                chunks.append(chunk)
         return declared, b"".join(chunks)
 
     def _checked(self, field: str, kind: MediaKind, declared: str, data: bytes) -> MediaInput:

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import base64
+import time
 from collections.abc import AsyncIterator, Iterator
 
+import anyio
 import pytest
 
 from gpubridge.errors import InvalidInput
 from gpubridge.jobs.media import MediaFetcher, media_fields, sniff
 from tests.support.media_server import MediaServer, png_bytes, serve_media, wav_bytes
 
+WAIT_S = 10
 PNG = png_bytes(8, 8)
 WAV = wav_bytes(0.1)
 
@@ -105,6 +108,23 @@ async def test_a_missing_file_and_a_slow_server_are_unreachable(
     slow = await refused(fetch, f"{media.base_url}/slow/cat.png")
     assert slow.code == "media_unreachable"
     assert "timed out" in slow.message
+
+
+async def test_a_server_trickling_bytes_is_cut_off_at_one_deadline_for_the_whole_download(
+    media: MediaServer,
+):
+    # A byte every 0.2 s never trips the 1 s wait for each read, but the download as a whole
+    # would take far longer than the 1 s it is allowed.
+    client = fetcher(timeout_s=1.0)
+    started = time.monotonic()
+    try:
+        with anyio.fail_after(WAIT_S):
+            error = await refused(client, f"{media.base_url}/trickle/cat.png")
+    finally:
+        await client.aclose()
+    assert error.code == "media_unreachable"
+    assert "timed out" in error.message
+    assert time.monotonic() - started < 3
 
 
 async def test_loopback_and_private_targets_are_refused_unless_allowed(media: MediaServer):

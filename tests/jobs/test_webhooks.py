@@ -197,6 +197,38 @@ async def test_each_attempt_is_bounded_by_the_timeout(receiver: Receiver) -> Non
     assert "timeout" in attempt.error.lower()
 
 
+async def _trickle_headers(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """Answer any request with a status line and headers that never end, a byte at a time."""
+    await reader.read(65536)
+    try:
+        for byte in itertools.chain(b"HTTP/1.1 200 OK\r\n", itertools.cycle(b"X-Pad: a\r\n")):
+            writer.write(bytes([byte]))
+            await writer.drain()
+            await asyncio.sleep(0.05)
+    except (ConnectionError, asyncio.CancelledError):
+        pass
+    finally:
+        writer.close()
+
+
+async def test_a_receiver_trickling_its_answer_is_cut_off_at_one_deadline_per_attempt() -> None:
+    server = await asyncio.start_server(_trickle_headers, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    # A byte every 0.05 s never trips the 0.5 s wait for each read: only the attempt's own
+    # deadline ends it.
+    sender = WebhookSender(allow_private=True, timeout_s=0.5, retries=0, backoff_s=0.01)
+    recorder = Recorder()
+    try:
+        async with asyncio.timeout(10):
+            assert not await _deliver(sender, f"http://127.0.0.1:{port}/hook", recorder)
+    finally:
+        await sender.aclose()
+        server.close()
+    [attempt] = recorder.attempts
+    assert attempt.status_code is None and attempt.error == "timeout"
+    assert attempt.duration_s < 2
+
+
 async def test_loopback_is_refused_without_allow_private(receiver: Receiver) -> None:
     sender = WebhookSender(allow_private=False, timeout_s=2, retries=3, backoff_s=0.01)
     recorder = Recorder()

@@ -2,7 +2,8 @@
 
 ``serve_media()`` yields a ``MediaServer``; ``server.add("cat.png", data, "image/png")`` returns
 the URL a job can name in ``image_url``. Paths under ``/redirect/<name>`` answer 302 to the file,
-``/status/<code>`` answers that status, ``/slow/<name>`` waits ``slow_s`` first.
+``/status/<code>`` answers that status, ``/slow/<name>`` waits ``slow_s`` first, and
+``/trickle/<name>`` sends the file one byte every ``trickle_s``.
 """
 
 from __future__ import annotations
@@ -15,14 +16,14 @@ import struct
 import threading
 import wave
 import zlib
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import RedirectResponse, Response
+from starlette.responses import RedirectResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 
@@ -31,6 +32,7 @@ class MediaServer:
     base_url: str
     files: dict[str, tuple[bytes, str]] = field(default_factory=dict)
     slow_s: float = 5.0
+    trickle_s: float = 0.2
 
     def add(self, name: str, data: bytes, content_type: str) -> str:
         """Serve ``data`` at ``/files/<name>``; returns its URL."""
@@ -59,12 +61,26 @@ def _app(server: MediaServer) -> Starlette:
         await asyncio.sleep(server.slow_s)
         return await serve(request)
 
+    async def trickle(request: Request) -> Response:
+        name = request.path_params["name"]
+        if name not in server.files:
+            return Response("not found", status_code=404)
+        data, content_type = server.files[name]
+
+        async def bytes_slowly() -> AsyncIterator[bytes]:
+            for at in range(len(data)):
+                yield data[at : at + 1]
+                await asyncio.sleep(server.trickle_s)
+
+        return StreamingResponse(bytes_slowly(), media_type=content_type)
+
     return Starlette(
         routes=[
             Route("/files/{name:path}", serve),
             Route("/redirect/{name:path}", redirect),
             Route("/status/{code:int}", status),
             Route("/slow/{name:path}", slow),
+            Route("/trickle/{name:path}", trickle),
         ]
     )
 
