@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from starlette.requests import Request
 
 from gpubridge.errors import BadRequest, InvalidInput, Unauthorized
 from gpubridge.gateway import Gateway
+from gpubridge.jsontext import InvalidJSON, parse_json
 from gpubridge.payments.accounts import Account
 
 MAX_BODY_BYTES = 4 * 1024 * 1024
@@ -26,8 +26,8 @@ async def body_object(request: Request) -> dict[str, Any]:
     if len(raw) > MAX_BODY_BYTES:
         raise BadRequest("request body is larger than 4 MiB", code="payload_too_large")
     try:
-        body = json.loads(raw) if raw else None
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        body = parse_json(raw) if raw else None
+    except InvalidJSON as exc:
         raise BadRequest(f"request body is not valid JSON: {exc}", code="invalid_json") from None
     if not isinstance(body, dict):
         raise BadRequest("request body must be a JSON object", code="invalid_json")
