@@ -582,6 +582,22 @@ def test_usd_to_micros_refuses_floats_and_non_numbers() -> None:
         usd_to_micros("ten dollars")
 
 
+@pytest.mark.parametrize("value", ["1e999999999", "-1e999999999", "9223372036854.775808"])
+def test_usd_to_micros_refuses_amounts_beyond_a_64_bit_count_of_micros(value: str) -> None:
+    with pytest.raises(ValueError, match="out of range"):
+        usd_to_micros(value)
+    assert usd_to_micros("9223372036854.775807") == 2**63 - 1
+
+
+@pytest.mark.parametrize("value", ["1e-999999999", "1.0000000000000000000000000001"])
+def test_usd_to_micros_refuses_tiny_fractions_and_long_decimals_rather_than_rounding(
+    value: str,
+) -> None:
+    with pytest.raises(ValueError, match="more than 6 decimals"):
+        usd_to_micros(value)
+    assert usd_to_micros("1.000000000000000000000000000000000") == 1_000_000
+
+
 def test_micros_convert_back_to_usd() -> None:
     assert micros_to_usd(3000) == 0.003
     assert micros_to_decimal(1) == Decimal("0.000001")
