@@ -321,6 +321,17 @@ def test_a_model_known_to_the_service_is_selected(catalog: Catalog) -> None:
     assert model.source == "black-forest-labs/FLUX.1-dev"
 
 
+@pytest.mark.parametrize("value", [8000.0, 16.0, True])
+def test_an_integer_field_refuses_a_float_or_a_boolean_even_if_integral(
+    catalog: Catalog, value: object
+) -> None:
+    service = catalog.service("llm-4090")
+    with pytest.raises(InvalidInput) as error:
+        catalog.validate_input(service, {"prompt": "Hi", "max_tokens": value})
+    assert [v["path"] for v in violations_of(error)] == ["max_tokens"]
+    assert catalog.validate_input(service, {"prompt": "Hi", "max_tokens": 16}).default
+
+
 def test_a_non_object_input_is_rejected(catalog: Catalog) -> None:
     with pytest.raises(InvalidInput) as error:
         catalog.validate_input(catalog.service("caption"), ["not", "an", "object"])
