@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
-from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+from decimal import ROUND_HALF_UP, Decimal, Inexact, InvalidOperation, localcontext
 
 MICROS_PER_USD = 1_000_000
+MAX_MICROS = 2**63 - 1
+"""The largest amount stored anywhere (a signed 64-bit column): about 9.2 trillion USD."""
 
 
 def usd_to_micros(value: str | int | Decimal) -> int:
     """Convert a USD amount given as a decimal string, int or Decimal to micro-USD exactly.
 
     Floats are refused: they cannot represent most cents exactly. More than six decimals
-    is an error rather than a silent rounding.
+    is an error rather than a silent rounding, and so is an amount beyond `MAX_MICROS`
+    (``"1e999999999"`` is a valid decimal string, but no amount of money).
     """
     if isinstance(value, float):  # pragma: no cover - guarded by typing too
         raise TypeError("money must not be a float; pass a decimal string")
@@ -21,10 +24,23 @@ def usd_to_micros(value: str | int | Decimal) -> int:
         raise ValueError(f"not a USD amount: {value!r}") from exc
     if not amount.is_finite():
         raise ValueError(f"not a USD amount: {value!r}")
-    micros = amount * MICROS_PER_USD
+    # Compared before any arithmetic, which rounds or overflows in the decimal context.
+    if amount.copy_abs() > Decimal(MAX_MICROS) / MICROS_PER_USD:
+        raise ValueError(f"USD amount out of range: {_shown(value)}")
+    with localcontext() as context:
+        context.traps[Inexact] = True  # any digit dropped is a nonzero one past the 6th decimal
+        try:
+            micros = amount * MICROS_PER_USD
+        except Inexact:
+            raise ValueError(f"USD amount has more than 6 decimals: {_shown(value)}") from None
     if micros != micros.to_integral_value():
-        raise ValueError(f"USD amount has more than 6 decimals: {value!r}")
+        raise ValueError(f"USD amount has more than 6 decimals: {_shown(value)}")
     return int(micros)
+
+
+def _shown(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
 
 
 def micros_to_usd(micros: int) -> float:

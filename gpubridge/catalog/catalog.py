@@ -7,7 +7,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from jsonschema import Draft202012Validator
+from jsonschema import Draft202012Validator, TypeChecker
+from jsonschema.protocols import Validator
+from jsonschema.validators import extend
 
 from gpubridge.catalog.loader import load_catalog_file
 from gpubridge.catalog.models import CatalogFile, ModelSpec, Price, Service
@@ -17,6 +19,18 @@ from gpubridge.money import ceil_div
 
 CHARS_PER_TOKEN = 4
 """Rough prompt-size estimate used only for holds; the capture uses the runtime's count."""
+
+
+def _is_integer(_checker: TypeChecker, instance: object) -> bool:
+    return isinstance(instance, int) and not isinstance(instance, bool)
+
+
+InputValidator: type[Validator] = extend(  # type: ignore[no-untyped-call]
+    Draft202012Validator,
+    type_checker=Draft202012Validator.TYPE_CHECKER.redefine("integer", _is_integer),
+)
+"""JSON Schema 2020-12, except that ``8000.0`` is not an integer: an integer field gets an
+``int`` or a 422, so no float reaches the hold's arithmetic or an engine that wants a count."""
 
 
 @dataclass(frozen=True)
@@ -37,8 +51,7 @@ class Catalog:
         self.document = document
         self.services: dict[str, Service] = document.services
         self._validators = {
-            key: Draft202012Validator(service.input_schema)
-            for key, service in self.services.items()
+            key: InputValidator(service.input_schema) for key, service in self.services.items()
         }
 
     @classmethod

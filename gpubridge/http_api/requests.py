@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from starlette.requests import Request
 
 from gpubridge.errors import BadRequest, InvalidInput, Unauthorized
 from gpubridge.gateway import Gateway
+from gpubridge.jsontext import InvalidJSON, parse_json
 from gpubridge.payments.accounts import Account
 
 PRIORITIES = {"fast", "cheap"}
@@ -24,8 +24,8 @@ async def body_object(request: Request) -> dict[str, Any]:
     takes to arrive are capped as it is read, by ``bodylimit.BodyLimitMiddleware``.)"""
     raw = await request.body()
     try:
-        body = json.loads(raw) if raw else None
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        body = parse_json(raw) if raw else None
+    except InvalidJSON as exc:
         raise BadRequest(f"request body is not valid JSON: {exc}", code="invalid_json") from None
     if not isinstance(body, dict):
         raise BadRequest("request body must be a JSON object", code="invalid_json")

@@ -33,6 +33,7 @@ from gpubridge.http_api.x402 import (
     receipt_headers,
     resource_of,
 )
+from gpubridge.jsontext import InvalidJSON, parse_json
 from gpubridge.money import micros_to_usd, usd_to_micros
 
 
@@ -66,9 +67,9 @@ async def estimate(request: Request) -> Response:
     payload: dict[str, Any] | None = None
     if "input" in request.query_params:
         try:
-            payload = json.loads(request.query_params["input"])
-        except json.JSONDecodeError:
-            raise BadRequest("input must be a JSON object", code="invalid_json") from None
+            payload = parse_json(request.query_params["input"])
+        except InvalidJSON as exc:
+            raise BadRequest(f"input must be a JSON object: {exc}", code="invalid_json") from None
     return JSONResponse(gateway_of(request).estimate(service, seconds=seconds, payload=payload))
 
 

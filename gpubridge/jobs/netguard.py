@@ -78,6 +78,26 @@ async def _resolve(host: str, port: int) -> list[IPAddress]:
     return addresses
 
 
+def parse_url(url: str | httpx.URL) -> httpx.URL:
+    """An untrusted URL parsed, if it is http(s) with a host and no credentials.
+
+    Raises `InvalidInput` with code ``invalid_url`` otherwise, never httpx's ``InvalidURL``
+    (which is no ``httpx.HTTPError``), so a URL httpx cannot parse (``http://0177.0.0.1/``)
+    is refused like any other bad URL.
+    """
+    try:
+        parsed = httpx.URL(url)
+    except httpx.InvalidURL as exc:
+        raise InvalidInput(f"Invalid URL: {exc}.", code="invalid_url") from None
+    if parsed.scheme not in ("http", "https"):
+        raise InvalidInput("Only http and https URLs are allowed.", code="invalid_url")
+    if parsed.userinfo:
+        raise InvalidInput("URLs must not contain credentials.", code="invalid_url")
+    if not parsed.raw_host:
+        raise InvalidInput("URL has no host.", code="invalid_url")
+    return parsed
+
+
 async def check_url(
     url: str | httpx.URL, *, allow_private: bool, require_https: bool
 ) -> ParsedTarget:
@@ -88,17 +108,8 @@ async def check_url(
     is on and the host resolves only to loopback (development). Raises `InvalidInput` with code
     ``invalid_url``, ``unsafe_url`` or ``unresolvable_host``.
     """
-    try:
-        parsed = httpx.URL(url)
-    except httpx.InvalidURL as exc:
-        raise InvalidInput(f"Invalid URL: {exc}.", code="invalid_url") from None
-    if parsed.scheme not in ("http", "https"):
-        raise InvalidInput("Only http and https URLs are allowed.", code="invalid_url")
-    if parsed.userinfo:
-        raise InvalidInput("URLs must not contain credentials.", code="invalid_url")
+    parsed = parse_url(url)
     host = parsed.raw_host.decode("ascii")
-    if not host:
-        raise InvalidInput("URL has no host.", code="invalid_url")
     plain_http = parsed.scheme == "http" and require_https
     if plain_http and not allow_private:
         raise InvalidInput("URL must use https.", code="unsafe_url")

@@ -7,6 +7,7 @@ import hashlib
 import hmac
 import secrets
 import time
+import unicodedata
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -20,7 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from gpubridge.db import Database
 from gpubridge.db.engine import utcnow
 from gpubridge.db.tables import accounts
-from gpubridge.errors import BadRequest, Conflict, NotFound, Unauthorized
+from gpubridge.errors import BadRequest, Conflict, InvalidInput, NotFound, Unauthorized
 from gpubridge.money import usd_to_micros
 
 KEY_PREFIX = "gpub_"
@@ -64,12 +65,38 @@ def new_webhook_secret() -> str:
     return "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode("ascii")
 
 
+_INVISIBLE_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Co", "Cn"})
+"""Control, format (zero-width, bidi), surrogate, private-use and unassigned characters."""
+
+
 def normalize_email(email: str) -> str:
-    value = email.strip().lower()
+    """The one spelling an address is stored and looked up under.
+
+    NFKC folds look-alike forms (full-width letters, ligatures) and the whole address is
+    lowercased, so they cannot become distinct accounts; characters that are invisible or
+    cannot be stored (controls, NUL, zero-width and bidi marks, lone surrogates) are refused.
+    """
+    stripped = email.strip()
+    value = unicodedata.normalize("NFKC", stripped).lower()
+    if any(
+        unicodedata.category(char) in _INVISIBLE_CATEGORIES or char.isspace()
+        for char in stripped + value
+    ):
+        raise InvalidInput(
+            f"not a valid email address: {_safe_repr(email)} holds a control or invisible "
+            "character",
+            code="invalid_email",
+            violations=[{"path": "email", "message": "control or invisible character"}],
+        )
     local, _, domain = value.partition("@")
     if not local or "." not in domain or len(value) > 320 or " " in value:
         raise BadRequest(f"not a valid email address: {email!r}", code="invalid_email")
     return value
+
+
+def _safe_repr(text: str) -> str:
+    """``repr`` with every non-ASCII character escaped (a lone surrogate cannot be encoded)."""
+    return ascii(text[:320])
 
 
 class Accounts:

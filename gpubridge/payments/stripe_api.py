@@ -250,10 +250,7 @@ class StripeApi:
         """Check the ``Stripe-Signature`` header over the raw body (SignatureVerificationError)."""
         import stripe
 
-        stripe.Webhook.construct_event(
-            payload,
-            signature,
-            self.config.webhook_secret,
-            tolerance=self.config.webhook_tolerance_s,
-            api_key=self.config.secret_key,
+        # Only the signature: the caller parses the body once, with the bounded JSON parser.
+        stripe.WebhookSignature.verify_header(
+            payload, signature, self.config.webhook_secret, self.config.webhook_tolerance_s
         )

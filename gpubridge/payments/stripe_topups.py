@@ -13,7 +13,6 @@ answered 409, so that Stripe delivers it again later.
 
 from __future__ import annotations
 
-import json
 import logging
 import uuid
 from typing import Any
@@ -26,6 +25,7 @@ from gpubridge.db import Database
 from gpubridge.db.engine import utcnow
 from gpubridge.db.tables import accounts, checkout_sessions, stripe_events
 from gpubridge.errors import BadRequest, Conflict, NotFound
+from gpubridge.jsontext import parse_json
 from gpubridge.money import micros_to_usd
 from gpubridge.payments import ledger
 from gpubridge.payments.auto_topup import AutoTopups, credit_once, settle_intent
@@ -134,7 +134,7 @@ class CardTopups:
         api = self._require_api()
         try:
             api.verify_event(payload, signature)
-            event = json.loads(payload)
+            event = parse_json(payload)
             event_id, event_type = str(event["id"]), str(event["type"])
             obj = event["data"]["object"]
         except stripe.SignatureVerificationError as exc:

@@ -321,6 +321,17 @@ def test_a_model_known_to_the_service_is_selected(catalog: Catalog) -> None:
     assert model.source == "black-forest-labs/FLUX.1-dev"
 
 
+@pytest.mark.parametrize("value", [8000.0, 16.0, True])
+def test_an_integer_field_refuses_a_float_or_a_boolean_even_if_integral(
+    catalog: Catalog, value: object
+) -> None:
+    service = catalog.service("llm-4090")
+    with pytest.raises(InvalidInput) as error:
+        catalog.validate_input(service, {"prompt": "Hi", "max_tokens": value})
+    assert [v["path"] for v in violations_of(error)] == ["max_tokens"]
+    assert catalog.validate_input(service, {"prompt": "Hi", "max_tokens": 16}).default
+
+
 def test_a_non_object_input_is_rejected(catalog: Catalog) -> None:
     with pytest.raises(InvalidInput) as error:
         catalog.validate_input(catalog.service("caption"), ["not", "an", "object"])
@@ -580,6 +591,22 @@ def test_usd_to_micros_refuses_floats_and_non_numbers() -> None:
         usd_to_micros(0.1)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="not a USD amount"):
         usd_to_micros("ten dollars")
+
+
+@pytest.mark.parametrize("value", ["1e999999999", "-1e999999999", "9223372036854.775808"])
+def test_usd_to_micros_refuses_amounts_beyond_a_64_bit_count_of_micros(value: str) -> None:
+    with pytest.raises(ValueError, match="out of range"):
+        usd_to_micros(value)
+    assert usd_to_micros("9223372036854.775807") == 2**63 - 1
+
+
+@pytest.mark.parametrize("value", ["1e-999999999", "1.0000000000000000000000000001"])
+def test_usd_to_micros_refuses_tiny_fractions_and_long_decimals_rather_than_rounding(
+    value: str,
+) -> None:
+    with pytest.raises(ValueError, match="more than 6 decimals"):
+        usd_to_micros(value)
+    assert usd_to_micros("1.000000000000000000000000000000000") == 1_000_000
 
 
 def test_micros_convert_back_to_usd() -> None:

@@ -139,6 +139,15 @@ async def test_loopback_and_private_targets_are_refused_unless_allowed(media: Me
         await strict.aclose()
 
 
+@pytest.mark.parametrize(
+    "url", ["http://0177.0.0.1/x.png", "http://256.1.1.1/x.png", "http://[::1/x.png", "http:///x"]
+)
+async def test_a_url_httpx_cannot_parse_is_an_invalid_url(fetch: MediaFetcher, url: str):
+    error = await refused(fetch, url)
+    assert error.code == "invalid_url"
+    assert error.details["violations"][0]["path"] == "image_url"
+
+
 async def test_data_urls_are_decoded_and_checked(fetch: MediaFetcher):
     url = "data:image/png;base64," + base64.b64encode(PNG).decode()
     assert (await fetch.fetch("image_url", url, "image")).data == PNG

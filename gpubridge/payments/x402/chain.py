@@ -10,11 +10,13 @@ import asyncio
 from dataclasses import dataclass
 from typing import Any
 
-from eth_account import Account
-from web3 import AsyncHTTPProvider, AsyncWeb3
-from web3.exceptions import ContractLogicError, TimeExhausted, TransactionNotFound
-
 from gpubridge.payments.x402.codec import Authorization
+from gpubridge.recursion import keep_recursion_limit
+
+with keep_recursion_limit():  # eth_account imports py_ecc, which raises it process-wide
+    from eth_account import Account
+    from web3 import AsyncHTTPProvider, AsyncWeb3
+    from web3.exceptions import ContractLogicError, TimeExhausted, TransactionNotFound
 
 RPC_TIMEOUT_S = 15.0
 

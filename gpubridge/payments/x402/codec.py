@@ -19,6 +19,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from gpubridge.jsontext import parse_json
 from gpubridge.payments.x402.errors import MalformedPayment
 
 PAYMENT_SIGNATURE = "PAYMENT-SIGNATURE"
@@ -88,7 +89,7 @@ def decode_json(value: str) -> Any:
         raise MalformedPayment("the payment header is too large")
     try:
         raw = base64.b64decode(value.strip(), validate=True)
-        return json.loads(raw)
+        return parse_json(raw)
     except (binascii.Error, ValueError, UnicodeDecodeError):
         raise MalformedPayment("the payment header is not base64-encoded JSON") from None
 

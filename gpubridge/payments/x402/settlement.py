@@ -14,6 +14,7 @@ from typing import Any, Protocol
 
 import httpx
 
+from gpubridge.jsontext import parse_json
 from gpubridge.payments.x402 import errors
 from gpubridge.payments.x402.codec import ExactPayment
 from gpubridge.payments.x402.config import X402Config, same_address
@@ -120,7 +121,7 @@ class FacilitatorSettlement:
     async def _post(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
         try:
             response = await self.client.post(f"{self.url}{path}", json=body)
-            answer = response.json()
+            answer = parse_json(response.content)
         except (httpx.HTTPError, ValueError):
             raise PaymentNetworkUnavailable("the x402 facilitator could not be reached") from None
         if not isinstance(answer, dict) or response.status_code >= 500:

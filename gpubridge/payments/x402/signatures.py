@@ -6,12 +6,14 @@ Imported only when a payment or a claim is checked (it loads the Ethereum librar
 
 from __future__ import annotations
 
-from eth_hash.auto import keccak
-from eth_keys.datatypes import Signature
-from eth_keys.exceptions import BadSignature
-from eth_utils.exceptions import ValidationError
-
 from gpubridge.payments.x402.codec import Authorization
+from gpubridge.recursion import keep_recursion_limit
+
+with keep_recursion_limit():  # the Ethereum libraries may raise it process-wide on import
+    from eth_hash.auto import keccak
+    from eth_keys.datatypes import Signature
+    from eth_keys.exceptions import BadSignature
+    from eth_utils.exceptions import ValidationError
 
 SECP256K1_N = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
 _DOMAIN_TYPEHASH = keccak(

@@ -77,6 +77,16 @@ def test_malformed_headers_are_refused_with_a_clear_error(value):
     assert caught.value.status == 400 and caught.value.code == "invalid_payment_header"
 
 
+@pytest.mark.parametrize(
+    "text", ["[" * 65 + "]" * 65, '{"x402Version": ' + "9" * 4301 + "}", '{"a": "\\ud800"}']
+)
+def test_a_header_nested_too_deep_or_with_a_huge_integer_is_malformed(text):
+    value = base64.b64encode(text.encode()).decode()
+    with pytest.raises(MalformedPayment) as caught:
+        codec.decode_json(value)
+    assert caught.value.status == 400 and caught.value.code == "invalid_payment_header"
+
+
 def test_an_authorization_with_out_of_range_numbers_is_malformed():
     document = {
         "x402Version": 1,
