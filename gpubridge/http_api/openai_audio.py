@@ -142,8 +142,8 @@ async def _read_form(request: Request) -> tuple[Request, FormData]:
 
     async def replay() -> Message:
         nonlocal sent
-        if sent:
-            return {"type": "http.disconnect"}
+        if sent:  # past the body, what the client does next (its disconnect, once it leaves)
+            return await request.receive()
         sent = True
         return {"type": "http.request", "body": body, "more_body": False}
 
