@@ -38,7 +38,7 @@ from gpubridge.money import micros_to_usd
 from gpubridge.payments import ledger
 from gpubridge.payments.auto_topup import credit_once
 from gpubridge.payments.packages import Package, package_named
-from gpubridge.payments.x402.config import X402Config, same_address
+from gpubridge.payments.x402.config import X402Config, recipient_missing, same_address
 from gpubridge.payments.x402.txlogs import transfers_in
 from gpubridge.settings import Settings
 
@@ -98,9 +98,12 @@ class CryptoTopups:
         ttl_s: int = 3600,
         scan_blocks: int = 2000,
         clock: Callable[[], float] = time.time,
+        off_reason: str | None = None,
     ) -> None:
         self.db = db
         self.config = config
+        self.off_reason = off_reason
+        """Why USDC top-ups are off (``config`` is None), for the operator's start-up log."""
         self.ttl_s = ttl_s
         self.scan_blocks = max(1, scan_blocks)
         self.clock = clock
@@ -109,20 +112,22 @@ class CryptoTopups:
 
     @classmethod
     def from_settings(cls, settings: Settings, db: Database) -> CryptoTopups:
-        config = X402Config.from_settings(settings) if settings.crypto_topups_enabled else None
+        reason = crypto_topups_off_reason(settings)
+        config = X402Config.from_settings(settings) if reason is None else None
         return cls(
             db,
             config,
             ttl_s=settings.crypto_invoice_ttl_s,
             scan_blocks=settings.crypto_scan_blocks,
+            off_reason=reason,
         )
 
     # -- plumbing -----------------------------------------------------------------------
     def require_config(self) -> X402Config:
         if self.config is None:
             raise CryptoTopupsNotConfigured(
-                "USDC top-ups are not configured on this server "
-                "(set GPUBRIDGE_CRYPTO_TOPUPS_ENABLED and the GPUBRIDGE_X402_* chain settings)"
+                "USDC top-ups are not configured on this server (set GPUBRIDGE_X402_PAY_TO "
+                "to the wallet that receives USDC, and keep GPUBRIDGE_CRYPTO_TOPUPS_ENABLED true)"
             )
         return self.config
 
@@ -445,6 +450,13 @@ class CryptoTopups:
         from gpubridge.payments.usdc_watcher import scan_once
 
         return await scan_once(self)
+
+
+def crypto_topups_off_reason(settings: Settings) -> str | None:
+    """Why USDC top-ups are off on this server; None when they are on."""
+    if not settings.crypto_topups_enabled:
+        return "GPUBRIDGE_CRYPTO_TOPUPS_ENABLED is false"
+    return recipient_missing(settings)
 
 
 def _tx_hash(value: object) -> str:

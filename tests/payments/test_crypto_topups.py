@@ -19,12 +19,15 @@ from gpubridge.payments.packages import PACKAGES
 from gpubridge.payments.x402 import store
 from gpubridge.payments.x402.config import X402Config
 from gpubridge.settings import Settings
+from tests.support.gateway_app import TEST_RECIPIENT
 
 TX = "0x" + "12" * 32
 
 
 def topups_on(database: object) -> CryptoTopups:
-    config = X402Config.from_settings(Settings(database_url="sqlite+aiosqlite://"))
+    config = X402Config.from_settings(
+        Settings(database_url="sqlite+aiosqlite://", x402_pay_to=TEST_RECIPIENT)
+    )
     return CryptoTopups(database, config)
 
 
@@ -119,3 +122,4 @@ async def test_an_unknown_package_is_refused(database, package):
     with pytest.raises(Exception) as raised:
         await topups.create_invoice(account, package)
     assert getattr(raised.value, "status", None) == 422
+
