@@ -25,6 +25,7 @@ import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 from sqlalchemy import delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
@@ -57,6 +58,8 @@ EXPIRY_GRACE_S = 600
 """An expired invoice keeps its amount reserved this long, for transfers mined before expiry
 that are still waiting for confirmations."""
 CURSOR_NAME = "usdc-topups"
+UNREACHABLE_WARNING_EVERY_S = 60.0
+"""While the RPC node cannot be reached, the watcher warns at most this often."""
 
 OPEN, PAID, EXPIRED = "open", "paid", "expired"
 
@@ -98,6 +101,7 @@ class CryptoTopups:
         ttl_s: int = 3600,
         scan_blocks: int = 2000,
         clock: Callable[[], float] = time.time,
+        monotonic: Callable[[], float] = time.monotonic,
         off_reason: str | None = None,
     ) -> None:
         self.db = db
@@ -107,6 +111,9 @@ class CryptoTopups:
         self.ttl_s = ttl_s
         self.scan_blocks = max(1, scan_blocks)
         self.clock = clock
+        self.monotonic = monotonic
+        self._warned_at: float | None = None
+        """When the watcher last warned that the RPC node is unreachable (``monotonic``)."""
         self._chain: Chain | None = None
         self._owns_chain = False
 
@@ -444,12 +451,41 @@ class CryptoTopups:
             pass  # another gateway process saved it first; the next pass reads on from there
 
     async def watch(self) -> int:
-        """One watcher pass: how many invoices it paid."""
+        """One watcher pass: how many invoices it paid.
+
+        An RPC node that cannot be reached pays nothing this pass (the next pass reads the
+        same blocks); the operator hears of it once per ``UNREACHABLE_WARNING_EVERY_S``, in one
+        line, not with a traceback each pass.
+        """
         if self.config is None:
             return 0
         from gpubridge.payments.usdc_watcher import scan_once
+        from gpubridge.payments.x402.chain import ChainUnavailable as RpcUnavailable
 
-        return await scan_once(self)
+        try:
+            paid = await scan_once(self)
+        except RpcUnavailable as exc:
+            self._unreachable(self.config, str(exc))
+            return 0
+        if self._warned_at is not None:
+            self._warned_at = None
+            log.info("the USDC top-up watcher reaches the RPC node again")
+        return paid
+
+    def _unreachable(self, config: X402Config, reason: str) -> None:
+        now = self.monotonic()
+        if self._warned_at is not None and now - self._warned_at < UNREACHABLE_WARNING_EVERY_S:
+            return
+        self._warned_at = now
+        node = urlsplit(config.rpc_url).hostname or "(no host)"
+        # The URL's path or query may hold the node provider's API key: show only the host.
+        reason = reason.replace(config.rpc_url, node)
+        log.warning(
+            "the USDC top-up watcher cannot reach the RPC node %s (%s); open invoices are "
+            "credited once it answers",
+            node,
+            reason,
+        )
 
 
 def crypto_topups_off_reason(settings: Settings) -> str | None:
