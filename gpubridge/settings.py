@@ -176,9 +176,14 @@ class Settings(BaseSettings):
         description="Output files up to this size are also inlined as base64 in the job output.",
     )
 
-    # x402: pay per request in USDC (defaults: Base mainnet, as the API document says)
+    # x402: pay per request in USDC (defaults: Base mainnet, as the API document says). Off
+    # until the operator names the wallet that receives the money (x402_pay_to).
     x402_enabled: bool = Field(
-        default=True, description="Answer unauthenticated paid requests with 402 and accept x402."
+        default=True,
+        description=(
+            "Answer unauthenticated paid requests with 402 and accept x402, once x402_pay_to "
+            "is set; false keeps x402 off even then."
+        ),
     )
     x402_network: str = Field(default="eip155:8453", description="CAIP-2 network (x402 v2).")
     x402_network_v1: str = Field(default="base", description="The network's x402 v1 name.")
@@ -186,7 +191,13 @@ class Settings(BaseSettings):
     x402_asset: str = "0x833589fCD6eDb6E08f4c7C32D4f71b54bdA02913"
     x402_asset_name: str = Field(default="USD Coin", description="The token's EIP-712 name.")
     x402_asset_version: str = Field(default="2", description="The token's EIP-712 version.")
-    x402_pay_to: str = "0xB0FdC6030B9f30652e8B221B8090d443Dd3C6381"
+    x402_pay_to: str | None = Field(
+        default=None,
+        description=(
+            "The operator's wallet that receives x402 payments and USDC top-ups; unset: both "
+            "are off, and requests without an API key are 401."
+        ),
+    )
     x402_rpc_url: str = Field(
         default="https://mainnet.base.org",
         description="JSON-RPC node.",
@@ -220,9 +231,13 @@ class Settings(BaseSettings):
     )
 
     # USDC top-ups (POST /account/topup-crypto): chain, token, recipient, RPC node and
-    # confirmations are the x402 settings above
+    # confirmations are the x402 settings above; off while x402_pay_to is unset
     crypto_topups_enabled: bool = Field(
-        default=True, description="Sell credit packages for USDC sent to the x402 recipient."
+        default=True,
+        description=(
+            "Sell credit packages for USDC sent to x402_pay_to, once it is set (whether or not "
+            "x402_enabled is)."
+        ),
     )
     crypto_invoice_ttl_s: int = Field(
         default=3600, description="How long a USDC invoice's exact amount stays reserved."

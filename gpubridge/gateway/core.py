@@ -29,6 +29,7 @@ from gpubridge.errors import (
     NotFound,
     ServiceUnavailable,
 )
+from gpubridge.gateway.payment_rails import PaymentRails
 from gpubridge.gateway.runner import JobRunner
 from gpubridge.gateway.views import job_view
 from gpubridge.jobs import store
@@ -127,8 +128,10 @@ class Gateway:
         )
         self.x402 = X402.from_settings(settings, db)
         self._ledger_checked_at: datetime | None = None
+        self.payment_rails = PaymentRails(settings, self.x402, self.card_topups, self.crypto_topups)
 
     async def start(self) -> None:
+        self.payment_rails.log_startup()
         self.dispatcher.start()
 
     async def stop(self) -> None:

@@ -16,12 +16,11 @@ from gpubridge.engines.base import MediaInput
 from gpubridge.errors import BadRequest, Conflict, InvalidInput, NotFound
 from gpubridge.http_api.openai_errors import JobEnded
 from gpubridge.http_api.requests import (
-    bearer_key,
+    account_or_x402,
     body_object,
     gateway_of,
     idempotency_key_of,
     priority_of,
-    require_account,
 )
 from gpubridge.http_api.x402 import binding_of, payment_of, receipt_headers, resource_of
 from gpubridge.jobs.status import JobStatus
@@ -124,10 +123,9 @@ class Door:
 
 
 async def caller(request: Request) -> Account | None:
-    """The API key's account, or None when there is no key and x402 pays instead."""
-    if bearer_key(request) is None and gateway_of(request).x402 is not None:
-        return None
-    return await require_account(request)
+    """The API key's account, or None when there is no key and x402 pays instead (401 when
+    x402 is off)."""
+    return await account_or_x402(request)
 
 
 async def submit(

@@ -36,8 +36,8 @@ OPENAI_ERROR: dict[str, Any] = {
 _ERR = {"$ref": "#/components/schemas/OpenAIError"}
 _ERRORS = {
     "400": "Unknown or unsupported parameter",
-    "401": "Invalid API key",
-    "402": "No API key: x402 payment requirements (x402 body); or insufficient credits",
+    "401": "Invalid API key, or no API key while x402 is off",
+    "402": "No API key while x402 is on: x402 payment requirements; or insufficient credits",
     "404": "Unknown model (code model_not_found)",
     "422": "A value the service's input schema refuses",
     "429": "Rate limited",

@@ -117,7 +117,12 @@ def openapi_document(catalog: Catalog) -> dict[str, Any]:
         },
         "paths": {
             "/healthz": {"get": _op("Liveness")},
-            "/catalog": {"get": _op("Services, models, prices and input schemas")},
+            "/catalog": {
+                "get": _op(
+                    "Services, models, prices and input schemas, and the payment methods "
+                    "offered (payments: API key, x402, card and USDC top-ups)"
+                )
+            },
             "/catalog/estimate": {
                 "get": _op(
                     "Estimate a job's cost",
@@ -275,8 +280,11 @@ def openapi_document(catalog: Catalog) -> dict[str, Any]:
                         responses={
                             "200": "Completed (sync services)",
                             "202": "Accepted",
-                            "401": "Missing or invalid API key",
-                            "402": "Insufficient credits or daily limit reached",
+                            "401": "Invalid API key, or no API key while x402 is off",
+                            "402": (
+                                "No API key while x402 is on: the payment requirements; "
+                                "or insufficient credits or daily limit reached"
+                            ),
                             "409": "Idempotency-Key reused with another body",
                             "422": "Input does not match the service schema",
                             "503": "Service has no backend",

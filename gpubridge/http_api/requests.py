@@ -57,14 +57,32 @@ def bearer_key(request: Request) -> str | None:
     return value.strip()
 
 
+GET_A_KEY = "get one with POST /account/register"
+
+
 async def require_account(request: Request) -> Account:
     key = bearer_key(request)
     if key is None:
         raise Unauthorized(
-            "this endpoint needs an API key: Authorization: Bearer gpub_...",
+            f"this endpoint needs an API key: Authorization: Bearer gpub_... ({GET_A_KEY})",
             code="missing_api_key",
         )
     return await gateway_of(request).accounts.authenticate(key)
+
+
+async def account_or_x402(request: Request) -> Account | None:
+    """Who pays for a paid request: the API key's account, or None when there is no key and
+    x402 pays instead. Without a key while x402 is off: 401 saying how to get a key."""
+    key = bearer_key(request)
+    if key is not None:
+        return await gateway_of(request).accounts.authenticate(key)
+    if gateway_of(request).x402 is not None:
+        return None
+    raise Unauthorized(
+        "this request needs an API key: Authorization: Bearer gpub_... "
+        f"({GET_A_KEY}); this server does not take x402 payments",
+        code="missing_api_key",
+    )
 
 
 def int_param(request: Request, name: str, default: int, low: int, high: int) -> int:

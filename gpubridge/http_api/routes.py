@@ -18,7 +18,7 @@ from gpubridge.http_api.dashboard import dashboard_routes
 from gpubridge.http_api.openai_compat import openai_routes
 from gpubridge.http_api.openapi import openapi_document
 from gpubridge.http_api.requests import (
-    bearer_key,
+    account_or_x402,
     gateway_of,
     idempotency_key_of,
     int_param,
@@ -42,8 +42,9 @@ async def healthz(request: Request) -> Response:
 
 
 async def catalog(request: Request) -> Response:
-    services = gateway_of(request).catalog.services.values()
-    return JSONResponse({"services": [service_summary(s) for s in services]})
+    gateway = gateway_of(request)
+    services = [service_summary(s) for s in gateway.catalog.services.values()]
+    return JSONResponse({"services": services, "payments": gateway.payment_rails.view()})
 
 
 async def estimate(request: Request) -> Response:
@@ -139,10 +140,9 @@ async def spending_limit(request: Request) -> Response:
 
 async def run(request: Request) -> Response:
     gateway = gateway_of(request)
-    # No API key: pay with x402 (the payment, or the 402 asking for one, comes after the
-    # body is validated, so invalid input is still a 422 first).
-    paying = bearer_key(request) is None and gateway.x402 is not None
-    account = None if paying else await require_account(request)
+    # No API key: pay with x402 when it is on (the payment, or the 402 asking for one, comes
+    # after the body is validated, so invalid input is still a 422 first).
+    account = await account_or_x402(request)
     body = await json_object(request, {"service", "input", "webhook_url"}, {"service", "input"})
     violations = []
     if not isinstance(body["service"], str):

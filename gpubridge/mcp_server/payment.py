@@ -85,16 +85,17 @@ class Payments:
         self, caller: Caller, tool: str, arguments: dict[str, Any], estimate: dict[str, Any]
     ) -> CallToolResult:
         """``payment_required``: with x402 on, the x402 PaymentRequired object for this call,
-        priced as over HTTP (the gateway answers a submission without payment with it)."""
+        priced as over HTTP (the gateway answers a submission without payment with it). With
+        x402 off, an error saying how to get and send an API key, and no PaymentRequired
+        object: there is nothing to pay to."""
         if self.gateway.x402 is not None:
             return error_result(await self._required(tool, arguments))
         message = (
             f"{tool} costs about ${estimate['estimated_cost_usd']} and this call carries no "
             "API key: send 'Authorization: Bearer gpub_...' over HTTP, or set "
-            "GPUBRIDGE_API_KEY for `gpubridge mcp`"
+            "GPUBRIDGE_API_KEY for `gpubridge mcp` (get a key with POST "
+            f"{caller.base_url}/account/register); x402 payments are off on this server"
         )
-        if caller.payment is not None:
-            message += "; x402 payments are off on this server"
         return error_result(
             PaymentRequired(
                 message,

@@ -34,7 +34,19 @@ INSTRUCTIONS = f"""\
 gpubridge runs AI models on GPUs: each tool is one service (LLMs, embeddings, vision, image,
 video, speech, music, utilities), billed per call from prepaid credits. A call waits for its
 job and reports progress; a job that takes longer returns its job_id, which {GET_JOB} finishes.
-{ESTIMATE_COST} prices a call beforehand; the resource {CATALOG_URI} lists every service."""
+{ESTIMATE_COST} prices a call beforehand; the resource {CATALOG_URI} lists every service and
+the payment methods offered."""
+X402_ON = """
+A call without an API key can pay with x402 (the x402 MCP transport): it answers with the
+PaymentRequired object, and the paid retry carries the payment in _meta["x402/payment"]."""
+X402_OFF = """
+x402 payments are not offered on this server: calls need an API key (POST /account/register
+over HTTP), sent as 'Authorization: Bearer gpub_...' or set as GPUBRIDGE_API_KEY."""
+
+
+def instructions(gateway: Gateway) -> str:
+    """The server's instructions, saying whether x402 is offered."""
+    return INSTRUCTIONS + (X402_ON if gateway.x402 is not None else X402_OFF)
 
 
 def build_server(gateway: Gateway, *, local_api_key: str | None = None) -> Server[Any]:
@@ -90,7 +102,9 @@ def build_server(gateway: Gateway, *, local_api_key: str | None = None) -> Serve
                 TextResourceContents(
                     uri=CATALOG_URI,
                     mime_type="application/json",
-                    text=json.dumps({"services": services}),
+                    text=json.dumps(
+                        {"services": services, "payments": gateway.payment_rails.view()}
+                    ),
                 )
             ]
         )
@@ -99,7 +113,7 @@ def build_server(gateway: Gateway, *, local_api_key: str | None = None) -> Serve
         "gpubridge",
         version=_version(),
         title="gpubridge",
-        instructions=INSTRUCTIONS,
+        instructions=instructions(gateway),
         get_tool_input_schema=tools.input_schema,
         on_list_tools=list_tools,
         on_call_tool=call_tool,

@@ -25,6 +25,7 @@ import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 from sqlalchemy import delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
@@ -38,7 +39,7 @@ from gpubridge.money import micros_to_usd
 from gpubridge.payments import ledger
 from gpubridge.payments.auto_topup import credit_once
 from gpubridge.payments.packages import Package, package_named
-from gpubridge.payments.x402.config import X402Config, same_address
+from gpubridge.payments.x402.config import X402Config, recipient_missing, same_address
 from gpubridge.payments.x402.txlogs import transfers_in
 from gpubridge.settings import Settings
 
@@ -57,6 +58,8 @@ EXPIRY_GRACE_S = 600
 """An expired invoice keeps its amount reserved this long, for transfers mined before expiry
 that are still waiting for confirmations."""
 CURSOR_NAME = "usdc-topups"
+UNREACHABLE_WARNING_EVERY_S = 60.0
+"""While the RPC node cannot be reached, the watcher warns at most this often."""
 
 OPEN, PAID, EXPIRED = "open", "paid", "expired"
 
@@ -98,31 +101,40 @@ class CryptoTopups:
         ttl_s: int = 3600,
         scan_blocks: int = 2000,
         clock: Callable[[], float] = time.time,
+        monotonic: Callable[[], float] = time.monotonic,
+        off_reason: str | None = None,
     ) -> None:
         self.db = db
         self.config = config
+        self.off_reason = off_reason
+        """Why USDC top-ups are off (``config`` is None), for the operator's start-up log."""
         self.ttl_s = ttl_s
         self.scan_blocks = max(1, scan_blocks)
         self.clock = clock
+        self.monotonic = monotonic
+        self._warned_at: float | None = None
+        """When the watcher last warned that the RPC node is unreachable (``monotonic``)."""
         self._chain: Chain | None = None
         self._owns_chain = False
 
     @classmethod
     def from_settings(cls, settings: Settings, db: Database) -> CryptoTopups:
-        config = X402Config.from_settings(settings) if settings.crypto_topups_enabled else None
+        reason = crypto_topups_off_reason(settings)
+        config = X402Config.from_settings(settings) if reason is None else None
         return cls(
             db,
             config,
             ttl_s=settings.crypto_invoice_ttl_s,
             scan_blocks=settings.crypto_scan_blocks,
+            off_reason=reason,
         )
 
     # -- plumbing -----------------------------------------------------------------------
     def require_config(self) -> X402Config:
         if self.config is None:
             raise CryptoTopupsNotConfigured(
-                "USDC top-ups are not configured on this server "
-                "(set GPUBRIDGE_CRYPTO_TOPUPS_ENABLED and the GPUBRIDGE_X402_* chain settings)"
+                "USDC top-ups are not configured on this server (set GPUBRIDGE_X402_PAY_TO "
+                "to the wallet that receives USDC, and keep GPUBRIDGE_CRYPTO_TOPUPS_ENABLED true)"
             )
         return self.config
 
@@ -440,12 +452,48 @@ class CryptoTopups:
             pass  # another gateway process saved it first; the next pass reads on from there
 
     async def watch(self) -> int:
-        """One watcher pass: how many invoices it paid."""
+        """One watcher pass: how many invoices it paid.
+
+        An RPC node that cannot be reached pays nothing this pass (the next pass reads the
+        same blocks); the operator hears of it once per ``UNREACHABLE_WARNING_EVERY_S``, in one
+        line, not with a traceback each pass.
+        """
         if self.config is None:
             return 0
         from gpubridge.payments.usdc_watcher import scan_once
+        from gpubridge.payments.x402.chain import ChainUnavailable as RpcUnavailable
 
-        return await scan_once(self)
+        try:
+            paid = await scan_once(self)
+        except RpcUnavailable as exc:
+            self._unreachable(self.config, str(exc))
+            return 0
+        if self._warned_at is not None:
+            self._warned_at = None
+            log.info("the USDC top-up watcher reaches the RPC node again")
+        return paid
+
+    def _unreachable(self, config: X402Config, reason: str) -> None:
+        now = self.monotonic()
+        if self._warned_at is not None and now - self._warned_at < UNREACHABLE_WARNING_EVERY_S:
+            return
+        self._warned_at = now
+        node = urlsplit(config.rpc_url).hostname or "(no host)"
+        # The URL's path or query may hold the node provider's API key: show only the host.
+        reason = reason.replace(config.rpc_url, node)
+        log.warning(
+            "the USDC top-up watcher cannot reach the RPC node %s (%s); open invoices are "
+            "credited once it answers",
+            node,
+            reason,
+        )
+
+
+def crypto_topups_off_reason(settings: Settings) -> str | None:
+    """Why USDC top-ups are off on this server; None when they are on."""
+    if not settings.crypto_topups_enabled:
+        return "GPUBRIDGE_CRYPTO_TOPUPS_ENABLED is false"
+    return recipient_missing(settings)
 
 
 def _tx_hash(value: object) -> str:

@@ -137,14 +137,17 @@ async def test_an_unpaid_run_gets_402_with_v2_requirements_in_the_header_and_v1_
     ]
 
 
-async def test_the_default_terms_are_base_mainnet_usdc_as_the_document_says(
+async def test_with_the_recipient_set_the_default_terms_are_base_mainnet_usdc_as_the_document_says(
     database, database_url, tmp_path, upstream
 ):
     from tests.support.gateway_app import running_app, settings_for
     from tests.support.x402_app import upstream_catalog
 
     catalog = upstream_catalog(tmp_path / "catalog.yaml", upstream.base_url)
-    async with running_app(settings_for(database_url, tmp_path, catalog)) as (_, client):
+    # The operator names the recipient (here the document's); everything else is the default.
+    recipient = "0xB0FdC6030B9f30652e8B221B8090d443Dd3C6381"
+    settings = settings_for(database_url, tmp_path, catalog, x402_pay_to=recipient)
+    async with running_app(settings) as (_, client):
         body = {"service": "llm-4090", "input": {"prompt": "Hello world", "max_tokens": 16}}
         response = await client.post("/run", json=body)
     assert response.status_code == 402

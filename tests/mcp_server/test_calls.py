@@ -9,6 +9,7 @@ from mcp_types import TextContent
 
 from gpubridge.jobs import store
 from tests.mcp_server.conftest import FUNDS_MICROS, LLM_CALL, StartGateway
+from tests.support.gateway_app import UNSET
 
 
 def texts(result) -> list[str]:
@@ -84,6 +85,41 @@ async def test_with_x402_off_an_unpaid_call_is_payment_required_asking_for_a_key
     assert error["code"] == "payment_required"
     assert "API key" in error["message"] and error["estimated_cost_usd"] == 0.003
     assert "x402 payments are off" in paying.structured_content["error"]["message"]
+
+
+async def test_without_a_recipient_x402_is_not_offered_and_a_keyless_call_asks_for_a_key(
+    start_gateway: StartGateway,
+):
+    async with start_gateway(x402_pay_to=UNSET) as running, running.client() as client:
+        instructions = client.instructions or ""
+        read = await client.read_resource("gpubridge://catalog")
+        result = await client.call_tool("llm-4090", LLM_CALL)
+        paying = await client.call_tool(
+            "llm-4090", LLM_CALL, meta={"x402/payment": {"x402Version": 2}}
+        )
+        assert await running.all_jobs() == 0
+    assert "x402 payments are not offered on this server" in instructions
+    payments = json.loads(read.contents[0].text)["payments"]  # type: ignore[union-attr]
+    assert payments["x402"] == {"offered": False}
+    for answer in (result, paying):
+        assert answer.is_error
+        # No PaymentRequired object: there is no wallet to pay.
+        assert "x402Version" not in answer.structured_content
+        assert "accepts" not in answer.structured_content
+        error = answer.structured_content["error"]
+        assert error["code"] == "payment_required"
+        assert "/account/register" in error["message"] and "API key" in error["message"]
+        assert "x402 payments are off on this server" in error["message"]
+        assert not any(text.lstrip().startswith("{") for text in texts(answer))
+
+
+async def test_with_a_recipient_the_instructions_and_catalog_offer_x402(running):
+    async with running.client() as client:
+        instructions = client.instructions or ""
+        read = await client.read_resource("gpubridge://catalog")
+    assert 'the paid retry carries the payment in _meta["x402/payment"]' in instructions
+    payments = json.loads(read.contents[0].text)["payments"]  # type: ignore[union-attr]
+    assert payments["x402"]["offered"] is True
 
 
 async def test_an_invalid_key_is_refused_without_a_job(running):

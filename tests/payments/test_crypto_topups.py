@@ -4,25 +4,32 @@ concurrency, one credit per transaction hash, and no hash paying both an invoice
 from __future__ import annotations
 
 import asyncio
+import logging
+import socket
 import time
 import uuid
 
 import pytest
+from web3 import AsyncHTTPProvider, AsyncWeb3
 
 from gpubridge.payments import ledger
 from gpubridge.payments.accounts import Accounts
 from gpubridge.payments.crypto_topups import CryptoTopups, invoice_price_units, usdc_text
 from gpubridge.payments.packages import PACKAGES
 from gpubridge.payments.x402 import store
+from gpubridge.payments.x402.chain import Chain
 from gpubridge.payments.x402.config import X402Config
 from gpubridge.payments.x402.store import record_tx_payment
 from gpubridge.settings import Settings
+from tests.support.gateway_app import TEST_RECIPIENT
 
 TX = "0x" + "12" * 32
 
 
 def topups_on(database: object) -> CryptoTopups:
-    config = X402Config.from_settings(Settings(database_url="sqlite+aiosqlite://"))
+    config = X402Config.from_settings(
+        Settings(database_url="sqlite+aiosqlite://", x402_pay_to=TEST_RECIPIENT)
+    )
     return CryptoTopups(database, config)
 
 
@@ -111,3 +118,41 @@ async def test_an_unknown_package_is_refused(database, package):
     with pytest.raises(Exception) as raised:
         await topups.create_invoice(account, package)
     assert getattr(raised.value, "status", None) == 422
+
+
+def closed_port() -> int:
+    """A loopback port nothing listens on (bound, then released)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+    return port
+
+
+async def test_an_unreachable_rpc_node_is_one_warning_a_minute_without_a_traceback(
+    database, caplog
+):
+    # The node URL carries a provider key in its path, as hosted nodes' URLs do.
+    rpc_url = f"http://127.0.0.1:{closed_port()}/v2/provider-secret"
+    settings = Settings(
+        database_url="sqlite+aiosqlite://", x402_pay_to=TEST_RECIPIENT, x402_rpc_url=rpc_url
+    )
+    now = [1000.0]
+    topups = CryptoTopups(database, X402Config.from_settings(settings), monotonic=lambda: now[0])
+    # No retries: each pass fails at once (the gateway's client retries, then fails the same).
+    provider = AsyncHTTPProvider(rpc_url, exception_retry_configuration=None)
+    topups.use_chain(Chain(AsyncWeb3(provider)))
+    await topups.create_invoice(await new_account(database), "credits_10")
+
+    caplog.set_level(logging.INFO, logger="gpubridge.payments.crypto_topups")
+    for at in (1000.0, 1030.0, 1059.0, 1061.0, 1090.0):  # maintenance passes, 30 s apart
+        now[0] = at
+        assert await topups.watch() == 0
+    warnings = [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert len(warnings) == 2  # at 1000 s and at 1061 s
+    for record in warnings:
+        assert record.exc_info is None
+        message = record.getMessage()
+        assert "cannot reach the RPC node 127.0.0.1" in message
+        assert "provider-secret" not in message
+    assert await topups.open_amounts()  # the invoice stays open for the node's return
+    await provider.disconnect()

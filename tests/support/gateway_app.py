@@ -18,6 +18,12 @@ from gpubridge.settings import Settings
 
 CatalogEdit = Callable[[dict[str, Any]], None]
 
+TEST_RECIPIENT = "0x" + "5e" * 20
+"""The x402 and USDC recipient the test gateways are configured with: x402 and USDC top-ups are
+off until the operator names a wallet, and most tests exercise them on."""
+UNSET: Any = object()
+"""A ``settings_for`` override that leaves the setting unset, at gpubridge's own default."""
+
 
 def packaged_catalog() -> dict[str, Any]:
     data: dict[str, Any] = yaml.safe_load(packaged_catalog_text())
@@ -50,9 +56,10 @@ def settings_for(database_url: str, tmp_path: Path, catalog: Path, **overrides: 
         # Tests make many requests quickly; rate-limit tests set the limits they check.
         "rate_limit_per_key_per_minute": 0,
         "rate_limit_per_ip_per_second": 0,
+        "x402_pay_to": TEST_RECIPIENT,
     }
     values.update(overrides)
-    return Settings(**values)
+    return Settings(**{name: value for name, value in values.items() if value is not UNSET})
 
 
 @asynccontextmanager

@@ -12,6 +12,7 @@ from gpubridge.settings import Settings
 
 _ADDRESS = re.compile(r"^0x[0-9a-fA-F]{40}$")
 _KEY = re.compile(r"^(0x)?[0-9a-fA-F]{64}$")
+PAY_TO_SETTING = "GPUBRIDGE_X402_PAY_TO"
 
 
 @dataclass(frozen=True)
@@ -54,7 +55,15 @@ class X402Config:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> X402Config:
-        """Check the x402 settings; a wrong one refuses to start with a clear message."""
+        """Check the x402 settings; a wrong one refuses to start with a clear message.
+
+        There is no default recipient: money goes only to a wallet the operator named.
+        """
+        pay_to = settings.x402_pay_to or None
+        if pay_to is None:
+            raise ConfigurationError(f"{PAY_TO_SETTING} must name the wallet that receives USDC")
+        if _ADDRESS.match(pay_to) and int(pay_to, 16) == 0:
+            raise ConfigurationError(f"{PAY_TO_SETTING} may not be the zero address")
         expected_network = f"eip155:{settings.x402_chain_id}"
         if settings.x402_network != expected_network:
             raise ConfigurationError(
@@ -63,7 +72,7 @@ class X402Config:
             )
         for name, value in (
             ("GPUBRIDGE_X402_ASSET", settings.x402_asset),
-            ("GPUBRIDGE_X402_PAY_TO", settings.x402_pay_to),
+            (PAY_TO_SETTING, pay_to),
             ("GPUBRIDGE_X402_SANCTIONS_ORACLE", settings.x402_sanctions_oracle),
         ):
             if value is not None and not _ADDRESS.match(value):
@@ -84,7 +93,7 @@ class X402Config:
             asset=settings.x402_asset,
             asset_name=settings.x402_asset_name,
             asset_version=settings.x402_asset_version,
-            pay_to=settings.x402_pay_to,
+            pay_to=pay_to,
             rpc_url=settings.x402_rpc_url,
             facilitator_url=settings.x402_facilitator_url or None,
             max_timeout_s=settings.x402_max_timeout_s,
@@ -97,6 +106,20 @@ class X402Config:
             sanctions_oracle=oracle or None,
             settlement_key=secret,
         )
+
+
+def recipient_missing(settings: Settings) -> str | None:
+    """Why USDC cannot be taken at all (no recipient wallet is set); None when one is."""
+    if settings.x402_pay_to:
+        return None
+    return f"{PAY_TO_SETTING} (the operator's wallet that receives USDC) is not set"
+
+
+def x402_off_reason(settings: Settings) -> str | None:
+    """Why x402 is off on this server; None when it is on (enabled and a recipient set)."""
+    if not settings.x402_enabled:
+        return "GPUBRIDGE_X402_ENABLED is false"
+    return recipient_missing(settings)
 
 
 def same_address(a: str, b: str) -> bool:

@@ -25,7 +25,7 @@ from gpubridge.db.engine import utcnow
 from gpubridge.payments.accounts import Account
 from gpubridge.payments.x402 import codec, errors, store
 from gpubridge.payments.x402.codec import ExactPayment, Payment, TxHashPayment
-from gpubridge.payments.x402.config import X402Config
+from gpubridge.payments.x402.config import X402Config, x402_off_reason
 from gpubridge.payments.x402.errors import (
     PaymentNetworkUnavailable,
     PaymentRejected,
@@ -91,7 +91,8 @@ class X402:
 
     @classmethod
     def from_settings(cls, settings: Settings, db: Database) -> X402 | None:
-        if not settings.x402_enabled:
+        """x402 on these settings, or None while it is off (``x402_off_reason``)."""
+        if x402_off_reason(settings) is not None:
             return None
         return cls(X402Config.from_settings(settings), db)
 

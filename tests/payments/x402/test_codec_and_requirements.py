@@ -26,8 +26,9 @@ from gpubridge.payments.x402.config import X402Config
 from gpubridge.payments.x402.errors import MalformedPayment
 from gpubridge.payments.x402.requirements import Offer, challenge_body, payment_required
 from gpubridge.settings import Settings
+from tests.support.gateway_app import TEST_RECIPIENT
 
-CONFIG = X402Config.from_settings(Settings())
+CONFIG = X402Config.from_settings(Settings(x402_pay_to=TEST_RECIPIENT))
 OFFER = Offer(3000, "https://api.example/run", "LLM Inference (llm-4090) job")
 
 

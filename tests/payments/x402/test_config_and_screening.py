@@ -6,16 +6,19 @@ import pytest
 from pydantic import SecretStr
 
 from gpubridge.errors import ConfigurationError
-from gpubridge.payments.x402.config import X402Config
+from gpubridge.payments.x402.config import X402Config, x402_off_reason
 from gpubridge.payments.x402.errors import SanctionedPayer
 from gpubridge.payments.x402.screening import DenyList, Screening
 from gpubridge.settings import Settings
 
 KEY = "0x" + "4c" * 32
+DOCUMENT_RECIPIENT = "0xB0FdC6030B9f30652e8B221B8090d443Dd3C6381"
+"""The recipient in the API document: an example of the operator's own wallet, never a
+default."""
 
 
-def test_the_defaults_are_the_documents_base_mainnet_terms():
-    config = X402Config.from_settings(Settings())
+def test_with_the_recipient_set_the_defaults_are_the_documents_base_mainnet_terms():
+    config = X402Config.from_settings(Settings(x402_pay_to=DOCUMENT_RECIPIENT))
     assert config.network == "eip155:8453" and config.network_v1 == "base"
     assert config.asset == "0x833589fCD6eDb6E08f4c7C32D4f71b54bdA02913"
     assert config.pay_to == "0xB0FdC6030B9f30652e8B221B8090d443Dd3C6381"
@@ -40,7 +43,26 @@ def test_the_defaults_are_the_documents_base_mainnet_terms():
 )
 def test_wrong_settings_refuse_to_start(overrides):
     with pytest.raises(ConfigurationError):
-        X402Config.from_settings(Settings(**overrides))
+        X402Config.from_settings(Settings(**{"x402_pay_to": DOCUMENT_RECIPIENT, **overrides}))
+
+
+def test_there_is_no_default_recipient_so_x402_is_off_until_one_is_set():
+    assert Settings().x402_pay_to is None
+    assert x402_off_reason(Settings()) == (
+        "GPUBRIDGE_X402_PAY_TO (the operator's wallet that receives USDC) is not set"
+    )
+    with pytest.raises(ConfigurationError, match="GPUBRIDGE_X402_PAY_TO must name the wallet"):
+        X402Config.from_settings(Settings())
+    with pytest.raises(ConfigurationError, match="GPUBRIDGE_X402_PAY_TO must name the wallet"):
+        X402Config.from_settings(Settings(x402_pay_to=""))
+    with pytest.raises(ConfigurationError, match="zero address"):
+        X402Config.from_settings(Settings(x402_pay_to="0x" + "00" * 20))
+    assert x402_off_reason(Settings(x402_pay_to=DOCUMENT_RECIPIENT)) is None
+
+
+def test_x402_enabled_false_keeps_x402_off_even_with_a_recipient():
+    settings = Settings(x402_pay_to=DOCUMENT_RECIPIENT, x402_enabled=False)
+    assert x402_off_reason(settings) == "GPUBRIDGE_X402_ENABLED is false"
 
 
 def test_base_sepolia_is_a_matter_of_configuration():
@@ -51,6 +73,7 @@ def test_base_sepolia_is_a_matter_of_configuration():
             x402_network_v1="base-sepolia",
             x402_asset="0x036CbD53842c5426634e7929541eC2318f3dCF7e",
             x402_asset_name="USDC",
+            x402_pay_to=DOCUMENT_RECIPIENT,
             x402_settlement_key=SecretStr(KEY),
         )
     )
@@ -58,7 +81,9 @@ def test_base_sepolia_is_a_matter_of_configuration():
 
 
 def test_the_settlement_key_never_shows_in_a_repr():
-    config = X402Config.from_settings(Settings(x402_settlement_key=SecretStr(KEY)))
+    config = X402Config.from_settings(
+        Settings(x402_pay_to=DOCUMENT_RECIPIENT, x402_settlement_key=SecretStr(KEY))
+    )
     assert KEY[2:] not in repr(config) and KEY[2:] not in str(config)
     assert KEY not in repr(Settings(x402_settlement_key=SecretStr(KEY)))
 

@@ -25,9 +25,10 @@ from gpubridge.payments.x402.signatures import (
     recover,
 )
 from gpubridge.settings import Settings
+from tests.support.gateway_app import TEST_RECIPIENT
 from tests.support.local_chain import TRANSFER_TYPES
 
-CONFIG = X402Config.from_settings(Settings())
+CONFIG = X402Config.from_settings(Settings(x402_pay_to=TEST_RECIPIENT))
 OFFER = Offer(3000, "https://api.example/run", "a job")
 PAYER = Account.create()
 

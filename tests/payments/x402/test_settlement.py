@@ -17,8 +17,11 @@ from gpubridge.payments.x402.requirements import Offer
 from gpubridge.payments.x402.settlement import DirectSettlement
 from gpubridge.payments.x402.txlogs import TRANSFER_TOPIC
 from gpubridge.settings import Settings
+from tests.support.gateway_app import TEST_RECIPIENT
 
-CONFIG = X402Config.from_settings(Settings(x402_settlement_key="0x" + "11" * 32))
+CONFIG = X402Config.from_settings(
+    Settings(x402_pay_to=TEST_RECIPIENT, x402_settlement_key="0x" + "11" * 32)
+)
 PAYER = "0x" + "ab" * 20
 TX = "0x" + "cd" * 32
 AUTH = Authorization(PAYER, CONFIG.pay_to.lower(), 3000, 0, int(time.time()) + 300, os.urandom(32))
