@@ -66,7 +66,9 @@ class Components:
 
 def build_components(settings: Settings) -> Components:
     """Wire the parts; a broken catalog raises ConfigurationError here, before serving."""
-    catalog = Catalog.load(settings.catalog, starter=settings.starter)
+    catalog = Catalog.load(
+        settings.catalog, starter=settings.starter, time_limit_s=settings.job_timeout_s
+    )
     db = Database(settings.resolved_database_url(), pool_size=settings.database_pool_size)
     secrets = {name: key.get_secret_value() for name, key in settings.remote_api_keys.items()}
     models = ModelCache(settings.model_memory_budget_bytes(), after_evict=release_memory)

@@ -13,12 +13,20 @@ from jsonschema.validators import extend
 
 from gpubridge.catalog.loader import load_catalog_file
 from gpubridge.catalog.models import CatalogFile, ModelSpec, Price, Service
+from gpubridge.catalog.tokens import TokenCounter
 from gpubridge.engines.base import Usage
 from gpubridge.errors import InvalidInput, NotFound
 from gpubridge.money import ceil_div
 
 CHARS_PER_TOKEN = 4
-"""Rough prompt-size estimate used only for holds; the capture uses the runtime's count."""
+"""Rough prompt size for the typical estimate shown to callers; holds count with
+``TokenCounter`` and the capture uses the runtime's count."""
+
+FALLBACK_MAX_TOKENS = 256
+"""The answer length the local LLM runtimes default to, for a service that declares none."""
+
+DEFAULT_TIME_LIMIT_S = 600.0
+"""The time limit of a job when the catalog is built without one (the settings' default)."""
 
 
 def _is_integer(_checker: TypeChecker, instance: object) -> bool:
@@ -35,28 +43,49 @@ InputValidator: type[Validator] = extend(  # type: ignore[no-untyped-call]
 
 @dataclass(frozen=True)
 class Quote:
-    """What a job on ``service`` with ``model`` is estimated to cost, before discounts."""
+    """What a job on ``service`` with ``model`` costs, before discounts: typically
+    (``units``, ``estimated_micros``) and at most (``ceiling_units``, ``ceiling_micros``).
+
+    The ledger holds the ceiling, so that the capture of what the job really used is never cut
+    short by an estimate that was too low."""
 
     service: Service
     model: ModelSpec
     price: Price
     units: int
     estimated_micros: int
+    ceiling_units: int
+    ceiling_micros: int
 
 
 class Catalog:
     """The services an operator offers, validated at start-up."""
 
-    def __init__(self, document: CatalogFile) -> None:
+    def __init__(
+        self,
+        document: CatalogFile,
+        *,
+        time_limit_s: float = DEFAULT_TIME_LIMIT_S,
+        tokens: TokenCounter | None = None,
+    ) -> None:
         self.document = document
+        self.time_limit_s = time_limit_s
+        """The most seconds a job may run (the job timeout); bounds per-second ceilings."""
+        self.tokens = tokens or TokenCounter()
         self.services: dict[str, Service] = document.services
         self._validators = {
             key: InputValidator(service.input_schema) for key, service in self.services.items()
         }
 
     @classmethod
-    def load(cls, path: Path | None = None, *, starter: bool = False) -> Catalog:
-        return cls(load_catalog_file(path, starter=starter))
+    def load(
+        cls,
+        path: Path | None = None,
+        *,
+        starter: bool = False,
+        time_limit_s: float = DEFAULT_TIME_LIMIT_S,
+    ) -> Catalog:
+        return cls(load_catalog_file(path, starter=starter), time_limit_s=time_limit_s)
 
     def service(self, key: str) -> Service:
         try:
@@ -103,13 +132,56 @@ class Catalog:
         payload: dict[str, Any] | None = None,
         seconds: float | None = None,
     ) -> Quote:
-        """Estimate the cost of one job, before discounts; the ledger holds this amount."""
+        """The typical and the highest cost of one job, before discounts; the ledger holds
+        the highest (``ceiling_micros``). ``seconds`` is the length of the input when known
+        (audio), or the caller's own guess for an estimate."""
+        payload = payload or {}
         price = service.price_for(model)
-        units = estimate_units(service, price, payload or {}, seconds)
-        return Quote(service, model, price, units, cost_of(price, units, payload or {}))
+        units = estimate_units(service, price, payload, seconds)
+        ceiling = self._ceiling(service, model, price, payload, seconds)
+        return Quote(
+            service,
+            model,
+            price,
+            units,
+            cost_of(price, units, payload),
+            ceiling.units,
+            ceiling.micros,
+        )
+
+    def time_limit_for(self, service: Service) -> float:
+        """The most seconds a job of ``service`` may run: the job timeout, or the service's
+        own declared maximum when shorter."""
+        if service.max_seconds is not None:
+            return min(service.max_seconds, self.time_limit_s)
+        return self.time_limit_s
+
+    def _ceiling(
+        self,
+        service: Service,
+        model: ModelSpec,
+        price: Price,
+        payload: dict[str, Any],
+        seconds: float | None,
+    ) -> _Ceiling:
+        """The most a job can use and cost: every prompt token counted and every output token
+        allowed; every output asked for; the audio's length, or the whole time limit."""
+        if price.unit == "token":
+            prompt = self.tokens.count(model.source, payload)
+            output = ceiling_output_tokens(service, model, payload)
+            cost = max(_token_cost(price, prompt, output), price.minimum_micros)
+            return _Ceiling(prompt + output, cost)
+        if price.unit == "output":
+            units = int(payload.get("num_outputs", 1))
+        elif price.unit == "audio_second" and seconds is not None:
+            units = max(1, math.ceil(seconds))
+        else:
+            units = max(1, math.ceil(self.time_limit_for(service)))
+        return _Ceiling(units, max(ceil_div(units * price.micros, price.per), price.minimum_micros))
 
     def actual_cost(self, quote: Quote, usage: Usage) -> int:
-        """The cost of a finished job from what its runtime reported, capped by the quote."""
+        """The metered cost of a finished job from what its runtime reported (never below the
+        minimum charge); the caller caps it at what the job holds."""
         price = quote.price
         if price.unit == "token":
             cost = _token_cost(price, usage.prompt_tokens, usage.completion_tokens)
@@ -119,7 +191,13 @@ class Catalog:
             cost = ceil_div(max(usage.outputs, 1) * price.micros, price.per)
         else:
             cost = ceil_div(int(usage.compute_seconds * 1000) * price.micros, price.per * 1000)
-        return min(max(cost, price.minimum_micros), quote.estimated_micros)
+        return max(cost, price.minimum_micros)
+
+
+@dataclass(frozen=True)
+class _Ceiling:
+    units: int
+    micros: int
 
 
 def estimate_units(
@@ -173,3 +251,14 @@ def max_output_tokens(service: Service, payload: dict[str, Any]) -> int:
         return value
     schema_default = service.input_schema.get("properties", {}).get("max_tokens", {}).get("default")
     return int(schema_default) if isinstance(schema_default, int) else 0
+
+
+def ceiling_output_tokens(service: Service, model: ModelSpec, payload: dict[str, Any]) -> int:
+    """The most tokens a job may generate: its ``max_tokens``, or when absent the largest
+    default answer length that the schema, the model or a backend declares."""
+    value = payload.get("max_tokens")
+    if isinstance(value, int):
+        return value
+    defaults = [max_output_tokens(service, payload), model.options.get("max_tokens")]
+    defaults += [backend.options.get("max_tokens") for backend in service.backends]
+    return max((d for d in defaults if isinstance(d, int)), default=FALLBACK_MAX_TOKENS)

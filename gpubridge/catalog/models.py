@@ -67,6 +67,12 @@ class Service(BaseModel):
     description: str = Field(min_length=1)
     mode: Literal["sync", "async"]
     estimated_seconds: float = Field(gt=0)
+    max_seconds: float | None = Field(
+        default=None,
+        gt=0,
+        description="The most a job may run, when shorter than the job timeout; per-second "
+        "prices hold this many seconds.",
+    )
     price: Price
     models: list[ModelSpec] = Field(min_length=1)
     input_schema: dict[str, Any]

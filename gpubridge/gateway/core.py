@@ -151,7 +151,8 @@ class Gateway:
         seconds: float | None = None,
         payload: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
-        """The public cost estimate (no account, no discount)."""
+        """The public cost estimate (no account, no discount): the typical cost, and the
+        ceiling that a job holds until it ends and is charged what it used."""
         service = self.catalog.service(service_key)
         model = service.default_model
         if payload is not None:
@@ -164,6 +165,12 @@ class Gateway:
             "estimated_units": quote.units,
             "minimum_cost_usd": micros_to_usd(quote.price.minimum_micros),
             "estimated_cost_usd": micros_to_usd(quote.estimated_micros),
+            "ceiling_units": quote.ceiling_units,
+            "ceiling_cost_usd": micros_to_usd(quote.ceiling_micros),
+            "hold": (
+                "a job holds ceiling_cost_usd, the most it can cost, and is charged what it "
+                "uses (never more); the rest is released when it ends"
+            ),
         }
         if quote.price.unit == "second":
             body["estimated_seconds"] = quote.units
@@ -187,7 +194,7 @@ class Gateway:
         priority: str | None = None,
         media: Mapping[str, MediaInput] | None = None,
     ) -> Submitted:
-        """Validate, hold the estimate and create the job; all before any GPU work.
+        """Validate, hold the job's ceiling and create the job; all before any GPU work.
 
         ``media`` hands over media inputs already in hand (an upload) instead of fetching
         them: each is keyed by its input field, which ``payload`` must name (with a
@@ -271,7 +278,7 @@ class Gateway:
         job_id = str(uuid.uuid4())
         sync = service.mode == "sync"
         tier = tier_for(account.lifetime_spend_micros)
-        hold_micros = discounted(quote.estimated_micros, tier.percent)
+        hold_micros = discounted(quote.ceiling_micros, tier.percent)
         now = utcnow()
         inputs = await self.files.save_inputs(
             media, expiry(self.settings.job_timeout_s + self.settings.result_ttl_s)
@@ -328,7 +335,8 @@ class Gateway:
     ) -> PaidSubmission:
         """Submit a job paid with x402 (a header value or a decoded payment object).
 
-        Without a payment: ``X402Required`` (402) for the job's quoted price. With one: it is
+        Without a payment: ``X402Required`` (402) for the job's ceiling, the hold it will
+        need (what the job does not use stays in the wallet account). With one: it is
         verified, reserved and settled before the job exists, and credited to the payer's
         wallet account, which the job is then held and charged on like any other account.
         An Idempotency-Key replays within that account only: a retry with a new payment gets
@@ -342,7 +350,7 @@ class Gateway:
             service, model, payload, await _audio_seconds(service, model, fetched)
         )
         offer = self.x402.offer(
-            quote.estimated_micros, resource, f"{service.name} ({service.key}) job"
+            quote.ceiling_micros, resource, f"{service.name} ({service.key}) job"
         )
         if payment is None:
             raise self.x402.required(offer)

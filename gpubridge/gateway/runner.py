@@ -10,7 +10,7 @@ import time
 from collections.abc import Coroutine
 from typing import Any
 
-from gpubridge.catalog import Catalog
+from gpubridge.catalog import Catalog, Service
 from gpubridge.db import Database
 from gpubridge.engines.base import EngineEvent, EngineRequest, OutputFile
 from gpubridge.engines.router import Router
@@ -74,7 +74,7 @@ class JobRunner:
         self.events.publish(job.id, "status", {"status": JobStatus.RUNNING.value})
         progress = _ProgressWriter(self, job.id)
         try:
-            async with asyncio.timeout(self.settings.job_timeout_s):
+            async with asyncio.timeout(self._time_limit_s(service)):
                 media = await self.files.job_inputs(job.id) if media_fields(job.input) else {}
                 request = EngineRequest(job.id, service.key, model.ref(), job.input, media)
                 routed = await self.router.execute(
@@ -94,10 +94,20 @@ class JobRunner:
         audio_priced = service.price_for(model).unit == "audio_second"
         seconds = usage.audio_seconds if audio_priced else None
         quote = self.catalog.quote(service, model, job.input, seconds or None)
-        cost = min(
-            discounted(self.catalog.actual_cost(quote, routed.result.usage), job.discount_percent),
-            job.hold_micros,
-        )
+        metered = discounted(self.catalog.actual_cost(quote, usage), job.discount_percent)
+        if metered > job.hold_micros:
+            # The hold is the job's ceiling, so this means the ceiling missed something.
+            log.warning(
+                "metered usage exceeds the job's hold; charging the hold",
+                extra={
+                    "job_id": job.id,
+                    "service": service.key,
+                    "metered_micros": metered,
+                    "hold_micros": job.hold_micros,
+                    "usage": _usage_dict(usage),
+                },
+            )
+        cost = min(metered, job.hold_micros)
         usage_view = _usage_dict(usage)
         top_up = False
         async with self.db.begin() as conn:
@@ -127,6 +137,11 @@ class JobRunner:
         if finished is not None:
             self.announce(finished)
         return finished
+
+    def _time_limit_s(self, service: Service) -> float:
+        """The job timeout, or the service's declared maximum when shorter: the ceiling held
+        for per-second prices counts on it."""
+        return min(self.settings.job_timeout_s, self.catalog.time_limit_for(service))
 
     async def _store_files(self, job_id: str, output: dict[str, Any]) -> dict[str, Any]:
         """The output with each ``OutputFile`` stored and replaced by its public view."""

@@ -402,7 +402,7 @@ def test_per_second_services_quote_the_seconds_asked_for(catalog: Catalog) -> No
     assert quote.estimated_micros == 200 * service.price.micros
 
 
-def test_actual_token_cost_is_capped_at_the_estimate_and_floored_at_the_minimum(
+def test_actual_token_cost_is_the_metered_usage_floored_at_the_minimum(
     catalog: Catalog,
 ) -> None:
     service = catalog.service("llm-4090")
@@ -418,18 +418,21 @@ def test_actual_token_cost_is_capped_at_the_estimate_and_floored_at_the_minimum(
         10_000 * 590_000 + 1000 * 790_000, 1_000_000
     )
 
+    # Above the estimate, it is still what was used: the runner caps it at the hold.
     runaway = Usage(prompt_tokens=1_000_000, completion_tokens=100_000)
-    assert catalog.actual_cost(quote, runaway) == quote.estimated_micros
+    assert catalog.actual_cost(quote, runaway) == ceil_div(
+        1_000_000 * 590_000 + 100_000 * 790_000, 1_000_000
+    )
 
 
-def test_actual_compute_cost_is_capped_at_the_estimate_and_floored_at_the_minimum(
+def test_actual_compute_cost_is_the_metered_seconds_floored_at_the_minimum(
     catalog: Catalog,
 ) -> None:
     service = catalog.service("video")
     quote = catalog.quote(service, service.default_model, {}, seconds=200)
     rate = service.price.micros
     assert catalog.actual_cost(quote, Usage(compute_seconds=150.0)) == 150 * rate
-    assert catalog.actual_cost(quote, Usage(compute_seconds=900.0)) == quote.estimated_micros
+    assert catalog.actual_cost(quote, Usage(compute_seconds=900.0)) == 900 * rate
     assert catalog.actual_cost(quote, Usage(compute_seconds=1.0)) == usd_to_micros("0.30")
 
 

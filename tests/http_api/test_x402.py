@@ -95,7 +95,7 @@ async def test_an_unpaid_run_gets_402_with_v2_requirements_in_the_header_and_v1_
             params={"service": "llm-4090", "input": json.dumps(PROMPT["input"])},
         )
     ).json()
-    price = round(estimate["estimated_cost_usd"] * 1_000_000)
+    price = round(estimate["ceiling_cost_usd"] * 1_000_000)  # the most the job can cost
 
     response = await client.post("/run", json=PROMPT)
     assert response.status_code == 402

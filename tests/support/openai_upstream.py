@@ -3,8 +3,8 @@
 Answers ``/v1/chat/completions`` (streamed with a usage chunk, or whole), ``/v1/embeddings``
 (deterministic vectors from a hash of each text) and ``/v1/models``. An ``UpstreamBehaviour``
 holds knobs that tests may change while it runs: fail with a status, close the connection part
-way, answer late, require an API key, leave out usage. Lean enough to serve as an instant
-upstream in benchmarks (set ``record=False`` there).
+way, answer late, require an API key, leave out usage or report a given prompt size. Lean
+enough to serve as an instant upstream in benchmarks (set ``record=False`` there).
 """
 
 from __future__ import annotations
@@ -43,6 +43,8 @@ class UpstreamBehaviour:
     drop_after: int | None = None
     """Close the connection after this many chunks of a chat stream (0: before any body)."""
     send_usage: bool = True
+    prompt_tokens: int | None = None
+    """Report this many prompt tokens in chat usage (default: the words of the messages)."""
     ignore_stream: bool = False
     """Answer chat with one JSON body even when a stream was asked for."""
     garbage: bool = False
@@ -119,10 +121,13 @@ def build_app(behaviour: UpstreamBehaviour) -> Starlette:
         limit = body.get("max_tokens") or len(behaviour.reply)
         words = behaviour.reply[:limit]
         finish = "length" if len(words) < len(behaviour.reply) else "stop"
+        prompt_tokens = behaviour.prompt_tokens
+        if prompt_tokens is None:
+            prompt_tokens = _words(body.get("messages", []))
         usage = {
-            "prompt_tokens": _words(body.get("messages", [])),
+            "prompt_tokens": prompt_tokens,
             "completion_tokens": len(words),
-            "total_tokens": _words(body.get("messages", [])) + len(words),
+            "total_tokens": prompt_tokens + len(words),
         }
         ident = {"id": "chatcmpl-1", "created": int(time.time()), "model": behaviour.model}
         if behaviour.garbage:

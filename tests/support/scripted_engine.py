@@ -28,8 +28,11 @@ class ScriptedEngine:
         tokens: tuple[str, ...] = ("ok",),
         error: BaseException | None = None,
         gate: asyncio.Event | None = None,
+        usage: Usage | None = None,
     ) -> None:
         self.name = name
+        self.usage = usage
+        """What to report having used (default: one completion token per token)."""
         self.tokens = tokens
         self.error = error
         self.gate = gate
@@ -55,7 +58,8 @@ class ScriptedEngine:
             if self.error is not None:
                 raise self.error
             output: dict[str, Any] = {"text": "".join(self.tokens), "served_by": self.name}
-            return EngineResult(output, Usage(completion_tokens=len(self.tokens)))
+            usage = self.usage or Usage(completion_tokens=len(self.tokens))
+            return EngineResult(output, usage)
         finally:
             self.running -= 1
 

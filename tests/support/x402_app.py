@@ -18,7 +18,8 @@ from tests.support.gateway_app import openai_backend, running_app, settings_for,
 from tests.support.local_chain import LocalChain, personal_sign
 
 PROMPT = {"service": "llm-4090", "input": {"prompt": "Hello world", "max_tokens": 8192}}
-"""Priced on its 8192 tokens ($0.006474), it costs the $0.003 minimum: the rest is excess."""
+"""Its ceiling, 8192 output tokens and the prompt ($0.006498 without the model's tokenizer), is
+the price; it costs the $0.003 minimum: the rest is excess."""
 
 
 def upstream_catalog(path: Path, base_url: str) -> Path:
