@@ -18,6 +18,7 @@ import anyio
 from sqlalchemy.exc import IntegrityError
 
 from gpubridge.catalog import Catalog, ModelSpec, Service
+from gpubridge.catalog.catalog import ceiling_output_tokens
 from gpubridge.db import Database
 from gpubridge.db.engine import utcnow
 from gpubridge.engines.base import MediaInput
@@ -226,6 +227,10 @@ class Gateway:
         taken as handed over) and checked here."""
         service = self.catalog.service(service_key)
         model = self.catalog.validate_input(service, payload)
+        if "max_tokens" in service.input_schema.get("properties", {}):
+            # The hold covers this many output tokens: every backend is told the same bound,
+            # including remote ones whose own default could run past it.
+            payload.setdefault("max_tokens", ceiling_output_tokens(service, model, payload))
         if not service.backends:
             raise ServiceUnavailable(
                 f"{service.key} has no backend configured on this server",

@@ -67,7 +67,7 @@ def test_a_declared_max_seconds_shorter_than_the_timeout_bounds_the_ceiling() ->
     service = catalog.service("video")
     assert catalog.time_limit_for(service) == 240.5
     assert catalog.quote(service, service.default_model, {}).ceiling_units == 241
-    assert catalog.time_limit_for(catalog.service("caption")) == 600
+    assert catalog.time_limit_for(catalog.service("bark")) == 600  # declares no maximum
 
 
 def test_an_audio_service_holds_the_length_of_its_input(catalog: Catalog) -> None:
@@ -94,3 +94,10 @@ def test_the_ceiling_is_never_below_the_typical_estimate(catalog: Catalog, key: 
         quote = catalog.quote(service, service.default_model, payload)
         assert quote.ceiling_micros >= quote.estimated_micros
         assert quote.ceiling_micros >= quote.price.minimum_micros
+
+
+def test_the_packaged_sync_services_priced_per_second_declare_a_maximum(catalog: Catalog) -> None:
+    """Their hold is that many seconds, not the whole job timeout."""
+    for service in catalog.services.values():
+        if service.mode == "sync" and service.price.unit == "second":
+            assert service.max_seconds is not None and service.max_seconds <= 180, service.key

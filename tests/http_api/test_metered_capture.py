@@ -11,6 +11,7 @@ from typing import Any
 import anyio
 import pytest
 
+from gpubridge.catalog.catalog import ceiling_output_tokens
 from gpubridge.catalog.tokens import MESSAGE_ALLOWANCE, TokenCounter
 from gpubridge.engines.base import Usage
 from gpubridge.money import ceil_div
@@ -138,3 +139,20 @@ async def test_a_declared_max_seconds_is_both_the_time_limit_and_the_ceiling(
         # One second (the minimum of $0.30 applies) was held, and all of it refunded.
         assert job["estimated_cost_usd"] == 0.30
         assert await balance_micros(client, key) == FUNDS
+
+
+async def test_a_request_without_max_tokens_tells_the_backend_the_bound_its_hold_covers(
+    gateway, upstream
+):
+    app, client = gateway
+    key = await funded(app, client)
+    upstream.behaviour.reset()
+    body = {"service": "llm-4090", "input": {"prompt": "Hello world"}}
+    response = await client.post("/run", json=body, headers=auth(key))
+    assert response.status_code == 200, response.text
+    catalog = app.state.gateway.catalog
+    service = catalog.service("llm-4090")
+    bound = ceiling_output_tokens(service, service.default_model, {})
+    assert bound > 0
+    [sent] = [r for r in upstream.behaviour.requests if r["path"].endswith("/chat/completions")]
+    assert sent["body"]["max_tokens"] == bound
