@@ -148,15 +148,7 @@ async def credit(
     violates a unique constraint."""
     if micros <= 0:
         raise ValueError("a credit must be positive")
-    entry = _row(account_id, kind, available=micros, held=0, memo=memo, reference=reference)
-    await _append(conn, entry, _house_row(house, entry))
-    result = await conn.execute(
-        update(accounts)
-        .where(accounts.c.id == account_id)
-        .values(balance_micros=accounts.c.balance_micros + micros)
-    )
-    if result.rowcount != 1:
-        raise NotFound("account not found", code="account_not_found")
+    await _move(conn, account_id, micros, house, kind, memo, reference)
 
 
 async def debit(
@@ -169,17 +161,31 @@ async def debit(
     memo: str = "",
     reference: str | None = None,
 ) -> None:
-    """Take back credits whose payment was reversed (refund, dispute). Unlike a hold it is not
-    refused when the balance is short: the balance may go below zero, and then no hold passes
-    until a top-up. ``reference`` makes it idempotent, as for ``credit``."""
+    """Take back credits whose payment was reversed (refund, dispute), to the ``house``
+    account they came in through. Unlike a hold it is not refused when the balance is short:
+    the balance may go below zero, and then no hold passes until a top-up. ``reference`` makes
+    it idempotent, as for ``credit``."""
     if micros <= 0:
         raise ValueError("a debit must be positive")
-    entry = _row(account_id, kind, available=-micros, held=0, memo=memo, reference=reference)
+    await _move(conn, account_id, -micros, house, kind, memo, reference)
+
+
+async def _move(
+    conn: AsyncConnection,
+    account_id: str,
+    micros: int,
+    house: str,
+    kind: str,
+    memo: str,
+    reference: str | None,
+) -> None:
+    """``micros`` (signed) into the account's spendable balance from ``house``."""
+    entry = _row(account_id, kind, available=micros, held=0, memo=memo, reference=reference)
     await _append(conn, entry, _house_row(house, entry))
     result = await conn.execute(
         update(accounts)
         .where(accounts.c.id == account_id)
-        .values(balance_micros=accounts.c.balance_micros - micros)
+        .values(balance_micros=accounts.c.balance_micros + micros)
     )
     if result.rowcount != 1:
         raise NotFound("account not found", code="account_not_found")

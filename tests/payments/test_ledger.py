@@ -58,6 +58,17 @@ async def end_job(conn, job_id: str, status: str, cost: int | None = None) -> No
     )
 
 
+async def captured_job(database, account_id: str, held: int, cost: int) -> str:
+    """A job that held ``held``, completed and was charged ``cost``, as the runner does it."""
+    job = await hold_job(database, account_id, held)
+    async with database.begin() as conn:
+        await ledger.capture(
+            conn, account_id, job_id=job, held_micros=held, cost_micros=cost, held_on=TODAY
+        )
+        await end_job(conn, job, "completed", cost=cost)
+    return job
+
+
 async def test_capture_spends_the_cost_and_releases_the_rest(database):
     account = await funded_account(database, 10_000)
     job = await hold_job(database, account, 4_000)
@@ -140,12 +151,7 @@ async def test_a_credit_reference_is_used_once(database):
 
 async def test_every_movement_is_a_posting_that_sums_to_zero_against_a_house(database):
     account = await funded_account(database, 10_000)
-    job = await hold_job(database, account, 4_000)
-    async with database.begin() as conn:
-        await ledger.capture(
-            conn, account, job_id=job, held_micros=4_000, cost_micros=1_000, held_on=TODAY
-        )
-        await end_job(conn, job, "completed", cost=1_000)
+    await captured_job(database, account, 4_000, 1_000)
     async with database.connect() as conn:
         rows = (
             await conn.execute(
@@ -169,12 +175,7 @@ async def test_a_job_cannot_be_captured_twice_or_captured_and_refunded(database)
     from sqlalchemy.exc import IntegrityError
 
     account = await funded_account(database, 10_000)
-    job = await hold_job(database, account, 4_000)
-    async with database.begin() as conn:
-        await ledger.capture(
-            conn, account, job_id=job, held_micros=4_000, cost_micros=4_000, held_on=TODAY
-        )
-        await end_job(conn, job, "completed", cost=4_000)
+    job = await captured_job(database, account, 4_000, 4_000)
     for settle in (
         lambda conn: ledger.capture(
             conn, account, job_id=job, held_micros=4_000, cost_micros=4_000, held_on=TODAY

@@ -11,7 +11,7 @@ from gpubridge.db.engine import utcnow
 from gpubridge.db.tables import accounts, checkout_sessions, ledger_entries
 from gpubridge.payments import ledger
 from gpubridge.payments.ledger_check import LedgerReport, check_ledger
-from tests.payments.test_ledger import end_job, funded_account, hold_job
+from tests.payments.test_ledger import captured_job, end_job, funded_account, hold_job
 
 TODAY = utcnow().date()
 
@@ -28,12 +28,7 @@ async def repair(database, statement) -> None:
 
 async def test_a_sound_ledger_passes(database):
     account = await funded_account(database, 10_000)
-    job = await hold_job(database, account, 4_000)
-    async with database.begin() as conn:
-        await ledger.capture(
-            conn, account, job_id=job, held_micros=4_000, cost_micros=1_500, held_on=TODAY
-        )
-        await end_job(conn, job, "completed", cost=1_500)
+    await captured_job(database, account, 4_000, 1_500)
     report = await checked(database)
     assert report.ok, report.summary()
     assert (report.accounts, report.jobs) == (1, 1)
