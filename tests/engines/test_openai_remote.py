@@ -193,6 +193,25 @@ async def test_an_upstream_500_is_a_backend_error_with_its_status(
     assert "HTTP 500: upstream failure" in caught.value.message
 
 
+async def test_an_upstream_told_to_fail_every_third_request_fails_those_in_turn(
+    upstream: Upstream, make_engine: EngineMaker
+) -> None:
+    upstream.behaviour.fail_every = 3
+    upstream.behaviour.fail_every_how = (500, "drop")
+    engine = make_engine(upstream.base_url)
+    outcomes = []
+    async with asyncio.timeout(10):
+        for _ in range(6):
+            try:
+                await engine.run(chat({"prompt": "hi"}), Tokens())
+            except BackendError as exc:
+                outcomes.append(exc.details.get("status", "dropped"))
+            else:
+                outcomes.append("ok")
+    assert outcomes == ["ok", "ok", 500, "ok", "ok", "dropped"]
+    assert (upstream.behaviour.posts, upstream.behaviour.failed) == (6, 2)
+
+
 async def test_a_refused_connection_is_a_backend_error(make_engine: EngineMaker) -> None:
     engine = make_engine(f"http://127.0.0.1:{closed_port()}/v1")
     async with asyncio.timeout(10):

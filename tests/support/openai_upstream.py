@@ -3,7 +3,8 @@
 Answers ``/v1/chat/completions`` (streamed with a usage chunk, or whole), ``/v1/embeddings``
 (deterministic vectors from a hash of each text) and ``/v1/models``. An ``UpstreamBehaviour``
 holds knobs that tests may change while it runs: fail with a status, close the connection part
-way, answer late, require an API key, leave out usage or report a given prompt size. Lean
+way, answer late, fail every n-th request, require an API key, leave out usage or report a
+given prompt size. Lean
 enough to serve as an instant upstream in benchmarks (set ``record=False`` there).
 """
 
@@ -42,6 +43,16 @@ class UpstreamBehaviour:
     """Wait this long before answering chat and embeddings requests."""
     drop_after: int | None = None
     """Close the connection after this many chunks of a chat stream (0: before any body)."""
+    fail_every: int = 0
+    """Fail the n-th, 2n-th, 3rd-n-th ... chat or embeddings request (0: none), taking turns
+    through ``fail_every_how``: a deterministic share of failures for failover under load."""
+    fail_every_how: tuple[int | str, ...] = (500,)
+    """How those requests fail, in turn: an HTTP status, or "drop" to close the connection
+    after the response headers."""
+    posts: int = 0
+    """Chat and embeddings requests received so far."""
+    failed: int = 0
+    """Requests failed on purpose by ``fail_every``."""
     send_usage: bool = True
     prompt_tokens: int | None = None
     """Report this many prompt tokens in chat usage (default: the words of the messages)."""
@@ -93,6 +104,18 @@ def _words(messages: list[dict[str, Any]]) -> int:
 def build_app(behaviour: UpstreamBehaviour) -> Starlette:
     """The upstream's ASGI app, driven by ``behaviour``."""
 
+    def planned_failure() -> Response | None:
+        """The failure ``fail_every`` plans for this request, if any."""
+        behaviour.posts += 1
+        if not behaviour.fail_every or behaviour.posts % behaviour.fail_every:
+            return None
+        how = behaviour.fail_every_how[behaviour.failed % len(behaviour.fail_every_how)]
+        behaviour.failed += 1
+        if how == "drop":
+            return _DropConnection()  # type: ignore[return-value]
+        error = {"error": {"message": "planned upstream failure", "type": "server_error"}}
+        return JSONResponse(error, status_code=int(how))
+
     async def admit(request: Request) -> tuple[dict[str, Any], Response | None]:
         body: dict[str, Any] = await request.json() if request.method == "POST" else {}
         if behaviour.record:
@@ -112,6 +135,8 @@ def build_app(behaviour: UpstreamBehaviour) -> Starlette:
         if behaviour.fail_status is not None:
             error = {"error": {"message": "upstream failure", "type": "server_error"}}
             return body, JSONResponse(error, status_code=behaviour.fail_status)
+        if request.method == "POST":
+            return body, planned_failure()
         return body, None
 
     async def chat(request: Request) -> Response:
