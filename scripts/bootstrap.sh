@@ -9,7 +9,7 @@ set -euo pipefail
 purpose="${1:-serve}"
 case "$purpose" in
   serve) sizes="about 3.4 GB on disk, mostly torch (CPU build) and the model runtimes" ;;
-  test) sizes="about 3.6 GB on disk: the serve install plus the test tools" ;;
+  test) sizes="about 3.5 GB on disk: the serve install plus the test tools" ;;
   *) echo "usage: bootstrap.sh serve|test" >&2; exit 2 ;;
 esac
 source "$(dirname "${BASH_SOURCE[0]}")/uv-env.sh"
@@ -28,8 +28,9 @@ fi
 started=$SECONDS
 packages="$(grep -c '^[A-Za-z0-9]' "$lock")"
 echo "== Installing gpubridge ($purpose) into .venv from $lock: $packages packages,"
-echo "   $sizes. The first run downloads them (a few minutes on a fast connection); later runs"
-echo "   reuse .venv and uv's cache."
+echo "   $sizes."
+echo "   A first install downloads them (a few minutes on a fast connection); later ones reuse"
+echo "   uv's cache, and later runs reuse .venv."
 "$uv" pip install --python .venv/bin/python --require-hashes "${uv_sources[@]}" -r "$lock"
 "$uv" pip install --python .venv/bin/python --require-hashes --no-deps "${uv_sources[@]}" \
   -r requirements/no-deps.lock
