@@ -8,8 +8,8 @@
 set -euo pipefail
 purpose="${1:-serve}"
 case "$purpose" in
-  serve) sizes="about 3.4 GB on disk, mostly torch (CPU build) and the model runtimes" ;;
-  test) sizes="about 3.5 GB on disk: the serve install plus the test tools" ;;
+  serve) sizes="about 3.0 GB on disk, mostly torch (CPU build) and the model runtimes" ;;
+  test) sizes="about 3.3 GB on disk: the serve install plus the test tools" ;;
   *) echo "usage: bootstrap.sh serve|test" >&2; exit 2 ;;
 esac
 source "$(dirname "${BASH_SOURCE[0]}")/uv-env.sh"
