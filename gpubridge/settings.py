@@ -220,8 +220,11 @@ class Settings(BaseSettings):
     x402_confirmations_large: int = 5
     x402_large_payment_usd: int = 10
     x402_require_tx_signature: bool = Field(
-        default=False,
-        description="Tx-hash payments must carry the payer's signature over the request.",
+        default=True,
+        description=(
+            "Tx-hash payments must carry the payer's signature over the request; false "
+            "accepts unsigned proofs, which anyone who sees the transfer can send first."
+        ),
     )
     x402_deny_list: Path | None = Field(
         default=None, description="File of sanctioned addresses, one per line ('#' comments)."

@@ -263,6 +263,26 @@ crypto_invoices = Table(
     Index("ix_crypto_invoices_account", "account_id"),
 )
 
+# Every token transfer this server has credited, whichever path credited it: an x402 tx-hash
+# proof (``x402``), a transfer whose proof was refused and which went to its sender's wallet
+# account (``x402_credit``), a USDC top-up invoice (``usdc``). The key is the transfer itself,
+# so two paths (or two replicas) crediting one transfer collide on it in the transaction that
+# credits, and one of them fails. ``reference`` is the credit's ledger reference.
+consumed_transfers = Table(
+    "consumed_transfers",
+    metadata,
+    Column("chain_id", BigInteger, primary_key=True),
+    Column("tx_hash", String(66), primary_key=True),
+    Column("log_index", Integer, primary_key=True),
+    Column("asset", String(42), nullable=False),
+    Column("sender", String(42), nullable=False),
+    Column("amount_units", Money, nullable=False),
+    Column("used_for", String(16), nullable=False),
+    Column("reference", String(100), nullable=False),
+    Column("account_id", String(36), ForeignKey("accounts.id"), nullable=False),
+    Column("consumed_at", UtcTime, nullable=False),
+)
+
 # How far each on-chain watcher has read (the last block it scanned).
 chain_cursors = Table(
     "chain_cursors",

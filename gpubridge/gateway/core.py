@@ -27,6 +27,7 @@ from gpubridge.engines.router import Router
 from gpubridge.errors import (
     Conflict,
     Expired,
+    GpubridgeError,
     NotFound,
     ServiceUnavailable,
 )
@@ -202,7 +203,8 @@ class Gateway:
         placeholder such as ``"upload:<filename>"``, never the bytes), and gets the same size,
         type and content checks as a fetched file.
         """
-        service, model, fetched = await self._admit(service_key, payload, webhook_url, media)
+        service, model = await self._admit(service_key, payload, webhook_url)
+        fetched = await self._media(payload, media)
         return await self._create(
             account,
             service,
@@ -216,15 +218,10 @@ class Gateway:
         )
 
     async def _admit(
-        self,
-        service_key: str,
-        payload: Any,
-        webhook_url: str | None,
-        given: Mapping[str, MediaInput] | None = None,
-    ) -> tuple[Service, ModelSpec, dict[str, MediaInput]]:
-        """Everything that refuses a request before it is charged: the input, a backend,
-        the webhook URL, and the media inputs, which are fetched (or, when ``given``,
-        taken as handed over) and checked here."""
+        self, service_key: str, payload: Any, webhook_url: str | None
+    ) -> tuple[Service, ModelSpec]:
+        """What refuses a request before it is charged or asked to pay, without fetching
+        anything: the input, a backend, the webhook URL."""
         service = self.catalog.service(service_key)
         model = self.catalog.validate_input(service, payload)
         if "max_tokens" in service.input_schema.get("properties", {}):
@@ -242,6 +239,14 @@ class Gateway:
                 allow_private=self.settings.allow_private_urls,
                 require_https=not self.settings.allow_private_urls,
             )
+        return service, model
+
+    async def _media(
+        self, payload: Any, given: Mapping[str, MediaInput] | None = None
+    ) -> dict[str, MediaInput]:
+        """The media inputs, fetched (or, when ``given``, taken as handed over) and checked.
+        Only for a caller whose key or payment is verified: fetching is the costly part of
+        taking a request in (up to ``media_max_bytes`` per URL)."""
         given = given or {}
         media = await self.media.fetch_all({k: v for k, v in payload.items() if k not in given})
         for field, item in given.items():
@@ -255,7 +260,7 @@ class Gateway:
             # checks without any network access.
             encoded = base64.b64encode(item.data).decode("ascii")
             media[field] = await self.media.fetch(field, f"data:{declared};base64,{encoded}", kind)
-        return service, model, media
+        return media
 
     async def _create(
         self,
@@ -341,25 +346,37 @@ class Gateway:
         """Submit a job paid with x402 (a header value or a decoded payment object).
 
         Without a payment: ``X402Required`` (402) for the job's ceiling, the hold it will
-        need (what the job does not use stays in the wallet account). With one: it is
-        verified, reserved and settled before the job exists, and credited to the payer's
-        wallet account, which the job is then held and charged on like any other account.
+        need (what the job does not use stays in the wallet account), priced without
+        fetching any media. With one: it is verified, reserved and settled before the job
+        exists, and credited to the payer's wallet account, which the job is then held and
+        charged on like any other account; only then are media inputs fetched (a bad one is
+        refused and the payment stays in the wallet account).
         An Idempotency-Key replays within that account only: a retry with a new payment gets
         the earlier job, and its payment stays in the wallet account as credit. ``media`` is
         as for ``submit``.
         """
         if self.x402 is None:
             raise ServiceUnavailable("x402 payments are off on this server", code="x402_disabled")
-        service, model, fetched = await self._admit(service_key, payload, webhook_url, media)
-        quote = self.catalog.quote(
-            service, model, payload, await _audio_seconds(service, model, fetched)
-        )
+        service, model = await self._admit(service_key, payload, webhook_url)
+        # Priced without fetching the media: the ceiling for any input of this request (for
+        # audio priced per second, the whole time limit). Whoever has not paid makes this
+        # server fetch and decode nothing.
+        quote = self.catalog.quote(service, model, payload)
         offer = self.x402.offer(
             quote.ceiling_micros, resource, f"{service.name} ({service.key}) job"
         )
         if payment is None:
             raise self.x402.required(offer)
         accepted = await self.x402.accept(self.x402.decode(payment), offer, binding)
+        try:
+            fetched = await self._media(payload, media)
+        except GpubridgeError as exc:
+            # The payment is settled: it stays in the wallet account, as after a failed job.
+            exc.message = (
+                f"{exc.message}; the payment was credited to the wallet account of "
+                f"{accepted.payer}, claim it with POST /account/wallet/claim"
+            )
+            raise
         submitted = await self._create(
             accepted.account,
             service,

@@ -10,8 +10,9 @@ credits the package in the same database transaction, with the ledger reference
 
 A transfer counts for an invoice when it was mined between the invoice's creation (less a
 minute of clock slack) and its expiry; a transfer mined later credits nothing (the operator
-refunds it by hand). Hashes already used by an x402 payment are refused, and x402 refuses
-hashes that paid an invoice.
+refunds it by hand). The paid transfer is consumed (``gpubridge.payments.transfers``, a key
+shared with x402) in the same transaction, so a transfer offered at once as an x402 proof and
+to an invoice is credited by one of them only.
 
 The chain client comes from ``gpubridge.payments.x402.chain`` and is imported on first use.
 """
@@ -39,8 +40,9 @@ from gpubridge.money import micros_to_usd
 from gpubridge.payments import ledger
 from gpubridge.payments.auto_topup import credit_once
 from gpubridge.payments.packages import Package, package_named
+from gpubridge.payments.transfers import USDC, consume, consumed_by
 from gpubridge.payments.x402.config import X402Config, recipient_missing, same_address
-from gpubridge.payments.x402.txlogs import transfers_in
+from gpubridge.payments.x402.txlogs import Transfer, transfers_in
 from gpubridge.settings import Settings
 
 if TYPE_CHECKING:
@@ -248,11 +250,17 @@ class CryptoTopups:
 
     # -- crediting ------------------------------------------------------------------------
     async def apply_transfer(
-        self, tx_hash: str, value: int, mined_at: float, *, account_id: str | None = None
+        self,
+        tx_hash: str,
+        transfer: Transfer,
+        mined_at: float,
+        *,
+        account_id: str | None = None,
     ) -> tuple[str, dict[str, Any] | None]:
-        """Pay the open invoice asking exactly ``value`` with this transfer, and credit it.
+        """Pay the open invoice asking exactly the transfer's value with it, and credit it.
 
-        Outcomes: ``credited``, ``already_used`` (the hash paid before), ``no_match`` (no open
+        Outcomes: ``credited``, ``already_used`` (the hash paid before, or the transfer was
+        credited by x402), ``no_match`` (no open
         invoice of that amount, of ``account_id`` when given), ``expired`` (mined after the
         invoice expired; the invoice is then closed), ``too_early`` (mined before the invoice
         existed). The invoice row comes back with ``credited``.
@@ -261,9 +269,10 @@ class CryptoTopups:
         for attempt in range(3):
             try:
                 async with self.db.begin() as conn:
-                    return await self._apply(conn, tx, value, _datetime(mined_at), account_id)
+                    return await self._apply(conn, tx, transfer, _datetime(mined_at), account_id)
             except IntegrityError:
-                # A concurrent caller recorded this hash (or this invoice) first: look again.
+                # A concurrent caller recorded this hash, this transfer or this invoice first
+                # (an x402 proof, the watcher, confirm): look again.
                 if attempt == 2:
                     raise
         raise AssertionError("unreachable")
@@ -272,21 +281,27 @@ class CryptoTopups:
         self,
         conn: AsyncConnection,
         tx: str,
-        value: int,
+        transfer: Transfer,
         mined_at: datetime,
         account_id: str | None,
     ) -> tuple[str, dict[str, Any] | None]:
+        config = self.require_config()
+        if await consumed_by(conn, config.chain_id, tx) is not None:
+            return "already_used", None
         used = await conn.scalar(
             select(crypto_invoices.c.id).where(crypto_invoices.c.tx_hash == tx)
         )
         if used is None:
+            # The settlement of an x402 authorization (recorded when it is sent), or a
+            # tx-hash payment from before consumed transfers existed.
             used = await conn.scalar(
                 select(x402_payments.c.id).where(x402_payments.c.tx_hash == tx)
             )
         if used is not None:
             return "already_used", None
         query = select(crypto_invoices).where(
-            crypto_invoices.c.open_amount_units == value, crypto_invoices.c.status == OPEN
+            crypto_invoices.c.open_amount_units == transfer.value,
+            crypto_invoices.c.status == OPEN,
         )
         if account_id is not None:
             query = query.where(crypto_invoices.c.account_id == account_id)
@@ -313,6 +328,16 @@ class CryptoTopups:
         )
         if result.rowcount != 1:
             raise IntegrityError("invoice paid concurrently", None, Exception())
+        await consume(
+            conn,
+            chain_id=config.chain_id,
+            tx_hash=tx,
+            asset=config.asset,
+            transfers=[transfer],
+            used_for=USDC,
+            reference=f"usdc:{tx}",
+            account_id=row.account_id,
+        )
         await credit_once(
             conn,
             row.account_id,
@@ -389,9 +414,7 @@ class CryptoTopups:
                 "(it is credited automatically once it has them)",
                 code="not_enough_confirmations",
             )
-        outcome, row = await self.apply_transfer(
-            tx, transfer.value, mined_at, account_id=account_id
-        )
+        outcome, row = await self.apply_transfer(tx, transfer, mined_at, account_id=account_id)
         if outcome == "already_used":
             raise TransactionAlreadyUsed("this transaction was already used for a payment")
         if outcome == "expired":

@@ -7,7 +7,8 @@
   job captured more than it held;
 - house accounts agree with the outside records: card inflow with the paid Checkout sessions
   and auto top-up charges, USDC inflow with the paid invoices, x402 inflow with the settled
-  payments, revenue with the costs of completed jobs.
+  payments and the refused tx-hash transfers credited to their senders, revenue with the
+  costs of completed jobs.
 """
 
 from __future__ import annotations
@@ -172,9 +173,14 @@ def _house_mismatches() -> Select[Any]:
             _total(crypto_invoices.c.credits_micros, crypto_invoices.c.status == "paid"),
         ),
         (
+            # Settled payments, and tx-hash transfers that paid no request (too little, too
+            # late) but were credited to their sender's wallet account.
             "x402",
             _house_total("x402"),
-            _total(x402_payments.c.amount_micros, x402_payments.c.status == "settled"),
+            _total(
+                x402_payments.c.amount_micros,
+                x402_payments.c.status.in_(("settled", "credited")),
+            ),
         ),
         (
             "revenue",

@@ -76,7 +76,7 @@ async def scan_once(topups: CryptoTopups) -> int:
             if mined.block_number not in timestamps:
                 timestamps[mined.block_number] = await chain.block_timestamp(mined.block_number)
             outcome, _ = await topups.apply_transfer(
-                mined.tx_hash, transfer.value, timestamps[mined.block_number]
+                mined.tx_hash, transfer, timestamps[mined.block_number]
             )
             if outcome == "credited":
                 paid += 1

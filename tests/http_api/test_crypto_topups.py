@@ -3,6 +3,10 @@ watcher crediting a matching transfer once; ``confirm`` crediting at once."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import hashlib
+import json
 import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -12,10 +16,12 @@ from typing import Any
 import httpx
 import pytest
 
+from gpubridge.payments import ledger
 from gpubridge.payments.crypto_topups import CryptoTopups
+from gpubridge.payments.x402.txproof import RequestBinding, binding_message
 from tests.support.gateway_app import auth, register, running_app, settings_for
 from tests.support.local_chain import LocalChain
-from tests.support.x402_app import upstream_catalog
+from tests.support.x402_app import PROMPT, tx_header, upstream_catalog
 
 PRICE_10 = 10_050_000
 """credits_10: $10 plus the 0.5% fee, in USDC atomic units."""
@@ -280,3 +286,59 @@ async def test_the_watcher_reads_on_from_its_cursor_range_by_range(gw, chain):
         assert (await gw.topups.cursor() or 0) > (cursor or 0)
     assert passes == 4  # the transfer is 96 blocks on; a pass reads 10 ranges of 3
     assert await balance_micros(gw) == 10_000_000
+
+
+@pytest.mark.parametrize("invoice_path", ["confirm", "watcher"])
+async def test_one_transfer_offered_at_once_to_x402_and_to_an_invoice_is_credited_once(
+    gw, chain, monkeypatch, invoice_path
+):
+    """Both paths pass their checks before either credits (each credit waits, up to a few
+    seconds, for the other to arrive): the transfer's shared key lets one credit through."""
+    gw.gateway.x402.use_chain(chain.gateway_chain())
+    wanted = await invoice(gw)
+    amount = int(wanted["amount_units"])
+    payer = chain.new_payer(amount, eth=True)
+    tx_hash = chain.transfer(payer, chain.recipient, amount)
+    chain.mine(4)
+
+    real_credit = ledger.credit
+    arrived: list[str] = []
+    both_here = asyncio.Event()
+
+    async def credit_when_both_are_here(*args: Any, **kwargs: Any) -> None:
+        arrived.append(kwargs["house"])
+        if len(arrived) == 2:
+            both_here.set()
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(3):
+                await both_here.wait()
+        await real_credit(*args, **kwargs)
+
+    monkeypatch.setattr(ledger, "credit", credit_when_both_are_here)
+    body = json.dumps(PROMPT).encode()
+    message = binding_message(
+        tx_hash, RequestBinding("POST", "/run", hashlib.sha256(body).hexdigest())
+    )
+    x402_proof = tx_header(tx_hash, payer.address, signer=payer, message=message)
+
+    async def to_invoice() -> bool:
+        if invoice_path == "confirm":
+            response = await confirm(gw, tx_hash)
+            assert response.status_code in (200, 409), response.text
+            return response.status_code == 200
+        return await gw.real_watch() == 1
+
+    async def to_x402() -> bool:
+        response = await gw.client.post(
+            "/run", content=body, headers={"Content-Type": "application/json", **x402_proof}
+        )
+        if response.status_code == 402:
+            assert response.json()["error"] == "transaction_already_used", response.text
+        return response.status_code == 200
+
+    async with asyncio.timeout(60):
+        credited = await asyncio.gather(to_invoice(), to_x402())
+    assert sorted(credited) == [False, True], credited
+    invoice_credit = await balance_micros(gw)
+    assert invoice_credit == (10_000_000 if credited[0] else 0)
+    assert await status_of(gw, wanted["invoice_id"]) == ("paid" if credited[0] else "open")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import uuid
 from collections.abc import AsyncIterator, Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -23,8 +24,10 @@ from gpubridge.engines.base import (
     OutputFile,
     Usage,
 )
+from tests.support.local_chain import LocalChain
 from tests.support.media_server import MediaServer, png_bytes, serve_media, wav_bytes
 from tests.support.service_runs import ServiceRuns, service_runs
+from tests.support.x402_app import challenge, unb64, v2_header
 
 ECHO_TYPE = "test-echo-media"
 EMAIL = "media@example.com"
@@ -148,3 +151,61 @@ async def test_an_unknown_file_is_a_404(app_client):
     response = await runs.client.get("/files/0123456789abcdef.png")
     assert response.status_code == 404
     assert response.json()["error"]["code"] == "file_not_found"
+
+
+@pytest.fixture(scope="module")
+def chain() -> Iterator[LocalChain]:
+    yield LocalChain()
+
+
+@pytest.fixture
+async def x402_media(
+    database: Any, database_url: str, tmp_path: Path, chain: LocalChain
+) -> AsyncIterator[ServiceRuns]:
+    """The echo engine behind caption and whisper-l4, with x402 paid on the local chain."""
+
+    def edit(data: dict[str, Any]) -> None:
+        for key in ("caption", "whisper-l4"):
+            data["services"][key]["backends"] = [{"name": "echo", "type": ECHO_TYPE}]
+
+    engine = EchoMediaEngine("echo")
+    async with service_runs(database_url, tmp_path, edit, **chain.settings()) as runs:
+        runs.app.state.components.registry.register(ECHO_TYPE, lambda config, context: engine)
+        runs.app.state.gateway.x402.use_chain(chain.gateway_chain())
+        yield runs
+
+
+async def test_an_unpaid_request_is_priced_without_fetching_its_media_and_a_paid_one_fetches_once(
+    x402_media, media, chain
+):
+    runs = x402_media
+    image, audio = f"{uuid.uuid4().hex}.png", f"{uuid.uuid4().hex}.wav"
+    media.add(image, PNG, "image/png")
+    media.add(audio, wav_bytes(1.0), "audio/wav")
+    caption = {"service": "caption", "input": {"image_url": media.url(image)}}
+    whisper = {"service": "whisper-l4", "input": {"audio_url": media.url(audio)}}
+
+    for _ in range(3):
+        for body in (caption, whisper):
+            response = await runs.client.post("/run", json=body)
+            assert response.status_code == 402, response.text
+    assert media.hits(image) == 0
+    assert media.hits(audio) == 0
+    # Audio priced per second is asked its ceiling without a measured length: the time limit.
+    catalog = runs.app.state.gateway.catalog
+    service = catalog.service("whisper-l4")
+    ceiling = catalog.quote(service, service.default_model, whisper["input"]).ceiling_micros
+    assert (
+        int(
+            unb64((await runs.client.post("/run", json=whisper)).headers["payment-required"])[
+                "accepts"
+            ][0]["amount"]
+        )
+        == ceiling
+    )
+
+    accepted = await challenge(runs.client, caption)
+    payer = chain.new_payer(int(accepted["amount"]))
+    paid = await runs.client.post("/run", json=caption, headers=v2_header(chain, payer, accepted))
+    assert paid.status_code in (200, 202), paid.text
+    assert media.hits(image) == 1

@@ -215,11 +215,16 @@ async def test_without_a_key_the_answer_is_a_402_with_the_x402_requirements(door
     assert body["x402Version"] == 1
     assert body["accepts"][0]["resource"] == f"{BASE}/v1/chat/completions"
     assert int(body["accepts"][0]["maxAmountRequired"]) > 0
-    # An upload is checked and priced on its length before the payment is asked.
+    # An upload is not decoded for an unpaid request: it is asked the ceiling of any audio,
+    # the service's time limit (what the job does not use stays in the wallet account).
     files = {"file": ("speech.wav", WAV, "audio/wav")}
     response = await door.http.post("/v1/audio/transcriptions", files=files)
     assert response.status_code == 402
-    assert int(response.json()["accepts"][0]["maxAmountRequired"]) == 50_000  # the minimum
+    catalog = door.app.state.gateway.catalog
+    whisper = catalog.service("whisper-l4")
+    ceiling = catalog.quote(whisper, whisper.default_model).ceiling_micros
+    assert ceiling > 50_000  # more than the minimum a one-second clip would cost
+    assert int(response.json()["accepts"][0]["maxAmountRequired"]) == ceiling
 
 
 async def test_payment_and_key_errors_keep_their_status_in_openai_shape(door):

@@ -20,10 +20,17 @@ from gpubridge.payments.x402 import store
 from gpubridge.payments.x402.chain import Chain
 from gpubridge.payments.x402.config import X402Config
 from gpubridge.payments.x402.store import record_tx_payment
+from gpubridge.payments.x402.txlogs import Transfer
 from gpubridge.settings import Settings
 from tests.support.gateway_app import TEST_RECIPIENT
 
 TX = "0x" + "12" * 32
+PAYER = "0x" + "33" * 20
+
+
+def transfer(value: int, log_index: int = 0) -> Transfer:
+    """A transfer of ``value`` from ``PAYER`` to the recipient, as a receipt would show it."""
+    return Transfer(PAYER, TEST_RECIPIENT.lower(), value, log_index)
 
 
 def topups_on(database: object) -> CryptoTopups:
@@ -74,13 +81,13 @@ async def test_one_transfer_pays_one_invoice_once_even_when_applied_at_once(data
     amount = int(invoice["amount_units"])
     async with asyncio.timeout(60):
         outcomes = await asyncio.gather(
-            *(topups.apply_transfer(TX, amount, time.time()) for _ in range(5))
+            *(topups.apply_transfer(TX, transfer(amount), time.time()) for _ in range(5))
         )
     assert sorted(o for o, _ in outcomes) == ["already_used"] * 4 + ["credited"]
     assert await balance(database, account) == 55_000_000
     assert await topups.open_amounts() == set()
     # The hash paid an invoice: x402 cannot take it as a payment proof.
-    assert await store.tx_hash_used(database, TX)
+    assert await store.tx_hash_used(database, topups.config.chain_id, TX)
 
 
 async def test_a_hash_that_paid_x402_cannot_pay_an_invoice(database):
@@ -90,14 +97,15 @@ async def test_a_hash_that_paid_x402_cannot_pay_an_invoice(database):
     paid = int(invoice["amount_units"])
     await record_tx_payment(
         database,
+        chain_id=topups.config.chain_id,
         network="eip155:8453",
         asset=topups.config.asset,
-        payer="0x" + "33" * 20,
+        payer=PAYER,
         tx_hash=TX,
-        amount_micros=paid,
+        transfers=[transfer(paid)],
         account_id=account,
     )
-    outcome, _ = await topups.apply_transfer(TX, paid, time.time())
+    outcome, _ = await topups.apply_transfer(TX, transfer(paid), time.time())
     assert outcome == "already_used"
     assert await balance(database, account) == paid  # the x402 payment's credit, nothing more
 
@@ -106,7 +114,9 @@ async def test_a_transfer_mined_before_the_invoice_existed_does_not_pay_it(datab
     topups = topups_on(database)
     account = await new_account(database)
     invoice = await topups.create_invoice(account, "credits_10")
-    outcome, _ = await topups.apply_transfer(TX, int(invoice["amount_units"]), time.time() - 600)
+    outcome, _ = await topups.apply_transfer(
+        TX, transfer(int(invoice["amount_units"])), time.time() - 600
+    )
     assert outcome == "too_early"
     assert await balance(database, account) == 0
 

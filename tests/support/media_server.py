@@ -3,7 +3,8 @@
 ``serve_media()`` yields a ``MediaServer``; ``server.add("cat.png", data, "image/png")`` returns
 the URL a job can name in ``image_url``. Paths under ``/redirect/<name>`` answer 302 to the file,
 ``/status/<code>`` answers that status, ``/slow/<name>`` waits ``slow_s`` first, and
-``/trickle/<name>`` sends the file one byte every ``trickle_s``.
+``/trickle/<name>`` sends the file one byte every ``trickle_s``. ``server.requests`` lists the
+path of every request it received, in order.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import zlib
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from typing import Any
 
 import uvicorn
 from starlette.applications import Starlette
@@ -33,6 +35,12 @@ class MediaServer:
     files: dict[str, tuple[bytes, str]] = field(default_factory=dict)
     slow_s: float = 5.0
     trickle_s: float = 0.2
+    requests: list[str] = field(default_factory=list)
+    """The path of every request received (``/files/cat.png``), in order."""
+
+    def hits(self, name: str) -> int:
+        """How many requests asked for ``name``, by any route."""
+        return sum(1 for path in self.requests if path.rsplit("/", 1)[-1] == name)
 
     def add(self, name: str, data: bytes, content_type: str) -> str:
         """Serve ``data`` at ``/files/<name>``; returns its URL."""
@@ -43,7 +51,7 @@ class MediaServer:
         return f"{self.base_url}/files/{name}"
 
 
-def _app(server: MediaServer) -> Starlette:
+def _app(server: MediaServer) -> Any:
     async def serve(request: Request) -> Response:
         name = request.path_params["name"]
         if name not in server.files:
@@ -74,14 +82,25 @@ def _app(server: MediaServer) -> Starlette:
 
         return StreamingResponse(bytes_slowly(), media_type=content_type)
 
-    return Starlette(
-        routes=[
-            Route("/files/{name:path}", serve),
-            Route("/redirect/{name:path}", redirect),
-            Route("/status/{code:int}", status),
-            Route("/slow/{name:path}", slow),
-            Route("/trickle/{name:path}", trickle),
-        ]
+    class Recorder:
+        def __init__(self, app: Starlette) -> None:
+            self.app = app
+
+        async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+            if scope["type"] == "http":
+                server.requests.append(scope["path"])
+            await self.app(scope, receive, send)
+
+    return Recorder(
+        Starlette(
+            routes=[
+                Route("/files/{name:path}", serve),
+                Route("/redirect/{name:path}", redirect),
+                Route("/status/{code:int}", status),
+                Route("/slow/{name:path}", slow),
+                Route("/trickle/{name:path}", trickle),
+            ]
+        )
     )
 
 

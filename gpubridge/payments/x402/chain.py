@@ -80,6 +80,9 @@ class Log:
     address: str
     topics: tuple[bytes, ...]
     data: bytes
+    index: int = 0
+    """The log's position in its block (``logIndex``): with the chain and the transaction
+    hash, it names one transfer."""
 
 
 @dataclass(frozen=True)
@@ -169,6 +172,7 @@ class Chain:
                     address=str(log["address"]).lower(),
                     topics=tuple(bytes(topic) for topic in log["topics"]),
                     data=bytes(log["data"]),
+                    index=int(log["logIndex"]),
                 ),
             )
             for log in raw
@@ -247,6 +251,7 @@ def _receipt(raw: Any) -> Receipt:
                 address=str(log["address"]).lower(),
                 topics=tuple(bytes(topic) for topic in log["topics"]),
                 data=bytes(log["data"]),
+                index=int(log["logIndex"]),
             )
             for log in raw["logs"]
         ),

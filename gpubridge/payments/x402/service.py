@@ -48,6 +48,10 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 FACILITATOR_TIMEOUT_S = 60.0
+ALREADY_USED = (
+    "this transaction was already used: it paid for a request or a top-up, or was credited "
+    "to its sender's wallet account"
+)
 RECONCILE_GRACE_S = 60.0
 
 
@@ -61,6 +65,11 @@ class Accepted:
     version: int
     receipt: dict[str, Any]
     """The x402 SettleResponse object (``success``, ``transaction``, ``network``, ``payer``)."""
+
+    @property
+    def payer(self) -> str:
+        """The paying wallet (its wallet account holds what the payment did not pay for)."""
+        return str(self.receipt["payer"]).lower()
 
     @property
     def response_header(self) -> str:
@@ -216,28 +225,40 @@ class X402:
         from gpubridge.payments.x402.txproof import check_binding, verify_tx_payment
 
         check_binding(self.config, payment, binding)
-        if await store.tx_hash_used(self.db, payment.tx_hash):
-            raise PaymentRejected(
-                errors.TRANSACTION_ALREADY_USED, "this transaction already paid for a request"
-            )
-        paid = await verify_tx_payment(
+        if await store.tx_hash_used(self.db, self.config.chain_id, payment.tx_hash):
+            raise PaymentRejected(errors.TRANSACTION_ALREADY_USED, ALREADY_USED)
+        verified = await verify_tx_payment(
             self.config, await self.chain(), payment, offer, self.clock()
         )
+        # From here the transfer is the payer's money at this server, whether or not it pays
+        # this request: it is credited to the payer's wallet account, and consumed, either way.
         account = await ensure_wallet_account(self.db, payment.payer)
+        refusal = verified.refusal
         try:
             payment_id = await store.record_tx_payment(
                 self.db,
+                chain_id=self.config.chain_id,
                 network=self.config.network,
                 asset=self.config.asset,
                 payer=payment.payer,
                 tx_hash=payment.tx_hash,
-                amount_micros=paid,
+                transfers=verified.transfers,
                 account_id=account.id,
+                refused=refusal.reason if refusal is not None else None,
             )
         except store.AlreadyUsed:
+            raise PaymentRejected(errors.TRANSACTION_ALREADY_USED, ALREADY_USED) from None
+        if refusal is not None:
+            log.info(
+                "x402 transfer refused and credited to its sender",
+                extra={"reason": refusal.reason, "payment_id": payment_id},
+            )
             raise PaymentRejected(
-                errors.TRANSACTION_ALREADY_USED, "this transaction already paid for a request"
-            ) from None
+                refusal.reason,
+                f"{refusal.message}; the transfer was credited to the wallet account of "
+                f"{payment.payer.lower()}, claim it with POST /account/wallet/claim",
+            )
+        paid = verified.amount
         receipt = _receipt(payment.tx_hash, self.config.network_v1, payment.payer, paid)
         return Accepted(account, payment_id, paid, 1, receipt)
 

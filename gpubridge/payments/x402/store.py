@@ -1,30 +1,39 @@
 """x402 payments in the database: reserved before any work, settled with a ledger credit.
 
 An EIP-3009 authorization is reserved under the unique (asset, payer, nonce) before it is
-settled, so concurrent requests carrying the same authorization pay at most one job; a
-transaction hash is recorded under a unique ``tx_hash`` together with its credit, so it pays
-once. The credit's ledger reference (``x402:<payment id>``) is unique too.
+settled, so concurrent requests carrying the same authorization pay at most one job; the
+transfers of a tx-hash payment are consumed (``gpubridge.payments.transfers``, a key shared with
+USDC top-ups) in the transaction of its credit, so a transfer is credited once, by one path.
+The credit's ledger reference (``x402:<payment id>``) is unique too.
 """
 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from sqlalchemy import insert, select, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from gpubridge.db import Database
 from gpubridge.db.engine import utcnow
 from gpubridge.db.tables import crypto_invoices, x402_payments
 from gpubridge.payments import ledger
+from gpubridge.payments.transfers import X402, X402_CREDIT, consume, consumed_by
+
+if TYPE_CHECKING:
+    from gpubridge.payments.x402.txlogs import Transfer
 
 KIND_EXACT = "exact"
 KIND_TX_HASH = "tx_hash"
 RESERVED = "reserved"
 SETTLED = "settled"
+CREDITED = "credited"
+"""A tx-hash transfer whose proof was refused (too little, too late): its amount went to the
+sender's wallet account as credit and paid no request."""
 FAILED = "failed"
 
 
@@ -132,20 +141,36 @@ async def settle(
 async def record_tx_payment(
     db: Database,
     *,
+    chain_id: int,
     network: str,
     asset: str,
     payer: str,
     tx_hash: str,
-    amount_micros: int,
+    transfers: Sequence[Transfer],
     account_id: str,
+    refused: str | None = None,
 ) -> str:
-    """Record a tx-hash payment and credit it, once; ``AlreadyUsed`` for a hash seen before."""
+    """Record a tx-hash payment and credit its ``transfers`` to ``account_id``, once;
+    ``AlreadyUsed`` when one of them was credited before (by x402 or a top-up invoice).
+
+    With ``refused`` (the x402 reason) the transfer paid no request: it is recorded as
+    ``credited`` and its amount stays in the account as credit.
+    """
     payment_id = str(uuid.uuid4())
+    amount_micros = sum(t.value for t in transfers)
     now = utcnow()
     try:
         async with db.begin() as conn:
-            if await _paid_an_invoice(conn, tx_hash):
-                raise AlreadyUsed
+            await consume(
+                conn,
+                chain_id=chain_id,
+                tx_hash=tx_hash,
+                asset=asset,
+                transfers=transfers,
+                used_for=X402_CREDIT if refused else X402,
+                reference=f"x402:{payment_id}",
+                account_id=account_id,
+            )
             await conn.execute(
                 insert(x402_payments).values(
                     id=payment_id,
@@ -155,19 +180,21 @@ async def record_tx_payment(
                     payer=payer.lower(),
                     tx_hash=tx_hash.lower(),
                     amount_micros=amount_micros,
-                    status=SETTLED,
+                    status=SETTLED if refused is None else CREDITED,
+                    error=refused,
                     account_id=account_id,
                     created_at=now,
                     settled_at=now,
                 )
             )
+            memo = f"x402 transfer {tx_hash.lower()}"
             await ledger.credit(
                 conn,
                 account_id,
                 amount_micros,
                 house="x402",
                 kind="x402",
-                memo=f"x402 transfer {tx_hash.lower()}",
+                memo=memo if refused is None else f"{memo} (paid no request: {refused})",
                 reference=f"x402:{payment_id}",
             )
     except IntegrityError:
@@ -193,18 +220,17 @@ async def stale_reservations(db: Database, created_before: datetime) -> list[Res
     ]
 
 
-async def tx_hash_used(db: Database, tx_hash: str) -> bool:
-    """Whether a transaction already paid (a cheap check before asking the chain)."""
+async def tx_hash_used(db: Database, chain_id: int, tx_hash: str) -> bool:
+    """Whether a transaction already paid or was credited (a cheap check before asking the
+    chain; the consumed transfers' key is what decides under concurrency)."""
+    tx = tx_hash.lower()
     async with db.connect() as conn:
-        found = await conn.scalar(
-            select(x402_payments.c.id).where(x402_payments.c.tx_hash == tx_hash.lower())
-        )
-        return found is not None or await _paid_an_invoice(conn, tx_hash)
-
-
-async def _paid_an_invoice(conn: AsyncConnection, tx_hash: str) -> bool:
-    """Whether the transaction paid a USDC top-up invoice (it cannot pay x402 as well)."""
-    found = await conn.scalar(
-        select(crypto_invoices.c.id).where(crypto_invoices.c.tx_hash == tx_hash.lower())
-    )
-    return found is not None
+        if await consumed_by(conn, chain_id, tx) is not None:
+            return True
+        # An x402 settlement, or a credit recorded before consumed transfers existed.
+        found = await conn.scalar(select(x402_payments.c.id).where(x402_payments.c.tx_hash == tx))
+        if found is None:
+            found = await conn.scalar(
+                select(crypto_invoices.c.id).where(crypto_invoices.c.tx_hash == tx)
+            )
+        return found is not None

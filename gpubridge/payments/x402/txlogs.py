@@ -21,6 +21,7 @@ class Transfer:
     sender: str
     recipient: str
     value: int
+    log_index: int = 0
 
 
 def _topic_address(topic: bytes) -> str:
@@ -37,6 +38,7 @@ def transfer_of(log: Log, token: str) -> Transfer | None:
         sender=_topic_address(log.topics[1]),
         recipient=_topic_address(log.topics[2]),
         value=int.from_bytes(log.data, "big"),
+        log_index=log.index,
     )
 
 

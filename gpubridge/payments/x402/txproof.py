@@ -3,14 +3,17 @@ already on chain.
 
 The transaction must have succeeded, carry a ``Transfer`` from the configured USDC contract,
 from ``from`` to this server's recipient, of at least the price; have enough confirmations
-(1 up to the large amount, 5 above); and be mined within the payment window. Each hash pays
-once (the store's unique constraint).
+(1 up to the large amount, 5 above); and be mined within the payment window. Each transfer is
+credited once (the consumed transfers' key). A final transfer that pays too little or came too
+late pays no request but is still the payer's money: it is credited to the payer's wallet
+account.
 
-Binding: anyone who sees a transfer on chain can send its hash first. A payer closes that race
-by adding ``"signature"``: an EIP-191 ``personal_sign`` by ``from`` over ``binding_message``
-(the hash, the request's method and path, and the SHA-256 of its body). With
-``GPUBRIDGE_X402_REQUIRE_TX_SIGNATURE`` the signature is required; without it a signature
-that is present must still be valid.
+Binding: anyone who sees a transfer on chain could send its hash first and have their own
+request paid from the payer's wallet account. So by default ``"signature"`` is required: an
+EIP-191 ``personal_sign`` by ``from`` over ``binding_message`` (the hash, the request's method
+and path, and the SHA-256 of its body). ``GPUBRIDGE_X402_REQUIRE_TX_SIGNATURE=false`` accepts
+the API document's unsigned proofs (and that risk); a signature that is present must still be
+valid.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ from gpubridge.payments.x402.codec import TxHashPayment
 from gpubridge.payments.x402.config import X402Config, same_address
 from gpubridge.payments.x402.errors import PaymentNetworkUnavailable, PaymentRejected
 from gpubridge.payments.x402.requirements import Offer
-from gpubridge.payments.x402.txlogs import transfers_in, used_authorizations
+from gpubridge.payments.x402.txlogs import Transfer, transfers_in, used_authorizations
 
 
 @dataclass(frozen=True)
@@ -67,10 +70,27 @@ def check_binding(
         )
 
 
+@dataclass(frozen=True)
+class VerifiedTransfer:
+    """The final (confirmed) transfers of the token from the payer to this server's recipient
+    in one transaction: the payer's money, now held by the operator."""
+
+    transfers: tuple[Transfer, ...]
+    refusal: PaymentRejected | None
+    """Why they do not pay this request (too little, or mined before the payment window), or
+    None when they do. Either way they are the payer's money and are credited to the payer."""
+
+    @property
+    def amount(self) -> int:
+        return sum(t.value for t in self.transfers)
+
+
 async def verify_tx_payment(
     config: X402Config, chain: Any, payment: TxHashPayment, offer: Offer, now: float
-) -> int:
-    """The amount the transaction paid this server; ``PaymentRejected`` when it does not pay."""
+) -> VerifiedTransfer:
+    """The transfers the transaction made to this server, and whether they pay ``offer``;
+    ``PaymentRejected`` when it made none that are final (unknown, failed, pending, no such
+    transfer from ``from``, or the settlement of an x402 authorization)."""
     from gpubridge.payments.x402.chain import ChainUnavailable
 
     try:
@@ -90,22 +110,18 @@ async def verify_tx_payment(
             errors.TRANSFER_EVENT_MISMATCH,
             "the transaction settled an x402 authorization; it cannot pay again",
         )
-    paid = sum(
-        t.value
+    ours = tuple(
+        t
         for t in transfers_in(receipt, config.asset)
         if same_address(t.sender, payment.payer) and same_address(t.recipient, config.pay_to)
     )
-    if paid == 0:
+    if not ours:
         raise PaymentRejected(
             errors.TRANSFER_EVENT_MISMATCH,
             f"the transaction has no transfer of {config.asset} from {payment.payer} "
             f"to {config.pay_to}",
         )
-    if paid < offer.amount_micros:
-        raise PaymentRejected(
-            errors.VALUE_MISMATCH,
-            f"the transfer is {paid} atomic units; this request costs {offer.amount_micros}",
-        )
+    paid = sum(t.value for t in ours)
     confirmations = latest - receipt.block_number + 1
     needed = config.confirmations_for(paid)
     if confirmations < needed:
@@ -113,9 +129,15 @@ async def verify_tx_payment(
             errors.INVALID_TRANSACTION_STATE,
             f"the transaction has {confirmations} confirmations; {needed} are needed",
         )
-    if now - mined_at > config.max_timeout_s:
-        raise PaymentRejected(
+    refusal = None
+    if paid < offer.amount_micros:
+        refusal = PaymentRejected(
+            errors.VALUE_MISMATCH,
+            f"the transfer is {paid} atomic units; this request costs {offer.amount_micros}",
+        )
+    elif now - mined_at > config.max_timeout_s:
+        refusal = PaymentRejected(
             errors.VALID_BEFORE_EXPIRED,
             f"the transaction is older than the {config.max_timeout_s} s payment window",
         )
-    return paid
+    return VerifiedTransfer(ours, refusal)

@@ -14,6 +14,7 @@ from gpubridge.db.engine import utcnow
 from gpubridge.db.tables import accounts, ledger_entries, x402_payments
 from gpubridge.payments import ledger
 from gpubridge.payments.x402 import store
+from gpubridge.payments.x402.txlogs import Transfer
 from gpubridge.payments.x402.wallets import ensure_wallet_account
 
 ASSET = "0x" + "aa" * 20
@@ -95,18 +96,19 @@ async def test_a_transaction_hash_pays_once_even_when_claimed_concurrently(datab
     def record():
         return store.record_tx_payment(
             database,
+            chain_id=8453,
             network="eip155:8453",
             asset=ASSET,
             payer=PAYER,
             tx_hash=tx_hash,
-            amount_micros=5000,
+            transfers=[Transfer(PAYER, "0x" + "22" * 20, 5000, 3)],
             account_id=account.id,
         )
 
     async with asyncio.timeout(60):
         results = await asyncio.gather(*(attempt(record()) for _ in range(20)))
     assert sum(r is not None for r in results) == 1
-    assert await store.tx_hash_used(database, tx_hash.upper().replace("0X", "0x"))
+    assert await store.tx_hash_used(database, 8453, tx_hash.upper().replace("0X", "0x"))
     async with database.connect() as conn:
         assert await ledger.available_balance(conn, account.id) == 5000
 
