@@ -239,7 +239,7 @@ async def speech(request: Request) -> Response:
     if body.get("stream_format", "audio") != "audio":
         raise unsupported("stream_format", "only stream_format audio is supported")
     response_format = body.get("response_format", "mp3")
-    if response_format not in SPEECH_FORMATS:
+    if not isinstance(response_format, str) or response_format not in SPEECH_FORMATS:
         raise unsupported("response_format", f"response_format must be one of {SPEECH_FORMATS}")
     if body.get("instructions"):
         raise unsupported("instructions", "these voices take no instructions")

@@ -46,15 +46,22 @@ _CHAT_FIELDS = {
     "stream",
     "stream_options",
 }
-_CHAT_IGNORED = frozenset(
+CHAT_IGNORED = frozenset(
     {"user", "store", "metadata", "service_tier", "parallel_tool_calls", "safety_identifier"}
 )
+
+
+def _number_is(default: int) -> Callable[[Any], bool]:
+    """Whether a value is this number (``true`` is not 1 here, as it is not at OpenAI)."""
+    return lambda v: not isinstance(v, bool) and isinstance(v, int | float) and v == default
+
+
 _DEFAULT_ONLY: dict[str, Callable[[Any], bool]] = {
-    "n": lambda v: v == 1,
+    "n": _number_is(1),
     "logprobs": lambda v: v is False,
-    "top_logprobs": lambda v: v == 0,
-    "presence_penalty": lambda v: v == 0,
-    "frequency_penalty": lambda v: v == 0,
+    "top_logprobs": _number_is(0),
+    "presence_penalty": _number_is(0),
+    "frequency_penalty": _number_is(0),
     "logit_bias": lambda v: not v,
     "response_format": lambda v: isinstance(v, dict) and v.get("type") == "text",
     "tools": lambda v: not v,
@@ -160,7 +167,7 @@ def chat_completion(job: JobRecord) -> dict[str, Any]:
 async def chat_completions(request: Request) -> Response:
     account = await caller(request)
     fields = _CHAT_FIELDS | set(_DEFAULT_ONLY)
-    body = await read_json(request, allowed=fields, required={"messages"}, ignored=_CHAT_IGNORED)
+    body = await read_json(request, allowed=fields, required={"messages"}, ignored=CHAT_IGNORED)
     service = gateway_of(request).catalog.service(CHAT_SERVICE)
     stream = body.get("stream", False)
     if not isinstance(stream, bool):
