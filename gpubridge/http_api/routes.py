@@ -244,7 +244,8 @@ async def metrics(request: Request) -> Response:
 
 
 async def openapi(request: Request) -> Response:
-    return JSONResponse(openapi_document(gateway_of(request).catalog))
+    gateway = gateway_of(request)
+    return JSONResponse(openapi_document(gateway.catalog, x402=gateway.x402 is not None))
 
 
 def build_routes() -> list[BaseRoute]:
