@@ -90,6 +90,8 @@ def chat_messages(value: Any) -> list[dict[str, str]]:
             )
         if message.get("tool_calls") or message.get("function_call"):
             raise unsupported("messages", f"messages[{i}]: tool calls are not supported")
+        if not isinstance(message.get("tool_calls", []), list | None):
+            raise invalid("messages", f"messages[{i}].tool_calls must be a list")
         messages.append({"role": role, "content": _text(message.get("content"), i)})
     return messages
 
@@ -103,7 +105,10 @@ def _text(content: Any, index: int) -> str:
     for part in content:
         if not isinstance(part, dict) or part.get("type") != "text":
             raise unsupported("messages", f"messages[{index}]: only text content is supported")
-        parts.append(str(part.get("text", "")))
+        text = part.get("text", "")
+        if not isinstance(text, str):
+            raise invalid("messages", f"messages[{index}]: a text part's text must be a string")
+        parts.append(text)
     return "".join(parts)
 
 
@@ -176,6 +181,11 @@ async def chat_completions(request: Request) -> Response:
     if not isinstance(options, dict) or not isinstance(options.get("include_usage", False), bool):
         raise invalid("stream_options", "stream_options must be {'include_usage': bool}")
     payload = chat_payload(body, model_for(service, body.get("model")))
+    if body.get("max_tokens") is not None and body.get("max_completion_tokens") is not None:
+        # max_completion_tokens wins; the max_tokens it overrides must still be a valid one.
+        gateway_of(request).catalog.validate_input(
+            service, {**payload, "max_tokens": body["max_tokens"]}
+        )
     door = await submit(request, account, CHAT_SERVICE, payload)
     if stream:
         return await stream_chat(request, door, include_usage=options.get("include_usage", False))

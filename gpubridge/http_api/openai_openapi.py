@@ -71,6 +71,22 @@ def _field(catalog: Catalog, key: str, name: str, fallback: dict[str, Any]) -> d
     return {k: v for k, v in found.items() if k not in ("description", "default")}
 
 
+def _size_pattern(catalog: Catalog) -> str:
+    """``auto`` or ``WxH`` with each side one the image service's width and height accept
+    (their range and step, spelled out: a pattern cannot do arithmetic)."""
+
+    def side(name: str) -> str:
+        schema = _field(catalog, IMAGE_SERVICE, name, {})
+        low, high = int(schema.get("minimum", 1)), int(schema.get("maximum", 99_999))
+        step = int(schema.get("multipleOf", 1))
+        first = -(-low // step) * step
+        if high - first > 100_000:
+            return "[0-9]{1,5}"
+        return "(" + "|".join(str(n) for n in range(first, high + 1, step)) + ")"
+
+    return f"^(auto|{side('width')}x{side('height')})$"
+
+
 def _op(
     summary: str,
     body: dict[str, Any],
@@ -139,7 +155,7 @@ def openai_paths(catalog: Catalog, *, x402: bool) -> dict[str, Any]:
                     "items": text_part,
                     "maxLength": 200_000,
                 },
-                "tool_calls": {"type": "array", "maxItems": 0},
+                "tool_calls": {"type": ["array", "null"], "maxItems": 0},
             },
         },
     }
@@ -158,6 +174,7 @@ def openai_paths(catalog: Catalog, *, x402: bool) -> dict[str, Any]:
                 "type": "array",
                 "minItems": 1,
                 "items": {"enum": ["word", "segment"]},
+                "description": "Used with response_format verbose_json; ignored otherwise.",
             },
             "stream": {"enum": ["false", "False"]},
         }
@@ -170,13 +187,6 @@ def openai_paths(catalog: Catalog, *, x402: bool) -> dict[str, Any]:
             "required": ["file"],
             "properties": properties,
             "additionalProperties": False,
-            # Timestamps come only in verbose_json.
-            "dependentSchemas": {
-                "timestamp_granularities[]": {
-                    "required": ["response_format"],
-                    "properties": {"response_format": {"const": "verbose_json"}},
-                }
-            },
         }
 
     text_or_json: dict[str, Any] = {"oneOf": [{"type": "object"}, {"type": "string"}]}
@@ -331,7 +341,7 @@ def openai_paths(catalog: Catalog, *, x402: bool) -> dict[str, Any]:
                         "model": _models(catalog, IMAGE_SERVICE),
                         "prompt": _field(catalog, IMAGE_SERVICE, "prompt", {"type": "string"}),
                         "n": _field(catalog, IMAGE_SERVICE, "num_outputs", {"type": "integer"}),
-                        "size": {"type": "string", "pattern": "^(auto|[0-9]{1,5}x[0-9]{1,5})$"},
+                        "size": {"type": "string", "pattern": _size_pattern(catalog)},
                         "response_format": {"enum": ["url", "b64_json"]},
                         "output_format": {"enum": ["png", "jpeg", "webp"]},
                     },

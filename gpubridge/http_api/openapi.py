@@ -137,7 +137,15 @@ def openapi_document(catalog: Catalog, *, x402: bool = False) -> dict[str, Any]:
     job_id = [_path("job_id")]
     return {
         "openapi": "3.1.0",
-        "info": {"title": "gpubridge", "version": __version__},
+        "info": {
+            "title": "gpubridge",
+            "version": __version__,
+            "description": (
+                "Integer fields take JSON integers only: a number written with a fraction "
+                "part, even `8000.0`, is refused with 422 `invalid_input` (JSON Schema would "
+                "count it as an integer), so that no float reaches a hold or a runtime."
+            ),
+        },
         "components": {
             "securitySchemes": {"apiKey": {"type": "http", "scheme": "bearer"}},
             "schemas": {

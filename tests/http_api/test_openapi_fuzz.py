@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import re
 import socket
 import threading
 from collections import Counter
@@ -214,6 +215,24 @@ FUZZ = settings(
 )
 
 
+STRICT_INTEGER = re.compile(r"^-?[0-9.e+]+ is not of type 'integer'$")
+
+
+def refused_only_integral_floats(response: Any) -> bool:
+    """A 422 whose every violation is a whole number written as a float (``37.0``) where an
+    integer is asked: refused on purpose (see the document's description), while JSON Schema,
+    and so the fuzzer, counts it as an integer."""
+    with contextlib.suppress(ValueError, KeyError, TypeError, AttributeError):
+        error = json.loads(response.content)["error"]
+        if response.status_code != 422 or error["code"] != "invalid_input":
+            return False
+        messages = [v["message"] for v in error.get("violations", [])] or [
+            error["message"].rpartition(": ")[2]
+        ]
+        return all(STRICT_INTEGER.match(message) for message in messages)
+    return False
+
+
 def fuzz(case: Any, served: Served) -> None:
     if (case.headers or {}).get("Authorization") == SEEDED:
         case.headers["Authorization"] = f"Bearer {API_KEY['current']}"
@@ -226,6 +245,8 @@ def fuzz(case: Any, served: Served) -> None:
     with contextlib.suppress(ValueError, KeyError, TypeError, AttributeError):
         if json.loads(response.content)["error"]["code"] in REFUSED_ON_THE_FACTS:
             excluded = [CHECKS.get_one("positive_data_acceptance")]
+    if refused_only_integral_floats(response):
+        excluded = [CHECKS.get_one("positive_data_acceptance")]
     case.validate_response(
         response,
         checks=ALL_CHECKS,
