@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from decimal import ROUND_HALF_UP, Decimal, Inexact, InvalidOperation, localcontext
+from decimal import ROUND_DOWN, ROUND_HALF_UP, Decimal, Inexact, InvalidOperation, localcontext
 
 MICROS_PER_USD = 1_000_000
 MAX_MICROS = 2**63 - 1
@@ -36,6 +36,21 @@ def usd_to_micros(value: str | int | Decimal) -> int:
     if micros != micros.to_integral_value():
         raise ValueError(f"USD amount has more than 6 decimals: {_shown(value)}")
     return int(micros)
+
+
+def usd_limit_to_micros(value: object) -> int:
+    """A USD amount that sets a limit or a threshold (not one that moves money), from a JSON
+    number or a decimal string, as micro-USD: digits past the sixth decimal are dropped, which
+    only ever lowers the limit by less than a micro-USD. ``ValueError`` for anything else."""
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        raise ValueError(f"not a USD amount: {_shown(value)}")
+    try:
+        amount = Decimal(str(value))
+    except InvalidOperation as exc:
+        raise ValueError(f"not a USD amount: {_shown(value)}") from exc
+    if not amount.is_finite() or amount.copy_abs() > Decimal(MAX_MICROS) / MICROS_PER_USD:
+        raise ValueError(f"not a USD amount in range: {_shown(value)}")
+    return usd_to_micros(amount.quantize(Decimal("0.000001"), rounding=ROUND_DOWN))
 
 
 def _shown(value: object) -> str:

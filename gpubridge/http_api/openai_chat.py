@@ -46,15 +46,22 @@ _CHAT_FIELDS = {
     "stream",
     "stream_options",
 }
-_CHAT_IGNORED = frozenset(
+CHAT_IGNORED = frozenset(
     {"user", "store", "metadata", "service_tier", "parallel_tool_calls", "safety_identifier"}
 )
+
+
+def _number_is(default: int) -> Callable[[Any], bool]:
+    """Whether a value is this number (``true`` is not 1 here, as it is not at OpenAI)."""
+    return lambda v: not isinstance(v, bool) and isinstance(v, int | float) and v == default
+
+
 _DEFAULT_ONLY: dict[str, Callable[[Any], bool]] = {
-    "n": lambda v: v == 1,
+    "n": _number_is(1),
     "logprobs": lambda v: v is False,
-    "top_logprobs": lambda v: v == 0,
-    "presence_penalty": lambda v: v == 0,
-    "frequency_penalty": lambda v: v == 0,
+    "top_logprobs": _number_is(0),
+    "presence_penalty": _number_is(0),
+    "frequency_penalty": _number_is(0),
     "logit_bias": lambda v: not v,
     "response_format": lambda v: isinstance(v, dict) and v.get("type") == "text",
     "tools": lambda v: not v,
@@ -83,6 +90,8 @@ def chat_messages(value: Any) -> list[dict[str, str]]:
             )
         if message.get("tool_calls") or message.get("function_call"):
             raise unsupported("messages", f"messages[{i}]: tool calls are not supported")
+        if not isinstance(message.get("tool_calls", []), list | None):
+            raise invalid("messages", f"messages[{i}].tool_calls must be a list")
         messages.append({"role": role, "content": _text(message.get("content"), i)})
     return messages
 
@@ -96,7 +105,10 @@ def _text(content: Any, index: int) -> str:
     for part in content:
         if not isinstance(part, dict) or part.get("type") != "text":
             raise unsupported("messages", f"messages[{index}]: only text content is supported")
-        parts.append(str(part.get("text", "")))
+        text = part.get("text", "")
+        if not isinstance(text, str):
+            raise invalid("messages", f"messages[{index}]: a text part's text must be a string")
+        parts.append(text)
     return "".join(parts)
 
 
@@ -160,7 +172,7 @@ def chat_completion(job: JobRecord) -> dict[str, Any]:
 async def chat_completions(request: Request) -> Response:
     account = await caller(request)
     fields = _CHAT_FIELDS | set(_DEFAULT_ONLY)
-    body = await read_json(request, allowed=fields, required={"messages"}, ignored=_CHAT_IGNORED)
+    body = await read_json(request, allowed=fields, required={"messages"}, ignored=CHAT_IGNORED)
     service = gateway_of(request).catalog.service(CHAT_SERVICE)
     stream = body.get("stream", False)
     if not isinstance(stream, bool):
@@ -169,6 +181,11 @@ async def chat_completions(request: Request) -> Response:
     if not isinstance(options, dict) or not isinstance(options.get("include_usage", False), bool):
         raise invalid("stream_options", "stream_options must be {'include_usage': bool}")
     payload = chat_payload(body, model_for(service, body.get("model")))
+    if body.get("max_tokens") is not None and body.get("max_completion_tokens") is not None:
+        # max_completion_tokens wins; the max_tokens it overrides must still be a valid one.
+        gateway_of(request).catalog.validate_input(
+            service, {**payload, "max_tokens": body["max_tokens"]}
+        )
     door = await submit(request, account, CHAT_SERVICE, payload)
     if stream:
         return await stream_chat(request, door, include_usage=options.get("include_usage", False))

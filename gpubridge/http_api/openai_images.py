@@ -25,7 +25,7 @@ from gpubridge.http_api.x402 import server_url
 
 IMAGE_SERVICE = "image-4090"
 _SIZE = re.compile(r"(\d{1,5})x(\d{1,5})")
-_IGNORED = frozenset({"user", "quality", "style", "moderation"})
+IMAGE_IGNORED = frozenset({"user", "quality", "style", "moderation"})
 """Accepted and ignored: the models here have no such settings."""
 
 
@@ -53,7 +53,7 @@ async def generations(request: Request) -> Response:
         request,
         allowed={"prompt", "model", "n", "size", "response_format", "output_format"},
         required={"prompt"},
-        ignored=_IGNORED,
+        ignored=IMAGE_IGNORED,
     )
     response_format = body.get("response_format", "url")
     if response_format not in ("url", "b64_json"):

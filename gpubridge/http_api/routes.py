@@ -34,7 +34,7 @@ from gpubridge.http_api.x402 import (
     resource_of,
 )
 from gpubridge.jsontext import InvalidJSON, parse_json
-from gpubridge.money import micros_to_usd, usd_to_micros
+from gpubridge.money import micros_to_usd, usd_limit_to_micros
 
 
 async def healthz(request: Request) -> Response:
@@ -125,9 +125,7 @@ async def spending_limit(request: Request) -> Response:
     body = await json_object(request, {"daily_limit"}, {"daily_limit"})
     value = body["daily_limit"]
     try:
-        if isinstance(value, bool) or not isinstance(value, int | float | str):
-            raise ValueError(value)
-        micros = usd_to_micros(str(value))
+        micros = usd_limit_to_micros(value)
     except ValueError:
         raise InvalidInput(
             "daily_limit must be a number of USD",
@@ -244,7 +242,8 @@ async def metrics(request: Request) -> Response:
 
 
 async def openapi(request: Request) -> Response:
-    return JSONResponse(openapi_document(gateway_of(request).catalog))
+    gateway = gateway_of(request)
+    return JSONResponse(openapi_document(gateway.catalog, x402=gateway.x402 is not None))
 
 
 def build_routes() -> list[BaseRoute]:

@@ -22,7 +22,7 @@ from gpubridge.db import Database
 from gpubridge.db.engine import as_utc, utcnow
 from gpubridge.db.tables import accounts, auto_topups, ledger_entries
 from gpubridge.errors import Conflict, InvalidInput, NotFound
-from gpubridge.money import micros_to_usd, usd_to_micros
+from gpubridge.money import micros_to_usd, usd_limit_to_micros, usd_to_micros
 from gpubridge.payments import ledger
 from gpubridge.payments.packages import Package, package_named
 from gpubridge.payments.stripe_api import StripeApi, StripeApiError, StripeNotConfigured
@@ -148,9 +148,7 @@ def _attempt_view(row: Any) -> dict[str, Any]:
 def threshold_micros(value: object) -> int:
     """A threshold in USD ($1..$10,000) as micro-USD, or a 422."""
     try:
-        if isinstance(value, bool) or not isinstance(value, int | float | str):
-            raise ValueError(value)
-        micros = usd_to_micros(str(value))
+        micros = usd_limit_to_micros(value)
     except ValueError:
         micros = -1
     if not MIN_THRESHOLD_MICROS <= micros <= MAX_THRESHOLD_MICROS:

@@ -126,3 +126,12 @@ async def test_an_integral_float_for_an_integer_field_is_a_422_that_holds_nothin
     response = await client.post("/v1/chat/completions", json=chat, headers=auth(key))
     assert response.status_code == 422, response.text
     assert await balance_micros(client, key) == 10_000_000
+
+
+async def test_a_limit_with_more_than_six_decimals_is_rounded_down_to_a_micro_usd(gateway):
+    app, client = gateway
+    key = await funded(app, client)
+    body = {"daily_limit": 9585.397569478371}
+    response = await client.post("/account/spending-limit", json=body, headers=auth(key))
+    assert response.status_code == 200, response.text
+    assert response.json()["daily_limit"] == 9585.397569
