@@ -8,16 +8,12 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
 from gpubridge.catalog.tokens import MESSAGE_ALLOWANCE, TokenCounter
-from gpubridge.db.engine import utcnow
 from gpubridge.money import ceil_div
-from gpubridge.payments.x402.wallets import claim_message
-from tests.support.gateway_app import auth
-from tests.support.local_chain import LocalChain, personal_sign
-from tests.support.x402_app import challenge, paid_app, v2_header
+from tests.support.local_chain import LocalChain
+from tests.support.x402_app import challenge, paid_app, v2_header, wallet_balance
 
 CJK_4000 = ("我们今天在北京的公园里散步。天气很好" * 223)[:4000]
 BODY = {"service": "llm-4090", "input": {"prompt": CJK_4000, "max_tokens": 100}}
@@ -37,22 +33,6 @@ async def paid(database, database_url: str, tmp_path: Path, upstream, chain) -> 
         app.state.gateway.catalog.tokens = TokenCounter(cache_dir=tmp_path / "empty-cache")
         yield app, client
     upstream.behaviour.reset()
-
-
-async def wallet_balance(client: httpx.AsyncClient, payer: Any) -> int:
-    message = claim_message(payer.address, "http://gpubridge.test", utcnow())
-    claimed = await client.post(
-        "/account/wallet/claim",
-        json={
-            "address": payer.address,
-            "message": message,
-            "signature": personal_sign(payer, message),
-        },
-    )
-    assert claimed.status_code == 201, claimed.text
-    key = claimed.json()["api_key"]
-    balance = (await client.get("/account/balance", headers=auth(key))).json()["balance"]
-    return round(balance * 1_000_000)
 
 
 async def test_the_challenge_asks_for_the_ceiling_of_a_cjk_prompt(paid):

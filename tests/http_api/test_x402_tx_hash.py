@@ -15,14 +15,19 @@ from typing import Any
 
 import pytest
 
-from gpubridge.db.engine import utcnow
 from gpubridge.payments.x402.chain import Chain
 from gpubridge.payments.x402.txproof import RequestBinding, binding_message
-from gpubridge.payments.x402.wallets import claim_message
-from tests.support.gateway_app import auth
-from tests.support.local_chain import LocalChain, personal_sign
+from tests.support.local_chain import LocalChain
 from tests.support.openai_upstream import closed_port
-from tests.support.x402_app import PROMPT, challenge, paid_app, tx_header, unb64, v2_header
+from tests.support.x402_app import (
+    PROMPT,
+    challenge,
+    paid_app,
+    tx_header,
+    unb64,
+    v2_header,
+    wallet_balance,
+)
 
 BODY = json.dumps(PROMPT).encode()
 JSON = {"Content-Type": "application/json"}
@@ -56,23 +61,6 @@ def signed_for(tx_hash: str, body: bytes = BODY) -> str:
 def proof(tx_hash: str, payer: Any) -> dict[str, str]:
     """The proof of ``payer``'s transfer, signed by ``payer`` for this request (``BODY``)."""
     return tx_header(tx_hash, payer.address, signer=payer, message=signed_for(tx_hash))
-
-
-async def wallet_balance(client: Any, payer: Any) -> int:
-    """What the wallet account of ``payer`` holds, claimed as its README section says."""
-    message = claim_message(payer.address, "http://gpubridge.test", utcnow())
-    claimed = await client.post(
-        "/account/wallet/claim",
-        json={
-            "address": payer.address,
-            "message": message,
-            "signature": personal_sign(payer, message),
-        },
-    )
-    assert claimed.status_code == 201, claimed.text
-    key = claimed.json()["api_key"]
-    balance = (await client.get("/account/balance", headers=auth(key))).json()["balance"]
-    return round(balance * 1_000_000)
 
 
 async def test_a_transfer_on_chain_pays_for_one_request_and_its_hash_cannot_pay_again(paid, chain):

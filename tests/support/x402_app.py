@@ -14,7 +14,15 @@ import httpx
 from eth_account.signers.local import LocalAccount
 from starlette.applications import Starlette
 
-from tests.support.gateway_app import openai_backend, running_app, settings_for, write_catalog
+from gpubridge.db.engine import utcnow
+from gpubridge.payments.x402.wallets import claim_message
+from tests.support.gateway_app import (
+    auth,
+    openai_backend,
+    running_app,
+    settings_for,
+    write_catalog,
+)
 from tests.support.local_chain import LocalChain, personal_sign
 
 PROMPT = {"service": "llm-4090", "input": {"prompt": "Hello world", "max_tokens": 8192}}
@@ -108,3 +116,20 @@ def tx_header(
 
 def now() -> int:
     return int(time.time())
+
+
+async def wallet_balance(client: httpx.AsyncClient, payer: Any) -> int:
+    """What the wallet account of ``payer`` holds, claimed as the README's x402 section says."""
+    message = claim_message(payer.address, "http://gpubridge.test", utcnow())
+    claimed = await client.post(
+        "/account/wallet/claim",
+        json={
+            "address": payer.address,
+            "message": message,
+            "signature": personal_sign(payer, message),
+        },
+    )
+    assert claimed.status_code == 201, claimed.text
+    key = claimed.json()["api_key"]
+    balance = (await client.get("/account/balance", headers=auth(key))).json()["balance"]
+    return round(balance * 1_000_000)
