@@ -27,6 +27,7 @@ from tests.support.x402_app import (
     PROMPT,
     b64,
     challenge,
+    claim_key,
     now,
     paid_app,
     unb64,
@@ -48,21 +49,6 @@ async def paid(database, database_url: str, tmp_path: Path, upstream, chain) -> 
     async with paid_app(chain, database_url, tmp_path, upstream.base_url) as pair:
         yield pair
     upstream.behaviour.reset()
-
-
-async def claim_key(client: httpx.AsyncClient, payer: Any) -> str:
-    message = claim_message(payer.address, SERVER, utcnow())
-    response = await client.post(
-        "/account/wallet/claim",
-        json={
-            "address": payer.address,
-            "message": message,
-            "signature": personal_sign(payer, message),
-        },
-    )
-    assert response.status_code == 201, response.text
-    key: str = response.json()["api_key"]
-    return key
 
 
 async def wallet_state(client: httpx.AsyncClient, payer: Any) -> tuple[int, list[dict[str, Any]]]:

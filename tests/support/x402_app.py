@@ -118,8 +118,8 @@ def now() -> int:
     return int(time.time())
 
 
-async def wallet_balance(client: httpx.AsyncClient, payer: Any) -> int:
-    """What the wallet account of ``payer`` holds, claimed as the README's x402 section says."""
+async def claim_key(client: httpx.AsyncClient, payer: Any) -> str:
+    """A new API key for ``payer``'s wallet account, claimed as the README's x402 section says."""
     message = claim_message(payer.address, "http://gpubridge.test", utcnow())
     claimed = await client.post(
         "/account/wallet/claim",
@@ -130,6 +130,12 @@ async def wallet_balance(client: httpx.AsyncClient, payer: Any) -> int:
         },
     )
     assert claimed.status_code == 201, claimed.text
-    key = claimed.json()["api_key"]
+    key: str = claimed.json()["api_key"]
+    return key
+
+
+async def wallet_balance(client: httpx.AsyncClient, payer: Any) -> int:
+    """What the wallet account of ``payer`` holds, in micro-USD."""
+    key = await claim_key(client, payer)
     balance = (await client.get("/account/balance", headers=auth(key))).json()["balance"]
     return round(balance * 1_000_000)
