@@ -21,6 +21,8 @@ from gpubridge.engines.local import release_memory
 from gpubridge.engines.registry import EngineRegistry
 from gpubridge.engines.residency import ModelCache
 from gpubridge.engines.router import Router
+from gpubridge.engines.workers.placement import default_workers, named
+from gpubridge.engines.workers.pool import WorkerPool
 from gpubridge.gateway import Gateway
 from gpubridge.http_api import build_routes
 from gpubridge.http_api.bodylimit import body_limit_middleware
@@ -54,11 +56,20 @@ class Components:
     webhooks: WebhookSender
     limits_storage: Storage
     recovery: Recovery
+    workers: WorkerPool | None = None
+
+    async def start(self) -> None:
+        """Start the worker processes (in the background) and the gateway's dispatcher."""
+        if self.workers is not None:
+            await self.workers.start()
+        await self.gateway.start()
 
     async def close(self) -> None:
         await self.recovery.aclose()
         close_limits_storage(self.limits_storage)
         await self.gateway.stop()
+        if self.workers is not None:
+            await self.workers.close()
         await self.webhooks.aclose()
         await self.registry.close()
         await self.db.dispose()
@@ -73,6 +84,8 @@ def build_components(settings: Settings) -> Components:
     secrets = {name: key.get_secret_value() for name, key in settings.remote_api_keys.items()}
     models = ModelCache(settings.model_memory_budget_bytes(), after_evict=release_memory)
     registry = EngineRegistry(secrets, EngineContext(models=models))
+    workers = _worker_pool(settings, catalog, registry)
+    registry.workers = workers
     webhooks = WebhookSender.from_settings(settings)
     accounts = Accounts(
         db,
@@ -90,7 +103,28 @@ def build_components(settings: Settings) -> Components:
         per_email_per_hour=settings.recovery_per_email_per_hour,
         public_url=settings.public_url,
     )
-    return Components(settings, db, catalog, registry, gateway, webhooks, storage, recovery)
+    return Components(
+        settings, db, catalog, registry, gateway, webhooks, storage, recovery, workers
+    )
+
+
+def _worker_pool(
+    settings: Settings, catalog: Catalog, registry: EngineRegistry
+) -> WorkerPool | None:
+    """The local worker processes, when the catalog has a backend that loads a model and the
+    operator did not ask for inline engines; none for a gateway of remote backends only."""
+    if settings.worker_mode != "process":
+        return None
+    types = {b.type for service in catalog.services.values() for b in service.backends}
+    if not any(registry.is_local_runtime(t) for t in types):
+        return None
+    specs = settings.workers or default_workers(None)
+    return WorkerPool(
+        named(specs),
+        default_budget_bytes=settings.model_memory_budget_bytes(),
+        cancel_grace_s=settings.worker_cancel_grace_s,
+        start_timeout_s=settings.worker_start_timeout_s,
+    )
 
 
 async def prepare_database(components: Components) -> None:
@@ -109,7 +143,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await prepare_database(components)
-        await components.gateway.start()
+        await components.start()
         try:
             yield
         finally:
@@ -142,7 +176,7 @@ async def serve_mcp_stdio(settings: Settings) -> None:
 
     try:
         await prepare_database(components)
-        await components.gateway.start()
+        await components.start()
         await serve_stdio(build_server(components.gateway, local_api_key=api_key))
     finally:
         await components.close()

@@ -87,6 +87,23 @@ def _parser() -> argparse.ArgumentParser:
         "against payment records (exit 1 with the offending rows)",
     )
     check.set_defaults(handler=_ledger_check)
+
+    worker = commands.add_parser(
+        "worker",
+        help="run models for a gateway (serve starts these itself, one per GPU or one on CPU)",
+    )
+    worker.add_argument(
+        "--fd", type=int, required=True, help="socket inherited from the gateway that started it"
+    )
+    worker.add_argument("--name", default="worker", help="name shown in logs and listings")
+    worker.add_argument("--device", default="cpu", choices=["cpu", "cuda"], help="device to use")
+    worker.add_argument(
+        "--memory-budget-bytes",
+        type=int,
+        default=None,
+        help="resident model budget (0: 80%% of the device's memory; default: no limit)",
+    )
+    worker.set_defaults(handler=_worker)
     return parser
 
 
@@ -125,6 +142,15 @@ def _serve(args: argparse.Namespace) -> int:
     server = uvicorn.Server(server_config(app, host, port))
     server.run()
     return 0 if server.started else STARTUP_FAILURE
+
+
+def _worker(args: argparse.Namespace) -> int:
+    from gpubridge.engines.workers.process import run_worker
+
+    run_worker(
+        args.fd, name=args.name, device=args.device, memory_budget_bytes=args.memory_budget_bytes
+    )
+    return 0
 
 
 def _mcp(args: argparse.Namespace) -> int:

@@ -2,13 +2,42 @@
 
 from __future__ import annotations
 
+import fnmatch
 import ipaddress
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+
+class WorkerSpec(BaseModel):
+    """One worker process: the device it owns, the services it serves (shell-style patterns
+    over service keys) and its model memory budget."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(default="", description="Defaults to worker-<index>.")
+    device: str = Field(default="cpu", pattern=r"^(cpu|cuda:\d+)$")
+    services: list[str] = Field(default_factory=lambda: ["*"])
+    memory_mb: int | None = Field(
+        default=None, ge=0, description="Model memory budget; none: 80% of the device's memory."
+    )
+
+    def serves(self, service: str) -> bool:
+        return any(fnmatch.fnmatchcase(service, pattern) for pattern in self.services)
+
+    def child_environment(self) -> dict[str, str]:
+        """What the process sees of the machine's GPUs: only its own (or none)."""
+        if self.device == "cpu":
+            return {"CUDA_VISIBLE_DEVICES": ""}
+        return {"CUDA_VISIBLE_DEVICES": self.device.removeprefix("cuda:")}
+
+    @property
+    def runtime_device(self) -> str:
+        """The device as the worker's runtimes name it (its one visible GPU is ``cuda``)."""
+        return "cpu" if self.device == "cpu" else "cuda"
 
 
 class Settings(BaseSettings):
@@ -150,6 +179,28 @@ class Settings(BaseSettings):
     remote_api_keys: dict[str, SecretStr] = Field(
         default_factory=dict,
         description="API keys for remote backends, by backend name (JSON object).",
+    )
+    worker_mode: Literal["process", "inline"] = Field(
+        default="process",
+        description=(
+            "process: local models run in supervised `gpubridge worker` child processes; "
+            "inline: in the gateway process itself (no isolation; for tests and debugging)."
+        ),
+    )
+    workers: list[WorkerSpec] = Field(
+        default_factory=list,
+        description=(
+            "The local worker processes (JSON list of {name, device, services, memory_mb}); "
+            "empty: one per GPU serving every service, or one CPU worker without a GPU."
+        ),
+    )
+    worker_cancel_grace_s: float = Field(
+        default=1.5,
+        gt=0,
+        description="How long a cancelled job may take to stop before its worker is restarted.",
+    )
+    worker_start_timeout_s: float = Field(
+        default=60.0, gt=0, description="How long a worker process may take to start."
     )
     model_memory_budget_mb: int = Field(
         default=0,

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from gpubridge.engines.base import Emit, EngineEvent
+from gpubridge.engines.cancellation import current_flag, raise_if_cancelled
 
 
 def is_local_path(source: str) -> bool:
@@ -115,10 +116,15 @@ def default_memory_budget_bytes() -> int:
 
 def threadsafe_emit(emit: Emit) -> Callable[[EngineEvent], None]:
     """A plain callable for worker threads (diffusion step callbacks, streamers) that hands
-    each event to the job's async ``emit`` on the calling event loop, without waiting."""
+    each event to the job's async ``emit`` on the calling event loop, without waiting.
+
+    Once the job is cancelled (see ``cancellation``), sending raises ``JobCancelled``: the
+    step loop that reports progress stops at its next step."""
     loop = asyncio.get_running_loop()
+    flag = current_flag()
 
     def send(event: EngineEvent) -> None:
+        raise_if_cancelled(flag)
         asyncio.run_coroutine_threadsafe(_deliver(emit, event), loop)
 
     return send

@@ -10,10 +10,13 @@ import importlib
 import json
 import logging
 from collections.abc import Mapping
-from typing import cast
+from typing import TYPE_CHECKING, cast
 
 from gpubridge.engines.base import BackendConfig, Engine, EngineContext, EngineFactory
 from gpubridge.errors import ServiceUnavailable
+
+if TYPE_CHECKING:
+    from gpubridge.engines.workers.pool import WorkerPool
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +59,11 @@ BUILTIN_TYPES: dict[str, str] = {
 }
 
 
+GATEWAY_TYPES = frozenset({"openai"})
+"""Backend types that only forward over the network: they run in the gateway process. Every
+other built-in type loads a model runtime, so with worker processes it runs in one of them."""
+
+
 def _key(backend: BackendConfig) -> tuple[str, str]:
     return backend.name, json.dumps(backend.model_dump(mode="json"), sort_keys=True, default=str)
 
@@ -64,13 +72,20 @@ class EngineRegistry:
     """Builds engines on first use and keeps them until ``close``.
 
     Engines are cached by backend name (and its configuration, so two services that declare
-    different backends under one name never share an engine).
+    different backends under one name never share an engine). Given a ``WorkerPool``, a
+    backend whose runtime is named by module path (and is not a network forwarder) gets a
+    ``WorkerEngine`` that runs its jobs in the worker processes; a factory registered as an
+    object can only run here, in this process.
     """
 
     def __init__(
-        self, secrets: Mapping[str, str] | None = None, context: EngineContext | None = None
+        self,
+        secrets: Mapping[str, str] | None = None,
+        context: EngineContext | None = None,
+        workers: WorkerPool | None = None,
     ) -> None:
         self.context = context or EngineContext()
+        self.workers = workers
         self.context.secrets.update(secrets or {})
         self._factories: dict[str, str | EngineFactory] = dict(BUILTIN_TYPES)
         self._engines: dict[tuple[str, str], Engine] = {}
@@ -90,9 +105,23 @@ class EngineRegistry:
         key = _key(backend)
         engine = self._engines.get(key)
         if engine is None:
-            engine = self._factory(backend.type)(backend, self.context)
+            if self.workers is not None and self.runs_in_worker(backend.type):
+                from gpubridge.engines.workers.pool import WorkerEngine
+
+                engine = WorkerEngine(backend, self.workers)
+            else:
+                engine = self._factory(backend.type)(backend, self.context)
             self._engines[key] = engine
         return engine
+
+    def runs_in_worker(self, type_: str) -> bool:
+        """Whether jobs of backends of this type go to the worker processes."""
+        return self.workers is not None and self.is_local_runtime(type_)
+
+    def is_local_runtime(self, type_: str) -> bool:
+        """Whether this type loads a model runtime (rather than forwarding over the network)
+        from a module a worker process can import."""
+        return type_ not in GATEWAY_TYPES and isinstance(self._factories.get(type_), str)
 
     def _factory(self, type_: str) -> EngineFactory:
         spec = self._factories.get(type_)

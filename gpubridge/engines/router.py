@@ -7,6 +7,7 @@ import logging
 from dataclasses import dataclass, field
 
 from gpubridge.engines.base import BackendConfig, Emit, EngineEvent, EngineRequest, EngineResult
+from gpubridge.engines.cancellation import cancel_scope
 from gpubridge.engines.registry import EngineRegistry
 from gpubridge.errors import BackendError, GpubridgeError, InvalidInput, ServiceUnavailable
 
@@ -84,7 +85,12 @@ class Router:
             try:
                 engine = self.registry.get(backend)
                 async with self._slot(backend):
-                    result = await engine.run(request, tracking)
+                    with cancel_scope() as cancelled:
+                        try:
+                            result = await engine.run(request, tracking)
+                        except asyncio.CancelledError:
+                            cancelled.set()  # work in this process stops at its next step
+                            raise
             except InvalidInput:
                 raise
             except Exception as exc:

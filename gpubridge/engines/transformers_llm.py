@@ -24,6 +24,7 @@ from gpubridge.engines.base import (
     ModelRef,
     Usage,
 )
+from gpubridge.engines.cancellation import current_flag
 from gpubridge.engines.inputs import Message, Sampling, chat_messages, message_text, sampling
 from gpubridge.engines.local import pick_device, resolve_source
 from gpubridge.engines.resident_engine import ResidentEngine
@@ -105,13 +106,13 @@ class AbortOnEvent:
 
     def __init__(self, event: threading.Event) -> None:
         self.event = event
+        self.cancelled = current_flag()
 
     def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor, **kwargs: Any) -> Any:
         import torch
 
-        return torch.full(
-            (input_ids.shape[0],), self.event.is_set(), dtype=torch.bool, device=input_ids.device
-        )
+        stop = self.event.is_set() or (self.cancelled is not None and self.cancelled.is_set())
+        return torch.full((input_ids.shape[0],), stop, dtype=torch.bool, device=input_ids.device)
 
 
 def _generate(

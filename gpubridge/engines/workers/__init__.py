@@ -1,0 +1,1 @@
+"""Worker processes: local runtimes run outside the gateway, which talks to them over a socket."""

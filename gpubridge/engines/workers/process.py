@@ -1,0 +1,196 @@
+"""The worker side: a process that owns a device and runs jobs the gateway sends it.
+
+It builds engines with the same registry the gateway used to run in-process, keeps models
+resident under its memory budget, and answers each ``run`` with events and one ``result``,
+``error`` or ``stopped``. It exits when the gateway's end of the socket closes, so a gateway
+that dies takes its workers' work with it instead of leaving it orphaned on the GPU.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from gpubridge.engines.base import BackendConfig, EngineContext, EngineEvent, ModelRef
+from gpubridge.engines.cancellation import cancel_scope
+from gpubridge.engines.local import release_memory
+from gpubridge.engines.registry import EngineRegistry
+from gpubridge.engines.residency import ModelCache
+from gpubridge.engines.workers import protocol
+from gpubridge.engines.workers.protocol import Message
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class _Job:
+    flag: threading.Event = field(default_factory=threading.Event)
+    started: float = field(default_factory=time.monotonic)
+    service: str = ""
+
+
+class WorkerServer:
+    """Runs the jobs that arrive on one connection to the gateway."""
+
+    def __init__(
+        self,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        *,
+        name: str,
+        device: str,
+        memory_budget_bytes: int | None,
+    ) -> None:
+        self.reader = reader
+        self.writer = writer
+        self.name = name
+        self.device = device
+        self.models = ModelCache(memory_budget_bytes, after_evict=release_memory)
+        self.registry = EngineRegistry(context=EngineContext(models=self.models))
+        self.jobs: dict[str, _Job] = {}
+        self._tasks: set[asyncio.Task[Any]] = set()
+
+    async def send(self, message: Message) -> None:
+        try:
+            await protocol.write(self.writer, message)
+        except (ConnectionError, RuntimeError):
+            log.debug("the gateway went away while a message was sent")
+
+    async def serve(self) -> None:
+        """Say hello, then handle messages until the gateway closes the connection."""
+        await self.send(Message({"op": "hello", **self.status()}))
+        try:
+            while (message := await protocol.read(self.reader)) is not None:
+                self.handle(message)
+        except (protocol.ProtocolError, ConnectionError) as exc:
+            log.error("the connection to the gateway broke: %s", exc)
+        for job in self.jobs.values():
+            job.flag.set()
+
+    def handle(self, message: Message) -> None:
+        if message.op == "run":
+            backend, request = protocol.decode_run(message)
+            job = self.jobs[request.job_id] = _Job(service=request.service)
+            self._spawn(self._run(backend, request, job))
+        elif message.op == "cancel" and message.job in self.jobs:
+            self.jobs[message.job].flag.set()
+        elif message.op == "load":
+            backend = BackendConfig.model_validate(message.header["backend"])
+            self._spawn(self._load(backend, ModelRef(**message.header["model"])))
+        elif message.op == "status":
+            self._spawn(self.send(Message({"op": "status", **self.status()})))
+        else:
+            log.warning("unknown message from the gateway: %r", message.op)
+
+    def _spawn(self, work: Any) -> None:
+        task = asyncio.create_task(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _run(self, backend: BackendConfig, request: Any, job: _Job) -> None:
+        job_id = request.job_id
+
+        async def emit(event: EngineEvent) -> None:
+            if not job.flag.is_set():
+                header = {"op": "event", "job": job_id, "kind": event.kind, "data": event.data}
+                await self.send(Message(header))
+
+        outcome: Message
+        with cancel_scope(job.flag):
+            try:
+                engine = self.registry.get(backend)
+                result = await engine.run(request, emit)
+                outcome = protocol.result_message(job_id, result)
+            except Exception as exc:
+                outcome = protocol.error_message(job_id, exc)
+        del self.jobs[job_id]
+        if job.flag.is_set():
+            outcome = Message({"op": "stopped", "job": job_id})
+        outcome.header["models"] = self.loaded_models()
+        await self.send(outcome)
+
+    async def _load(self, backend: BackendConfig, model: ModelRef) -> None:
+        header: dict[str, Any] = {"op": "loaded", "backend": backend.name, "source": model.source}
+        try:
+            await self.registry.get(backend).load(model)
+        except Exception as exc:
+            header["error"] = protocol.error_message("", exc).header["error"]
+        header["models"] = self.loaded_models()
+        await self.send(Message(header))
+
+    def loaded_models(self) -> list[list[str]]:
+        resident = self.models.keys()
+        return [list(key) for key in resident]
+
+    def status(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "pid": os.getpid(),
+            "device": self.device,
+            "models": self.loaded_models(),
+            "resident_bytes": self.models.resident_bytes,
+            "budget_bytes": self.models.budget_bytes,
+            "rss_bytes": _rss_bytes(),
+            "device_memory": _device_memory(),
+            "running": [
+                {"job": job_id, "service": job.service, "seconds": time.monotonic() - job.started}
+                for job_id, job in self.jobs.items()
+            ],
+        }
+
+
+def _rss_bytes() -> int:
+    try:
+        with open("/proc/self/statm") as statm:
+            return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
+def _device_memory() -> dict[str, int] | None:
+    """Allocated and peak CUDA memory, when torch is already loaded and sees a GPU."""
+    torch = sys.modules.get("torch")
+    if torch is None or not torch.cuda.is_available():
+        return None
+    return {
+        "allocated_bytes": int(torch.cuda.memory_allocated()),
+        "peak_bytes": int(torch.cuda.max_memory_allocated()),
+        "total_bytes": int(torch.cuda.get_device_properties(0).total_memory),
+    }
+
+
+async def serve_on_fd(fd: int, *, name: str, device: str, memory_budget_bytes: int | None) -> None:
+    """Serve the gateway on the socket inherited as file descriptor ``fd``."""
+    sock = socket.socket(fileno=fd)
+    reader, writer = await asyncio.open_unix_connection(sock=sock, limit=2**20)
+    server = WorkerServer(
+        reader, writer, name=name, device=device, memory_budget_bytes=memory_budget_bytes
+    )
+    await server.serve()
+
+
+def run_worker(fd: int, *, name: str, device: str, memory_budget_bytes: int | None) -> None:
+    """The ``gpubridge worker`` process: serve until the gateway goes, then exit at once
+    (threads still running a model's step cannot be joined, and need not be)."""
+    logging.basicConfig(
+        level=logging.INFO,
+        format=f"%(asctime)s %(levelname)s [{name}] %(name)s: %(message)s",
+        force=True,
+    )
+    try:
+        asyncio.run(
+            serve_on_fd(fd, name=name, device=device, memory_budget_bytes=memory_budget_bytes)
+        )
+    except KeyboardInterrupt:
+        pass
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)
