@@ -87,8 +87,22 @@ class Settings(BaseSettings):
     dispatcher_poll_s: float = 0.5
     default_backend_concurrency: int = 4
     job_timeout_s: float = 600.0
-    stale_job_s: float = Field(
-        default=900.0, description="A running job not updated for this long is failed and refunded."
+    lease_ttl_s: float = Field(
+        default=30.0,
+        gt=0,
+        description=(
+            "A replica renews its lease every third of this; once it has lapsed (a crash), its "
+            "running jobs are requeued once (async jobs that reported no progress) or failed "
+            "and refunded."
+        ),
+    )
+    shutdown_grace_s: float = Field(
+        default=10.0,
+        ge=0,
+        description=(
+            "On shutdown, how long running jobs may take to finish before they are stopped "
+            "(and requeued if not started, else refunded)."
+        ),
     )
 
     # Webhooks and untrusted URLs

@@ -291,3 +291,15 @@ chain_cursors = Table(
     Column("last_block", BigInteger, nullable=False),
     Column("updated_at", UtcTime, nullable=False),
 )
+
+# Who is alive: each gateway replica (the holder its jobs' ``claimed_by`` names) renews its row
+# by heartbeat. A running job whose holder's lease has expired has lost its process; ``info``
+# is what the holder last reported of itself (host, pid, worker processes, loaded models).
+leases = Table(
+    "leases",
+    metadata,
+    Column("holder", String(64), primary_key=True),
+    Column("expires_at", UtcTime, nullable=False),
+    Column("renewed_at", UtcTime, nullable=False),
+    Column("info", JSON, nullable=True),
+)

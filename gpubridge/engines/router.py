@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from gpubridge.engines.base import BackendConfig, Emit, EngineEvent, EngineRequest, EngineResult
@@ -71,8 +72,10 @@ class Router:
         request: EngineRequest,
         emit: Emit,
         priority: str | None = None,
+        on_start: Callable[[], None] | None = None,
     ) -> Routed:
-        """Run ``request``; ``InvalidInput`` propagates at once, other failures fail over."""
+        """Run ``request``; ``InvalidInput`` propagates at once, other failures fail over.
+        ``on_start`` is called when a backend first takes the job (a slot was free)."""
         if not backends:
             raise ServiceUnavailable(f"service {request.service!r} has no backend configured")
         attempts: list[dict[str, str]] = []
@@ -85,6 +88,8 @@ class Router:
             try:
                 engine = self.registry.get(backend)
                 async with self._slot(backend):
+                    if on_start is not None:
+                        on_start()
                     with cancel_scope() as cancelled:
                         try:
                             result = await engine.run(request, tracking)

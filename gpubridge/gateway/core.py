@@ -34,7 +34,7 @@ from gpubridge.errors import (
 from gpubridge.gateway.payment_rails import PaymentRails
 from gpubridge.gateway.runner import JobRunner
 from gpubridge.gateway.views import job_view
-from gpubridge.jobs import store
+from gpubridge.jobs import leases, store
 from gpubridge.jobs.dispatcher import Dispatcher
 from gpubridge.jobs.events import JobEvents
 from gpubridge.jobs.files import FileStore, LocalBlobStore, StoredFile, expiry
@@ -127,6 +127,8 @@ class Gateway:
             capacity=capacity,
             poll_s=settings.dispatcher_poll_s,
             maintenance=self.maintenance,
+            lease_ttl_s=settings.lease_ttl_s,
+            lease_info=self._lease_info,
         )
         self.x402 = X402.from_settings(settings, db)
         self._ledger_checked_at: datetime | None = None
@@ -134,10 +136,18 @@ class Gateway:
 
     async def start(self) -> None:
         self.payment_rails.log_startup()
+        await self.dispatcher.renew_lease()
         self.dispatcher.start()
 
     async def stop(self) -> None:
-        await self.dispatcher.stop()
+        """Stop at once and leave nothing hanging: running jobs get the shutdown grace to
+        finish; the others stop, and are requeued if no backend had taken them yet (async
+        jobs) or failed and refunded."""
+        interrupted = await self.dispatcher.stop(grace_s=self.settings.shutdown_grace_s)
+        for job in interrupted:
+            await self._settle_interrupted(job)
+        self.runner.started.clear()
+        await self.dispatcher.release_lease()
         await self.runner.close()
         await self.media.aclose()
         await self.card_topups.close()
@@ -543,18 +553,45 @@ class Gateway:
         self._ledger_checked_at = utcnow()
         return report
 
+    def _lease_info(self) -> dict[str, Any]:
+        workers = self.router.registry.workers
+        return {"workers": workers.snapshot() if workers is not None else []}
+
+    async def _settle_interrupted(self, job: JobRecord) -> None:
+        """A job this replica stopped at shutdown: requeue it if nothing ran yet, else refund."""
+        started = job.id in self.runner.started
+        if not started and self.catalog.service(job.service).mode == "async":
+            async with self.db.begin() as conn:
+                if await leases.requeue(conn, job, "shutdown"):
+                    return
+        await self.runner.fail(job, "shutdown", "the server shut down while the job ran")
+
+    async def _recover_orphans(self) -> None:
+        """Jobs whose replica's lease lapsed (it crashed): requeued once when they reported no
+        progress and their service is async, else failed and refunded."""
+        cutoff = utcnow() - timedelta(seconds=self.settings.lease_ttl_s)
+        async with self.db.connect() as conn:
+            orphans = await leases.orphaned_jobs(conn, started_before=cutoff)
+        for job in orphans:
+            async_service = job.service in self.catalog.services and (
+                self.catalog.service(job.service).mode == "async"
+            )
+            if async_service and job.progress is None:
+                async with self.db.begin() as conn:
+                    if await leases.requeue(conn, job, "worker_lost"):
+                        self.dispatcher.notify()
+                        continue
+            await self.runner.fail(job, "worker_lost", "the process running this job stopped")
+        async with self.db.begin() as conn:
+            await leases.purge_expired(conn, before=cutoff)
+
     async def maintenance(self) -> None:
-        """Expire old outputs; fail and refund jobs whose worker vanished; now and then,
-        prove the ledger."""
+        """Expire old outputs; requeue or refund the jobs of replicas that vanished; now and
+        then, prove the ledger."""
         async with self.db.begin() as conn:
             await store.purge_expired_outputs(conn, self.settings.result_ttl_s)
         await self.files.purge_expired()
-        cutoff = utcnow() - timedelta(seconds=self.settings.stale_job_s)
-        async with self.db.connect() as conn:
-            stale = await store.stale_running(conn, cutoff)
-        for job in stale:
-            if self.dispatcher.task_for(job.id) is None:
-                await self.runner.fail(job, "worker_lost", "the worker running this job stopped")
+        await self._recover_orphans()
         if self.x402 is not None:
             await self.x402.reconcile()
         try:

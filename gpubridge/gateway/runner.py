@@ -60,6 +60,8 @@ class JobRunner:
         self.auto_topups = auto_topups
         self.metrics = metrics or GatewayMetrics()
         self._background: set[asyncio.Task[Any]] = set()
+        self.started: set[str] = set()
+        """Jobs of this process that a backend has taken (the others still wait for a slot)."""
 
     async def close(self) -> None:
         """Stop webhook deliveries still under way."""
@@ -68,7 +70,21 @@ class JobRunner:
         await asyncio.gather(*self._background, return_exceptions=True)
 
     async def run(self, job: JobRecord) -> JobRecord | None:
-        """Run a claimed job on its service's backends, then capture or refund."""
+        """Run a claimed job on its service's backends, then capture or refund.
+
+        A job cancelled here (cancel, shutdown) stays in ``started`` if a backend had taken it,
+        for a shutdown to tell the jobs it may requeue from those it must refund."""
+        try:
+            finished = await self._run(job)
+        except asyncio.CancelledError:
+            raise
+        except BaseException:
+            self.started.discard(job.id)
+            raise
+        self.started.discard(job.id)
+        return finished
+
+    async def _run(self, job: JobRecord) -> JobRecord | None:
         service = self.catalog.service(job.service)
         model = service.model(job.model) or service.default_model
         self.events.publish(job.id, "status", {"status": JobStatus.RUNNING.value})
@@ -78,7 +94,11 @@ class JobRunner:
                 media = await self.files.job_inputs(job.id) if media_fields(job.input) else {}
                 request = EngineRequest(job.id, service.key, model.ref(), job.input, media)
                 routed = await self.router.execute(
-                    service.backends, request, progress.emit, job.priority
+                    service.backends,
+                    request,
+                    progress.emit,
+                    job.priority,
+                    on_start=lambda: self.started.add(job.id),
                 )
                 output = await self._store_files(job.id, routed.result.output)
         except asyncio.CancelledError:

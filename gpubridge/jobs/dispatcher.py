@@ -9,18 +9,22 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import os
+import socket
 import uuid
 from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from gpubridge.db import Database
+from gpubridge.jobs import leases
 from gpubridge.jobs.store import JobRecord, claim_pending
 
 log = logging.getLogger(__name__)
 
 Runner = Callable[[JobRecord], Awaitable[Any]]
 Maintenance = Callable[[], Awaitable[None]]
+LeaseInfo = Callable[[], dict[str, Any]]
 
 
 class Dispatcher:
@@ -34,10 +38,15 @@ class Dispatcher:
         capacity: Mapping[str, int] | None = None,
         maintenance: Maintenance | None = None,
         maintenance_every_s: float = 30.0,
+        lease_ttl_s: float = 30.0,
+        lease_info: LeaseInfo | None = None,
     ) -> None:
         self.db = db
         self.runner = runner
-        self.worker_id = f"worker-{uuid.uuid4().hex[:12]}"
+        self.worker_id = f"gateway-{socket.gethostname()[:30]}-{uuid.uuid4().hex[:12]}"
+        """This replica: the holder its jobs' ``claimed_by`` and its lease name."""
+        self.lease_ttl_s = lease_ttl_s
+        self.lease_info = lease_info
         self.max_concurrency = max_concurrency
         self.capacity = dict(capacity) if capacity is not None else None
         """Jobs of each service this worker may run at once (its backends' concurrency): it
@@ -50,10 +59,31 @@ class Dispatcher:
         self._running: set[asyncio.Task[Any]] = set()
         self._tasks: list[asyncio.Task[Any]] = []
         self._by_job: dict[str, asyncio.Task[Any]] = {}
+        self._jobs: dict[str, JobRecord] = {}
         self._starved = False
 
+    async def renew_lease(self) -> None:
+        """Write (or extend) this replica's lease: its running jobs are alive while it lasts."""
+        info = self.lease_info() if self.lease_info is not None else {}
+        info = {
+            "host": socket.gethostname(),
+            "pid": os.getpid(),
+            "jobs": len(self._running),
+            **info,
+        }
+        async with self.db.begin() as conn:
+            await leases.renew(conn, self.worker_id, self.lease_ttl_s, info)
+
+    async def release_lease(self) -> None:
+        async with self.db.begin() as conn:
+            await leases.release(conn, self.worker_id)
+
     def start(self) -> None:
-        self._tasks = [asyncio.create_task(self._claim_loop(), name="dispatcher-claim")]
+        """Claim and run jobs in the background (renew the lease first: ``renew_lease``)."""
+        self._tasks = [
+            asyncio.create_task(self._claim_loop(), name="dispatcher-claim"),
+            asyncio.create_task(self._lease_loop(), name="dispatcher-lease"),
+        ]
         if self.maintenance is not None:
             self._tasks.append(asyncio.create_task(self._maintenance_loop(), name="dispatcher-gc"))
 
@@ -66,6 +96,7 @@ class Dispatcher:
         task = asyncio.create_task(self._run(job), name=f"job-{job.id}")
         self._running.add(task)
         self._by_job[job.id] = task
+        self._jobs[job.id] = job
         self._per_service[job.service] += 1
         task.add_done_callback(functools.partial(self._forget, job_id=job.id, service=job.service))
         return task
@@ -81,13 +112,20 @@ class Dispatcher:
     def task_for(self, job_id: str) -> asyncio.Task[Any] | None:
         return self._by_job.get(job_id)
 
-    async def stop(self) -> None:
+    async def stop(self, grace_s: float = 0.0) -> list[JobRecord]:
+        """Stop claiming; give running jobs ``grace_s`` to finish, then cancel the rest (their
+        work stops). Returns the jobs that were cancelled, for the caller to settle."""
         for task in self._tasks:
             task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks.clear()
+        if self._running and grace_s > 0:
+            await asyncio.wait(list(self._running), timeout=grace_s)
+        interrupted = [self._jobs[j] for j, t in self._by_job.items() if not t.done()]
         for task in list(self._running):
             task.cancel()
-        await asyncio.gather(*self._tasks, *self._running, return_exceptions=True)
-        self._tasks.clear()
+        await asyncio.gather(*self._running, return_exceptions=True)
+        return interrupted
 
     def _forget(self, task: asyncio.Task[Any], *, job_id: str, service: str) -> None:
         self._running.discard(task)
@@ -97,6 +135,7 @@ class Dispatcher:
             self._wake.set()
         if self._by_job.get(job_id) is task:
             del self._by_job[job_id]
+            self._jobs.pop(job_id, None)
 
     async def _run(self, job: JobRecord) -> Any:
         try:
@@ -145,6 +184,16 @@ class Dispatcher:
             return None
         free = {k: n - self._per_service[k] for k, n in self.capacity.items()}
         return {k: n for k, n in free.items() if n > 0}
+
+    async def _lease_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.lease_ttl_s / 3)
+            try:
+                await self.renew_lease()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("renewing this replica's lease failed")
 
     async def _maintenance_loop(self) -> None:
         assert self.maintenance is not None

@@ -243,17 +243,6 @@ async def list_jobs(
     return [JobRecord.from_row(r) for r in rows], int(total or 0)
 
 
-async def stale_running(conn: AsyncConnection, older_than: datetime) -> list[JobRecord]:
-    rows = (
-        await conn.execute(
-            select(jobs).where(
-                jobs.c.status == JobStatus.RUNNING.value, jobs.c.updated_at < older_than
-            )
-        )
-    ).all()
-    return [JobRecord.from_row(r) for r in rows]
-
-
 async def purge_expired_outputs(conn: AsyncConnection, ttl_s: int) -> int:
     """Drop outputs of jobs finished more than ``ttl_s`` ago; returns how many."""
     cutoff = utcnow() - timedelta(seconds=ttl_s)

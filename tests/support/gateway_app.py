@@ -57,6 +57,9 @@ def settings_for(database_url: str, tmp_path: Path, catalog: Path, **overrides: 
         "rate_limit_per_key_per_minute": 0,
         "rate_limit_per_ip_per_second": 0,
         "x402_pay_to": TEST_RECIPIENT,
+        # Engines run in this process unless a test asks for worker processes: the worker tests
+        # cover that path, and a process per app would slow every other test.
+        "worker_mode": "inline",
     }
     values.update(overrides)
     return Settings(**{name: value for name, value in values.items() if value is not UNSET})
