@@ -11,7 +11,7 @@ import re
 import uuid
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 import anyio
@@ -33,8 +33,9 @@ from gpubridge.errors import (
 )
 from gpubridge.gateway.payment_rails import PaymentRails
 from gpubridge.gateway.runner import JobRunner
+from gpubridge.gateway.upkeep import Upkeep, lease_info
 from gpubridge.gateway.views import job_view
-from gpubridge.jobs import leases, store
+from gpubridge.jobs import store
 from gpubridge.jobs.dispatcher import Dispatcher
 from gpubridge.jobs.events import JobEvents
 from gpubridge.jobs.files import FileStore, LocalBlobStore, StoredFile, expiry
@@ -47,7 +48,7 @@ from gpubridge.money import micros_to_usd
 from gpubridge.payments import ledger
 from gpubridge.payments.accounts import Account, Accounts
 from gpubridge.payments.crypto_topups import CryptoTopups
-from gpubridge.payments.ledger_check import LedgerReport, check_ledger
+from gpubridge.payments.ledger_check import LedgerReport
 from gpubridge.payments.pricing import discounted, tier_for
 from gpubridge.payments.stripe_topups import CardTopups
 from gpubridge.payments.x402 import X402, Accepted, RequestBinding
@@ -128,10 +129,19 @@ class Gateway:
             poll_s=settings.dispatcher_poll_s,
             maintenance=self.maintenance,
             lease_ttl_s=settings.lease_ttl_s,
-            lease_info=self._lease_info,
+            lease_info=lambda: lease_info(router),
         )
         self.x402 = X402.from_settings(settings, db)
-        self._ledger_checked_at: datetime | None = None
+        self.upkeep = Upkeep(
+            settings,
+            db,
+            catalog,
+            self.runner,
+            self.dispatcher,
+            self.files,
+            x402=self.x402,
+            crypto_topups=self.crypto_topups,
+        )
         self.payment_rails = PaymentRails(settings, self.x402, self.card_topups, self.crypto_topups)
 
     async def start(self) -> None:
@@ -143,11 +153,7 @@ class Gateway:
         """Stop at once and leave nothing hanging: running jobs get the shutdown grace to
         finish; the others stop, and are requeued if no backend had taken them yet (async
         jobs) or failed and refunded."""
-        interrupted = await self.dispatcher.stop(grace_s=self.settings.shutdown_grace_s)
-        for job in interrupted:
-            await self._settle_interrupted(job)
-        self.runner.started.clear()
-        await self.dispatcher.release_lease()
+        await self.upkeep.shut_down()
         await self.runner.close()
         await self.media.aclose()
         await self.card_topups.close()
@@ -547,63 +553,12 @@ class Gateway:
     # -- maintenance ----------------------------------------------------------------------
     async def check_ledger(self) -> LedgerReport:
         """Prove the ledger's invariants (see ``ledger_check``); the result shows in /metrics."""
-        async with self.db.connect() as conn:
-            report = await check_ledger(conn)
-        self.runner.metrics.ledger_checked(report)
-        self._ledger_checked_at = utcnow()
-        return report
-
-    def _lease_info(self) -> dict[str, Any]:
-        workers = self.router.registry.workers
-        return {"workers": workers.snapshot() if workers is not None else []}
-
-    async def _settle_interrupted(self, job: JobRecord) -> None:
-        """A job this replica stopped at shutdown: requeue it if nothing ran yet, else refund."""
-        started = job.id in self.runner.started
-        if not started and self.catalog.service(job.service).mode == "async":
-            async with self.db.begin() as conn:
-                if await leases.requeue(conn, job, "shutdown"):
-                    return
-        await self.runner.fail(job, "shutdown", "the server shut down while the job ran")
-
-    async def _recover_orphans(self) -> None:
-        """Jobs whose replica's lease lapsed (it crashed): requeued once when they reported no
-        progress and their service is async, else failed and refunded."""
-        cutoff = utcnow() - timedelta(seconds=self.settings.lease_ttl_s)
-        async with self.db.connect() as conn:
-            orphans = await leases.orphaned_jobs(conn, started_before=cutoff)
-        for job in orphans:
-            async_service = job.service in self.catalog.services and (
-                self.catalog.service(job.service).mode == "async"
-            )
-            if async_service and job.progress is None:
-                async with self.db.begin() as conn:
-                    if await leases.requeue(conn, job, "worker_lost"):
-                        self.dispatcher.notify()
-                        continue
-            await self.runner.fail(job, "worker_lost", "the process running this job stopped")
-        async with self.db.begin() as conn:
-            await leases.purge_expired(conn, before=cutoff)
+        return await self.upkeep.check_ledger()
 
     async def maintenance(self) -> None:
         """Expire old outputs; requeue or refund the jobs of replicas that vanished; now and
         then, prove the ledger."""
-        async with self.db.begin() as conn:
-            await store.purge_expired_outputs(conn, self.settings.result_ttl_s)
-        await self.files.purge_expired()
-        await self._recover_orphans()
-        if self.x402 is not None:
-            await self.x402.reconcile()
-        try:
-            await self.crypto_topups.watch()
-        except Exception:
-            log.warning("the USDC top-up watcher could not scan the chain", exc_info=True)
-        every = self.settings.ledger_check_every_s
-        last = self._ledger_checked_at
-        if every and (last is None or (utcnow() - last).total_seconds() >= every):
-            report = await self.check_ledger()
-            if not report.ok:
-                log.error("%s", report.summary())
+        await self.upkeep.run()
 
 
 async def _audio_seconds(
