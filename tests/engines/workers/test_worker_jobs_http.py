@@ -88,6 +88,9 @@ async def test_cancelling_a_job_stops_it_in_the_worker_refunds_it_and_frees_the_
     assert view["status"] == "cancelled"
     assert await balance(long_jobs) == CREDIT
     assert pool.workers[0].starts == 1  # stopped between two steps, not by a restart
+    metrics = (await long_jobs.client.get("/metrics")).text
+    assert 'gpubridge_worker_up{device="cpu",worker="worker-0"} 1.0' in metrics
+    assert "gpubridge_worker_last_cancel_to_free_seconds" in metrics
     report = await long_jobs.app.state.gateway.check_ledger()
     assert report.ok, report.summary()
 
