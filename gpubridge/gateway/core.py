@@ -35,6 +35,7 @@ from gpubridge.gateway.payment_rails import PaymentRails
 from gpubridge.gateway.runner import JobRunner
 from gpubridge.gateway.upkeep import Upkeep, lease_info
 from gpubridge.gateway.views import job_view
+from gpubridge.gateway.worker_metrics import WorkerCollector
 from gpubridge.jobs import store
 from gpubridge.jobs.blobs import blob_store_from_settings
 from gpubridge.jobs.dispatcher import Dispatcher
@@ -132,6 +133,8 @@ class Gateway:
             lease_ttl_s=settings.lease_ttl_s,
             lease_info=lambda: lease_info(router),
         )
+        if router.registry.workers is not None:
+            self.runner.metrics.registry.register(WorkerCollector(router.registry.workers))
         self.x402 = X402.from_settings(settings, db)
         self.upkeep = Upkeep(
             settings,
