@@ -5,9 +5,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import sys
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from gpubridge.errors import GpubridgeError
 from gpubridge.money import micros_to_usd, usd_to_micros
@@ -90,13 +91,23 @@ def _parser() -> argparse.ArgumentParser:
 
     worker = commands.add_parser(
         "worker",
-        help="run models for a gateway (serve starts these itself, one per GPU or one on CPU)",
+        help="run models for a gateway: join one on another machine with --gateway and a "
+        "worker token (serve starts its local workers itself)",
     )
+    where = worker.add_mutually_exclusive_group(required=True)
+    where.add_argument(
+        "--gateway", metavar="URL", help="the gateway to join, e.g. https://gpu.example.com"
+    )
+    where.add_argument("--fd", type=int, help=argparse.SUPPRESS)  # set by serve for its children
     worker.add_argument(
-        "--fd", type=int, required=True, help="socket inherited from the gateway that started it"
+        "--token",
+        default=os.environ.get("GPUBRIDGE_WORKER_TOKEN"),
+        help="the worker token (default: $GPUBRIDGE_WORKER_TOKEN; see 'worker-token')",
     )
     worker.add_argument("--name", default="worker", help="name shown in logs and listings")
-    worker.add_argument("--device", default="cpu", choices=["cpu", "cuda"], help="device to use")
+    worker.add_argument(
+        "--device", default=None, choices=["cpu", "cuda"], help="device (default: cuda if any)"
+    )
     worker.add_argument(
         "--memory-budget-bytes",
         type=int,
@@ -111,6 +122,19 @@ def _parser() -> argparse.ArgumentParser:
     )
     workers.add_argument("--json", action="store_true", help="print JSON")
     workers.set_defaults(handler=_workers)
+
+    token = commands.add_parser(
+        "worker-token",
+        help="create a token for a worker on another machine (printed once), or revoke one",
+    )
+    token.add_argument("name", help="the worker's name, e.g. gpu-box-1")
+    token.add_argument(
+        "--services",
+        default="*",
+        help="comma-separated service patterns it may serve (default: all), e.g. 'llm-*,image-*'",
+    )
+    token.add_argument("--revoke", action="store_true", help="revoke the worker's tokens")
+    token.set_defaults(handler=_worker_token)
     return parser
 
 
@@ -152,11 +176,46 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _worker(args: argparse.Namespace) -> int:
-    from gpubridge.engines.workers.process import run_worker
+    from gpubridge.engines.workers.process import WorkerServer, run_worker
+    from gpubridge.engines.workers.remote_client import RemoteGateway
 
-    run_worker(
-        args.fd, name=args.name, device=args.device, memory_budget_bytes=args.memory_budget_bytes
+    gateway = None
+    if args.gateway is not None:
+        if not args.token:
+            print("error: --token (or GPUBRIDGE_WORKER_TOKEN) is required", file=sys.stderr)
+            return 2
+        gateway = RemoteGateway(args.gateway, args.token)
+    device = args.device or _default_device()
+    server = WorkerServer(
+        name=args.name, device=device, memory_budget_bytes=args.memory_budget_bytes
     )
+    run_worker(server, fd=args.fd, gateway=gateway)
+    return 0
+
+
+def _default_device() -> str:
+    from gpubridge.engines.workers.placement import visible_gpus
+
+    return "cuda" if visible_gpus() else "cpu"
+
+
+def _worker_token(args: argparse.Namespace) -> int:
+    from gpubridge.db import Database
+    from gpubridge.jobs import worker_tokens
+
+    async def act() -> str:
+        db = Database(Settings().resolved_database_url())
+        try:
+            async with db.begin() as conn:
+                if args.revoke:
+                    count = await worker_tokens.revoke(conn, args.name)
+                    return f"revoked {count} token(s) of {args.name}"
+                services = [s.strip() for s in args.services.split(",") if s.strip()]
+                return await worker_tokens.create(conn, args.name, services or ["*"])
+        finally:
+            await db.dispose()
+
+    print(asyncio.run(act()))
     return 0
 
 
@@ -243,7 +302,7 @@ def _workers(args: argparse.Namespace) -> int:
     from gpubridge.db import Database
     from gpubridge.jobs import leases
 
-    async def read() -> list[dict[str, object]]:
+    async def read() -> list[dict[str, Any]]:
         db = Database(Settings().resolved_database_url())
         try:
             async with db.connect() as conn:
@@ -259,7 +318,7 @@ def _workers(args: argparse.Namespace) -> int:
         print("no gateway is running on this database")
         return 0
     for lease in replicas:
-        info = lease["info"] if isinstance(lease.get("info"), dict) else {}
+        info: dict[str, Any] = lease["info"] if isinstance(lease.get("info"), dict) else {}
         print(f"{lease['holder']}  host {info.get('host')}  pid {info.get('pid')}")
         for w in info.get("workers") or []:
             state = "ready" if w.get("ready") else "starting"

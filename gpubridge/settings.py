@@ -194,11 +194,12 @@ class Settings(BaseSettings):
         default_factory=dict,
         description="API keys for remote backends, by backend name (JSON object).",
     )
-    worker_mode: Literal["process", "inline"] = Field(
+    worker_mode: Literal["process", "remote", "inline"] = Field(
         default="process",
         description=(
             "process: local models run in supervised `gpubridge worker` child processes; "
-            "inline: in the gateway process itself (no isolation; for tests and debugging)."
+            "remote: only in workers that join from other machines (`gpubridge worker "
+            "--gateway`); inline: in the gateway process itself (no isolation; for tests)."
         ),
     )
     workers: list[WorkerSpec] = Field(
