@@ -204,6 +204,10 @@ async def test_an_unknown_model_is_a_404_model_not_found_in_openai_shape(door):
     error = caught.value.body
     assert error["code"] == "model_not_found" and error["param"] == "model"
     assert error["type"] == "invalid_request_error" and "gpt-4o" in error["message"]
+    with pytest.raises(openai.NotFoundError) as mistyped:
+        await door.client.chat.completions.create(model="llama-3.1-8b", messages=MESSAGES)
+    assert mistyped.value.body["code"] == "model_not_found"
+    assert "did you mean `llama-3.1-8b-instant`?" in mistyped.value.body["message"]
     assert await door.balance() == CREDIT
 
 
@@ -251,6 +255,14 @@ async def test_bad_parameters_are_4xx_naming_the_parameter_and_charge_nothing(do
         )
     assert unknown.value.body["code"] == "unknown_parameter"
     assert unknown.value.body["param"] == "colour"
+    assert "did you mean" not in unknown.value.body["message"]
+    with pytest.raises(openai.BadRequestError) as mistyped:
+        await door.client.chat.completions.create(
+            model=LLM, messages=MESSAGES, extra_body={"max_token": 16}
+        )
+    assert mistyped.value.body["code"] == "unknown_parameter"
+    assert mistyped.value.body["param"] == "max_token"
+    assert "did you mean `max_tokens`?" in mistyped.value.body["message"]
     with pytest.raises(openai.BadRequestError) as tools:
         await door.client.chat.completions.create(
             model=LLM, messages=MESSAGES, tools=[{"type": "function", "function": {"name": "f"}}]
