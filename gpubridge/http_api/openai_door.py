@@ -33,6 +33,9 @@ QUEUE_GRACE_S = 30.0
 """Waited beyond the job time limit, for a job still queued behind others."""
 
 MODEL_ALIASES: dict[str, frozenset[str]] = {
+    "embedding-l4": frozenset(
+        {"text-embedding-3-small", "text-embedding-3-large", "text-embedding-ada-002"}
+    ),
     "whisper-l4": frozenset({"whisper-1", "gpt-4o-transcribe", "gpt-4o-mini-transcribe"}),
     "tts-l4": frozenset({"tts-1", "tts-1-hd", "gpt-4o-mini-tts"}),
     "image-4090": frozenset({"dall-e-2", "dall-e-3", "gpt-image-1"}),

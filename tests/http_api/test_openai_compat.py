@@ -187,6 +187,13 @@ async def test_embeddings_come_back_in_order_as_floats_or_base64(door):
     assert decoded.data[0].embedding == pytest.approx(fake_embedding("first text", 8), abs=1e-6)
 
 
+async def test_openai_embedding_model_names_run_the_default_embedding_model(door):
+    for name in ("text-embedding-3-small", "text-embedding-3-large", "text-embedding-ada-002"):
+        answer = await door.client.embeddings.create(model=name, input="first text")
+        assert answer.model == "bge-large-en-v1.5", name
+        assert answer.data[0].embedding == pytest.approx(fake_embedding("first text", 8), abs=1e-6)
+
+
 async def test_models_lists_the_catalog_models_of_the_openai_services(door):
     models = [m async for m in door.client.models.list()]
     ids = {m.id for m in models}
