@@ -7,9 +7,13 @@ import asyncio
 import logging
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING
 
-from gpubridge.errors import GpubridgeError
+from sqlalchemy.exc import SQLAlchemyError
+
+from gpubridge.db.engine import printable_url, sqlite_file
+from gpubridge.errors import ConfigurationError, GpubridgeError
 from gpubridge.money import micros_to_usd, usd_to_micros
 from gpubridge.settings import Settings
 
@@ -32,6 +36,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         result: int = args.handler(args)
     except GpubridgeError as exc:
         print(f"error: {exc.message}", file=sys.stderr)
+        return 2
+    except (OSError, SQLAlchemyError) as exc:
+        # Most often the database (named above) is unreachable or refuses us: say why,
+        # without a traceback.
+        reason = (str(getattr(exc, "orig", None) or exc).strip().splitlines() or [""])[0]
+        print(f"error: {type(exc).__name__}: {reason}", file=sys.stderr)
         return 2
     return result
 
@@ -59,6 +69,7 @@ def _parser() -> argparse.ArgumentParser:
         default=None,
         help="forward to a remote gpubridge's /mcp instead of running jobs here",
     )
+    _create_option(mcp)
     mcp.set_defaults(handler=_mcp)
 
     catalog = commands.add_parser("catalog", help="print the services and their prices")
@@ -72,6 +83,7 @@ def _parser() -> argparse.ArgumentParser:
     grant = credit_commands.add_parser("grant", help="add credits to an account")
     grant.add_argument("email")
     grant.add_argument("usd", help="amount in USD, e.g. 10 or 2.50")
+    _create_option(grant)
     grant.set_defaults(handler=_grant)
 
     db = commands.add_parser("db", help="database maintenance")
@@ -88,6 +100,44 @@ def _parser() -> argparse.ArgumentParser:
     )
     check.set_defaults(handler=_ledger_check)
     return parser
+
+
+def _create_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--create",
+        action="store_true",
+        help="start a new, empty SQLite database when there is none (off: such a command "
+        "refuses, so that it never works on a database the server does not use)",
+    )
+
+
+def open_database(settings: Settings, command: str, *, create: bool | None = None) -> str:
+    """The database URL ``command`` works on, said on stderr (its password masked).
+
+    A SQLite file that does not exist is refused unless ``create`` (None: the command has no
+    ``--create``): run from the wrong folder, a command would otherwise make an empty
+    database there and, say, grant credits that the server never sees.
+    """
+    url = settings.resolved_database_url()
+    print(f"gpubridge {command}: database {printable_url(url)}", file=sys.stderr)
+    path = sqlite_file(url)
+    if path is None or path.exists() or create:
+        return url
+    data_dir = str(settings.data_dir)
+    if not settings.data_dir.is_absolute():
+        data_dir += f" in {Path.cwd()}"
+    url_now = repr(settings.database_url) if settings.database_url else "unset"
+    lines = [
+        f"there is no database at {path.resolve()},",
+        f"  and `gpubridge {command}` does not create one. To use the server's database, run",
+        "  this in the folder where `gpubridge serve` runs, or set what the server has:",
+        f"    GPUBRIDGE_DATA_DIR      the folder of gpubridge.db (now {data_dir})",
+        f"    GPUBRIDGE_DATABASE_URL  a database URL, which wins over it (now {url_now})",
+        "  To start a new, empty database there, add --create."
+        if create is not None
+        else "  `gpubridge db upgrade` creates a new, empty database there.",
+    ]
+    raise ConfigurationError("\n".join(lines))
 
 
 def server_config(app: ASGIApp, host: str, port: int) -> uvicorn.Config:
@@ -119,6 +169,7 @@ def _serve(args: argparse.Namespace) -> int:
     settings = Settings()
     if args.starter:
         settings = settings.model_copy(update={"starter": True})
+    open_database(settings, "serve", create=True)
     host = args.host or settings.host
     port = args.port or settings.port
     app = create_app(settings)
@@ -137,6 +188,7 @@ def _mcp(args: argparse.Namespace) -> int:
         return 0
     from gpubridge.app import serve_mcp_stdio
 
+    open_database(settings, "mcp", create=args.create)
     asyncio.run(serve_mcp_stdio(settings))
     return 0
 
@@ -173,8 +225,11 @@ def _grant(args: argparse.Namespace) -> int:
         print("error: the amount must be positive", file=sys.stderr)
         return 2
 
+    settings = Settings()
+    open_database(settings, "credits grant", create=args.create)
+
     async def grant() -> int:
-        components = build_components(Settings())
+        components = build_components(settings)
         try:
             await prepare_database(components)
             return await components.gateway.grant(args.email, micros)
@@ -190,8 +245,11 @@ def _grant(args: argparse.Namespace) -> int:
 def _ledger_check(args: argparse.Namespace) -> int:
     from gpubridge.app import build_components, prepare_database
 
+    settings = Settings()
+    open_database(settings, "ledger check")
+
     async def check() -> tuple[bool, str]:
-        components = build_components(Settings())
+        components = build_components(settings)
         try:
             await prepare_database(components)
             report = await components.gateway.check_ledger()
@@ -207,7 +265,7 @@ def _ledger_check(args: argparse.Namespace) -> int:
 def _upgrade(args: argparse.Namespace) -> int:
     from gpubridge.db.migrate import upgrade_to_head
 
-    upgrade_to_head(Settings().resolved_database_url())
+    upgrade_to_head(open_database(Settings(), "db upgrade", create=True))
     print("database is at the newest schema")
     return 0
 

@@ -220,8 +220,8 @@ def test_db_upgrade_twice_leaves_the_schema_as_it_was(tmp_path: Path) -> None:
 # -- credits grant --------------------------------------------------------------------------
 
 
-def test_granting_credits_to_an_unknown_email_fails_with_a_clear_message(tmp_path: Path) -> None:
-    result = gpubridge(tmp_path, "credits", "grant", "nobody@example.com", "12.5")
+def test_granting_credits_to_an_unknown_email_fails_with_a_clear_message(registered: Path) -> None:
+    result = gpubridge(registered, "credits", "grant", "nobody@example.com", "12.5")
     assert result.returncode != 0
     assert "no account for nobody@example.com" in result.stderr
     assert "Traceback" not in result.stderr
@@ -241,6 +241,58 @@ def test_granting_credits_adds_the_exact_amount_in_micro_usd(registered: Path) -
     assert again.stdout.strip().endswith("balance $12.500001")
     assert balance_micros(registered) == 12_500_001
     assert ledger_of(registered) == [("grant", 12_500_000, 0), ("grant", 1, 0)]
+
+
+def test_credits_grant_says_which_database_it_opened(registered: Path) -> None:
+    result = gpubridge(registered, "credits", "grant", EMAIL, "1")
+    assert result.returncode == 0, result.stderr
+    opened = f"gpubridge credits grant: database {database_file(registered).resolve()}"
+    assert opened in result.stderr.splitlines()
+    assert opened not in result.stdout
+
+
+def test_credits_grant_away_from_the_servers_folder_creates_no_database(tmp_path: Path) -> None:
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    # The default data directory, relative to wherever the command runs.
+    result = gpubridge(elsewhere, "credits", "grant", EMAIL, "10", GPUBRIDGE_DATA_DIR=".gpubridge")
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr, result.stderr
+    assert "granted" not in result.stdout
+    missing = elsewhere / ".gpubridge" / "gpubridge.db"
+    assert f"there is no database at {missing.resolve()}" in result.stderr
+    for hint in ("GPUBRIDGE_DATA_DIR", "GPUBRIDGE_DATABASE_URL", "--create", str(elsewhere)):
+        assert hint in result.stderr, (hint, result.stderr)
+    assert list(elsewhere.iterdir()) == []
+
+    created = gpubridge(
+        elsewhere, "credits", "grant", EMAIL, "10", "--create", GPUBRIDGE_DATA_DIR=".gpubridge"
+    )
+    assert missing.is_file()
+    assert created.returncode == 2  # a new database has no account yet
+    assert f"no account for {EMAIL}" in created.stderr
+
+
+def test_ledger_check_and_mcp_refuse_a_database_that_is_not_there(tmp_path: Path) -> None:
+    check = gpubridge(tmp_path, "ledger", "check")
+    assert check.returncode == 2
+    assert "there is no database at" in check.stderr
+    assert "gpubridge db upgrade" in check.stderr
+    mcp = gpubridge(tmp_path, "mcp", GPUBRIDGE_API_KEY="gpub_anything")
+    assert mcp.returncode == 2
+    assert "there is no database at" in mcp.stderr and "--create" in mcp.stderr
+    assert not database_file(tmp_path).exists()
+
+
+def test_a_database_url_is_shown_without_its_password(tmp_path: Path) -> None:
+    url = f"postgresql+asyncpg://gpubridge:pw-not-shown@127.0.0.1:{free_port()}/gpubridge"
+    result = gpubridge(tmp_path, "ledger", "check", GPUBRIDGE_DATABASE_URL=url)
+    assert result.returncode == 2
+    assert "gpubridge ledger check: database postgresql+asyncpg://gpubridge:***@127.0.0.1" in (
+        result.stderr
+    )
+    assert "pw-not-shown" not in result.stderr + result.stdout
+    assert "Traceback" not in result.stderr, result.stderr
 
 
 def test_ledger_check_passes_on_a_sound_ledger_and_names_what_breaks_it(
