@@ -46,11 +46,54 @@ def main(argv: Sequence[str] | None = None) -> int:
     return result
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="gpubridge", description=__doc__)
-    commands = parser.add_subparsers(required=True, metavar="COMMAND")
+DESCRIPTION = """\
+gpubridge: a self-hostable GPU inference gateway. One HTTP API (and MCP, and
+OpenAI-compatible routes) for the services of its catalog, paid with prepaid
+credits or x402."""
 
-    serve = commands.add_parser("serve", help="serve the HTTP API")
+EPILOG = """\
+first steps:
+  gpubridge serve                             serve http://127.0.0.1:8000
+  gpubridge credits grant you@example.com 10  give an account $10 of credit
+  gpubridge catalog                           list the services and prices
+
+Settings come from GPUBRIDGE_* environment variables. The database is
+./.gpubridge/gpubridge.db unless GPUBRIDGE_DATA_DIR or GPUBRIDGE_DATABASE_URL
+says otherwise: give every command the same ones as the server.
+'gpubridge COMMAND --help' describes a command."""
+
+
+def _command(
+    commands: argparse._SubParsersAction[argparse.ArgumentParser],
+    name: str,
+    summary: str,
+    details: str = "",
+) -> argparse.ArgumentParser:
+    """A subcommand whose own --help starts with ``summary`` (and ``details``) as written."""
+    description = summary[0].upper() + summary[1:] + "." + (f"\n\n{details}" if details else "")
+    return commands.add_parser(
+        name,
+        help=summary,
+        description=description,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="gpubridge",
+        description=DESCRIPTION,
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    commands = parser.add_subparsers(required=True, metavar="COMMAND", title="commands")
+
+    serve = _command(
+        commands,
+        "serve",
+        "serve the HTTP API, MCP at /mcp and the OpenAI-compatible routes",
+        "Migrates the database at start-up and runs jobs on this machine's runtimes.",
+    )
     serve.add_argument("--host", default=None, help="bind address (default 127.0.0.1)")
     serve.add_argument("--port", type=int, default=None, help="port (default 8000)")
     serve.add_argument(
@@ -60,8 +103,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     serve.set_defaults(handler=_serve)
 
-    mcp = commands.add_parser(
-        "mcp", help="serve MCP over stdio (for desktop agents); bills GPUBRIDGE_API_KEY"
+    mcp = _command(
+        commands,
+        "mcp",
+        "serve MCP over stdio, for desktop agents",
+        "Runs jobs on this machine with the database and settings of 'gpubridge serve',\n"
+        "billed to the account of GPUBRIDGE_API_KEY (or forwards to a remote server).",
     )
     mcp.add_argument(
         "--remote",
@@ -72,31 +119,45 @@ def _parser() -> argparse.ArgumentParser:
     _create_option(mcp)
     mcp.set_defaults(handler=_mcp)
 
-    catalog = commands.add_parser("catalog", help="print the services and their prices")
+    catalog = _command(commands, "catalog", "print the services, their prices and models")
     catalog.add_argument(
         "--yaml", action="store_true", help="print the packaged catalog.yaml to start your own"
     )
     catalog.set_defaults(handler=_catalog)
 
-    credits = commands.add_parser("credits", help="operator credit operations")
-    credit_commands = credits.add_subparsers(required=True, metavar="ACTION")
-    grant = credit_commands.add_parser("grant", help="add credits to an account")
-    grant.add_argument("email")
+    credits = _command(commands, "credits", "operator credit operations")
+    credit_commands = credits.add_subparsers(required=True, metavar="ACTION", title="actions")
+    grant = _command(
+        credit_commands,
+        "grant",
+        "add credits to an account, without a payment provider",
+        "Works on the server's database: run it where 'gpubridge serve' runs, or with\n"
+        "the same GPUBRIDGE_DATA_DIR or GPUBRIDGE_DATABASE_URL.",
+    )
+    grant.add_argument("email", help="the account's email")
     grant.add_argument("usd", help="amount in USD, e.g. 10 or 2.50")
     _create_option(grant)
     grant.set_defaults(handler=_grant)
 
-    db = commands.add_parser("db", help="database maintenance")
-    db_commands = db.add_subparsers(required=True, metavar="ACTION")
-    upgrade = db_commands.add_parser("upgrade", help="apply migrations")
+    db = _command(commands, "db", "database maintenance")
+    db_commands = db.add_subparsers(required=True, metavar="ACTION", title="actions")
+    upgrade = _command(
+        db_commands,
+        "upgrade",
+        "apply migrations",
+        "Brings the database to the newest schema, creating it when there is none\n"
+        "('gpubridge serve' does this at start-up too).",
+    )
     upgrade.set_defaults(handler=_upgrade)
 
-    ledger = commands.add_parser("ledger", help="ledger audits")
-    ledger_commands = ledger.add_subparsers(required=True, metavar="ACTION")
-    check = ledger_commands.add_parser(
+    ledger = _command(commands, "ledger", "ledger audits")
+    ledger_commands = ledger.add_subparsers(required=True, metavar="ACTION", title="actions")
+    check = _command(
+        ledger_commands,
         "check",
-        help="prove the ledger: balanced postings, balances, job holds, house accounts "
-        "against payment records (exit 1 with the offending rows)",
+        "prove the ledger",
+        "Checks balanced postings, balances, job holds and the house accounts against\n"
+        "the payment records; exits 1 listing the offending rows.",
     )
     check.set_defaults(handler=_ledger_check)
     return parser

@@ -25,7 +25,7 @@ from alembic.script import ScriptDirectory
 
 from gpubridge.app import create_app
 from gpubridge.catalog.loader import packaged_catalog_text
-from gpubridge.cli import server_config
+from gpubridge.cli import main, server_config
 from gpubridge.db import Database
 from gpubridge.db.migrate import alembic_config, upgrade_to_head
 from gpubridge.db.tables import metadata
@@ -135,6 +135,54 @@ def registered(tmp_path: Path) -> Path:
 
     asyncio.run(register())
     return tmp_path
+
+
+# -- help -----------------------------------------------------------------------------------
+
+COMMANDS = [
+    ["serve"],
+    ["mcp"],
+    ["catalog"],
+    ["credits"],
+    ["credits", "grant"],
+    ["db"],
+    ["db", "upgrade"],
+    ["ledger"],
+    ["ledger", "check"],
+]
+MARKUP = re.compile(r"``|`[^`\s]+`_|:[a-z]+:`|^\s*\.\. ", re.MULTILINE)
+"""reStructuredText that a terminal would show raw: literals, links, roles, directives."""
+
+
+def help_text(capsys: pytest.CaptureFixture[str], *args: str) -> str:
+    with pytest.raises(SystemExit) as exited:
+        main([*args, "--help"])
+    assert exited.value.code == 0
+    out: str = capsys.readouterr().out
+    return out
+
+
+def test_help_is_plain_text_naming_every_command_and_the_first_steps(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    text = help_text(capsys)
+    assert MARKUP.search(text) is None, text
+    assert text.startswith("usage: gpubridge")
+    for name in ("serve", "mcp", "catalog", "credits", "db", "ledger"):
+        assert re.search(rf"^    {name} +\S", text, re.MULTILINE), (name, text)
+    assert "gpubridge credits grant you@example.com 10" in text
+    assert "GPUBRIDGE_DATA_DIR" in text and "GPUBRIDGE_DATABASE_URL" in text
+
+
+@pytest.mark.parametrize("args", COMMANDS, ids=" ".join)
+def test_each_commands_help_is_plain_text_that_says_what_it_does(
+    capsys: pytest.CaptureFixture[str], args: list[str]
+) -> None:
+    text = help_text(capsys, *args)
+    assert MARKUP.search(text) is None, text
+    usage, _, rest = text.partition("\n\n")
+    assert usage.startswith(f"usage: gpubridge {' '.join(args)}")
+    assert not rest.startswith("options:"), f"no description:\n{text}"
 
 
 # -- catalog --------------------------------------------------------------------------------
