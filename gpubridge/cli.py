@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = _parser()
+    parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -79,7 +79,7 @@ def _command(
     )
 
 
-def _parser() -> argparse.ArgumentParser:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="gpubridge",
         description=DESCRIPTION,
@@ -96,11 +96,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("--host", default=None, help="bind address (default 127.0.0.1)")
     serve.add_argument("--port", type=int, default=None, help="port (default 8000)")
-    serve.add_argument(
-        "--starter",
-        action="store_true",
-        help="serve llm-4090, embedding-l4 and whisper-l4 with the starter extra's small models",
-    )
+    _starter_option(serve)
     serve.set_defaults(handler=_serve)
 
     mcp = _command(
@@ -116,6 +112,7 @@ def _parser() -> argparse.ArgumentParser:
         default=None,
         help="forward to a remote gpubridge's /mcp instead of running jobs here",
     )
+    _starter_option(mcp)
     _create_option(mcp)
     mcp.set_defaults(handler=_mcp)
 
@@ -123,6 +120,7 @@ def _parser() -> argparse.ArgumentParser:
     catalog.add_argument(
         "--yaml", action="store_true", help="print the packaged catalog.yaml to start your own"
     )
+    _starter_option(catalog)
     catalog.set_defaults(handler=_catalog)
 
     credits = _command(commands, "credits", "operator credit operations")
@@ -161,6 +159,27 @@ def _parser() -> argparse.ArgumentParser:
     )
     check.set_defaults(handler=_ledger_check)
     return parser
+
+
+def _starter_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--starter",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="overlay the starter profile: llm-4090, embedding-l4 and whisper-l4 default to the "
+        "starter extra's small CPU models, unless the catalog gives them backends of its own "
+        "(default: GPUBRIDGE_STARTER, which is true)",
+    )
+
+
+def command_settings(args: argparse.Namespace) -> Settings:
+    """The settings from the environment, with what the command line says on top: the same
+    for every command, so that ``serve``, ``mcp`` and ``catalog`` see one catalog."""
+    settings = Settings()
+    starter: bool | None = getattr(args, "starter", None)
+    if starter is not None:
+        settings = settings.model_copy(update={"starter": starter})
+    return settings
 
 
 def _create_option(parser: argparse.ArgumentParser) -> None:
@@ -227,9 +246,7 @@ def _serve(args: argparse.Namespace) -> int:
 
     from gpubridge.app import create_app
 
-    settings = Settings()
-    if args.starter:
-        settings = settings.model_copy(update={"starter": True})
+    settings = command_settings(args)
     open_database(settings, "serve", create=True)
     host = args.host or settings.host
     port = args.port or settings.port
@@ -240,7 +257,7 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _mcp(args: argparse.Namespace) -> int:
-    settings = Settings()
+    settings = command_settings(args)
     if args.remote:
         from gpubridge.mcp_server.remote import serve_remote
 
@@ -261,7 +278,7 @@ def _catalog(args: argparse.Namespace) -> int:
     if args.yaml:
         print(packaged_catalog_text(), end="")
         return 0
-    settings = Settings()
+    settings = command_settings(args)
     catalog = Catalog.load(settings.catalog, starter=settings.starter)
     print(f"{'service':<16} {'category':<8} {'mode':<5} {'from':>9}  {'unit':<12} models")
     for service in catalog.services.values():

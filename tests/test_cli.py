@@ -25,7 +25,7 @@ from alembic.script import ScriptDirectory
 
 from gpubridge.app import create_app
 from gpubridge.catalog.loader import packaged_catalog_text
-from gpubridge.cli import main, server_config
+from gpubridge.cli import build_parser, command_settings, main, server_config
 from gpubridge.db import Database
 from gpubridge.db.migrate import alembic_config, upgrade_to_head
 from gpubridge.db.tables import metadata
@@ -216,11 +216,73 @@ def expected_rows(data: dict[str, Any]) -> list[tuple[str, ...]]:
 
 
 def test_catalog_prints_every_service_with_its_price_unit_and_models(tmp_path: Path) -> None:
-    result = gpubridge(tmp_path, "catalog")
+    result = gpubridge(tmp_path, "catalog", "--no-starter")
     assert result.returncode == 0, result.stderr
     rows = parse_catalog_table(result.stdout)
     assert len(rows) == 26
     assert rows == expected_rows(packaged_catalog())
+    off = gpubridge(tmp_path, "catalog", GPUBRIDGE_STARTER="false")
+    assert parse_catalog_table(off.stdout) == rows
+
+
+STARTER_DEFAULTS = {
+    "llm-4090": "smollm2-135m-instruct",
+    "embedding-l4": "all-minilm-l6-v2",
+    "whisper-l4": "whisper-tiny-en",
+}
+
+
+def first_models(stdout: str) -> dict[str, str]:
+    return {row[0]: row[5].split(", ")[0] for row in parse_catalog_table(stdout)}
+
+
+def test_catalog_shows_the_starter_profile_by_default_as_serve_runs_it(tmp_path: Path) -> None:
+    result = gpubridge(tmp_path, "catalog")
+    assert result.returncode == 0, result.stderr
+    first = first_models(result.stdout)
+    assert {key: first[key] for key in STARTER_DEFAULTS} == STARTER_DEFAULTS
+    assert first["caption"] == "blip-large"
+
+
+def test_the_starter_profile_stays_on_over_an_operator_catalog(tmp_path: Path) -> None:
+    def own_llm_backend(data: dict[str, Any]) -> None:
+        data["services"]["caption"]["price"]["minimum_usd"] = "0.005"
+        data["services"]["llm-4090"]["backends"] = [
+            {"name": "my-vllm", "type": "openai", "options": {"base_url": "http://127.0.0.1:9/v1"}}
+        ]
+
+    catalog = write_catalog(tmp_path / "operator.yaml", own_llm_backend)
+    result = gpubridge(tmp_path, "catalog", GPUBRIDGE_CATALOG=str(catalog))
+    assert result.returncode == 0, result.stderr
+    first = first_models(result.stdout)
+    assert first["embedding-l4"] == "all-minilm-l6-v2"
+    assert first["whisper-l4"] == "whisper-tiny-en"
+    assert first["llm-4090"] == "llama-3.3-70b-versatile"  # its own backends: left as written
+    rows = {row[0]: row for row in parse_catalog_table(result.stdout)}
+    assert rows["caption"][3] == "0.005"
+    off = gpubridge(tmp_path, "catalog", "--no-starter", GPUBRIDGE_CATALOG=str(catalog))
+    assert first_models(off.stdout)["embedding-l4"] == "bge-large-en-v1.5"
+
+
+@pytest.mark.parametrize(
+    ("flags", "env", "starter"),
+    [
+        ([], {}, True),
+        (["--no-starter"], {}, False),
+        ([], {"GPUBRIDGE_STARTER": "false"}, False),
+        (["--starter"], {"GPUBRIDGE_STARTER": "false"}, True),
+    ],
+)
+def test_serve_mcp_and_catalog_take_the_starter_profile_from_the_same_settings(
+    monkeypatch: pytest.MonkeyPatch, flags: list[str], env: dict[str, str], starter: bool
+) -> None:
+    monkeypatch.delenv("GPUBRIDGE_STARTER", raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    parser = build_parser()
+    for command_name in ("serve", "mcp", "catalog"):
+        args = parser.parse_args([command_name, *flags])
+        assert command_settings(args).starter is starter, command_name
 
 
 def test_catalog_prints_the_operator_catalog_when_one_is_configured(tmp_path: Path) -> None:

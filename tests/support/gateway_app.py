@@ -57,6 +57,8 @@ def settings_for(database_url: str, tmp_path: Path, catalog: Path, **overrides: 
         "rate_limit_per_key_per_minute": 0,
         "rate_limit_per_ip_per_second": 0,
         "x402_pay_to": TEST_RECIPIENT,
+        # The catalog as written: tests of the starter profile turn it on.
+        "starter": False,
     }
     values.update(overrides)
     return Settings(**{name: value for name, value in values.items() if value is not UNSET})
