@@ -39,6 +39,15 @@ def test_the_printed_settings_hold_no_password_key_or_secret() -> None:
             assert secret not in printed, (secret, printed)
 
 
+def test_the_starter_profile_is_on_unless_the_operator_turns_it_off(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("GPUBRIDGE_STARTER", raising=False)
+    assert Settings().starter is True
+    monkeypatch.setenv("GPUBRIDGE_STARTER", "false")
+    assert Settings().starter is False
+
+
 def test_an_object_store_url_names_an_s3_bucket_and_an_optional_prefix() -> None:
     assert Settings().object_store_url == ""
     assert Settings(object_store_url="s3://files").object_store_url == "s3://files"
