@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from gpubridge.catalog import Service
+from gpubridge.catalog.portable import portable_schema
 from gpubridge.jobs.status import JobStatus
 from gpubridge.jobs.store import JobRecord
 from gpubridge.money import micros_to_usd
@@ -77,6 +78,8 @@ def service_summary(service: Service) -> dict[str, Any]:
             }
             for m in service.models
         ],
-        "input_schema": service.input_schema,
-        "output_schema": service.output_schema,
+        "input_schema": portable_schema(service.input_schema),
+        "output_schema": (
+            portable_schema(service.output_schema) if service.output_schema is not None else None
+        ),
     }

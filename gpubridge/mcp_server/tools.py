@@ -9,6 +9,7 @@ from jsonschema.exceptions import best_match
 from mcp_types import Tool, ToolAnnotations
 
 from gpubridge.catalog import Catalog, Price, Service
+from gpubridge.catalog.portable import portable_schema
 from gpubridge.errors import ConfigurationError, InvalidInput
 from gpubridge.mcp_server.schemas import ESTIMATE_SCHEMA, job_result_schema
 from gpubridge.money import micros_to_decimal
@@ -78,7 +79,7 @@ def service_tool(service: Service, wait_s: float) -> Tool:
         name=service.key,
         title=service.name,
         description=service_description(service, wait_s),
-        input_schema=service.input_schema,
+        input_schema=portable_schema(service.input_schema),
         output_schema=job_result_schema(service.output_schema),
         annotations=ToolAnnotations(
             title=service.name,
