@@ -9,6 +9,7 @@ from typing import Any
 from gpubridge import __version__
 from gpubridge.catalog import Catalog
 from gpubridge.catalog.portable import portable_schema
+from gpubridge.http_api.discovery_openapi import discovery_paths
 from gpubridge.http_api.openai_openapi import HEADERS, openai_paths
 from gpubridge.http_api.openapi_common import (
     SCHEMAS,
@@ -171,6 +172,7 @@ def openapi_document(catalog: Catalog, *, x402: bool = False) -> dict[str, Any]:
         "paths": {
             "/healthz": {"get": _op("Liveness", limited=False)},
             "/openapi.json": {"get": _op("This document")},
+            **discovery_paths(),
             "/metrics": {
                 "get": {
                     "summary": "Prometheus metrics",
