@@ -31,6 +31,7 @@ from gpubridge.errors import (
     NotFound,
     ServiceUnavailable,
 )
+from gpubridge.gateway.discovery import Describe
 from gpubridge.gateway.payment_rails import PaymentRails
 from gpubridge.gateway.remote_workers import RemoteWorkers
 from gpubridge.gateway.runner import JobRunner
@@ -55,6 +56,7 @@ from gpubridge.payments.ledger_check import LedgerReport
 from gpubridge.payments.pricing import discounted, tier_for
 from gpubridge.payments.stripe_topups import CardTopups
 from gpubridge.payments.x402 import X402, Accepted, RequestBinding
+from gpubridge.payments.x402.bazaar import BAZAAR
 from gpubridge.payments.x402.wallets import Claimed, claim
 from gpubridge.settings import Settings
 
@@ -136,6 +138,8 @@ class Gateway:
             self.runner.metrics.registry.register(WorkerCollector(workers))
         self.remote_workers = RemoteWorkers(db, workers)
         self.x402 = X402.from_settings(settings, db)
+        self.started_at = utcnow()
+        """When this gateway took its catalog and payment terms (discovery's lastUpdated)."""
         self.upkeep = Upkeep(
             settings,
             db,
@@ -384,6 +388,7 @@ class Gateway:
         idempotency_key: str | None = None,
         priority: str | None = None,
         media: Mapping[str, MediaInput] | None = None,
+        describe: Describe | None = None,
     ) -> PaidSubmission:
         """Submit a job paid with x402 (a header value or a decoded payment object).
 
@@ -395,7 +400,8 @@ class Gateway:
         refused and the payment stays in the wallet account).
         An Idempotency-Key replays within that account only: a retry with a new payment gets
         the earlier job, and its payment stays in the wallet account as credit. ``media`` is
-        as for ``submit``.
+        as for ``submit``. ``describe`` gives the 402 its Bazaar extension (how the door's
+        resource is called), for x402 directories and agents.
         """
         if self.x402 is None:
             raise ServiceUnavailable("x402 payments are off on this server", code="x402_disabled")
@@ -405,7 +411,10 @@ class Gateway:
         # server fetch and decode nothing.
         quote = self.catalog.quote(service, model, payload)
         offer = self.x402.offer(
-            quote.ceiling_micros, resource, f"{service.name} ({service.key}) job"
+            quote.ceiling_micros,
+            resource,
+            f"{service.name} ({service.key}) job",
+            {BAZAAR: describe(service)} if describe is not None else None,
         )
         if payment is None:
             raise self.x402.required(offer)
