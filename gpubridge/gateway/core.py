@@ -37,6 +37,7 @@ from gpubridge.gateway.remote_workers import RemoteWorkers
 from gpubridge.gateway.runner import JobRunner
 from gpubridge.gateway.upkeep import Upkeep, lease_info
 from gpubridge.gateway.views import job_view
+from gpubridge.gateway.warmup import Warmup
 from gpubridge.gateway.worker_metrics import WorkerCollector
 from gpubridge.jobs import store
 from gpubridge.jobs.blobs import blob_store_from_settings
@@ -138,6 +139,7 @@ class Gateway:
             self.runner.metrics.registry.register(WorkerCollector(workers))
         self.remote_workers = RemoteWorkers(db, workers)
         self.x402 = X402.from_settings(settings, db)
+        self.warmup = Warmup(catalog, router.registry)
         self.started_at = utcnow()
         """When this gateway took its catalog and payment terms (discovery's lastUpdated)."""
         self.upkeep = Upkeep(
@@ -156,11 +158,13 @@ class Gateway:
         self.payment_rails.log_startup()
         await self.dispatcher.renew_lease()
         self.dispatcher.start()
+        self.warmup.start()
 
     async def stop(self) -> None:
         """Stop at once and leave nothing hanging: running jobs get the shutdown grace to
         finish; the others stop, and are requeued if no backend had taken them yet (async
         jobs) or failed and refunded."""
+        await self.warmup.stop()
         await self.upkeep.shut_down()
         await self.runner.close()
         await self.media.aclose()

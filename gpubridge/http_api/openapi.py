@@ -171,6 +171,11 @@ def openapi_document(catalog: Catalog, *, x402: bool = False) -> dict[str, Any]:
         },
         "paths": {
             "/healthz": {"get": _op("Liveness", limited=False)},
+            "/readyz": {
+                "get": _op(
+                    "Readiness: the models loaded at start are warm (503 until then)", limited=False
+                )
+            },
             "/openapi.json": {"get": _op("This document")},
             **discovery_paths(),
             "/metrics": {

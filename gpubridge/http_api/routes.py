@@ -44,6 +44,12 @@ async def healthz(request: Request) -> Response:
     return JSONResponse({"status": "ok"})
 
 
+async def readyz(request: Request) -> Response:
+    """200 once the models that load at start (the starter profile's) are warm, else 503."""
+    warmup = gateway_of(request).warmup
+    return JSONResponse(warmup.view(), status_code=200 if warmup.ready else 503)
+
+
 async def catalog(request: Request) -> Response:
     gateway = gateway_of(request)
     services = [service_summary(s) for s in gateway.catalog.services.values()]
@@ -253,6 +259,7 @@ async def openapi(request: Request) -> Response:
 def build_routes() -> list[BaseRoute]:
     return [
         Route("/healthz", healthz),
+        Route("/readyz", readyz),
         Route("/openapi.json", openapi),
         Route(discovery.LLMS_TXT, discovery.llms),
         Route(discovery.WELL_KNOWN_X402, discovery.well_known_x402),

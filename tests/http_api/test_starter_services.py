@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
+import anyio
 import pytest
 
 from gpubridge.db import Database
@@ -68,6 +69,20 @@ async def run(runs: ServiceRuns, service: str, data: dict[str, Any]) -> Job:
 def cosine(a: list[float], b: list[float]) -> float:
     dot = sum(x * y for x, y in zip(a, b, strict=True))
     return dot / math.sqrt(sum(x * x for x in a) * sum(y * y for y in b))
+
+
+async def test_the_starter_models_warm_up_at_start_so_the_first_call_answers_inline(
+    starter: ServiceRuns,
+) -> None:
+    with anyio.fail_after(300):
+        while (ready := await starter.client.get("/readyz")).status_code != 200:
+            assert ready.status_code == 503
+            assert set(ready.json()["models"]) == {"llm-4090", "embedding-l4", "whisper-l4"}
+            await anyio.sleep(0.2)
+    assert {m["state"] for m in ready.json()["models"].values()} == {"ready"}
+    first = await starter.submit("llm-4090", {"prompt": "Say hello.", "max_tokens": 8})
+    assert first.status_code == 200, first.text
+    assert first.json()["status"] == "completed"
 
 
 async def test_the_starter_models_answer_meaningfully(
