@@ -104,6 +104,13 @@ def _parser() -> argparse.ArgumentParser:
         help="resident model budget (0: 80%% of the device's memory; default: no limit)",
     )
     worker.set_defaults(handler=_worker)
+
+    workers = commands.add_parser(
+        "workers",
+        help="list the running gateways' worker processes: devices, models, memory, jobs",
+    )
+    workers.add_argument("--json", action="store_true", help="print JSON")
+    workers.set_defaults(handler=_workers)
     return parser
 
 
@@ -228,6 +235,50 @@ def _ledger_check(args: argparse.Namespace) -> int:
     ok, summary = asyncio.run(check())
     print(summary)
     return 0 if ok else 1
+
+
+def _workers(args: argparse.Namespace) -> int:
+    import json
+
+    from gpubridge.db import Database
+    from gpubridge.jobs import leases
+
+    async def read() -> list[dict[str, object]]:
+        db = Database(Settings().resolved_database_url())
+        try:
+            async with db.connect() as conn:
+                return await leases.live(conn)
+        finally:
+            await db.dispose()
+
+    replicas = asyncio.run(read())
+    if args.json:
+        print(json.dumps(replicas, default=str, indent=2))
+        return 0
+    if not replicas:
+        print("no gateway is running on this database")
+        return 0
+    for lease in replicas:
+        info = lease["info"] if isinstance(lease.get("info"), dict) else {}
+        print(f"{lease['holder']}  host {info.get('host')}  pid {info.get('pid')}")
+        for w in info.get("workers") or []:
+            state = "ready" if w.get("ready") else "starting"
+            memory = _mib(w.get("rss_bytes"))
+            device_memory = (w.get("device_memory") or {}).get("allocated_bytes")
+            if device_memory is not None:
+                memory += f", {_mib(device_memory)} on the GPU"
+            print(
+                f"  {w['name']:<10} {w['device']:<7} {state:<8} pid {w.get('pid')}  "
+                f"starts {w.get('starts')}  jobs {len(w.get('running_jobs') or [])}  "
+                f"memory {memory}"
+            )
+            for model in w.get("models") or []:
+                print(f"      model {model}")
+    return 0
+
+
+def _mib(size: object) -> str:
+    return f"{int(size) // 2**20} MiB" if isinstance(size, int) else "?"
 
 
 def _upgrade(args: argparse.Namespace) -> int:

@@ -394,3 +394,41 @@ def test_serve_counts_the_socket_peer_against_the_ip_limit_whatever_x_forwarded_
     # The window opens at the first request: five pass, then this one peer is over its limit.
     assert statuses[:5] == [404] * 5
     assert 429 in statuses
+
+
+def test_workers_lists_each_running_gateways_worker_processes(registered: Path) -> None:
+    assert gpubridge(registered, "workers").stdout == "no gateway is running on this database\n"
+
+    async def heartbeat() -> None:
+        from gpubridge.jobs import leases
+
+        db = Database(database_url(registered))
+        worker = {
+            "name": "worker-0",
+            "device": "cuda:0",
+            "ready": True,
+            "pid": 4242,
+            "starts": 2,
+            "running_jobs": ["job-1"],
+            "rss_bytes": 3 * 2**30,
+            "device_memory": {"allocated_bytes": 20 * 2**30},
+            "models": ["local-llm:Qwen/Qwen2.5-7B-Instruct"],
+        }
+        async with db.begin() as conn:
+            await leases.renew(
+                conn, "gateway-a", 30, {"host": "gpu-1", "pid": 7, "workers": [worker]}
+            )
+        await db.dispose()
+
+    asyncio.run(heartbeat())
+    listed = gpubridge(registered, "workers")
+    assert listed.returncode == 0, listed.stderr
+    lines = listed.stdout.splitlines()
+    assert lines[0] == "gateway-a  host gpu-1  pid 7"
+    assert lines[1].split() == [
+        *("worker-0", "cuda:0", "ready", "pid", "4242", "starts", "2", "jobs", "1"),
+        *("memory", "3072", "MiB,", "20480", "MiB", "on", "the", "GPU"),
+    ]
+    assert lines[2].split() == ["model", "local-llm:Qwen/Qwen2.5-7B-Instruct"]
+    as_json = gpubridge(registered, "workers", "--json")
+    assert '"holder": "gateway-a"' in as_json.stdout

@@ -36,6 +36,7 @@ from gpubridge.gateway.payment_rails import PaymentRails
 from gpubridge.gateway.runner import JobRunner
 from gpubridge.gateway.upkeep import Upkeep, lease_info
 from gpubridge.gateway.views import job_view
+from gpubridge.gateway.worker_metrics import WorkerCollector
 from gpubridge.jobs import store
 from gpubridge.jobs.dispatcher import Dispatcher
 from gpubridge.jobs.events import JobEvents
@@ -133,6 +134,8 @@ class Gateway:
             lease_info=lambda: lease_info(router),
         )
         self.notices = Notices(db, self.events, self.dispatcher, public_url=settings.public_url)
+        if router.registry.workers is not None:
+            self.runner.metrics.registry.register(WorkerCollector(router.registry.workers))
         self.x402 = X402.from_settings(settings, db)
         self.upkeep = Upkeep(
             settings,

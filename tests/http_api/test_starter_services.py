@@ -44,7 +44,10 @@ async def starter(tmp_path: Path) -> AsyncIterator[ServiceRuns]:
     db = Database(url)
     await db.create_all()
     await db.dispose()
-    async with service_runs(url, tmp_path, catalog=False, email=EMAIL, starter=True) as runs:
+    # As `gpubridge serve` runs them: in a supervised worker process.
+    async with service_runs(
+        url, tmp_path, catalog=False, email=EMAIL, starter=True, worker_mode="process"
+    ) as runs:
         yield runs
 
 

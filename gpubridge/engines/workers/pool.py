@@ -36,6 +36,7 @@ from gpubridge.settings import WorkerSpec
 log = logging.getLogger(__name__)
 
 TERMINAL_OPS = frozenset({"result", "error", "stopped"})
+STATUS_EVERY_S = 5.0
 
 
 class WorkerPool:

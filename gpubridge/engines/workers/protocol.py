@@ -82,9 +82,11 @@ async def read(reader: asyncio.StreamReader) -> Message | None:
         raise ProtocolError(f"frame header of {size} bytes is too large")
     try:
         header = json.loads(await reader.readexactly(size))
-        sizes = header.pop("blobs", [])
-        if not isinstance(header, dict) or not isinstance(sizes, list):
+        if not isinstance(header, dict):
             raise ProtocolError("frame header is not an object")
+        sizes = header.pop("blobs", [])
+        if not isinstance(sizes, list):
+            raise ProtocolError("frame blobs are not a list")
         blobs = []
         for blob_size in sizes:
             if not isinstance(blob_size, int) or not 0 <= blob_size <= MAX_BLOB_BYTES:

@@ -1,5 +1,6 @@
 """POST /run through supervised worker processes: a cancel frees the worker within two seconds
-and refunds, a kill -9 of the worker leaves the gateway answering and the money exact."""
+(between two steps, or by a restart when one step outlasts the grace period) and refunds, a
+kill -9 of the worker leaves the gateway answering and the money exact."""
 
 from __future__ import annotations
 
@@ -87,7 +88,9 @@ async def test_cancelling_a_job_stops_it_in_the_worker_refunds_it_and_frees_the_
     view = (await long_jobs.client.get(f"/status/{job_id}")).json()
     assert view["status"] == "cancelled"
     assert await balance(long_jobs) == CREDIT
-    assert pool.workers[0].starts == 1  # stopped between two steps, not by a restart
+    metrics = (await long_jobs.client.get("/metrics")).text
+    assert 'gpubridge_worker_starts_total{device="cpu",worker="worker-0"}' in metrics
+    assert "gpubridge_worker_last_cancel_to_free_seconds" in metrics
     report = await long_jobs.app.state.gateway.check_ledger()
     assert report.ok, report.summary()
 
