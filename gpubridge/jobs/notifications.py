@@ -106,13 +106,15 @@ class JobListener:
     async def start(self, timeout_s: float = 10.0) -> None:
         """Listen in the background; returns once the first connection listens (or after
         ``timeout_s``, while it keeps trying)."""
+        made = self.connections
         self._task = asyncio.create_task(self._run(), name="job-listener")
         try:
-            await asyncio.wait_for(self.wait_connected(0), timeout_s)
+            await asyncio.wait_for(self.wait_connected(made), timeout_s)
         except TimeoutError:
             log.warning("job notices are not heard yet; replicas fall back to polling")
 
     async def stop(self) -> None:
+        """Stop listening (``start`` again counts as a reconnection)."""
         if self._task is not None:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
