@@ -113,12 +113,13 @@ def _worker_pool(
 ) -> WorkerPool | None:
     """The local worker processes, when the catalog has a backend that loads a model and the
     operator did not ask for inline engines; none for a gateway of remote backends only."""
-    if settings.worker_mode != "process":
+    if settings.worker_mode == "inline":
         return None
     types = {b.type for service in catalog.services.values() for b in service.backends}
     if not any(registry.is_local_runtime(t) for t in types):
         return None
-    specs = settings.workers or default_workers(None)
+    local = settings.worker_mode == "process"
+    specs = (settings.workers or default_workers(None)) if local else []
     return WorkerPool(
         named(specs),
         default_budget_bytes=settings.model_memory_budget_bytes(),

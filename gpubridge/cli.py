@@ -7,9 +7,14 @@ import asyncio
 import logging
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING
 
-from gpubridge.errors import GpubridgeError
+from sqlalchemy.exc import SQLAlchemyError
+
+from gpubridge.cli_workers import add_worker_commands
+from gpubridge.db.engine import printable_url, sqlite_file
+from gpubridge.errors import ConfigurationError, GpubridgeError
 from gpubridge.money import micros_to_usd, usd_to_micros
 from gpubridge.settings import Settings
 
@@ -22,7 +27,7 @@ if TYPE_CHECKING:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = _parser()
+    parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -33,25 +38,74 @@ def main(argv: Sequence[str] | None = None) -> int:
     except GpubridgeError as exc:
         print(f"error: {exc.message}", file=sys.stderr)
         return 2
+    except (OSError, SQLAlchemyError) as exc:
+        # Most often the database (named above) is unreachable or refuses us: say why,
+        # without a traceback.
+        reason = (str(getattr(exc, "orig", None) or exc).strip().splitlines() or [""])[0]
+        print(f"error: {type(exc).__name__}: {reason}", file=sys.stderr)
+        return 2
     return result
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="gpubridge", description=__doc__)
-    commands = parser.add_subparsers(required=True, metavar="COMMAND")
+DESCRIPTION = """\
+gpubridge: a self-hostable GPU inference gateway. One HTTP API (and MCP, and
+OpenAI-compatible routes) for the services of its catalog, paid with prepaid
+credits or x402."""
 
-    serve = commands.add_parser("serve", help="serve the HTTP API")
+EPILOG = """\
+first steps:
+  gpubridge serve                             serve http://127.0.0.1:8000
+  gpubridge credits grant you@example.com 10  give an account $10 of credit
+  gpubridge catalog                           list the services and prices
+
+Settings come from GPUBRIDGE_* environment variables. The database is
+./.gpubridge/gpubridge.db unless GPUBRIDGE_DATA_DIR or GPUBRIDGE_DATABASE_URL
+says otherwise: give every command the same ones as the server.
+'gpubridge COMMAND --help' describes a command."""
+
+
+def _command(
+    commands: argparse._SubParsersAction[argparse.ArgumentParser],
+    name: str,
+    summary: str,
+    details: str = "",
+) -> argparse.ArgumentParser:
+    """A subcommand whose own --help starts with ``summary`` (and ``details``) as written."""
+    description = summary[0].upper() + summary[1:] + "." + (f"\n\n{details}" if details else "")
+    return commands.add_parser(
+        name,
+        help=summary,
+        description=description,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="gpubridge",
+        description=DESCRIPTION,
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    commands = parser.add_subparsers(required=True, metavar="COMMAND", title="commands")
+
+    serve = _command(
+        commands,
+        "serve",
+        "serve the HTTP API, MCP at /mcp and the OpenAI-compatible routes",
+        "Migrates the database at start-up and runs jobs on this machine's runtimes.",
+    )
     serve.add_argument("--host", default=None, help="bind address (default 127.0.0.1)")
     serve.add_argument("--port", type=int, default=None, help="port (default 8000)")
-    serve.add_argument(
-        "--starter",
-        action="store_true",
-        help="serve llm-4090, embedding-l4 and whisper-l4 with the starter extra's small models",
-    )
+    _starter_option(serve)
     serve.set_defaults(handler=_serve)
 
-    mcp = commands.add_parser(
-        "mcp", help="serve MCP over stdio (for desktop agents); bills GPUBRIDGE_API_KEY"
+    mcp = _command(
+        commands,
+        "mcp",
+        "serve MCP over stdio, for desktop agents",
+        "Runs jobs on this machine with the database and settings of 'gpubridge serve',\n"
+        "billed to the account of GPUBRIDGE_API_KEY (or forwards to a remote server).",
     )
     mcp.add_argument(
         "--remote",
@@ -59,59 +113,114 @@ def _parser() -> argparse.ArgumentParser:
         default=None,
         help="forward to a remote gpubridge's /mcp instead of running jobs here",
     )
+    _starter_option(mcp)
+    _create_option(mcp)
     mcp.set_defaults(handler=_mcp)
 
-    catalog = commands.add_parser("catalog", help="print the services and their prices")
+    catalog = _command(commands, "catalog", "print the services, their prices and models")
     catalog.add_argument(
         "--yaml", action="store_true", help="print the packaged catalog.yaml to start your own"
     )
+    _starter_option(catalog)
     catalog.set_defaults(handler=_catalog)
 
-    credits = commands.add_parser("credits", help="operator credit operations")
-    credit_commands = credits.add_subparsers(required=True, metavar="ACTION")
-    grant = credit_commands.add_parser("grant", help="add credits to an account")
-    grant.add_argument("email")
+    credits = _command(commands, "credits", "operator credit operations")
+    credit_commands = credits.add_subparsers(required=True, metavar="ACTION", title="actions")
+    grant = _command(
+        credit_commands,
+        "grant",
+        "add credits to an account, without a payment provider",
+        "Works on the server's database: run it where 'gpubridge serve' runs, or with\n"
+        "the same GPUBRIDGE_DATA_DIR or GPUBRIDGE_DATABASE_URL.",
+    )
+    grant.add_argument("email", help="the account's email")
     grant.add_argument("usd", help="amount in USD, e.g. 10 or 2.50")
+    _create_option(grant)
     grant.set_defaults(handler=_grant)
 
-    db = commands.add_parser("db", help="database maintenance")
-    db_commands = db.add_subparsers(required=True, metavar="ACTION")
-    upgrade = db_commands.add_parser("upgrade", help="apply migrations")
+    db = _command(commands, "db", "database maintenance")
+    db_commands = db.add_subparsers(required=True, metavar="ACTION", title="actions")
+    upgrade = _command(
+        db_commands,
+        "upgrade",
+        "apply migrations",
+        "Brings the database to the newest schema, creating it when there is none\n"
+        "('gpubridge serve' does this at start-up too).",
+    )
     upgrade.set_defaults(handler=_upgrade)
 
-    ledger = commands.add_parser("ledger", help="ledger audits")
-    ledger_commands = ledger.add_subparsers(required=True, metavar="ACTION")
-    check = ledger_commands.add_parser(
+    ledger = _command(commands, "ledger", "ledger audits")
+    ledger_commands = ledger.add_subparsers(required=True, metavar="ACTION", title="actions")
+    check = _command(
+        ledger_commands,
         "check",
-        help="prove the ledger: balanced postings, balances, job holds, house accounts "
-        "against payment records (exit 1 with the offending rows)",
+        "prove the ledger",
+        "Checks balanced postings, balances, job holds and the house accounts against\n"
+        "the payment records; exits 1 listing the offending rows.",
     )
     check.set_defaults(handler=_ledger_check)
 
-    worker = commands.add_parser(
-        "worker",
-        help="run models for a gateway (serve starts these itself, one per GPU or one on CPU)",
-    )
-    worker.add_argument(
-        "--fd", type=int, required=True, help="socket inherited from the gateway that started it"
-    )
-    worker.add_argument("--name", default="worker", help="name shown in logs and listings")
-    worker.add_argument("--device", default="cpu", choices=["cpu", "cuda"], help="device to use")
-    worker.add_argument(
-        "--memory-budget-bytes",
-        type=int,
-        default=None,
-        help="resident model budget (0: 80%% of the device's memory; default: no limit)",
-    )
-    worker.set_defaults(handler=_worker)
-
-    workers = commands.add_parser(
-        "workers",
-        help="list the running gateways' worker processes: devices, models, memory, jobs",
-    )
-    workers.add_argument("--json", action="store_true", help="print JSON")
-    workers.set_defaults(handler=_workers)
+    add_worker_commands(commands, _command)
     return parser
+
+
+def _starter_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--starter",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="overlay the starter profile: llm-4090, embedding-l4 and whisper-l4 default to the "
+        "starter extra's small CPU models, unless the catalog gives them backends of its own "
+        "(default: GPUBRIDGE_STARTER, which is true)",
+    )
+
+
+def command_settings(args: argparse.Namespace) -> Settings:
+    """The settings from the environment, with what the command line says on top: the same
+    for every command, so that ``serve``, ``mcp`` and ``catalog`` see one catalog."""
+    settings = Settings()
+    starter: bool | None = getattr(args, "starter", None)
+    if starter is not None:
+        settings = settings.model_copy(update={"starter": starter})
+    return settings
+
+
+def _create_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--create",
+        action="store_true",
+        help="start a new, empty SQLite database when there is none (off: such a command "
+        "refuses, so that it never works on a database the server does not use)",
+    )
+
+
+def open_database(settings: Settings, command: str, *, create: bool | None = None) -> str:
+    """The database URL ``command`` works on, said on stderr (its password masked).
+
+    A SQLite file that does not exist is refused unless ``create`` (None: the command has no
+    ``--create``): run from the wrong folder, a command would otherwise make an empty
+    database there and, say, grant credits that the server never sees.
+    """
+    url = settings.resolved_database_url()
+    print(f"gpubridge {command}: database {printable_url(url)}", file=sys.stderr)
+    path = sqlite_file(url)
+    if path is None or path.exists() or create:
+        return url
+    data_dir = str(settings.data_dir)
+    if not settings.data_dir.is_absolute():
+        data_dir += f" in {Path.cwd()}"
+    url_now = repr(settings.database_url) if settings.database_url else "unset"
+    lines = [
+        f"there is no database at {path.resolve()},",
+        f"  and `gpubridge {command}` does not create one. To use the server's database, run",
+        "  this in the folder where `gpubridge serve` runs, or set what the server has:",
+        f"    GPUBRIDGE_DATA_DIR      the folder of gpubridge.db (now {data_dir})",
+        f"    GPUBRIDGE_DATABASE_URL  a database URL, which wins over it (now {url_now})",
+        "  To start a new, empty database there, add --create."
+        if create is not None
+        else "  `gpubridge db upgrade` creates a new, empty database there.",
+    ]
+    raise ConfigurationError("\n".join(lines))
 
 
 def server_config(app: ASGIApp, host: str, port: int) -> uvicorn.Config:
@@ -140,9 +249,8 @@ def _serve(args: argparse.Namespace) -> int:
 
     from gpubridge.app import create_app
 
-    settings = Settings()
-    if args.starter:
-        settings = settings.model_copy(update={"starter": True})
+    settings = command_settings(args)
+    open_database(settings, "serve", create=True)
     host = args.host or settings.host
     port = args.port or settings.port
     app = create_app(settings)
@@ -151,17 +259,8 @@ def _serve(args: argparse.Namespace) -> int:
     return 0 if server.started else STARTUP_FAILURE
 
 
-def _worker(args: argparse.Namespace) -> int:
-    from gpubridge.engines.workers.process import run_worker
-
-    run_worker(
-        args.fd, name=args.name, device=args.device, memory_budget_bytes=args.memory_budget_bytes
-    )
-    return 0
-
-
 def _mcp(args: argparse.Namespace) -> int:
-    settings = Settings()
+    settings = command_settings(args)
     if args.remote:
         from gpubridge.mcp_server.remote import serve_remote
 
@@ -170,6 +269,7 @@ def _mcp(args: argparse.Namespace) -> int:
         return 0
     from gpubridge.app import serve_mcp_stdio
 
+    open_database(settings, "mcp", create=args.create)
     asyncio.run(serve_mcp_stdio(settings))
     return 0
 
@@ -181,7 +281,7 @@ def _catalog(args: argparse.Namespace) -> int:
     if args.yaml:
         print(packaged_catalog_text(), end="")
         return 0
-    settings = Settings()
+    settings = command_settings(args)
     catalog = Catalog.load(settings.catalog, starter=settings.starter)
     print(f"{'service':<16} {'category':<8} {'mode':<5} {'from':>9}  {'unit':<12} models")
     for service in catalog.services.values():
@@ -206,8 +306,11 @@ def _grant(args: argparse.Namespace) -> int:
         print("error: the amount must be positive", file=sys.stderr)
         return 2
 
+    settings = Settings()
+    open_database(settings, "credits grant", create=args.create)
+
     async def grant() -> int:
-        components = build_components(Settings())
+        components = build_components(settings)
         try:
             await prepare_database(components)
             return await components.gateway.grant(args.email, micros)
@@ -223,8 +326,11 @@ def _grant(args: argparse.Namespace) -> int:
 def _ledger_check(args: argparse.Namespace) -> int:
     from gpubridge.app import build_components, prepare_database
 
+    settings = Settings()
+    open_database(settings, "ledger check")
+
     async def check() -> tuple[bool, str]:
-        components = build_components(Settings())
+        components = build_components(settings)
         try:
             await prepare_database(components)
             report = await components.gateway.check_ledger()
@@ -237,54 +343,10 @@ def _ledger_check(args: argparse.Namespace) -> int:
     return 0 if ok else 1
 
 
-def _workers(args: argparse.Namespace) -> int:
-    import json
-
-    from gpubridge.db import Database
-    from gpubridge.jobs import leases
-
-    async def read() -> list[dict[str, object]]:
-        db = Database(Settings().resolved_database_url())
-        try:
-            async with db.connect() as conn:
-                return await leases.live(conn)
-        finally:
-            await db.dispose()
-
-    replicas = asyncio.run(read())
-    if args.json:
-        print(json.dumps(replicas, default=str, indent=2))
-        return 0
-    if not replicas:
-        print("no gateway is running on this database")
-        return 0
-    for lease in replicas:
-        info = lease["info"] if isinstance(lease.get("info"), dict) else {}
-        print(f"{lease['holder']}  host {info.get('host')}  pid {info.get('pid')}")
-        for w in info.get("workers") or []:
-            state = "ready" if w.get("ready") else "starting"
-            memory = _mib(w.get("rss_bytes"))
-            device_memory = (w.get("device_memory") or {}).get("allocated_bytes")
-            if device_memory is not None:
-                memory += f", {_mib(device_memory)} on the GPU"
-            print(
-                f"  {w['name']:<10} {w['device']:<7} {state:<8} pid {w.get('pid')}  "
-                f"starts {w.get('starts')}  jobs {len(w.get('running_jobs') or [])}  "
-                f"memory {memory}"
-            )
-            for model in w.get("models") or []:
-                print(f"      model {model}")
-    return 0
-
-
-def _mib(size: object) -> str:
-    return f"{int(size) // 2**20} MiB" if isinstance(size, int) else "?"
-
-
 def _upgrade(args: argparse.Namespace) -> int:
     from gpubridge.db.migrate import upgrade_to_head
 
-    upgrade_to_head(Settings().resolved_database_url())
+    upgrade_to_head(open_database(Settings(), "db upgrade", create=True))
     print("database is at the newest schema")
     return 0
 

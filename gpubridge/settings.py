@@ -63,10 +63,13 @@ class Settings(BaseSettings):
         default=None, description="Path to an operator catalog.yaml replacing the packaged one."
     )
     starter: bool = Field(
-        default=False,
+        default=True,
         description=(
-            "Serve llm-4090, embedding-l4 and whisper-l4 with the small models of the `starter` "
-            "extra on local CPU runtimes (see catalog/starter.yaml)."
+            "Overlay the starter profile on the catalog (the packaged one or the operator's): "
+            "llm-4090, embedding-l4 and whisper-l4 default to the small models of the `starter` "
+            "extra on local CPU runtimes, except a service whose backends the operator catalog "
+            "changed or whose starter package is not installed (see catalog/starter.yaml). "
+            "False turns it off."
         ),
     )
     public_url: str = Field(
@@ -194,11 +197,12 @@ class Settings(BaseSettings):
         default_factory=dict,
         description="API keys for remote backends, by backend name (JSON object).",
     )
-    worker_mode: Literal["process", "inline"] = Field(
+    worker_mode: Literal["process", "remote", "inline"] = Field(
         default="process",
         description=(
             "process: local models run in supervised `gpubridge worker` child processes; "
-            "inline: in the gateway process itself (no isolation; for tests and debugging)."
+            "remote: only in workers that join from other machines (`gpubridge worker "
+            "--gateway`); inline: in the gateway process itself (no isolation; for tests)."
         ),
     )
     workers: list[WorkerSpec] = Field(

@@ -25,7 +25,7 @@ from alembic.script import ScriptDirectory
 
 from gpubridge.app import create_app
 from gpubridge.catalog.loader import packaged_catalog_text
-from gpubridge.cli import server_config
+from gpubridge.cli import build_parser, command_settings, main, server_config
 from gpubridge.db import Database
 from gpubridge.db.migrate import alembic_config, upgrade_to_head
 from gpubridge.db.tables import metadata
@@ -137,6 +137,54 @@ def registered(tmp_path: Path) -> Path:
     return tmp_path
 
 
+# -- help -----------------------------------------------------------------------------------
+
+COMMANDS = [
+    ["serve"],
+    ["mcp"],
+    ["catalog"],
+    ["credits"],
+    ["credits", "grant"],
+    ["db"],
+    ["db", "upgrade"],
+    ["ledger"],
+    ["ledger", "check"],
+]
+MARKUP = re.compile(r"``|`[^`\s]+`_|:[a-z]+:`|^\s*\.\. ", re.MULTILINE)
+"""reStructuredText that a terminal would show raw: literals, links, roles, directives."""
+
+
+def help_text(capsys: pytest.CaptureFixture[str], *args: str) -> str:
+    with pytest.raises(SystemExit) as exited:
+        main([*args, "--help"])
+    assert exited.value.code == 0
+    out: str = capsys.readouterr().out
+    return out
+
+
+def test_help_is_plain_text_naming_every_command_and_the_first_steps(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    text = help_text(capsys)
+    assert MARKUP.search(text) is None, text
+    assert text.startswith("usage: gpubridge")
+    for name in ("serve", "mcp", "catalog", "credits", "db", "ledger"):
+        assert re.search(rf"^    {name} +\S", text, re.MULTILINE), (name, text)
+    assert "gpubridge credits grant you@example.com 10" in text
+    assert "GPUBRIDGE_DATA_DIR" in text and "GPUBRIDGE_DATABASE_URL" in text
+
+
+@pytest.mark.parametrize("args", COMMANDS, ids=" ".join)
+def test_each_commands_help_is_plain_text_that_says_what_it_does(
+    capsys: pytest.CaptureFixture[str], args: list[str]
+) -> None:
+    text = help_text(capsys, *args)
+    assert MARKUP.search(text) is None, text
+    usage, _, rest = text.partition("\n\n")
+    assert usage.startswith(f"usage: gpubridge {' '.join(args)}")
+    assert not rest.startswith("options:"), f"no description:\n{text}"
+
+
 # -- catalog --------------------------------------------------------------------------------
 
 LINE = re.compile(r"^(\S+)\s+(\S+)\s+(\S+)\s+\$\s*(\d+\.\d{3})\s+(\S+)\s+(.+)$")
@@ -168,11 +216,73 @@ def expected_rows(data: dict[str, Any]) -> list[tuple[str, ...]]:
 
 
 def test_catalog_prints_every_service_with_its_price_unit_and_models(tmp_path: Path) -> None:
-    result = gpubridge(tmp_path, "catalog")
+    result = gpubridge(tmp_path, "catalog", "--no-starter")
     assert result.returncode == 0, result.stderr
     rows = parse_catalog_table(result.stdout)
     assert len(rows) == 26
     assert rows == expected_rows(packaged_catalog())
+    off = gpubridge(tmp_path, "catalog", GPUBRIDGE_STARTER="false")
+    assert parse_catalog_table(off.stdout) == rows
+
+
+STARTER_DEFAULTS = {
+    "llm-4090": "smollm2-135m-instruct",
+    "embedding-l4": "all-minilm-l6-v2",
+    "whisper-l4": "whisper-tiny-en",
+}
+
+
+def first_models(stdout: str) -> dict[str, str]:
+    return {row[0]: row[5].split(", ")[0] for row in parse_catalog_table(stdout)}
+
+
+def test_catalog_shows_the_starter_profile_by_default_as_serve_runs_it(tmp_path: Path) -> None:
+    result = gpubridge(tmp_path, "catalog")
+    assert result.returncode == 0, result.stderr
+    first = first_models(result.stdout)
+    assert {key: first[key] for key in STARTER_DEFAULTS} == STARTER_DEFAULTS
+    assert first["caption"] == "blip-large"
+
+
+def test_the_starter_profile_stays_on_over_an_operator_catalog(tmp_path: Path) -> None:
+    def own_llm_backend(data: dict[str, Any]) -> None:
+        data["services"]["caption"]["price"]["minimum_usd"] = "0.005"
+        data["services"]["llm-4090"]["backends"] = [
+            {"name": "my-vllm", "type": "openai", "options": {"base_url": "http://127.0.0.1:9/v1"}}
+        ]
+
+    catalog = write_catalog(tmp_path / "operator.yaml", own_llm_backend)
+    result = gpubridge(tmp_path, "catalog", GPUBRIDGE_CATALOG=str(catalog))
+    assert result.returncode == 0, result.stderr
+    first = first_models(result.stdout)
+    assert first["embedding-l4"] == "all-minilm-l6-v2"
+    assert first["whisper-l4"] == "whisper-tiny-en"
+    assert first["llm-4090"] == "llama-3.3-70b-versatile"  # its own backends: left as written
+    rows = {row[0]: row for row in parse_catalog_table(result.stdout)}
+    assert rows["caption"][3] == "0.005"
+    off = gpubridge(tmp_path, "catalog", "--no-starter", GPUBRIDGE_CATALOG=str(catalog))
+    assert first_models(off.stdout)["embedding-l4"] == "bge-large-en-v1.5"
+
+
+@pytest.mark.parametrize(
+    ("flags", "env", "starter"),
+    [
+        ([], {}, True),
+        (["--no-starter"], {}, False),
+        ([], {"GPUBRIDGE_STARTER": "false"}, False),
+        (["--starter"], {"GPUBRIDGE_STARTER": "false"}, True),
+    ],
+)
+def test_serve_mcp_and_catalog_take_the_starter_profile_from_the_same_settings(
+    monkeypatch: pytest.MonkeyPatch, flags: list[str], env: dict[str, str], starter: bool
+) -> None:
+    monkeypatch.delenv("GPUBRIDGE_STARTER", raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    parser = build_parser()
+    for command_name in ("serve", "mcp", "catalog"):
+        args = parser.parse_args([command_name, *flags])
+        assert command_settings(args).starter is starter, command_name
 
 
 def test_catalog_prints_the_operator_catalog_when_one_is_configured(tmp_path: Path) -> None:
@@ -220,8 +330,8 @@ def test_db_upgrade_twice_leaves_the_schema_as_it_was(tmp_path: Path) -> None:
 # -- credits grant --------------------------------------------------------------------------
 
 
-def test_granting_credits_to_an_unknown_email_fails_with_a_clear_message(tmp_path: Path) -> None:
-    result = gpubridge(tmp_path, "credits", "grant", "nobody@example.com", "12.5")
+def test_granting_credits_to_an_unknown_email_fails_with_a_clear_message(registered: Path) -> None:
+    result = gpubridge(registered, "credits", "grant", "nobody@example.com", "12.5")
     assert result.returncode != 0
     assert "no account for nobody@example.com" in result.stderr
     assert "Traceback" not in result.stderr
@@ -241,6 +351,58 @@ def test_granting_credits_adds_the_exact_amount_in_micro_usd(registered: Path) -
     assert again.stdout.strip().endswith("balance $12.500001")
     assert balance_micros(registered) == 12_500_001
     assert ledger_of(registered) == [("grant", 12_500_000, 0), ("grant", 1, 0)]
+
+
+def test_credits_grant_says_which_database_it_opened(registered: Path) -> None:
+    result = gpubridge(registered, "credits", "grant", EMAIL, "1")
+    assert result.returncode == 0, result.stderr
+    opened = f"gpubridge credits grant: database {database_file(registered).resolve()}"
+    assert opened in result.stderr.splitlines()
+    assert opened not in result.stdout
+
+
+def test_credits_grant_away_from_the_servers_folder_creates_no_database(tmp_path: Path) -> None:
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    # The default data directory, relative to wherever the command runs.
+    result = gpubridge(elsewhere, "credits", "grant", EMAIL, "10", GPUBRIDGE_DATA_DIR=".gpubridge")
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr, result.stderr
+    assert "granted" not in result.stdout
+    missing = elsewhere / ".gpubridge" / "gpubridge.db"
+    assert f"there is no database at {missing.resolve()}" in result.stderr
+    for hint in ("GPUBRIDGE_DATA_DIR", "GPUBRIDGE_DATABASE_URL", "--create", str(elsewhere)):
+        assert hint in result.stderr, (hint, result.stderr)
+    assert list(elsewhere.iterdir()) == []
+
+    created = gpubridge(
+        elsewhere, "credits", "grant", EMAIL, "10", "--create", GPUBRIDGE_DATA_DIR=".gpubridge"
+    )
+    assert missing.is_file()
+    assert created.returncode == 2  # a new database has no account yet
+    assert f"no account for {EMAIL}" in created.stderr
+
+
+def test_ledger_check_and_mcp_refuse_a_database_that_is_not_there(tmp_path: Path) -> None:
+    check = gpubridge(tmp_path, "ledger", "check")
+    assert check.returncode == 2
+    assert "there is no database at" in check.stderr
+    assert "gpubridge db upgrade" in check.stderr
+    mcp = gpubridge(tmp_path, "mcp", GPUBRIDGE_API_KEY="gpub_anything")
+    assert mcp.returncode == 2
+    assert "there is no database at" in mcp.stderr and "--create" in mcp.stderr
+    assert not database_file(tmp_path).exists()
+
+
+def test_a_database_url_is_shown_without_its_password(tmp_path: Path) -> None:
+    url = f"postgresql+asyncpg://gpubridge:pw-not-shown@127.0.0.1:{free_port()}/gpubridge"
+    result = gpubridge(tmp_path, "ledger", "check", GPUBRIDGE_DATABASE_URL=url)
+    assert result.returncode == 2
+    assert "gpubridge ledger check: database postgresql+asyncpg://gpubridge:***@127.0.0.1" in (
+        result.stderr
+    )
+    assert "pw-not-shown" not in result.stderr + result.stdout
+    assert "Traceback" not in result.stderr, result.stderr
 
 
 def test_ledger_check_passes_on_a_sound_ledger_and_names_what_breaks_it(

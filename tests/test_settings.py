@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from gpubridge.settings import Settings
 
 
@@ -30,3 +32,12 @@ def test_the_printed_settings_hold_no_password_key_or_secret() -> None:
             "api-key-9",
         ):
             assert secret not in printed, (secret, printed)
+
+
+def test_the_starter_profile_is_on_unless_the_operator_turns_it_off(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("GPUBRIDGE_STARTER", raising=False)
+    assert Settings().starter is True
+    monkeypatch.setenv("GPUBRIDGE_STARTER", "false")
+    assert Settings().starter is False

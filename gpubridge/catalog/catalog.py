@@ -11,12 +11,14 @@ from jsonschema import Draft202012Validator, TypeChecker
 from jsonschema.protocols import Validator
 from jsonschema.validators import extend
 
+from gpubridge.catalog.explain import summary, violations
 from gpubridge.catalog.loader import load_catalog_file
 from gpubridge.catalog.models import CatalogFile, ModelSpec, Price, Service
 from gpubridge.catalog.tokens import TokenCounter
 from gpubridge.engines.base import Usage
 from gpubridge.errors import InvalidInput, NotFound
 from gpubridge.money import ceil_div
+from gpubridge.suggest import did_you_mean
 
 CHARS_PER_TOKEN = 4
 """Rough prompt size for the typical estimate shown to callers; holds count with
@@ -91,37 +93,33 @@ class Catalog:
         try:
             return self.services[key]
         except KeyError:
+            hint, suggestion = did_you_mean(key, self.services)
+            details = {} if suggestion is None else {"suggestion": suggestion}
             raise NotFound(
-                f"unknown service {key!r}; GET /catalog lists the services",
+                f"unknown service {key!r}{hint}; GET /catalog lists the services",
                 code="unknown_service",
+                **details,
             ) from None
 
     def validate_input(self, service: Service, payload: Any) -> ModelSpec:
         """Check ``payload`` against the service's schema; return the model it selects."""
-        errors = sorted(
-            self._validators[service.key].iter_errors(payload),
-            key=lambda e: list(map(str, e.absolute_path)),
-        )
-        if errors:
-            violations = [
-                {
-                    "path": "/".join(str(p) for p in e.absolute_path) or "(input)",
-                    "message": e.message,
-                }
-                for e in errors
-            ]
-            summary = "; ".join(f"{v['path']}: {v['message']}" for v in violations)
+        found = violations(self._validators[service.key], payload)
+        if found:
             raise InvalidInput(
-                f"input does not match the {service.key} schema: {summary}",
-                violations=violations,
+                f"input does not match the {service.key} schema: {summary(found)}",
+                violations=found,
             )
         model_id = payload.get("model") if isinstance(payload, dict) else None
         model = service.model(model_id)
         if model is None:
+            ids = [m.id for m in service.models]
+            hint, suggestion = did_you_mean(str(model_id), ids)
+            violation = {"path": "model", "message": f"unknown model{hint}"}
+            if suggestion is not None:
+                violation["suggestion"] = suggestion
             raise InvalidInput(
-                f"unknown model {model_id!r} for {service.key}; "
-                f"choose one of {[m.id for m in service.models]}",
-                violations=[{"path": "model", "message": "unknown model"}],
+                f"unknown model {model_id!r} for {service.key}{hint}; choose one of {ids}",
+                violations=[violation],
             )
         return model
 

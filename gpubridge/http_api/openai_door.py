@@ -26,12 +26,16 @@ from gpubridge.http_api.x402 import binding_of, payment_of, receipt_headers, res
 from gpubridge.jobs.status import JobStatus
 from gpubridge.jobs.store import JobRecord
 from gpubridge.payments.accounts import Account
+from gpubridge.suggest import did_you_mean
 
 JOB_HEADER = "X-Gpubridge-Job-Id"
 QUEUE_GRACE_S = 30.0
 """Waited beyond the job time limit, for a job still queued behind others."""
 
 MODEL_ALIASES: dict[str, frozenset[str]] = {
+    "embedding-l4": frozenset(
+        {"text-embedding-3-small", "text-embedding-3-large", "text-embedding-ada-002"}
+    ),
     "whisper-l4": frozenset({"whisper-1", "gpt-4o-transcribe", "gpt-4o-mini-transcribe"}),
     "tts-l4": frozenset({"tts-1", "tts-1-hd", "gpt-4o-mini-tts"}),
     "image-4090": frozenset({"dall-e-2", "dall-e-3", "gpt-image-1"}),
@@ -41,8 +45,11 @@ MODEL_ALIASES: dict[str, frozenset[str]] = {
 _INPUT_ERROR_CODES = {"invalid_input", "invalid_media", "unsupported_media", "media_too_large"}
 
 
-def violation(param: str, message: str) -> dict[str, Any]:
-    return {"violations": [{"path": param, "message": message}]}
+def violation(param: str, message: str, suggestion: str | None = None) -> dict[str, Any]:
+    found: dict[str, Any] = {"path": param, "message": message}
+    if suggestion is not None:
+        found["suggestion"] = suggestion
+    return {"violations": [found]}
 
 
 def unsupported(param: str, message: str) -> BadRequest:
@@ -72,10 +79,11 @@ def checked_fields(
     """``body`` without ``ignored`` fields and nulls; 400 for an unknown or missing one."""
     unknown = sorted(set(body) - allowed - ignored)
     if unknown:
+        hint, suggestion = did_you_mean(unknown[0], allowed)
         raise BadRequest(
-            f"Unrecognized request argument supplied: {unknown[0]}",
+            f"Unrecognized request argument supplied: {unknown[0]}{hint}",
             code="unknown_parameter",
-            **violation(unknown[0], "unknown parameter"),
+            **violation(unknown[0], f"unknown parameter{hint}", suggestion),
         )
     missing = sorted(required - {k for k, v in body.items() if v is not None})
     if missing:
@@ -97,11 +105,13 @@ def model_for(service: Service, requested: Any) -> str | None:
         return requested
     if requested in MODEL_ALIASES.get(service.key, ()):
         return None
+    ids = [m.id for m in service.models]
+    hint, suggestion = did_you_mean(requested, [*ids, *sorted(MODEL_ALIASES.get(service.key, ()))])
     raise NotFound(
-        f"The model `{requested}` does not exist on this server for {service.key}; "
-        f"choose one of {[m.id for m in service.models]} (GET /v1/models lists them)",
+        f"The model `{requested}` does not exist on this server for {service.key}{hint}; "
+        f"choose one of {ids} (GET /v1/models lists them)",
         code="model_not_found",
-        **violation("model", "unknown model"),
+        **violation("model", f"unknown model{hint}", suggestion),
     )
 
 

@@ -26,6 +26,7 @@ from gpubridge.http_api.requests import (
     priority_of,
     require_account,
 )
+from gpubridge.http_api.worker_socket import worker_routes
 from gpubridge.http_api.x402 import (
     binding_of,
     claim_wallet,
@@ -275,4 +276,5 @@ def build_routes() -> list[BaseRoute]:
         Route("/files/{file_id}", file),
         *openai_routes(),
         *dashboard_routes(),
+        *worker_routes(),
     ]

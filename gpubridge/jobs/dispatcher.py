@@ -38,7 +38,7 @@ class Dispatcher:
         *,
         max_concurrency: int,
         poll_s: float,
-        capacity: Mapping[str, int] | None = None,
+        capacity: Mapping[str, int] | Callable[[], Mapping[str, int]] | None = None,
         maintenance: Maintenance | None = None,
         maintenance_every_s: float = 30.0,
         lease_ttl_s: float = 30.0,
@@ -52,9 +52,9 @@ class Dispatcher:
         self.lease_ttl_s = lease_ttl_s
         self.lease_info = lease_info
         self.max_concurrency = max_concurrency
-        self.capacity = dict(capacity) if capacity is not None else None
-        """Jobs of each service this worker may run at once (its backends' concurrency): it
-        claims no more, so other replicas take the rest."""
+        self.capacity = capacity
+        """Jobs of each service this replica may run at once (its backends' concurrency), or a
+        function giving them now: it claims no more, so other replicas take the rest."""
         self._per_service: Counter[str] = Counter()
         self.poll_s = poll_s
         self.maintenance = maintenance
@@ -191,7 +191,8 @@ class Dispatcher:
     def _free_per_service(self) -> dict[str, int] | None:
         if self.capacity is None:
             return None
-        free = {k: n - self._per_service[k] for k, n in self.capacity.items()}
+        capacity = self.capacity() if callable(self.capacity) else self.capacity
+        free = {k: n - self._per_service[k] for k, n in capacity.items()}
         return {k: n for k, n in free.items() if n > 0}
 
     async def _lease_loop(self) -> None:

@@ -15,8 +15,9 @@ from gpubridge.mcp_server.caller import Caller
 from gpubridge.mcp_server.payment import Payments
 from gpubridge.mcp_server.progress import Progress, progress_while_waiting
 from gpubridge.mcp_server.results import estimate_result, job_result
-from gpubridge.mcp_server.tools import CANCEL_JOB, ESTIMATE_COST, GET_JOB, ToolSet
+from gpubridge.mcp_server.tools import CANCEL_JOB, ESTIMATE_COST, GET_JOB, HELPERS, ToolSet
 from gpubridge.payments.accounts import Account
+from gpubridge.suggest import did_you_mean
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +43,13 @@ class ToolCalls:
             return self.estimate_cost(arguments)
         if name in self.gateway.catalog.services:
             return await self.run_service(name, arguments, caller, progress)
-        raise NotFound(f"unknown tool {name!r}; tools/list lists the tools", code="unknown_tool")
+        hint, suggestion = did_you_mean(name, [*self.gateway.catalog.services, *HELPERS])
+        details = {} if suggestion is None else {"suggestion": suggestion}
+        raise NotFound(
+            f"unknown tool {name!r}{hint}; tools/list lists the tools",
+            code="unknown_tool",
+            **details,
+        )
 
     async def run_service(
         self, service: str, arguments: dict[str, Any], caller: Caller, progress: Progress

@@ -17,7 +17,7 @@ from gpubridge.catalog.loader import packaged_catalog_text
 from gpubridge.catalog.models import ModelSpec, Service
 from gpubridge.engines.base import Usage
 from gpubridge.engines.registry import BUILTIN_TYPES
-from gpubridge.errors import ConfigurationError, InvalidInput
+from gpubridge.errors import ConfigurationError, InvalidInput, NotFound
 from gpubridge.money import ceil_div, micros_to_decimal, micros_to_usd, percent_of, usd_to_micros
 
 IMAGE = "https://cdn.example.com/photo.jpg"
@@ -312,6 +312,38 @@ def test_an_unknown_model_is_rejected(catalog: Catalog) -> None:
     with pytest.raises(InvalidInput) as error:
         catalog.validate_input(catalog.service("llm-4090"), {"prompt": "Hi", "model": "gpt-5"})
     assert [v["path"] for v in violations_of(error)] == ["model"]
+
+
+def test_an_unknown_service_offers_the_closest_service_key(catalog: Catalog) -> None:
+    with pytest.raises(NotFound) as error:
+        catalog.service("llm-409")
+    assert error.value.code == "unknown_service"
+    assert "did you mean `llm-4090`?" in error.value.message
+    assert error.value.details == {"suggestion": "llm-4090"}
+    with pytest.raises(NotFound) as unlike:
+        catalog.service("no-such-service")
+    assert unlike.value.code == "unknown_service" and unlike.value.details == {}
+    assert "did you mean" not in unlike.value.message
+
+
+def test_a_model_missing_from_a_schema_without_a_model_list_offers_the_closest(
+    tmp_path: Path,
+) -> None:
+    service = minimal_service()
+    service["input_schema"]["properties"]["model"] = {"type": "string"}
+    catalog = Catalog.load(write_catalog(tmp_path, {"caption": service}))
+    with pytest.raises(InvalidInput) as error:
+        catalog.validate_input(
+            catalog.service("caption"), {"image_url": IMAGE, "model": "blip-larg"}
+        )
+    assert error.value.code == "invalid_input"
+    assert violations_of(error) == [
+        {
+            "path": "model",
+            "message": "unknown model (did you mean `blip-large`?)",
+            "suggestion": "blip-large",
+        }
+    ]
 
 
 def test_a_model_known_to_the_service_is_selected(catalog: Catalog) -> None:

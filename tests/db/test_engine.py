@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from gpubridge.db.engine import printable_url, sqlite_file
 from gpubridge.payments.accounts import hash_key
 from tests.support.gateway_app import auth, register, running_app, settings_for, write_catalog
 
@@ -42,3 +43,23 @@ async def test_keys_and_webhook_secrets_stay_out_of_debug_logs(
         text = logged_text(record)
         leaked = [i for i, secret in enumerate(secrets) if secret in text]
         assert not leaked, f"secret {leaked} logged by {record.name}: {record.getMessage()[:300]}"
+
+
+def test_a_sqlite_url_names_its_file_and_shows_as_its_absolute_path(tmp_path: Path) -> None:
+    url = f"sqlite+aiosqlite:///{tmp_path / 'data' / 'gpubridge.db'}"
+    assert sqlite_file(url) == tmp_path / "data" / "gpubridge.db"
+    assert printable_url(url) == str(tmp_path.resolve() / "data" / "gpubridge.db")
+    assert sqlite_file("sqlite+aiosqlite:///relative.db") == Path("relative.db")
+    assert printable_url("sqlite+aiosqlite:///relative.db") == str(Path("relative.db").resolve())
+
+
+def test_in_memory_and_server_databases_have_no_file() -> None:
+    assert sqlite_file("sqlite+aiosqlite://") is None
+    assert sqlite_file("sqlite+aiosqlite:///:memory:") is None
+    assert sqlite_file("postgresql+asyncpg://u:p@db.internal/gpubridge") is None
+
+
+def test_a_printed_database_url_hides_its_password() -> None:
+    shown = printable_url("postgresql+asyncpg://gpubridge:s3cret-pw@db.internal:5432/gpubridge")
+    assert shown == "postgresql+asyncpg://gpubridge:***@db.internal:5432/gpubridge"
+    assert "s3cret" not in printable_url("not a url s3cret")

@@ -187,6 +187,13 @@ async def test_embeddings_come_back_in_order_as_floats_or_base64(door):
     assert decoded.data[0].embedding == pytest.approx(fake_embedding("first text", 8), abs=1e-6)
 
 
+async def test_openai_embedding_model_names_run_the_default_embedding_model(door):
+    for name in ("text-embedding-3-small", "text-embedding-3-large", "text-embedding-ada-002"):
+        answer = await door.client.embeddings.create(model=name, input="first text")
+        assert answer.model == "bge-large-en-v1.5", name
+        assert answer.data[0].embedding == pytest.approx(fake_embedding("first text", 8), abs=1e-6)
+
+
 async def test_models_lists_the_catalog_models_of_the_openai_services(door):
     models = [m async for m in door.client.models.list()]
     ids = {m.id for m in models}
@@ -204,6 +211,10 @@ async def test_an_unknown_model_is_a_404_model_not_found_in_openai_shape(door):
     error = caught.value.body
     assert error["code"] == "model_not_found" and error["param"] == "model"
     assert error["type"] == "invalid_request_error" and "gpt-4o" in error["message"]
+    with pytest.raises(openai.NotFoundError) as mistyped:
+        await door.client.chat.completions.create(model="llama-3.1-8b", messages=MESSAGES)
+    assert mistyped.value.body["code"] == "model_not_found"
+    assert "did you mean `llama-3.1-8b-instant`?" in mistyped.value.body["message"]
     assert await door.balance() == CREDIT
 
 
@@ -251,6 +262,14 @@ async def test_bad_parameters_are_4xx_naming_the_parameter_and_charge_nothing(do
         )
     assert unknown.value.body["code"] == "unknown_parameter"
     assert unknown.value.body["param"] == "colour"
+    assert "did you mean" not in unknown.value.body["message"]
+    with pytest.raises(openai.BadRequestError) as mistyped:
+        await door.client.chat.completions.create(
+            model=LLM, messages=MESSAGES, extra_body={"max_token": 16}
+        )
+    assert mistyped.value.body["code"] == "unknown_parameter"
+    assert mistyped.value.body["param"] == "max_token"
+    assert "did you mean `max_tokens`?" in mistyped.value.body["message"]
     with pytest.raises(openai.BadRequestError) as tools:
         await door.client.chat.completions.create(
             model=LLM, messages=MESSAGES, tools=[{"type": "function", "function": {"name": "f"}}]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -12,6 +13,9 @@ from typing import Any
 import anyio
 import pytest
 
+from gpubridge.catalog import Catalog
+from gpubridge.errors import NotFound
+from gpubridge.http_api.openai_door import MODEL_ALIASES, model_for
 from tests.http_api.conftest import use_upstream
 from tests.support.gateway_app import auth, register, running_app, settings_for, write_catalog
 
@@ -101,3 +105,44 @@ async def test_a_client_that_leaves_a_streamed_chat_cancels_and_refunds_its_job(
     job = await settled(http, headers["x-gpubridge-job-id"])
     assert job["status"] == "cancelled"
     assert await balance(http, key) == CREDIT
+
+
+# -- OpenAI model names ---------------------------------------------------------------------------
+README = Path(__file__).resolve().parents[2] / "README.md"
+ALIAS_ROW = re.compile(r"^\| (`[^|]+`) \| [^|]+ \| `([a-z0-9-]+)` \| default: `([^`]+)`")
+
+
+def readme_alias_rows() -> dict[str, tuple[frozenset[str], str]]:
+    """The README's table of OpenAI model names: service -> (names, default model)."""
+    section = README.read_text("utf-8").split("### OpenAI model names", 1)[1].split("\n## ")[0]
+    rows = {}
+    for line in section.splitlines():
+        match = ALIAS_ROW.match(line)
+        if match:
+            names = frozenset(re.findall(r"`([^`]+)`", match.group(1)))
+            rows[match.group(2)] = (names, match.group(3))
+    return rows
+
+
+@pytest.mark.parametrize(
+    "name", ["text-embedding-3-small", "text-embedding-3-large", "text-embedding-ada-002"]
+)
+def test_openai_embedding_names_mean_the_embedding_default_model(name: str) -> None:
+    service = Catalog.load().service("embedding-l4")
+    assert model_for(service, name) is None  # None: the job runs the service's default
+    assert model_for(service, "bge-m3") == "bge-m3"
+
+
+def test_a_name_of_another_services_alias_is_not_an_embedding_model() -> None:
+    service = Catalog.load().service("embedding-l4")
+    with pytest.raises(NotFound) as caught:
+        model_for(service, "whisper-1")
+    assert caught.value.code == "model_not_found"
+
+
+def test_the_readme_table_of_openai_names_is_the_one_the_routes_use() -> None:
+    catalog = Catalog.load()
+    rows = readme_alias_rows()
+    assert {key: names for key, (names, _) in rows.items()} == MODEL_ALIASES
+    for key, (_, default) in rows.items():
+        assert catalog.service(key).default_model.id == default, key

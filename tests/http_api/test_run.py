@@ -61,6 +61,36 @@ async def test_invalid_input_is_a_422_listing_every_violation_and_charges_nothin
     assert (await client.get("/account/jobs", headers=auth(key))).json()["total"] == 0
 
 
+async def test_a_mistyped_field_is_a_422_naming_the_field_meant_and_the_choices(gateway):
+    app, client = gateway
+    key = await funded(app, client)
+    body = {"service": "llm-4090", "input": {"promt": "Hello"}}
+    response = await client.post("/run", json=body, headers=auth(key))
+    assert response.status_code == 422
+    error = response.json()["error"]
+    assert error["code"] == "invalid_input"
+    assert "did you mean `prompt`?" in error["message"]
+    assert "send `prompt` or `messages`" in error["message"]
+    assert "not valid under any of the given schemas" not in error["message"]
+    assert {"path": "(input)", "message": "send `prompt` or `messages`"} in error["violations"]
+    unknown = [v for v in error["violations"] if v.get("field") == "promt"]
+    assert unknown and unknown[0]["suggestion"] == "prompt"
+    assert await balance_micros(client, key) == 10_000_000
+
+
+async def test_a_mistyped_service_is_a_404_offering_the_service_meant(gateway):
+    app, client = gateway
+    key = await funded(app, client)
+    body = {"service": "llm-409", "input": {"prompt": "Hello"}}
+    response = await client.post("/run", json=body, headers=auth(key))
+    assert response.status_code == 404
+    error = response.json()["error"]
+    assert error["code"] == "unknown_service"
+    assert error["suggestion"] == "llm-4090"
+    assert "did you mean `llm-4090`?" in error["message"]
+    assert await balance_micros(client, key) == 10_000_000
+
+
 async def test_requests_without_a_valid_key_are_refused(gateway):
     _, client = gateway
     # No key at all asks for an x402 payment (tests/http_api/test_x402.py); a bad key is 401.

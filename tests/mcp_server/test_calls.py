@@ -134,6 +134,29 @@ async def test_an_unknown_tool_is_an_error_result(running):
         result = await client.call_tool("no-such-service", {})
     assert result.is_error
     assert result.structured_content["error"]["code"] == "unknown_tool"
+    assert "suggestion" not in result.structured_content["error"]
+
+
+async def test_a_mistyped_tool_offers_the_tool_meant(running):
+    async with running.client() as client:
+        result = await client.call_tool("llm-409", LLM_CALL)
+    assert result.is_error
+    error = result.structured_content["error"]
+    assert error["code"] == "unknown_tool" and error["suggestion"] == "llm-4090"
+    assert "did you mean `llm-4090`?" in texts(result)[0]
+
+
+async def test_a_mistyped_argument_names_the_argument_meant_and_charges_nothing(running):
+    key = await running.funded_key()
+    async with running.client(key) as client:
+        result = await client.call_tool("llm-4090", {"promt": "Hello"})
+    assert result.is_error
+    error = result.structured_content["error"]
+    assert error["code"] == "invalid_input"
+    assert "did you mean `prompt`?" in texts(result)[0]
+    assert "send `prompt` or `messages`" in texts(result)[0]
+    assert any(v.get("suggestion") == "prompt" for v in error["violations"])
+    assert await running.balance_micros(key) == FUNDS_MICROS
 
 
 async def test_a_service_without_a_backend_is_unavailable_and_charges_nothing(start_gateway):

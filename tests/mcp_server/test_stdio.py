@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 from pathlib import Path
@@ -10,6 +11,7 @@ import anyio
 from mcp import Client, StdioServerParameters
 
 from gpubridge.app import build_components, prepare_database
+from gpubridge.db.migrate import upgrade_to_head
 from tests.mcp_server.conftest import (
     FUNDS_MICROS,
     LLM_CALL,
@@ -98,3 +100,30 @@ async def test_remote_mode_proxies_a_remote_gpubridge_over_http(
         assert '"llm-4090"' in catalog.contents[0].text  # type: ignore[union-attr]
         cost = round(result.structured_content["cost_usd"] * 1_000_000)
         assert await running.balance_micros(key) == FUNDS_MICROS - cost
+
+
+async def default_models(server: StdioServerParameters) -> dict[str, str]:
+    """The default model of each service in the catalog resource ``server`` serves."""
+    with anyio.fail_after(STDIO_TIMEOUT_S):
+        async with Client(server) as client:
+            catalog = await client.read_resource("gpubridge://catalog")
+    document = json.loads(catalog.contents[0].text)  # type: ignore[union-attr]
+    return {
+        service["key"]: next(m["id"] for m in service["models"] if m["default"])
+        for service in document["services"]
+    }
+
+
+async def test_stdio_runs_the_catalog_that_serve_runs_starter_profile_included(tmp_path):
+    data_dir = tmp_path / "data"
+    url = f"sqlite+aiosqlite:///{data_dir / 'gpubridge.db'}"
+    await anyio.to_thread.run_sync(upgrade_to_head, url)  # it runs its own event loop
+
+    served = await default_models(gpubridge_mcp(data_dir=str(data_dir)))
+    assert served["llm-4090"] == "smollm2-135m-instruct"
+    assert served["embedding-l4"] == "all-minilm-l6-v2"
+    assert served["whisper-l4"] == "whisper-tiny-en"
+
+    off = await default_models(gpubridge_mcp("--no-starter", data_dir=str(data_dir)))
+    assert off["llm-4090"] == "llama-3.3-70b-versatile"
+    assert off["embedding-l4"] == "bge-large-en-v1.5"

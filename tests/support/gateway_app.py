@@ -60,6 +60,8 @@ def settings_for(database_url: str, tmp_path: Path, catalog: Path, **overrides: 
         # Engines run in this process unless a test asks for worker processes: the worker tests
         # cover that path, and a process per app would slow every other test.
         "worker_mode": "inline",
+        # The catalog as written: tests of the starter profile turn it on.
+        "starter": False,
     }
     values.update(overrides)
     return Settings(**{name: value for name, value in values.items() if value is not UNSET})

@@ -28,8 +28,11 @@ from gpubridge.engines.base import (
     ModelRef,
 )
 from gpubridge.engines.workers import protocol
+from gpubridge.engines.workers.channels import Channel
+from gpubridge.engines.workers.link import WorkerLink, WorkerLost
 from gpubridge.engines.workers.protocol import Message
-from gpubridge.engines.workers.supervisor import WorkerLost, WorkerProcess
+from gpubridge.engines.workers.remote import RemoteWorker
+from gpubridge.engines.workers.supervisor import WorkerProcess
 from gpubridge.errors import BackendError, ServiceUnavailable
 from gpubridge.settings import WorkerSpec
 
@@ -50,7 +53,7 @@ class WorkerPool:
         cancel_grace_s: float = 1.5,
         start_timeout_s: float = 60.0,
     ) -> None:
-        self.workers = [
+        self.workers: list[WorkerLink] = [
             WorkerProcess(
                 spec,
                 memory_budget_bytes=(
@@ -67,29 +70,64 @@ class WorkerPool:
         self.last_cancel_to_free_s: float | None = None
         self.retried_jobs = 0
         self._tasks: list[asyncio.Task[None]] = []
+        self._joined = asyncio.Event()
+
+    async def attach(self, spec: WorkerSpec, channel: Channel, hello: dict[str, Any]) -> None:
+        """Serve a worker that dialled in from another machine until it disconnects; its jobs
+        then are lost (retried once elsewhere when they had produced nothing)."""
+        worker = RemoteWorker(spec)
+        self.workers.append(worker)
+        self._joined.set()
+        self._joined = asyncio.Event()
+        log.info("remote worker joined", extra={"worker": spec.name, "services": spec.services})
+        try:
+            await worker.serve(channel, hello)
+        finally:
+            self.workers.remove(worker)
+            log.info("remote worker left", extra={"worker": spec.name})
+
+    def can_serve(self, service: str) -> bool:
+        """Whether a worker for ``service`` is running or being (re)started here."""
+        return any(not w.remote or w.ready.is_set() for w in self.serving(service))
 
     async def start(self) -> None:
         """Start every worker in the background (the gateway serves while they come up)."""
         if not self._tasks:
             self._tasks = [
-                asyncio.create_task(w.supervise(), name=f"supervise-{w.name}") for w in self.workers
+                asyncio.create_task(w.supervise(), name=f"supervise-{w.name}")
+                for w in self.workers
+                if isinstance(w, WorkerProcess)
             ]
+            self._tasks.append(asyncio.create_task(self._refresh(), name="worker-status"))
+
+    async def _refresh(self, every_s: float = STATUS_EVERY_S) -> None:
+        """Keep each worker's reported memory and models fresh for listings and metrics."""
+        while True:
+            await asyncio.sleep(every_s)
+            for worker in list(self.workers):
+                if worker.ready.is_set():
+                    with contextlib.suppress(WorkerLost, TimeoutError):
+                        await worker.refresh_status()
 
     async def close(self) -> None:
         for task in self._tasks:
             task.cancel()
-        await asyncio.gather(*(w.close() for w in self.workers), return_exceptions=True)
+        for worker in self.workers:
+            if isinstance(worker, RemoteWorker):
+                worker.kill()
+        processes = [w for w in self.workers if isinstance(w, WorkerProcess)]
+        await asyncio.gather(*(w.close() for w in processes), return_exceptions=True)
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks = []
 
-    def serving(self, service: str) -> list[WorkerProcess]:
+    def serving(self, service: str) -> list[WorkerLink]:
         if service == "*":
             return list(self.workers)
         return [w for w in self.workers if w.spec.serves(service)]
 
     async def pick(
-        self, service: str, warm: tuple[str, str], exclude: WorkerProcess | None = None
-    ) -> WorkerProcess:
+        self, service: str, warm: tuple[str, str], exclude: WorkerLink | None = None
+    ) -> WorkerLink:
         """A ready worker for ``service``: one with the model loaded, else the least busy;
         waits for one to start (or restart) for at most the start timeout."""
         candidates = self.serving(service)
@@ -115,7 +153,7 @@ class WorkerPool:
     async def run(self, backend: BackendConfig, request: EngineRequest, emit: Emit) -> EngineResult:
         """Run ``request`` on a worker; retried once on a worker death before any output."""
         warm = (backend.name, request.model.source)
-        tried: WorkerProcess | None = None
+        tried: WorkerLink | None = None
         for attempt in (1, 2):
             worker = await self.pick(request.service, warm, exclude=tried)
             relay = _Relay(emit)
@@ -136,7 +174,7 @@ class WorkerPool:
         raise AssertionError("unreachable")
 
     async def _run_on(
-        self, worker: WorkerProcess, backend: BackendConfig, request: EngineRequest, relay: _Relay
+        self, worker: WorkerLink, backend: BackendConfig, request: EngineRequest, relay: _Relay
     ) -> EngineResult:
         queue = worker.open_job(request.job_id)
         try:
@@ -164,7 +202,7 @@ class WorkerPool:
             worker.close_job(request.job_id, queue)
 
     async def _stop(
-        self, worker: WorkerProcess, job_id: str, queue: asyncio.Queue[Message | None]
+        self, worker: WorkerLink, job_id: str, queue: asyncio.Queue[Message | None]
     ) -> None:
         """Ask the worker to stop ``job_id`` and wait until its work has ended; past the grace
         period, kill the worker and wait for it to be gone."""
@@ -204,7 +242,8 @@ class WorkerPool:
                 "device": w.spec.device,
                 "services": w.spec.services,
                 "ready": w.ready.is_set(),
-                "pid": w.process.pid if w.process is not None else None,
+                "remote": w.remote,
+                "pid": w.pid,
                 "starts": w.starts,
                 "last_exit": w.last_exit,
                 "last_restart_s": w.last_restart_s,

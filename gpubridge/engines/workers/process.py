@@ -24,7 +24,9 @@ from gpubridge.engines.local import release_memory
 from gpubridge.engines.registry import EngineRegistry
 from gpubridge.engines.residency import ModelCache
 from gpubridge.engines.workers import protocol
+from gpubridge.engines.workers.channels import Channel, StreamChannel
 from gpubridge.engines.workers.protocol import Message
+from gpubridge.engines.workers.remote_client import RemoteGateway
 
 log = logging.getLogger(__name__)
 
@@ -39,17 +41,8 @@ class _Job:
 class WorkerServer:
     """Runs the jobs that arrive on one connection to the gateway."""
 
-    def __init__(
-        self,
-        reader: asyncio.StreamReader,
-        writer: asyncio.StreamWriter,
-        *,
-        name: str,
-        device: str,
-        memory_budget_bytes: int | None,
-    ) -> None:
-        self.reader = reader
-        self.writer = writer
+    def __init__(self, *, name: str, device: str, memory_budget_bytes: int | None) -> None:
+        self.channel: Channel | None = None
         self.name = name
         self.device = device
         self.models = ModelCache(memory_budget_bytes, after_evict=release_memory)
@@ -58,21 +51,27 @@ class WorkerServer:
         self._tasks: set[asyncio.Task[Any]] = set()
 
     async def send(self, message: Message) -> None:
+        if self.channel is None:
+            return
         try:
-            await protocol.write(self.writer, message)
-        except (ConnectionError, RuntimeError):
+            await self.channel.send(message)
+        except ConnectionError:
             log.debug("the gateway went away while a message was sent")
 
-    async def serve(self) -> None:
-        """Say hello, then handle messages until the gateway closes the connection."""
-        await self.send(Message({"op": "hello", **self.status()}))
+    async def serve(self, channel: Channel, hello: dict[str, Any] | None = None) -> None:
+        """Say hello (with ``hello``'s extra fields), then handle messages until the gateway
+        closes the connection; the jobs still running then are stopped."""
+        self.channel = channel
+        await self.send(Message({"op": "hello", **self.status(), **(hello or {})}))
         try:
-            while (message := await protocol.read(self.reader)) is not None:
+            while (message := await channel.receive()) is not None:
                 self.handle(message)
         except (protocol.ProtocolError, ConnectionError) as exc:
             log.error("the connection to the gateway broke: %s", exc)
-        for job in self.jobs.values():
-            job.flag.set()
+        finally:
+            self.channel = None
+            for job in self.jobs.values():
+                job.flag.set()
 
     def handle(self, message: Message) -> None:
         if message.op == "run":
@@ -166,28 +165,29 @@ def _device_memory() -> dict[str, int] | None:
     }
 
 
-async def serve_on_fd(fd: int, *, name: str, device: str, memory_budget_bytes: int | None) -> None:
+async def serve_on_fd(server: WorkerServer, fd: int) -> None:
     """Serve the gateway on the socket inherited as file descriptor ``fd``."""
     sock = socket.socket(fileno=fd)
     reader, writer = await asyncio.open_unix_connection(sock=sock, limit=2**20)
-    server = WorkerServer(
-        reader, writer, name=name, device=device, memory_budget_bytes=memory_budget_bytes
-    )
-    await server.serve()
+    await server.serve(StreamChannel(reader, writer))
 
 
-def run_worker(fd: int, *, name: str, device: str, memory_budget_bytes: int | None) -> None:
-    """The ``gpubridge worker`` process: serve until the gateway goes, then exit at once
-    (threads still running a model's step cannot be joined, and need not be)."""
+def run_worker(
+    server: WorkerServer, fd: int | None = None, gateway: RemoteGateway | None = None
+) -> None:
+    """The ``gpubridge worker`` process: serve the gateway that started it (``fd``) until it
+    goes, or a remote ``gateway`` for good; then exit at once (threads still running a
+    model's step cannot be joined, and need not be)."""
     logging.basicConfig(
         level=logging.INFO,
-        format=f"%(asctime)s %(levelname)s [{name}] %(name)s: %(message)s",
+        format=f"%(asctime)s %(levelname)s [{server.name}] %(name)s: %(message)s",
         force=True,
     )
     try:
-        asyncio.run(
-            serve_on_fd(fd, name=name, device=device, memory_budget_bytes=memory_budget_bytes)
-        )
+        if gateway is not None:
+            asyncio.run(gateway.serve_forever(server))
+        elif fd is not None:
+            asyncio.run(serve_on_fd(server, fd))
     except KeyboardInterrupt:
         pass
     finally:

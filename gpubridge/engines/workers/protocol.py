@@ -99,6 +99,17 @@ async def read(reader: asyncio.StreamReader) -> Message | None:
     return Message(header, blobs)
 
 
+async def decode(data: bytes) -> Message:
+    """The one frame that ``data`` holds (a WebSocket message)."""
+    reader = asyncio.StreamReader()
+    reader.feed_data(data)
+    reader.feed_eof()
+    message = await read(reader)
+    if message is None or not reader.at_eof():
+        raise ProtocolError("a message must hold exactly one frame")
+    return message
+
+
 # -- jobs -------------------------------------------------------------------------------------
 def run_message(backend: BackendConfig, request: EngineRequest) -> Message:
     blobs: list[bytes] = []
