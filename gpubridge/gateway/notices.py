@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Coroutine
 from typing import Any
 
 from gpubridge.db import Database
@@ -34,6 +35,10 @@ WAIT_POLL_WITH_NOTICES_S = 1.0
 
 
 class Notices:
+    """This replica's side of the job notices: its listener (on PostgreSQL; none on SQLite,
+    where waits poll the store often and the dispatcher's watch looks every second) and what it
+    does with what it hears."""
+
     def __init__(
         self, db: Database, events: JobEvents, dispatcher: Dispatcher, *, public_url: str
     ) -> None:
@@ -49,6 +54,8 @@ class Notices:
                 on_queued=self._queued,
                 on_reconnect=self._caught_up,
             )
+            # The notice stops a job cancelled elsewhere; the watch is left for what no notice
+            # tells (a job failed or requeued by another replica's upkeep).
             dispatcher.watch_s = WATCH_WITH_NOTICES_S
         self._background: set[asyncio.Task[Any]] = set()
 
@@ -100,7 +107,7 @@ class Notices:
         if job is not None and job.status.is_terminal:
             self.events.publish(job_id, "status", job_view(job, self.public_url))
 
-    def _spawn(self, work: Any) -> None:
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
         task = asyncio.create_task(work)
         self._background.add(task)
         task.add_done_callback(self._background.discard)
