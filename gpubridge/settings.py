@@ -5,10 +5,11 @@ from __future__ import annotations
 import fnmatch
 import ipaddress
 import json
+import re
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
@@ -245,6 +246,32 @@ class Settings(BaseSettings):
         description="Output files up to this size are also inlined as base64 in the job output.",
     )
 
+    # Object store: the files' bytes in an S3-compatible bucket that replicas and workers share
+    object_store_url: str = Field(
+        default="",
+        description=(
+            "s3://bucket/prefix: keep job files in this bucket of an S3-compatible object "
+            "store (shared by every replica); empty: in files_dir on this machine."
+        ),
+    )
+    object_store_endpoint_url: str | None = Field(
+        default=None,
+        description="The store's endpoint (MinIO, R2, Ceph: http://host:9000); unset: AWS S3.",
+    )
+    object_store_region: str = "us-east-1"
+    object_store_access_key_id: str | None = Field(
+        default=None,
+        description="Unset: credentials from the AWS environment variables or the machine's role.",
+    )
+    object_store_secret_access_key: SecretStr | None = None
+    object_store_path_style: bool = Field(
+        default=True,
+        description="Address the bucket in the URL's path (MinIO); false: as a subdomain.",
+    )
+    object_store_timeout_s: float = Field(
+        default=30.0, gt=0, description="Time limit for one object store request, retries included."
+    )
+
     # x402: pay per request in USDC (defaults: Base mainnet, as the API document says). Off
     # until the operator names the wallet that receives the money (x402_pay_to).
     x402_enabled: bool = Field(
@@ -358,6 +385,24 @@ class Settings(BaseSettings):
                 return json.loads(text)
             return [item.strip() for item in text.split(",") if item.strip()]
         return value
+
+    @field_validator("object_store_url")
+    @classmethod
+    def _check_object_store_url(cls, value: str) -> str:
+        value = value.strip()
+        if value and not re.fullmatch(r"s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/.*)?", value):
+            raise ValueError(f"an object store URL is s3://bucket/prefix, not {value!r}")
+        return value
+
+    @model_validator(mode="after")
+    def _check_object_store_keys(self) -> Settings:
+        if (self.object_store_access_key_id is None) != (
+            self.object_store_secret_access_key is None
+        ):
+            raise ValueError(
+                "set both object_store_access_key_id and object_store_secret_access_key, or neither"
+            )
+        return self
 
     @field_validator("trusted_proxies")
     @classmethod

@@ -35,6 +35,24 @@ echo "   uv's cache, and later runs reuse .venv."
 "$uv" pip install --python .venv/bin/python --require-hashes --no-deps "${uv_sources[@]}" \
   -r requirements/no-deps.lock
 "$uv" pip install --python .venv/bin/python --no-deps -e .
+# A package that no lock names any more (a dependency the new locks dropped) is removed, so
+# that .venv holds what the locks say (tests/test_locked_environment.py checks it).
+stale="$(.venv/bin/python - <<'PY'
+import re
+from importlib import metadata
+canon = lambda name: re.sub(r"[-_.]+", "-", name).lower()
+locked = {"pip", "setuptools", "gpubridge"}
+for lock in ("test", "no-deps", "tools"):
+    text = open(f"requirements/{lock}.lock").read()
+    locked |= {canon(n) for n in re.findall(r"^([A-Za-z0-9][A-Za-z0-9._-]*)==", text, re.M)}
+print(" ".join(sorted({canon(d.metadata["Name"]) for d in metadata.distributions()} - locked)))
+PY
+)"
+if [ -n "$stale" ]; then
+  echo "== Removing packages that no lock names: $stale"
+  # shellcheck disable=SC2086  # one argument per package
+  "$uv" pip uninstall --python .venv/bin/python $stale
+fi
 rm -f .venv/.installed-*
 touch "$stamp"
 # test.lock holds serve.lock with the same versions: a test install serves too.

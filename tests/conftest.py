@@ -124,3 +124,12 @@ def tiny_plain_llm_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def tiny_sentence_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny random BERT with mean pooling, as a sentence-transformers directory."""
     return build_tiny_sentence_model(tmp_path_factory.mktemp("tiny-sentence"))
+
+
+@pytest.fixture(scope="session")
+def s3() -> Iterator[object]:
+    """A local S3 server shared by the session's tests; each test takes its own bucket."""
+    from tests.support.object_store import serve_s3
+
+    with serve_s3() as server:
+        yield server

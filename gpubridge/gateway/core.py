@@ -39,9 +39,10 @@ from gpubridge.gateway.upkeep import Upkeep, lease_info
 from gpubridge.gateway.views import job_view
 from gpubridge.gateway.worker_metrics import WorkerCollector
 from gpubridge.jobs import store
+from gpubridge.jobs.blobs import blob_store_from_settings
 from gpubridge.jobs.dispatcher import Dispatcher
 from gpubridge.jobs.events import JobEvents
-from gpubridge.jobs.files import FileStore, LocalBlobStore, StoredFile, expiry
+from gpubridge.jobs.files import FileStore, StoredFile, expiry
 from gpubridge.jobs.media import FIELD_KINDS, MediaFetcher
 from gpubridge.jobs.netguard import check_url
 from gpubridge.jobs.status import ACTIVE, JobStatus
@@ -100,7 +101,7 @@ class Gateway:
         self.webhooks = webhooks
         self.events = JobEvents()
         self.files = FileStore(
-            db, LocalBlobStore(settings.resolved_files_dir()), public_url=settings.public_url
+            db, blob_store_from_settings(settings), public_url=settings.public_url
         )
         self.media = MediaFetcher(
             max_bytes=settings.media_max_bytes,

@@ -33,7 +33,7 @@ _ERRORS = {
     "409": "Idempotency-Key reused with another body",
     "422": "A value the service's input schema refuses",
     "502": "The job failed (refunded)",
-    "503": "The service has no backend on this server",
+    "503": "The service has no backend on this server, or the object store is unreachable",
     "504": "The job did not finish in time (cancelled and refunded)",
 }
 _STRINGS: dict[str, Any] = {"type": "array", "items": {"type": "string"}}

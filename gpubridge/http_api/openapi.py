@@ -121,7 +121,7 @@ def openapi_document(catalog: Catalog, *, x402: bool = False) -> dict[str, Any]:
         "404": "Unknown service",
         "409": "Idempotency-Key reused with another body",
         "422": "Input does not match the service schema",
-        "503": "Service has no backend",
+        "503": "Service has no backend, or the object store cannot take its media inputs",
     }
     if x402:
         run_errors["403"] = "The x402 payer is refused"
@@ -428,7 +428,13 @@ def openapi_document(catalog: Catalog, *, x402: bool = False) -> dict[str, Any]:
                             "description": "The file's bytes",
                             "content": {"*/*": {"schema": {"type": "string", "format": "binary"}}},
                         },
-                        **error_responses({"404": "Unknown or expired"} | shared_errors()),
+                        **error_responses(
+                            {
+                                "404": "Unknown or expired",
+                                "503": "The object store is unreachable or refuses this server",
+                            }
+                            | shared_errors()
+                        ),
                     },
                 }
             },

@@ -55,7 +55,7 @@ async def worker_socket(websocket: WebSocket) -> None:
             raise ConnectionError("the worker went away") from exc
 
     async def close() -> None:
-        with contextlib.suppress(RuntimeError):  # already closed
+        with contextlib.suppress(RuntimeError, WebSocketDisconnect):  # already closed
             await websocket.close()
 
     channel = MessageChannel(send, receive, close)

@@ -1,21 +1,21 @@
 """Files of jobs: media inputs fetched at submission and outputs served at ``/files/{id}``.
 
 A file's record (job, role, type, size, expiry) is a database row; its bytes live in a
-``BlobStore``: a local directory by default, behind a small interface so object storage can
-take its place. Outputs expire with their job's results; inputs once the job can no longer run.
+``BlobStore`` (``jobs/blobs.py``): a local directory by default, or an S3-compatible bucket
+that replicas share. Outputs expire with their job's results; inputs once the job can no longer
+run.
 """
 
 from __future__ import annotations
 
-import asyncio
 import base64
+import logging
 import mimetypes
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from sqlalchemy import delete, insert, select
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -24,7 +24,10 @@ from gpubridge.db import Database
 from gpubridge.db.engine import as_utc, utcnow
 from gpubridge.db.tables import files
 from gpubridge.engines.base import MediaInput, OutputFile
-from gpubridge.errors import Expired, NotFound
+from gpubridge.errors import Expired, NotFound, ServiceUnavailable
+from gpubridge.jobs.blobs import BlobStore
+
+log = logging.getLogger(__name__)
 
 _EXTENSIONS = {
     "image/png": ".png",
@@ -38,47 +41,6 @@ _EXTENSIONS = {
     "video/mp4": ".mp4",
     "video/webm": ".webm",
 }
-
-
-class BlobStore(Protocol):
-    """Where the bytes of files live."""
-
-    async def write(self, key: str, data: bytes) -> None: ...
-
-    async def read(self, key: str) -> bytes | None: ...
-
-    async def delete(self, key: str) -> None: ...
-
-
-class LocalBlobStore:
-    """Blobs as files in one directory (created on first write)."""
-
-    def __init__(self, directory: Path) -> None:
-        self.directory = directory
-
-    def _path(self, key: str) -> Path:
-        if "/" in key or key.startswith("."):
-            raise ValueError(f"bad blob key {key!r}")
-        return self.directory / key
-
-    def _write(self, key: str, data: bytes) -> None:
-        self.directory.mkdir(parents=True, exist_ok=True)
-        partial = self._path(f"{key}.partial")
-        partial.write_bytes(data)
-        partial.replace(self._path(key))
-
-    async def write(self, key: str, data: bytes) -> None:
-        await asyncio.to_thread(self._write, key, data)
-
-    async def read(self, key: str) -> bytes | None:
-        path = self._path(key)
-        try:
-            return await asyncio.to_thread(path.read_bytes)
-        except FileNotFoundError:
-            return None
-
-    async def delete(self, key: str) -> None:
-        await asyncio.to_thread(self._path(key).unlink, True)
 
 
 @dataclass(frozen=True)
@@ -111,13 +73,17 @@ class FileStore:
         self, media: Mapping[str, MediaInput], expires_at: datetime
     ) -> list[StoredFile]:
         """Write the bytes of fetched inputs; ``record_inputs`` adds their rows with the job."""
-        stored = []
-        for item in media.values():
-            file_id = new_file_id(item.content_type)
-            await self.blobs.write(file_id, item.data)
-            stored.append(
-                StoredFile(file_id, item.content_type, len(item.data), expires_at, item.field)
-            )
+        stored: list[StoredFile] = []
+        try:
+            for item in media.values():
+                file_id = new_file_id(item.content_type)
+                await self.blobs.write(file_id, item.data)
+                stored.append(
+                    StoredFile(file_id, item.content_type, len(item.data), expires_at, item.field)
+                )
+        except BaseException:
+            await self.discard(stored)
+            raise
         return stored
 
     async def record_inputs(
@@ -127,9 +93,13 @@ class FileStore:
             await _insert(conn, item, job_id=job_id, role="input")
 
     async def discard(self, stored: list[StoredFile]) -> None:
-        """Delete blobs written for a job that was not created after all."""
+        """Delete blobs written for a job that was not created after all (what the store
+        cannot delete now stays behind, unreferenced)."""
         for item in stored:
-            await self.blobs.delete(item.id)
+            try:
+                await self.blobs.delete(item.id)
+            except ServiceUnavailable:
+                log.warning("an input file of a job not created stays in the object store")
 
     async def job_inputs(self, job_id: str) -> dict[str, MediaInput]:
         """The media inputs of a job, by field."""
@@ -175,7 +145,9 @@ class FileStore:
         return stored, data
 
     async def purge_expired(self, now: datetime | None = None, limit: int = 500) -> int:
-        """Delete up to ``limit`` expired files (bytes first, then rows); returns how many."""
+        """Delete up to ``limit`` expired files (bytes first, then rows); returns how many.
+
+        A file whose bytes the store cannot delete now keeps its row, for a later purge."""
         now = now or utcnow()
         async with self.db.connect() as conn:
             ids = (
@@ -187,12 +159,17 @@ class FileStore:
                 .scalars()
                 .all()
             )
+        deleted = []
         for file_id in ids:
-            await self.blobs.delete(file_id)
-        if ids:
+            try:
+                await self.blobs.delete(file_id)
+            except ServiceUnavailable:
+                break  # the store is down or refusing: the rest waits for the next purge
+            deleted.append(file_id)
+        if deleted:
             async with self.db.begin() as conn:
-                await conn.execute(delete(files).where(files.c.id.in_(ids)))
-        return len(ids)
+                await conn.execute(delete(files).where(files.c.id.in_(deleted)))
+        return len(deleted)
 
     def output_view(
         self, stored: StoredFile, item: OutputFile, inline_bytes: int

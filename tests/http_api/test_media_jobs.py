@@ -1,8 +1,10 @@
-"""Jobs with media: inputs fetched before the charge, outputs stored and served at /files/{id}."""
+"""Jobs with media: inputs fetched before the charge, outputs stored and served at /files/{id}
+(from a local directory, or from an object store that replicas share)."""
 
 from __future__ import annotations
 
 import base64
+import socket
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from datetime import timedelta
@@ -10,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import update
+from sqlalchemy import insert, update
 
 from gpubridge.db.engine import utcnow
 from gpubridge.db.tables import files
@@ -24,8 +26,10 @@ from gpubridge.engines.base import (
     OutputFile,
     Usage,
 )
+from tests.support.gateway_app import running_app, settings_for, write_catalog
 from tests.support.local_chain import LocalChain
 from tests.support.media_server import MediaServer, png_bytes, serve_media, wav_bytes
+from tests.support.object_store import ACCESS_KEY_ID, SECRET_ACCESS_KEY
 from tests.support.service_runs import ServiceRuns, service_runs
 from tests.support.x402_app import challenge, unb64, v2_header
 
@@ -209,3 +213,108 @@ async def test_an_unpaid_request_is_priced_without_fetching_its_media_and_a_paid
     paid = await runs.client.post("/run", json=caption, headers=v2_header(chain, payer, accepted))
     assert paid.status_code in (200, 202), paid.text
     assert media.hits(image) == 1
+
+
+async def test_replicas_sharing_the_database_and_the_bucket_serve_each_others_files(
+    database: Any, database_url: str, tmp_path: Path, media: MediaServer, s3: Any
+):
+    bucket = s3.new_bucket()
+    store = s3.settings(bucket)
+    (tmp_path / "a").mkdir()
+
+    def edit(data: dict[str, Any]) -> None:
+        data["services"]["caption"]["backends"] = [{"name": "echo", "type": ECHO_TYPE}]
+
+    engine = EchoMediaEngine("echo")
+    async with service_runs(database_url, tmp_path / "a", edit, **store) as first:
+        first.app.state.components.registry.register(ECHO_TYPE, lambda config, context: engine)
+        job = await first.run("caption", {"image_url": media.url("cat.png")}, http_status=200)
+        assert engine.seen[0].media["image_url"].data == PNG
+        image = job["output"]["image"]
+        assert await first.download(image) == PNG
+
+    # Another replica, with its own data directory, serves the file from the bucket alone.
+    catalog = write_catalog(tmp_path / "catalog.yaml")
+    settings = settings_for(database_url, tmp_path / "b", catalog, **store)
+    async with running_app(settings) as (app, client):
+        response = await client.get(f"/files/{image['file_id']}")
+        assert response.status_code == 200, response.text
+        assert response.headers["content-type"] == "image/png"
+        assert response.content == PNG
+        assert (await app.state.gateway.files.job_inputs(job["job_id"]))["image_url"].data == PNG
+        assert not (tmp_path / "a" / "data" / "files").exists()
+
+        async with app.state.gateway.db.begin() as conn:
+            await conn.execute(update(files).values(expires_at=utcnow() - timedelta(seconds=1)))
+        await app.state.gateway.maintenance()
+        assert s3.keys(bucket) == []
+
+
+class ToneEngine:
+    """Answers any text with a short WAV file."""
+
+    async def load(self, model: ModelRef) -> None:
+        return None
+
+    async def run(self, request: EngineRequest, emit: Emit) -> EngineResult:
+        output = {"audio": OutputFile(wav_bytes(0.05), "audio/wav")}
+        return EngineResult(output, Usage(audio_seconds=0.05, compute_seconds=0.1))
+
+    async def health(self) -> bool:
+        return True
+
+    async def unload(self) -> None:
+        return None
+
+
+async def test_an_unreachable_object_store_is_a_503_and_no_charge(
+    database: Any, database_url: str, tmp_path: Path, media: MediaServer
+):
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        closed = probe.getsockname()[1]
+    store = {
+        "object_store_url": "s3://files/jobs",
+        "object_store_endpoint_url": f"http://127.0.0.1:{closed}",
+        "object_store_access_key_id": ACCESS_KEY_ID,
+        "object_store_secret_access_key": SECRET_ACCESS_KEY,
+    }
+
+    def edit(data: dict[str, Any]) -> None:
+        data["services"]["caption"]["backends"] = [{"name": "echo", "type": ECHO_TYPE}]
+        data["services"]["tts-l4"]["backends"] = [{"name": "tone", "type": "test-tone"}]
+
+    async with service_runs(database_url, tmp_path, edit, **store) as runs:
+        registry = runs.app.state.components.registry
+        registry.register(ECHO_TYPE, lambda config, context: EchoMediaEngine("echo"))
+        registry.register("test-tone", lambda config, context: ToneEngine())
+        before = await balance(runs)
+
+        # An input that cannot be stored: refused before any charge.
+        response = await runs.submit("caption", {"image_url": media.url("cat.png")})
+        assert response.status_code == 503, response.text
+        error = response.json()["error"]
+        assert error["code"] == "service_unavailable"
+        assert "object store could not be reached" in error["message"]
+
+        # An output that cannot be stored: the job fails and its hold comes back.
+        job = await runs.run("tts-l4", {"text": "hello"}, expect="failed")
+        assert job["error"]["code"] == "service_unavailable"
+        assert "could not store the file" in job["error"]["message"]
+        assert await balance(runs) == before
+
+        # A file whose bytes the store cannot give back.
+        async with runs.app.state.gateway.db.begin() as conn:
+            await conn.execute(
+                insert(files).values(
+                    id="0123456789abcdef.png",
+                    role="output",
+                    content_type="image/png",
+                    size_bytes=3,
+                    created_at=utcnow(),
+                    expires_at=utcnow() + timedelta(hours=1),
+                )
+            )
+        response = await runs.client.get("/files/0123456789abcdef.png")
+        assert response.status_code == 503, response.text
+        assert response.json()["error"]["code"] == "service_unavailable"
