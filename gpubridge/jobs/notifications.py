@@ -17,6 +17,7 @@ import functools
 import json
 import logging
 import random
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -60,8 +61,9 @@ def queued_notice() -> ColumnElement[Any]:
 
 class JobListener:
     """One replica's dedicated LISTEN connection, kept open: after a drop (a restarted server,
-    a killed backend, a half-open socket found by the keep-alive query) it reconnects with
-    exponential backoff, then calls ``on_reconnect``, since notices sent meanwhile are lost.
+    a killed backend, a half-open socket found by the keep-alive query) it reconnects, at once
+    if it had listened a while and otherwise with exponential backoff, then calls
+    ``on_reconnect``, since notices sent meanwhile are lost.
 
     Callbacks run in the event loop and must not block: ``on_status(job_id, status)``,
     ``on_queued(job_id)``."""
@@ -129,25 +131,29 @@ class JobListener:
     async def _run(self) -> None:
         delay = self.backoff_s[0]
         while True:
+            made, began = self.connections, time.monotonic()
             try:
                 conn = await self._connect()
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
                 log.warning("cannot connect to listen for job notices: %s", type(exc).__name__)
-                await asyncio.sleep(delay * random.uniform(0.5, 1.0))
-                delay = min(delay * 2, self.backoff_s[1])
-                continue
-            try:
-                await self._listen(conn)
+            else:
+                try:
+                    await self._listen(conn)
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:
+                    log.warning("the job notice connection dropped: %s", type(exc).__name__)
+                finally:
+                    self.backend_pid = None
+                    conn.terminate()
+            if self.connections > made and time.monotonic() - began > self.backoff_s[1]:
+                # It listened a while, then dropped: reconnect at once, and back off anew.
                 delay = self.backoff_s[0]
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                log.warning("the job notice connection dropped: %s", type(exc).__name__)
-            finally:
-                self.backend_pid = None
-                conn.terminate()
+                continue
+            await asyncio.sleep(delay * random.uniform(0.5, 1.0))
+            delay = min(delay * 2, self.backoff_s[1])
 
     async def _listen(self, conn: asyncpg.Connection) -> None:
         """Listen on ``conn`` until it drops (returns, or raises the error that showed it)."""

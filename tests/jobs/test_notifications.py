@@ -172,17 +172,22 @@ async def test_the_listener_reconnects_after_its_connection_is_killed(pg: Databa
         await listener.stop()
 
 
-async def test_the_listener_keeps_trying_until_the_server_answers(pg: Database) -> None:
+async def test_the_listener_keeps_trying_until_it_can_listen(pg: Database) -> None:
     heard = Heard()
     real = heard.listener(pg)
-    refusals = 3
+    attempts: list[str] = []
 
     async def connect() -> asyncpg.Connection:
-        nonlocal refusals
-        if refusals:
-            refusals -= 1
+        if len(attempts) < 2:
+            attempts.append("refused")
             raise ConnectionRefusedError("not yet")
-        return await real._connect()
+        conn = await real._connect()
+        if len(attempts) < 4:
+            attempts.append("dropped")
+            conn.terminate()  # connected, but gone before it could listen
+        else:
+            attempts.append("listening")
+        return conn
 
     listener = JobListener(
         connect,
@@ -194,8 +199,9 @@ async def test_the_listener_keeps_trying_until_the_server_answers(pg: Database) 
     with anyio.fail_after(10):
         await listener.start()
     try:
-        assert listener.listening and refusals == 0
-        assert heard.reconnects == 0  # the first connection, nothing was missed
+        assert listener.listening
+        assert attempts == ["refused", "refused", "dropped", "dropped", "listening"]
+        assert heard.reconnects == 0  # the first connection that listened: nothing was missed
         async with pg.begin() as conn:
             job = await add_job(conn, await new_account(pg), JobStatus.PENDING)
         assert await heard.next() == (job.id, "queued")
