@@ -4,18 +4,19 @@ Two replicas (A and B, the real app with its lifespan, in one process) share a f
 PostgreSQL database of their own (dropped afterwards); ``llm-4090`` is served by a loopback
 OpenAI-compatible upstream that answers after ``--delay`` to twice that seconds (at random, so
 that the end of a job falls anywhere between two polls). For each of ``--jobs`` sync jobs,
-submitted on A (so A runs it), B calls ``Gateway.wait`` on it at once. The latency is
-from A's commit of the job's end (the moment its runner announces it, right after the commit)
-to B's ``wait`` returning the completed job. Two runs:
+submitted on A (so A runs it), B calls ``Gateway.wait`` on it at once. The latency runs from
+the moment A sends the COMMIT of the job's end (SQLAlchemy's ``commit`` event on A's engine, for
+the transaction that finished the job) to B's ``wait`` returning the completed job. Two runs:
 
 - **notices**: B's wait is woken by the PostgreSQL notice (its store poll set to 60 s, so only
   the notice can wake it within the run);
 - **polling**: B's listener stopped and its wait reading the store every 0.05 s, as before
   notices existed.
 
-It prints median, p90, p99 and max per run; the job's end reaches B's listener about when A's
-commit returns, and the rest is B reading the job (once to publish it, once to return it) in
-an event loop it shares with A. The run stops with an error when a job does not complete.
+It prints median, p90, p99 and max per run. The notice reaches B about when A's commit returns
+(often before A's own code resumes); the rest is B reading the job (once to publish it, once to
+return it) in an event loop it shares with A. The run stops with an error when a job does not
+complete.
 
     .venv/bin/python benchmarks/job_wakeup.py [--jobs 50] [--delay 0.05]
 """
@@ -31,14 +32,20 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+
+from sqlalchemy import event
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from gpubridge.db import Database  # noqa: E402
 from gpubridge.gateway import Gateway  # noqa: E402
+from gpubridge.jobs import store  # noqa: E402
 from gpubridge.jobs.status import JobStatus  # noqa: E402
 from gpubridge.jobs.store import JobRecord  # noqa: E402
 from tests.support.gateway_app import (  # noqa: E402
@@ -71,31 +78,50 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
+@contextmanager
+def commits_of_job_ends(a: Gateway) -> Iterator[dict[str, float]]:
+    """For each job that A ends, when A sent the COMMIT of its end (SQLAlchemy's ``commit``
+    event fires just before): the notice goes out with that commit, and may reach B before
+    A's own code runs again."""
+    committed: dict[str, float] = {}
+    ending: dict[Any, str] = {}
+    finish_job = store.finish_job
+
+    async def finishing(conn: AsyncConnection, job: JobRecord, *args: Any, **kw: Any) -> Any:
+        finished = await finish_job(conn, job, *args, **kw)
+        if finished is not None:
+            ending[conn.sync_connection] = job.id
+        return finished
+
+    def on_commit(connection: Any) -> None:
+        job_id = ending.pop(connection, None)
+        if job_id is not None:
+            committed[job_id] = time.perf_counter()
+
+    store.finish_job = finishing  # type: ignore[assignment]
+    event.listen(a.db.engine.sync_engine, "commit", on_commit)
+    try:
+        yield committed
+    finally:
+        event.remove(a.db.engine.sync_engine, "commit", on_commit)
+        store.finish_job = finish_job  # type: ignore[assignment]
+
+
 async def measure(
     a: Gateway, b: Gateway, upstream: UpstreamBehaviour, delay_s: float, jobs: int, poll_s: float
 ) -> list[float]:
     """Latencies in ms from A's commit of each job's end to B's wait returning it."""
-    committed: dict[str, float] = {}
-    announce = a.runner.announce
-
-    def stamped(job: JobRecord) -> None:
-        committed.setdefault(job.id, time.perf_counter())
-        announce(job)
-
-    a.runner.announce = stamped  # type: ignore[method-assign]
     account = await a.accounts.by_email("bench@example.com")
     latencies = []
-    try:
+    with commits_of_job_ends(a) as committed:
         for _ in range(jobs):
             upstream.delay_s = random.uniform(delay_s, 2 * delay_s)
             job = (await a.submit(account, "llm-4090", dict(PROMPT))).job
             ended = await b.wait(job, timeout_s=30, poll_s=poll_s)
             woke = time.perf_counter()
             if ended.status != JobStatus.COMPLETED or job.id not in committed:
-                raise SystemExit(f"job {job.id} ended {ended.status.value} on A")
+                raise SystemExit(f"job {job.id} did not complete on A: {ended.status.value}")
             latencies.append((woke - committed[job.id]) * 1000)
-    finally:
-        a.runner.announce = announce  # type: ignore[method-assign]
     return latencies
 
 
