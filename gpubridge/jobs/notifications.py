@@ -166,6 +166,7 @@ class JobListener:
             self.connections += 1
             self._changed.notify_all()
         if self.connections > 1:
+            log.info("listening for job notices again; catching up on what was missed")
             self.on_reconnect()
         while not lost.is_set():
             try:
