@@ -16,6 +16,7 @@ from starlette.routing import Route
 
 from gpubridge.catalog import Catalog
 from gpubridge.db import Database
+from gpubridge.db.engine import printable_url
 from gpubridge.engines.base import EngineContext
 from gpubridge.engines.local import release_memory
 from gpubridge.engines.registry import EngineRegistry
@@ -59,10 +60,31 @@ class Components:
     workers: WorkerPool | None = None
 
     async def start(self) -> None:
-        """Start the worker processes (in the background) and the gateway's dispatcher."""
+        """Start the worker processes (in the background) and the gateway's dispatcher, and
+        say what this server serves."""
         if self.workers is not None:
             await self.workers.start()
         await self.gateway.start()
+        for line in self.banner():
+            log.info("%s", line)
+
+    def banner(self) -> list[str]:
+        """Where the data lives, where models run, and which services have a backend here."""
+        settings = self.settings
+        lines = [f"data in {settings.data_dir.resolve()}, database {printable_url(self.db.url)}"]
+        if self.workers is None:
+            lines.append("models run in this process (worker mode inline) or remotely only")
+        else:
+            local = [
+                f"{w.name} on {w.spec.device} for {','.join(w.spec.services)}"
+                for w in self.workers.workers
+            ]
+            lines.append("workers: " + ("; ".join(local) or "none here; remote workers may join"))
+        served = [
+            f"{s.key} ({s.default_model.id})" for s in self.catalog.services.values() if s.backends
+        ]
+        lines.append(f"{len(served)} services: " + ", ".join(served))
+        return lines
 
     async def close(self) -> None:
         await self.recovery.aclose()

@@ -328,6 +328,19 @@ class Settings(BaseSettings):
     x402_sanctions_oracle: str | None = Field(
         default=None, description="On-chain oracle with isSanctioned(address), when set."
     )
+    # How x402 directories (Bazaar) list this server: the 402's resource.serviceName, tags
+    # and iconUrl. Facilitators drop values outside these rules, so they refuse to start.
+    x402_service_name: str = Field(
+        default="gpubridge",
+        description="The name directories show for this server: 1-32 printable ASCII characters.",
+    )
+    x402_service_tags: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["ai", "inference", "llm", "image-generation", "speech"],
+        description="Up to 5 search tags, each 1-32 printable ASCII characters, comma-separated.",
+    )
+    x402_service_icon_url: str | None = Field(
+        default=None, description="An absolute https:// (or http://) URL of the server's icon."
+    )
 
     # USDC top-ups (POST /account/topup-crypto): chain, token, recipient, RPC node and
     # confirmations are the x402 settings above; off while x402_pay_to is unset
@@ -366,9 +379,9 @@ class Settings(BaseSettings):
         description="Host names /mcp answers on (any port), comma-separated; '*' allows any.",
     )
 
-    @field_validator("mcp_allowed_hosts", mode="before")
+    @field_validator("mcp_allowed_hosts", "x402_service_tags", mode="before")
     @classmethod
-    def _split_hosts(cls, value: object) -> object:
+    def _split_names(cls, value: object) -> object:
         if isinstance(value, str):
             text = value.strip()
             if text.startswith("["):

@@ -521,7 +521,12 @@ def test_serve_answers_healthz_on_the_given_port_and_stops_on_sigterm(tmp_path: 
         process.terminate()
         returncode = process.wait(timeout=SHUTDOWN_TIMEOUT_S)
         assert returncode in (0, -signal.SIGTERM), log_path.read_text()
-        assert "Application shutdown complete" in log_path.read_text()
+        logged = log_path.read_text()
+        assert "Application shutdown complete" in logged
+        # It said what it serves: where the data is, where models run, which services.
+        assert f"data in {tmp_path.resolve()}, database" in logged
+        assert "workers: worker-0 on cpu for *" in logged
+        assert re.search(r"\d+ services: .*llm-4090 \(", logged), logged
     finally:
         if process.poll() is None:
             process.kill()

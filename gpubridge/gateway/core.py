@@ -31,12 +31,14 @@ from gpubridge.errors import (
     NotFound,
     ServiceUnavailable,
 )
+from gpubridge.gateway.discovery import Describe
 from gpubridge.gateway.notices import Notices, end_event, task_outcome
 from gpubridge.gateway.payment_rails import PaymentRails
 from gpubridge.gateway.remote_workers import RemoteWorkers
 from gpubridge.gateway.runner import JobRunner
 from gpubridge.gateway.upkeep import Upkeep, lease_info
 from gpubridge.gateway.views import job_view
+from gpubridge.gateway.warmup import Warmup
 from gpubridge.gateway.worker_metrics import WorkerCollector
 from gpubridge.jobs import store
 from gpubridge.jobs.blobs import blob_store_from_settings
@@ -56,6 +58,7 @@ from gpubridge.payments.ledger_check import LedgerReport
 from gpubridge.payments.pricing import discounted, tier_for
 from gpubridge.payments.stripe_topups import CardTopups
 from gpubridge.payments.x402 import X402, Accepted, RequestBinding
+from gpubridge.payments.x402.bazaar import BAZAAR
 from gpubridge.payments.x402.wallets import Claimed, claim
 from gpubridge.settings import Settings
 
@@ -138,6 +141,9 @@ class Gateway:
             self.runner.metrics.registry.register(WorkerCollector(workers))
         self.remote_workers = RemoteWorkers(db, workers)
         self.x402 = X402.from_settings(settings, db)
+        self.warmup = Warmup(catalog, router.registry)
+        self.started_at = utcnow()
+        """When this gateway took its catalog and payment terms (discovery's lastUpdated)."""
         self.upkeep = Upkeep(
             settings,
             db,
@@ -155,11 +161,13 @@ class Gateway:
         await self.notices.start()
         await self.dispatcher.renew_lease()
         self.dispatcher.start()
+        self.warmup.start()
 
     async def stop(self) -> None:
         """Stop at once and leave nothing hanging: running jobs get the shutdown grace to
         finish; the others stop, and are requeued if no backend had taken them yet (async
         jobs) or failed and refunded."""
+        await self.warmup.stop()
         await self.upkeep.shut_down()
         await self.notices.stop()
         await self.runner.close()
@@ -388,6 +396,7 @@ class Gateway:
         idempotency_key: str | None = None,
         priority: str | None = None,
         media: Mapping[str, MediaInput] | None = None,
+        describe: Describe | None = None,
     ) -> PaidSubmission:
         """Submit a job paid with x402 (a header value or a decoded payment object).
 
@@ -399,7 +408,8 @@ class Gateway:
         refused and the payment stays in the wallet account).
         An Idempotency-Key replays within that account only: a retry with a new payment gets
         the earlier job, and its payment stays in the wallet account as credit. ``media`` is
-        as for ``submit``.
+        as for ``submit``. ``describe`` gives the 402 its Bazaar extension (how the door's
+        resource is called), for x402 directories and agents.
         """
         if self.x402 is None:
             raise ServiceUnavailable("x402 payments are off on this server", code="x402_disabled")
@@ -409,7 +419,10 @@ class Gateway:
         # server fetch and decode nothing.
         quote = self.catalog.quote(service, model, payload)
         offer = self.x402.offer(
-            quote.ceiling_micros, resource, f"{service.name} ({service.key}) job"
+            quote.ceiling_micros,
+            resource,
+            f"{service.name} ({service.key}) job",
+            {BAZAAR: describe(service)} if describe is not None else None,
         )
         if payment is None:
             raise self.x402.required(offer)

@@ -1,13 +1,21 @@
-"""The public JSON shapes of jobs and services (HTTP, webhooks, MCP)."""
+"""The public shapes of jobs and services (HTTP, webhooks, MCP), and prices in words."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from gpubridge.catalog import Service
+from gpubridge.catalog import Price, Service
+from gpubridge.catalog.portable import portable_schema
 from gpubridge.jobs.status import JobStatus
 from gpubridge.jobs.store import JobRecord
-from gpubridge.money import micros_to_usd
+from gpubridge.money import micros_to_decimal, micros_to_usd
+
+_UNIT_NAMES = {
+    "token": ("token", "tokens"),
+    "audio_second": ("second of audio", "seconds of audio"),
+    "output": ("output", "outputs"),
+    "second": ("second of GPU time", "seconds of GPU time"),
+}
 
 
 def job_view(job: JobRecord, public_url: str = "") -> dict[str, Any]:
@@ -77,6 +85,31 @@ def service_summary(service: Service) -> dict[str, Any]:
             }
             for m in service.models
         ],
-        "input_schema": service.input_schema,
-        "output_schema": service.output_schema,
+        "input_schema": portable_schema(service.input_schema),
+        "output_schema": (
+            portable_schema(service.output_schema) if service.output_schema is not None else None
+        ),
     }
+
+
+def price_text(price: Price) -> str:
+    """E.g. 'from $0.003 ($0.59 per 1M input tokens, $0.79 per 1M output tokens)'."""
+    if price.unit == "token":
+        text = f"${_usd(price.micros)} {_per(price.per, ('input token', 'input tokens'))}"
+        if price.output_tokens_micros is not None:
+            output = ("output token", "output tokens")
+            text += f", ${_usd(price.output_tokens_micros)} {_per(price.per, output)}"
+    else:
+        text = f"${_usd(price.micros)} {_per(price.per, _UNIT_NAMES[price.unit])}"
+    return f"from ${_usd(price.minimum_micros)} ({text})"
+
+
+def _per(count: int, unit: tuple[str, str]) -> str:
+    if count == 1:
+        return f"per {unit[0]}"
+    amount = "1M" if count == 1_000_000 else f"{count:,}"
+    return f"per {amount} {unit[1]}"
+
+
+def _usd(micros: int) -> str:
+    return format(micros_to_decimal(micros).normalize(), "f")

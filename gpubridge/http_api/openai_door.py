@@ -14,6 +14,7 @@ from starlette.requests import Request
 from gpubridge.catalog import Service
 from gpubridge.engines.base import MediaInput
 from gpubridge.errors import BadRequest, Conflict, InvalidInput, NotFound
+from gpubridge.gateway.discovery import Describe
 from gpubridge.http_api.openai_errors import JobEnded
 from gpubridge.http_api.requests import (
     account_or_x402,
@@ -161,6 +162,7 @@ async def submit(
             idempotency_key=key,
             priority=priority,
             media=media,
+            describe=_describer(request),
         )
         submitted, account = paid.submitted, paid.payment.account
         headers = receipt_headers(paid.payment)
@@ -171,6 +173,14 @@ async def submit(
         headers = {}
     job = submitted.job
     return Door(job, account, {**headers, JOB_HEADER: job.id}, submitted.created)
+
+
+def _describer(request: Request) -> Describe:
+    """The Bazaar description of this route for its 402. (Imported here: the OpenAPI document
+    it reads imports every route module, this one included.)"""
+    from gpubridge.http_api.openai_discovery import openai_describer
+
+    return openai_describer(gateway_of(request).catalog, request.url.path)
 
 
 async def finish(request: Request, door: Door) -> JobRecord:

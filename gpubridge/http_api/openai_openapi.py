@@ -6,6 +6,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from gpubridge.catalog import Catalog
+from gpubridge.catalog.portable import portable_schema
 from gpubridge.http_api.openai_audio import (
     OPENAI_VOICES,
     SPEECH_FORMATS,
@@ -68,7 +69,7 @@ def _field(catalog: Catalog, key: str, name: str, fallback: dict[str, Any]) -> d
     found = service.input_schema.get("properties", {}).get(name) if service else None
     if not isinstance(found, dict):
         return fallback
-    return {k: v for k, v in found.items() if k not in ("description", "default")}
+    return {k: v for k, v in portable_schema(found).items() if k not in ("description", "default")}
 
 
 def _size_pattern(catalog: Catalog) -> str:
@@ -151,11 +152,13 @@ def openai_paths(catalog: Catalog, *, x402: bool) -> dict[str, Any]:
             "properties": {
                 "role": {"enum": ["system", "developer", "user", "assistant"]},
                 "content": {
-                    "type": ["string", "array", "null"],
-                    "items": text_part,
-                    "maxLength": 200_000,
+                    "anyOf": [
+                        {"type": "string", "maxLength": 200_000},
+                        {"type": "array", "items": text_part},
+                        {"type": "null"},
+                    ]
                 },
-                "tool_calls": {"type": ["array", "null"], "maxItems": 0},
+                "tool_calls": nullable({"type": "array", "maxItems": 0}),
             },
         },
     }
@@ -232,7 +235,7 @@ def openai_paths(catalog: Catalog, *, x402: bool) -> dict[str, Any]:
                         "max_completion_tokens": chat("max_tokens", {"type": "integer"}),
                         "temperature": chat("temperature", {"type": "number"}),
                         "top_p": chat("top_p", {"type": "number"}),
-                        "stop": chat("stop", {"type": ["string", "array"]}),
+                        "stop": chat("stop", {"anyOf": [{"type": "string"}, {"type": "array"}]}),
                         "seed": chat("seed", {"type": "integer"}),
                         "stream": {"type": "boolean"},
                         "stream_options": {

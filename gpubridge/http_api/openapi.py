@@ -8,11 +8,14 @@ from typing import Any
 
 from gpubridge import __version__
 from gpubridge.catalog import Catalog
+from gpubridge.catalog.portable import portable_schema
+from gpubridge.http_api.discovery_openapi import discovery_paths
 from gpubridge.http_api.openai_openapi import HEADERS, openai_paths
 from gpubridge.http_api.openapi_common import (
     SCHEMAS,
     error_response,
     error_responses,
+    nullable,
     security,
     shared_errors,
 )
@@ -102,8 +105,8 @@ def openapi_document(catalog: Catalog, *, x402: bool = False) -> dict[str, Any]:
             "required": ["service", "input"],
             "properties": {
                 "service": {"const": key},
-                "input": service.input_schema,
-                "webhook_url": {"type": ["string", "null"], "format": "uri"},
+                "input": portable_schema(service.input_schema),
+                "webhook_url": nullable({"type": "string", "format": "uri"}),
             },
         }
         for key, service in catalog.services.items()
@@ -157,10 +160,10 @@ def openapi_document(catalog: Catalog, *, x402: bool = False) -> dict[str, Any]:
                         "status": {
                             "enum": ["pending", "running", "completed", "failed", "cancelled"]
                         },
-                        "output": {"type": ["object", "null"]},
-                        "execution_time_seconds": {"type": ["number", "null"]},
+                        "output": nullable({"type": "object"}),
+                        "execution_time_seconds": nullable({"type": "number"}),
                         "estimated_cost_usd": {"type": "number"},
-                        "cost_usd": {"type": ["number", "null"]},
+                        "cost_usd": nullable({"type": "number"}),
                     },
                 },
                 "RunRequest": {"oneOf": run_variants},
@@ -168,7 +171,13 @@ def openapi_document(catalog: Catalog, *, x402: bool = False) -> dict[str, Any]:
         },
         "paths": {
             "/healthz": {"get": _op("Liveness", limited=False)},
+            "/readyz": {
+                "get": _op(
+                    "Readiness: the models loaded at start are warm (503 until then)", limited=False
+                )
+            },
             "/openapi.json": {"get": _op("This document")},
+            **discovery_paths(),
             "/metrics": {
                 "get": {
                     "summary": "Prometheus metrics",

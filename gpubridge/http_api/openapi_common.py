@@ -27,8 +27,8 @@ OPENAI_ERROR: dict[str, Any] = {
             "properties": {
                 "message": {"type": "string"},
                 "type": {"type": "string"},
-                "code": {"type": ["string", "null"]},
-                "param": {"type": ["string", "null"]},
+                "code": {"anyOf": [{"type": "string"}, {"type": "null"}]},
+                "param": {"anyOf": [{"type": "string"}, {"type": "null"}]},
             },
         }
     },

@@ -12,8 +12,9 @@ from starlette.routing import BaseRoute, Route
 
 from gpubridge.errors import BadRequest, InvalidInput
 from gpubridge.gateway import job_view, service_summary
+from gpubridge.gateway.discovery import run_describer
 from gpubridge.gateway.metrics import CONTENT_TYPE_LATEST as METRICS_CONTENT_TYPE
-from gpubridge.http_api import account_keys, crypto_topups, topups
+from gpubridge.http_api import account_keys, crypto_topups, discovery, topups
 from gpubridge.http_api.dashboard import dashboard_routes
 from gpubridge.http_api.openai_compat import openai_routes
 from gpubridge.http_api.openapi import openapi_document
@@ -33,6 +34,7 @@ from gpubridge.http_api.x402 import (
     payment_of,
     receipt_headers,
     resource_of,
+    server_url,
 )
 from gpubridge.jsontext import InvalidJSON, parse_json
 from gpubridge.money import micros_to_usd, usd_limit_to_micros
@@ -40,6 +42,12 @@ from gpubridge.money import micros_to_usd, usd_limit_to_micros
 
 async def healthz(request: Request) -> Response:
     return JSONResponse({"status": "ok"})
+
+
+async def readyz(request: Request) -> Response:
+    """200 once the models that load at start (the starter profile's) are warm, else 503."""
+    warmup = gateway_of(request).warmup
+    return JSONResponse(warmup.view(), status_code=200 if warmup.ready else 503)
 
 
 async def catalog(request: Request) -> Response:
@@ -167,6 +175,7 @@ async def run(request: Request) -> Response:
             webhook_url=webhook_url,
             idempotency_key=key,
             priority=priority,
+            describe=run_describer(server_url(request)),
         )
         submitted, headers = paid.submitted, receipt_headers(paid.payment)
     else:
@@ -250,7 +259,10 @@ async def openapi(request: Request) -> Response:
 def build_routes() -> list[BaseRoute]:
     return [
         Route("/healthz", healthz),
+        Route("/readyz", readyz),
         Route("/openapi.json", openapi),
+        Route(discovery.LLMS_TXT, discovery.llms),
+        Route(discovery.WELL_KNOWN_X402, discovery.well_known_x402),
         Route("/metrics", metrics),
         Route("/catalog", catalog),
         Route("/catalog/estimate", estimate),

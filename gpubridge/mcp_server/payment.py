@@ -11,17 +11,23 @@ an unpaid call, with the reason in the PaymentRequired object.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from mcp_types import CallToolResult
 
+from gpubridge.catalog import Service
+from gpubridge.catalog.portable import portable_schema
 from gpubridge.errors import PaymentRequired
 from gpubridge.gateway import Gateway, Submitted
+from gpubridge.gateway.discovery import accepted_job_example, example_input
 from gpubridge.mcp_server.caller import X402_PAYMENT_RESPONSE_META_KEY, Caller
 from gpubridge.mcp_server.errors import error_result
+from gpubridge.mcp_server.schemas import job_result_schema
 from gpubridge.payments.accounts import Account
 from gpubridge.payments.x402 import X402Required
+from gpubridge.payments.x402.bazaar import mcp_extension
 from gpubridge.payments.x402.errors import MalformedPayment
 
 INVALID_PAYLOAD = "invalid_payload"
@@ -42,9 +48,25 @@ def tool_resource(tool: str) -> str:
     return f"mcp://tool/{tool}"
 
 
+def tool_extension(service: Service, public_url: str) -> Mapping[str, Any]:
+    """The Bazaar description of a service's tool: its arguments with an example, and the job
+    it answers."""
+    return mcp_extension(
+        tool=service.key,
+        description=service.description.strip(),
+        input_schema=portable_schema(service.input_schema),
+        example=example_input(service),
+        output_example=accepted_job_example(service, public_url),
+        output_schema=job_result_schema(service.output_schema),
+    )
+
+
 class Payments:
     def __init__(self, gateway: Gateway) -> None:
         self.gateway = gateway
+
+    def _describe(self, service: Service) -> Mapping[str, Any]:
+        return tool_extension(service, self.gateway.settings.public_url)
 
     async def payment_for_call(
         self, caller: Caller, tool: str, arguments: dict[str, Any], estimate: dict[str, Any]
@@ -70,7 +92,9 @@ class Payments:
         if not isinstance(payment, dict):
             return await self._refused(tool, arguments, "the x402 payment must be a JSON object")
         try:
-            paid = await self.gateway.submit_paid(payment, tool, arguments, resource=resource)
+            paid = await self.gateway.submit_paid(
+                payment, tool, arguments, resource=resource, describe=self._describe
+            )
         except X402Required as exc:
             return error_result(exc)
         except MalformedPayment as exc:
@@ -108,7 +132,9 @@ class Payments:
     async def _required(self, tool: str, arguments: dict[str, Any]) -> X402Required:
         """The gateway's challenge for this call (it asks for payment when given none)."""
         try:
-            await self.gateway.submit_paid(None, tool, arguments, resource=tool_resource(tool))
+            await self.gateway.submit_paid(
+                None, tool, arguments, resource=tool_resource(tool), describe=self._describe
+            )
         except X402Required as exc:
             return exc
         raise AssertionError("an unpaid x402 submission must ask for payment")

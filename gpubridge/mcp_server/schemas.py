@@ -5,11 +5,19 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+from gpubridge.catalog.portable import portable_schema
 from gpubridge.jobs.status import JobStatus
 from gpubridge.mcp_server.media import MEDIA_FIELDS
 
-_NUMBER_OR_NULL = {"type": ["number", "null"]}
-_STRING_OR_NULL = {"type": ["string", "null"]}
+
+def _or_null(kind: str) -> dict[str, Any]:
+    """A value of type ``kind``, or null: two ``anyOf`` branches rather than a list of types,
+    which clients with a single-type schema dialect reject."""
+    return {"anyOf": [{"type": kind}, {"type": "null"}]}
+
+
+_NUMBER_OR_NULL = _or_null("number")
+_STRING_OR_NULL = _or_null("string")
 
 MEDIA_ITEM_SCHEMA: dict[str, Any] = {
     "type": "object",
@@ -32,7 +40,7 @@ def job_result_schema(output_schema: dict[str, Any] | None = None) -> dict[str, 
 
     ``output`` (present once the job completed) follows the service's output schema, less
     its base64 media fields: those travel as content blocks or links and are listed in
-    ``media``.
+    ``media``. Lists of types in it are written as ``anyOf`` branches (``portable_schema``).
     """
     schema: dict[str, Any] = {
         "type": "object",
@@ -53,8 +61,8 @@ def job_result_schema(output_schema: dict[str, Any] | None = None) -> dict[str, 
             "refunded_usd": _NUMBER_OR_NULL,
             "backend": _STRING_OR_NULL,
             "output": {"type": "object"},
-            "usage": {"type": ["object", "null"]},
-            "progress": {"type": ["object", "null"]},
+            "usage": _or_null("object"),
+            "progress": _or_null("object"),
             "error": {
                 "type": "object",
                 "required": ["code", "message"],
@@ -89,7 +97,7 @@ ESTIMATE_SCHEMA: dict[str, Any] = {
 def _without_media(output_schema: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
     """The service's output schema nested under ``output``: its ``$defs`` move to the root
     (so ``#/$defs/...`` references still resolve) and media fields are no longer required."""
-    output = copy.deepcopy(output_schema)
+    output = copy.deepcopy(portable_schema(output_schema))
     output.pop("$schema", None)
     output.pop("$id", None)
     definitions = output.pop("$defs", {})

@@ -8,22 +8,16 @@ from jsonschema import Draft202012Validator
 from jsonschema.exceptions import best_match
 from mcp_types import Tool, ToolAnnotations
 
-from gpubridge.catalog import Catalog, Price, Service
+from gpubridge.catalog import Catalog, Service
+from gpubridge.catalog.portable import portable_schema
 from gpubridge.errors import ConfigurationError, InvalidInput
+from gpubridge.gateway.views import price_text
 from gpubridge.mcp_server.schemas import ESTIMATE_SCHEMA, job_result_schema
-from gpubridge.money import micros_to_decimal
 
 GET_JOB = "get_job"
 CANCEL_JOB = "cancel_job"
 ESTIMATE_COST = "estimate_cost"
 HELPERS = (GET_JOB, CANCEL_JOB, ESTIMATE_COST)
-
-_UNIT_NAMES = {
-    "token": ("token", "tokens"),
-    "audio_second": ("second of audio", "seconds of audio"),
-    "output": ("output", "outputs"),
-    "second": ("second of GPU time", "seconds of GPU time"),
-}
 
 
 class ToolSet:
@@ -78,7 +72,7 @@ def service_tool(service: Service, wait_s: float) -> Tool:
         name=service.key,
         title=service.name,
         description=service_description(service, wait_s),
-        input_schema=service.input_schema,
+        input_schema=portable_schema(service.input_schema),
         output_schema=job_result_schema(service.output_schema),
         annotations=ToolAnnotations(
             title=service.name,
@@ -110,29 +104,6 @@ def service_description(service: Service, wait_s: float) -> str:
     if not service.backends:
         lines.append("Not available on this server right now (no backend configured).")
     return "\n".join(lines)
-
-
-def price_text(price: Price) -> str:
-    """E.g. 'from $0.003 ($0.59 per 1M input tokens, $0.79 per 1M output tokens)'."""
-    if price.unit == "token":
-        text = f"${_usd(price.micros)} {_per(price.per, ('input token', 'input tokens'))}"
-        if price.output_tokens_micros is not None:
-            output = ("output token", "output tokens")
-            text += f", ${_usd(price.output_tokens_micros)} {_per(price.per, output)}"
-    else:
-        text = f"${_usd(price.micros)} {_per(price.per, _UNIT_NAMES[price.unit])}"
-    return f"from ${_usd(price.minimum_micros)} ({text})"
-
-
-def _per(count: int, unit: tuple[str, str]) -> str:
-    if count == 1:
-        return f"per {unit[0]}"
-    amount = "1M" if count == 1_000_000 else f"{count:,}"
-    return f"per {amount} {unit[1]}"
-
-
-def _usd(micros: int) -> str:
-    return format(micros_to_decimal(micros).normalize(), "f")
 
 
 def helper_tools(catalog: Catalog, wait_s: float) -> list[Tool]:

@@ -38,3 +38,11 @@ async def gateway(database, database_url: str, tmp_path: Path, upstream) -> Asyn
     catalog = write_catalog(tmp_path / "catalog.yaml", use_upstream(upstream.base_url))
     async with running_app(settings_for(database_url, tmp_path, catalog)) as pair:
         yield pair
+
+
+@pytest.fixture
+async def packaged(database, database_url: str, tmp_path: Path) -> AsyncIterator[Any]:
+    """(app, client) on the packaged catalog (every service has a backend) with x402 on."""
+    catalog = write_catalog(tmp_path / "catalog.yaml")
+    async with running_app(settings_for(database_url, tmp_path, catalog)) as pair:
+        yield pair

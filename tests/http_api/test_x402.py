@@ -92,7 +92,10 @@ async def test_an_unpaid_run_gets_402_with_v2_requirements_in_the_header_and_v1_
         "url": f"{SERVER}/run",
         "description": "LLM Inference (llm-4090) job",
         "mimeType": "application/json",
+        "serviceName": "gpubridge",
+        "tags": ["ai", "inference", "llm", "image-generation", "speech"],
     }
+    assert v2["extensions"]["bazaar"]["info"]["input"]["body"]["service"] == "llm-4090"
     assert v2["accepts"] == [
         {
             "scheme": "exact",
@@ -107,6 +110,7 @@ async def test_an_unpaid_run_gets_402_with_v2_requirements_in_the_header_and_v1_
     body = response.json()
     assert body["x402Version"] == 1
     assert body["paymentRequired"] == v2
+    assert body["accepts"][0].pop("outputSchema")["input"]["method"] == "POST"
     assert body["accepts"] == [
         {
             "scheme": "exact",

@@ -11,6 +11,13 @@ from typing import Any
 import pytest
 from eth_account.signers.local import LocalAccount
 from mcp_types import TextContent
+from x402.extensions.bazaar import (
+    McpDiscoveryExtension,
+    extract_discovery_info,
+    validate_discovery_extension,
+)
+from x402.extensions.bazaar.types import parse_discovery_extension
+from x402.schemas import PaymentPayload, PaymentRequired
 
 from gpubridge.payments.x402.errors import NONCE_ALREADY_USED, VALUE_MISMATCH
 from tests.mcp_server.conftest import LLM_CALL, Running, StartGateway
@@ -99,6 +106,32 @@ async def test_an_unpaid_call_gets_the_requirements_priced_for_the_call(paid, ch
     ]
     assert json.loads(texts(result)[0]) == required
     assert await paid.all_jobs() == 0
+
+
+async def test_an_unpaid_call_describes_the_tool_in_a_bazaar_extension_the_sdk_reads(paid):
+    async with paid.client() as client:
+        result = await client.call_tool(TOOL, LLM_CALL)
+        tools = {tool.name: tool for tool in (await client.list_tools()).tools}
+
+    required = PaymentRequired.model_validate(result.structured_content)
+    assert required.extensions is not None
+    extension = parse_discovery_extension(required.extensions["bazaar"])
+    assert isinstance(extension, McpDiscoveryExtension)
+    assert validate_discovery_extension(extension).valid
+    call = extension.info.input
+    assert (call.tool_name, call.transport) == (TOOL, "streamable-http")
+    assert call.input_schema == tools[TOOL].input_schema
+    assert call.example == {"prompt": "Hello, world"}
+    echoed = PaymentPayload(
+        x402_version=2,
+        payload={},
+        accepted=required.accepts[0],
+        resource=required.resource,
+        extensions=required.extensions,
+    )
+    found = extract_discovery_info(echoed, required.accepts[0])
+    assert found is not None
+    assert (found.resource_url, found.tool_name) == (f"mcp://tool/{TOOL}", TOOL)
 
 
 async def test_a_paid_retry_runs_the_job_once_and_the_same_payment_cannot_pay_again(paid, chain):

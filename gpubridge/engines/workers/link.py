@@ -36,6 +36,7 @@ class WorkerLink:
         self.last_restart_s: float | None = None
         self._channel: Channel | None = None
         self._status_waiters: list[asyncio.Future[dict[str, Any]]] = []
+        self._load_waiters: dict[tuple[str, str], list[asyncio.Future[None]]] = {}
 
     @property
     def pid(self) -> int | None:
@@ -72,6 +73,8 @@ class WorkerLink:
                         if not waiter.done():
                             waiter.set_result(self.status)
                     self._status_waiters.clear()
+                elif message.op == "loaded":
+                    self._loaded(message)
                 job = message.job
                 if job is not None and job in self.pending:
                     self.pending[job].put_nowait(message)
@@ -88,10 +91,13 @@ class WorkerLink:
         lost, self.pending = self.pending, {}
         for queue in lost.values():
             queue.put_nowait(None)
-        for waiter in self._status_waiters:
+        waiters: list[asyncio.Future[Any]] = list(self._status_waiters)
+        waiters += [w for ws in self._load_waiters.values() for w in ws]
+        for waiter in waiters:
             if not waiter.done():
                 waiter.set_exception(WorkerLost(self.name))
         self._status_waiters.clear()
+        self._load_waiters.clear()
 
     def note(self, message: Message) -> None:
         if "models" in message.header:
@@ -116,6 +122,26 @@ class WorkerLink:
     def close_job(self, job_id: str, queue: asyncio.Queue[Message | None]) -> None:
         if self.pending.get(job_id) is queue:
             del self.pending[job_id]
+
+    async def load(self, message: Message, timeout_s: float) -> None:
+        """Send a ``load`` frame and wait until the worker has the model (or says why not)."""
+        key = (str(message.header["backend"]["name"]), str(message.header["model"]["source"]))
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._load_waiters.setdefault(key, []).append(waiter)
+        await self.send(message)
+        async with asyncio.timeout(timeout_s):
+            await waiter
+
+    def _loaded(self, message: Message) -> None:
+        key = (str(message.header.get("backend")), str(message.header.get("source")))
+        error = message.header.get("error")
+        for waiter in self._load_waiters.pop(key, []):
+            if waiter.done():
+                continue
+            if error:
+                waiter.set_exception(protocol.decode_error(Message({"error": error})))
+            else:
+                waiter.set_result(None)
 
     async def refresh_status(self, timeout_s: float = 5.0) -> dict[str, Any]:
         """Ask the worker for its status (models, memory, running jobs)."""

@@ -225,14 +225,14 @@ class WorkerPool:
             extra={"job_id": job_id, "worker": worker.name},
         )
 
-    async def load(self, backend: BackendConfig, model: ModelRef, service: str = "*") -> None:
-        """Warm ``model`` on a worker serving ``service`` (any worker for ``*``)."""
+    async def load(
+        self, backend: BackendConfig, model: ModelRef, service: str = "*", timeout_s: float = 600
+    ) -> None:
+        """Load ``model`` on a worker serving ``service`` (any worker for ``*``) and wait until
+        it is resident; the worker's error when it cannot be loaded."""
         worker = await self.pick(service, (backend.name, model.source))
-        await worker.send(
-            Message(
-                {"op": "load", "backend": backend.model_dump(mode="json"), "model": asdict(model)}
-            )
-        )
+        header = {"op": "load", "backend": backend.model_dump(mode="json"), "model": asdict(model)}
+        await worker.load(Message(header), timeout_s)
 
     def snapshot(self) -> list[dict[str, Any]]:
         """Each worker's device, state, models and jobs, for ``/metrics`` and the lease."""

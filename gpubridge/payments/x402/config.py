@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from gpubridge.errors import ConfigurationError
 from gpubridge.money import usd_to_micros
@@ -12,6 +13,9 @@ from gpubridge.settings import Settings
 
 _ADDRESS = re.compile(r"^0x[0-9a-fA-F]{40}$")
 _KEY = re.compile(r"^(0x)?[0-9a-fA-F]{64}$")
+_PRINTABLE_ASCII = re.compile(r"^[\x20-\x7e]{1,32}$")
+MAX_SERVICE_TAGS = 5
+MAX_ICON_URL_CHARS = 2048
 PAY_TO_SETTING = "GPUBRIDGE_X402_PAY_TO"
 
 
@@ -39,6 +43,9 @@ class X402Config:
     sanctions_oracle: str | None
     settlement_key: str | None
     """The operator's private key (hex); never logged, never in a repr."""
+    service_name: str = "gpubridge"
+    service_tags: tuple[str, ...] = ()
+    service_icon_url: str | None = None
 
     def __repr__(self) -> str:
         return f"X402Config(network={self.network!r}, asset={self.asset!r}, pay_to={self.pay_to!r})"
@@ -86,6 +93,7 @@ class X402Config:
         if min(settings.x402_confirmations, settings.x402_confirmations_large) < 1:
             raise ConfigurationError("x402 confirmations must be at least 1")
         oracle = settings.x402_sanctions_oracle
+        _check_listing(settings)
         return cls(
             network=settings.x402_network,
             network_v1=settings.x402_network_v1,
@@ -105,7 +113,45 @@ class X402Config:
             deny_list=settings.x402_deny_list,
             sanctions_oracle=oracle or None,
             settlement_key=secret,
+            service_name=settings.x402_service_name,
+            service_tags=tuple(settings.x402_service_tags),
+            service_icon_url=settings.x402_service_icon_url or None,
         )
+
+
+def _check_listing(settings: Settings) -> None:
+    """The Bazaar's rules for how a server is listed (facilitators silently drop a name, tag
+    or icon that breaks them, so a wrong one refuses to start instead)."""
+    if not _PRINTABLE_ASCII.match(settings.x402_service_name):
+        raise ConfigurationError(
+            "GPUBRIDGE_X402_SERVICE_NAME must be 1 to 32 printable ASCII characters"
+        )
+    tags = settings.x402_service_tags
+    if len(tags) > MAX_SERVICE_TAGS or not all(_PRINTABLE_ASCII.match(tag) for tag in tags):
+        raise ConfigurationError(
+            f"GPUBRIDGE_X402_SERVICE_TAGS must be at most {MAX_SERVICE_TAGS} tags of 1 to 32 "
+            "printable ASCII characters each"
+        )
+    if len({tag.lower() for tag in tags}) != len(tags):
+        raise ConfigurationError("GPUBRIDGE_X402_SERVICE_TAGS has the same tag twice")
+    icon = settings.x402_service_icon_url
+    if icon:
+        parts = urlsplit(icon)
+        host = parts.hostname or ""
+        if (
+            len(icon) > MAX_ICON_URL_CHARS
+            or parts.scheme not in ("http", "https")
+            or not host
+            or parts.username is not None
+            or host == "localhost"
+            or host.replace(".", "").isdigit()
+            or ":" in host
+        ):
+            raise ConfigurationError(
+                "GPUBRIDGE_X402_SERVICE_ICON_URL must be an absolute http(s) URL of a named "
+                "host (not an IP address or localhost), without user info, of at most "
+                f"{MAX_ICON_URL_CHARS} characters"
+            )
 
 
 def recipient_missing(settings: Settings) -> str | None:

@@ -5,13 +5,19 @@ Version 2: the ``PaymentRequired`` object (``x402Version: 2``, ``resource``, ``a
 (and the API document): the body ``{"x402Version": 1, "error", "accepts": [...]}`` with
 ``maxAmountRequired`` and the network's v1 name. The body also carries the v2 object under
 ``paymentRequired``, so one response serves clients of either version.
+
+Both describe the resource for discovery: the v2 object names the service (``resource``'s
+``serviceName``, ``tags``, ``iconUrl``) and carries the offer's extensions (the Bazaar
+extension, ``bazaar.py``); a v1 requirement carries the Bazaar description in ``outputSchema``.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
+from gpubridge.payments.x402.bazaar import BAZAAR, v1_output_schema
 from gpubridge.payments.x402.config import X402Config
 
 SCHEME_EXACT = "exact"
@@ -25,6 +31,8 @@ class Offer:
     resource: str
     description: str
     mime_type: str = "application/json"
+    extensions: Mapping[str, Any] = field(default_factory=dict)
+    """x402 extensions of the challenge, keyed by name (``bazaar``: how to call the resource)."""
 
 
 def _extra(config: X402Config) -> dict[str, Any]:
@@ -44,7 +52,7 @@ def requirements_v2(config: X402Config, offer: Offer) -> dict[str, Any]:
 
 
 def requirements_v1(config: X402Config, offer: Offer) -> dict[str, Any]:
-    return {
+    requirements = {
         "scheme": SCHEME_EXACT,
         "network": config.network_v1,
         "maxAmountRequired": str(offer.amount_micros),
@@ -56,20 +64,39 @@ def requirements_v1(config: X402Config, offer: Offer) -> dict[str, Any]:
         "asset": config.asset,
         "extra": _extra(config),
     }
+    bazaar = offer.extensions.get(BAZAAR)
+    described = v1_output_schema(bazaar) if bazaar is not None else None
+    if described is not None:
+        requirements["outputSchema"] = described
+    return requirements
+
+
+def resource_info(config: X402Config, offer: Offer) -> dict[str, Any]:
+    """The v2 ``resource`` object: the URL and what it is, and the service it belongs to."""
+    resource: dict[str, Any] = {
+        "url": offer.resource,
+        "description": offer.description,
+        "mimeType": offer.mime_type,
+        "serviceName": config.service_name,
+    }
+    if config.service_tags:
+        resource["tags"] = list(config.service_tags)
+    if config.service_icon_url is not None:
+        resource["iconUrl"] = config.service_icon_url
+    return resource
 
 
 def payment_required(config: X402Config, offer: Offer, error: str) -> dict[str, Any]:
     """The version 2 ``PaymentRequired`` object."""
-    return {
+    required: dict[str, Any] = {
         "x402Version": 2,
         "error": error,
-        "resource": {
-            "url": offer.resource,
-            "description": offer.description,
-            "mimeType": offer.mime_type,
-        },
+        "resource": resource_info(config, offer),
         "accepts": [requirements_v2(config, offer)],
     }
+    if offer.extensions:
+        required["extensions"] = dict(offer.extensions)
+    return required
 
 
 def challenge_body(

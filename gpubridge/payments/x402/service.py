@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
@@ -132,8 +132,15 @@ class X402:
             await self._chain.close()
 
     # -- the challenge --------------------------------------------------------------------
-    def offer(self, amount_micros: int, resource: str, description: str) -> Offer:
-        return Offer(amount_micros, resource, description)
+    def offer(
+        self,
+        amount_micros: int,
+        resource: str,
+        description: str,
+        extensions: Mapping[str, Any] | None = None,
+    ) -> Offer:
+        """What a request costs; ``extensions`` go into its 402 (``bazaar``: how to call it)."""
+        return Offer(amount_micros, resource, description, extensions=dict(extensions or {}))
 
     def required(
         self,

@@ -46,6 +46,40 @@ def test_wrong_settings_refuse_to_start(overrides):
         X402Config.from_settings(Settings(**{"x402_pay_to": DOCUMENT_RECIPIENT, **overrides}))
 
 
+@pytest.mark.parametrize(
+    ("overrides", "named"),
+    [
+        ({"x402_service_name": ""}, "SERVICE_NAME"),
+        ({"x402_service_name": "x" * 33}, "SERVICE_NAME"),
+        ({"x402_service_name": "Caf\u00e9 GPUs"}, "SERVICE_NAME"),
+        ({"x402_service_tags": ["a", "b", "c", "d", "e", "f"]}, "SERVICE_TAGS"),
+        ({"x402_service_tags": ["gpu", "GPU"]}, "SERVICE_TAGS"),
+        ({"x402_service_tags": ["t" * 33]}, "SERVICE_TAGS"),
+        ({"x402_service_icon_url": "ftp://acme.example.com/icon.png"}, "SERVICE_ICON_URL"),
+        ({"x402_service_icon_url": "https://127.0.0.1/icon.png"}, "SERVICE_ICON_URL"),
+        ({"x402_service_icon_url": "https://localhost/icon.png"}, "SERVICE_ICON_URL"),
+        ({"x402_service_icon_url": "https://me@acme.example.com/icon.png"}, "SERVICE_ICON_URL"),
+        ({"x402_service_icon_url": "/icon.png"}, "SERVICE_ICON_URL"),
+    ],
+)
+def test_a_listing_that_directories_would_drop_refuses_to_start(overrides, named):
+    settings = Settings(**{"x402_pay_to": DOCUMENT_RECIPIENT, **overrides})
+    with pytest.raises(ConfigurationError, match=f"GPUBRIDGE_X402_{named}"):
+        X402Config.from_settings(settings)
+
+
+def test_the_listing_defaults_to_gpubridge_with_tags_and_no_icon(monkeypatch):
+    default = X402Config.from_settings(Settings(x402_pay_to=DOCUMENT_RECIPIENT))
+    monkeypatch.setenv("GPUBRIDGE_X402_SERVICE_TAGS", "ai, gpu,inference")
+    monkeypatch.setenv("GPUBRIDGE_X402_SERVICE_ICON_URL", "https://acme.example.com/icon.png")
+    configured = X402Config.from_settings(Settings(x402_pay_to=DOCUMENT_RECIPIENT))
+    assert default.service_name == configured.service_name == "gpubridge"
+    assert len(default.service_tags) == 5
+    assert default.service_icon_url is None
+    assert configured.service_tags == ("ai", "gpu", "inference")
+    assert configured.service_icon_url == "https://acme.example.com/icon.png"
+
+
 def test_there_is_no_default_recipient_so_x402_is_off_until_one_is_set():
     assert Settings().x402_pay_to is None
     assert x402_off_reason(Settings()) == (
