@@ -32,6 +32,7 @@ from gpubridge.errors import (
     ServiceUnavailable,
 )
 from gpubridge.gateway.discovery import Describe
+from gpubridge.gateway.notices import Notices, end_event, task_outcome
 from gpubridge.gateway.payment_rails import PaymentRails
 from gpubridge.gateway.remote_workers import RemoteWorkers
 from gpubridge.gateway.runner import JobRunner
@@ -134,6 +135,7 @@ class Gateway:
             lease_ttl_s=settings.lease_ttl_s,
             lease_info=lambda: lease_info(router),
         )
+        self.notices = Notices(db, self.events, self.dispatcher, public_url=settings.public_url)
         workers = router.registry.workers
         if workers is not None:
             self.runner.metrics.registry.register(WorkerCollector(workers))
@@ -156,6 +158,7 @@ class Gateway:
 
     async def start(self) -> None:
         self.payment_rails.log_startup()
+        await self.notices.start()
         await self.dispatcher.renew_lease()
         self.dispatcher.start()
         self.warmup.start()
@@ -166,6 +169,7 @@ class Gateway:
         jobs) or failed and refunded."""
         await self.warmup.stop()
         await self.upkeep.shut_down()
+        await self.notices.stop()
         await self.runner.close()
         await self.media.aclose()
         await self.card_topups.close()
@@ -463,19 +467,27 @@ class Gateway:
             )
         return earlier
 
-    async def wait(self, job: JobRecord, timeout_s: float, poll_s: float = 0.05) -> JobRecord:
-        """Wait up to ``timeout_s`` for a job to end; return its latest state."""
+    async def wait(
+        self, job: JobRecord, timeout_s: float, poll_s: float | None = None
+    ) -> JobRecord:
+        """Wait up to ``timeout_s`` for a job to end; return its latest state.
+
+        A job running here is awaited; another wakes the wait with its status event (from
+        this replica's runner, or another replica's notice), and the store is read every
+        ``poll_s`` too (by default often where no notice would come, now and then where one
+        will)."""
         try:
             async with asyncio.timeout(timeout_s):
                 task = self.dispatcher.task_for(job.id)
                 if task is not None:
-                    finished = await asyncio.shield(task)
+                    finished = await task_outcome(task)
                     if isinstance(finished, JobRecord):
                         return finished
-                # Not running here (another request or replica runs it): watch the store.
-                while not job.status.is_terminal:
-                    await asyncio.sleep(poll_s)
+                async with self.events.subscribe(job.id) as queue:
                     job = await self.get(job.id)
+                    while not job.status.is_terminal:
+                        await end_event(queue, poll_s or self.notices.wait_poll_s)
+                        job = await self.get(job.id)
         except TimeoutError:
             pass
         return await self.get(job.id)
@@ -578,7 +590,8 @@ class Gateway:
                     async with asyncio.timeout(poll_s):
                         item = await queue.get()
                 except TimeoutError:
-                    # The job may run on another replica: fall back to the store.
+                    # The job may run on another replica (its end comes as a notice on
+                    # PostgreSQL, its progress does not): fall back to the store.
                     job = await self.get(job_id)
                     if job.status != last_status or job.status.is_terminal:
                         last_status = job.status
