@@ -26,6 +26,7 @@ from gpubridge.mcp_server.caller import Caller, caller_of
 from gpubridge.mcp_server.calls import ToolCalls
 from gpubridge.mcp_server.errors import guarded
 from gpubridge.mcp_server.progress import Progress
+from gpubridge.mcp_server.task_listen import TaskListen
 from gpubridge.mcp_server.tasks import (
     TASKS_EXTENSION,
     CreateTaskResult,
@@ -130,6 +131,7 @@ def build_server(gateway: Gateway, *, local_api_key: str | None = None) -> Serve
         on_list_tools=list_tools,
         on_list_resources=list_resources,
         on_read_resource=read_resource,
+        on_subscriptions_listen=TaskListen(calls.tasks, caller),
     )
     # A tool call may answer with a task, a result type outside ``on_call_tool``'s signature;
     # the low-level server takes the extension's methods as plain request handlers.
