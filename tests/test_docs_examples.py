@@ -20,6 +20,7 @@ import pytest
 from tests.support.doc_examples import (
     REPO,
     Newcomer,
+    broken_links,
     documents,
     gpubridge_command,
     marking_problems,
@@ -38,6 +39,33 @@ def test_every_shell_and_python_example_is_marked_to_run_or_skipped_for_a_reason
     document: Path,
 ) -> None:
     assert marking_problems(document) == []
+
+
+@pytest.mark.parametrize("document", documents(), ids=lambda path: path.name)
+def test_links_between_the_readme_and_docs_reach_a_file_and_heading(document: Path) -> None:
+    assert broken_links(document) == []
+
+
+def test_an_example_left_unmarked_or_skipped_without_a_reason_is_reported(tmp_path: Path) -> None:
+    page = tmp_path / "page.md"
+    page.write_text(
+        "```bash\nls\n```\n<!-- test: skip -->\n```python\npass\n```\n"
+        "<!-- test: output -->\n```text\nhi\n```\n<!-- test: run -->\n```bash\nls\n```\n"
+    )
+    assert [problem.split(": ", 1)[1] for problem in marking_problems(page)] == [
+        "a bash block needs a run or skip marker",
+        "a skip marker says why (test: skip: reason)",
+        "an output block follows the run block it shows",
+    ]
+
+
+def test_a_link_to_a_missing_file_or_heading_is_reported(tmp_path: Path) -> None:
+    page = tmp_path / "page.md"
+    page.write_text("# Top\n\n## Next steps\n\n[a](#next-steps) [b](#gone) [c](other.md)\n")
+    assert broken_links(page) == [
+        "page.md: #gone (no such heading)",
+        "page.md: other.md (no such file)",
+    ]
 
 
 def test_the_readme_shows_runnable_examples_with_their_output() -> None:

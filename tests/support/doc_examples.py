@@ -34,7 +34,10 @@ class Block:
 
     @property
     def where(self) -> str:
-        return f"{self.document.relative_to(REPO)}:{self.line}"
+        name = (
+            self.document.relative_to(REPO) if self.document.is_relative_to(REPO) else self.document
+        )
+        return f"{name}:{self.line}"
 
 
 def documents() -> list[Path]:
@@ -176,3 +179,35 @@ def gpubridge_command(folder: Path) -> Path:
     )
     command.chmod(0o755)
     return command
+
+
+LINK = re.compile(r"\]\(([^)\s]+)\)")
+
+
+def headings(document: Path) -> set[str]:
+    """The anchors of ``document``'s headings, as GitHub makes them."""
+    anchors = set()
+    in_fence = False
+    for line in document.read_text("utf-8").splitlines():
+        if FENCE.match(line):
+            in_fence = not in_fence
+        elif not in_fence and line.startswith("#"):
+            title = line.lstrip("#").strip().lower()
+            anchors.add(re.sub(r"[^\w\- ]", "", title).replace(" ", "-"))
+    return anchors
+
+
+def broken_links(document: Path) -> list[str]:
+    """The links of ``document`` to files of this repository, or their headings, that do not
+    exist."""
+    broken = []
+    for target in LINK.findall(document.read_text("utf-8")):
+        if re.match(r"^[a-z]+:", target):
+            continue
+        path, _, anchor = target.partition("#")
+        linked = (document.parent / path).resolve() if path else document
+        if not linked.exists():
+            broken.append(f"{document.name}: {target} (no such file)")
+        elif anchor and linked.suffix == ".md" and anchor not in headings(linked):
+            broken.append(f"{document.name}: {target} (no such heading)")
+    return broken
