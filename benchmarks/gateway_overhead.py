@@ -4,9 +4,11 @@ An instant OpenAI-compatible upstream runs in its own process; ``gpubridge serve
 subprocess with an operator catalog that sends ``llm-4090`` to that upstream. An aiohttp client
 drives both paths at each concurrency for a fixed time and prints latency, throughput, the
 server's CPU per request, its start-up time and idle memory, next to PERFORMANCE.md's targets.
-The server gets CPU 0; the client and the upstream share CPU 1 (when the machine has two).
+With ``--pin`` (the default where the machine has two cores or more) the server runs on the
+first core and the client and the upstream share the second (``taskset``).
 
-    .venv/bin/python benchmarks/gateway_overhead.py [--seconds 10] [--concurrency 1 16] [--keep]
+    .venv/bin/python benchmarks/gateway_overhead.py [--seconds 10] [--concurrency 1 16]
+        [--database sqlite|postgresql] [--no-pin] [--keep]
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import uuid
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -42,25 +45,43 @@ MAX_TOKENS = 16
 UPSTREAM_MODEL = "bench-model"
 REQUEST_TIMEOUT_S = 30.0
 EMAIL = "bench@example.com"
+PG_ADMIN_DSN = os.environ.get("GPUBRIDGE_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
+TASKSET = shutil.which("taskset")
 
 Call = Callable[[aiohttp.ClientSession], Awaitable[None]]
 
 
 # -- the upstream (runs in its own process) -----------------------------------------------------
 def _bare_upstream() -> Any:
-    """A bare ASGI OpenAI-compatible chat upstream: the stream the Starlette one sends, at once."""
+    """A bare ASGI OpenAI-compatible chat upstream: the answers the Starlette one sends (one
+    JSON body, or a stream with usage when ``stream`` is true), at once."""
     reply = ("Hello", ",", " world", "!")
     base = {"id": "chatcmpl-1", "created": 0, "model": UPSTREAM_MODEL}
     chunk = {**base, "object": "chat.completion.chunk"}
 
-    def stream(max_tokens: int, prompt_tokens: int) -> bytes:
-        words = reply[:max_tokens]
-        finish = "length" if len(words) < len(reply) else "stop"
-        usage = {
+    def usage_of(words: tuple[str, ...], prompt_tokens: int) -> dict[str, int]:
+        return {
             "prompt_tokens": prompt_tokens,
             "completion_tokens": len(words),
             "total_tokens": prompt_tokens + len(words),
         }
+
+    def whole(max_tokens: int, prompt_tokens: int) -> bytes:
+        words = reply[:max_tokens]
+        finish = "length" if len(words) < len(reply) else "stop"
+        message = {"role": "assistant", "content": "".join(words)}
+        completion = {
+            **base,
+            "object": "chat.completion",
+            "choices": [{"index": 0, "message": message, "finish_reason": finish}],
+            "usage": usage_of(words, prompt_tokens),
+        }
+        return json.dumps(completion).encode()
+
+    def stream(max_tokens: int, prompt_tokens: int) -> bytes:
+        words = reply[:max_tokens]
+        finish = "length" if len(words) < len(reply) else "stop"
+        usage = usage_of(words, prompt_tokens)
         events = [
             {**chunk, "choices": [{"index": 0, "delta": {"content": w}, "finish_reason": None}]}
             for w in words
@@ -70,7 +91,7 @@ def _bare_upstream() -> Any:
         lines = [f"data: {json.dumps(e)}\n\n" for e in events] + ["data: [DONE]\n\n"]
         return "".join(lines).encode()
 
-    cache: dict[tuple[int, int], bytes] = {}
+    cache: dict[tuple[bool, int, int], bytes] = {}
     sse = [(b"content-type", b"text/event-stream")]
     as_json = [(b"content-type", b"application/json")]
 
@@ -84,9 +105,12 @@ def _bare_upstream() -> Any:
         if scope["method"] == "POST" and scope["path"] == "/v1/chat/completions":
             body = json.loads(raw)
             words = sum(len(str(m.get("content", "")).split()) for m in body["messages"])
-            key = (int(body.get("max_tokens") or len(reply)), words)
-            payload = cache.get(key) or cache.setdefault(key, stream(*key))
-            headers = sse
+            streamed = body.get("stream") is True
+            key = (streamed, int(body.get("max_tokens") or len(reply)), words)
+            payload = cache.get(key) or cache.setdefault(
+                key, (stream if streamed else whole)(*key[1:])
+            )
+            headers = sse if streamed else as_json
         else:
             payload, headers = b'{"object":"list","data":[]}', as_json
         await send({"type": "http.response.start", "status": 200, "headers": headers})
@@ -113,7 +137,7 @@ def serve_upstream(fd: int, kind: str) -> None:
 
 # -- processes ---------------------------------------------------------------------------------
 def pin(pid: int, cpu: int | None) -> bool:
-    """Pin ``pid`` (0: this process) to one CPU, where the machine has two or more."""
+    """Pin ``pid`` (0: this process) to one CPU (None: leave it where it is)."""
     if cpu is None:
         return False
     try:
@@ -132,13 +156,26 @@ class Processes:
     def start(
         self, args: list[str], log: Path, cpu: int | None, **kwargs: Any
     ) -> subprocess.Popen[bytes]:
+        """Start ``args``; on ``cpu`` from its first instruction (``taskset``) when given."""
+        if cpu is not None and TASKSET:
+            args = [TASKSET, "-c", str(cpu), *args]
         with log.open("wb") as out:
             child = subprocess.Popen(
                 args, stdout=out, stderr=subprocess.STDOUT, start_new_session=True, **kwargs
             )
         self.children.append(child)
-        pin(child.pid, cpu)
+        if not TASKSET:
+            pin(child.pid, cpu)
         return child
+
+    def stop(self, child: subprocess.Popen[bytes]) -> None:
+        """End one child now (SIGINT, then kill)."""
+        child.send_signal(signal.SIGINT)
+        try:
+            child.wait(10)
+        except subprocess.TimeoutExpired:
+            child.kill()
+            child.wait(5)
 
     def stop_all(self) -> None:
         for child in self.children:
@@ -251,19 +288,18 @@ async def drive(call: Call, run: Run, seconds: float) -> None:
 
 
 def direct_call(url: str) -> Call:
+    """The same completion asked of the upstream itself, as one JSON answer."""
     body = {
         "model": UPSTREAM_MODEL,
         "messages": [{"role": "user", "content": PROMPT}],
-        "stream": True,
-        "stream_options": {"include_usage": True},
         "max_tokens": MAX_TOKENS,
     }
 
     async def call(session: aiohttp.ClientSession) -> None:
         async with session.post(url, json=body) as response:
-            data = await response.read()
-            if response.status != 200 or not data.endswith(b"data: [DONE]\n\n"):
-                raise Refused(f"HTTP {response.status}, stream not ended with [DONE]")
+            answer = await response.json(content_type=None)
+            if response.status != 200 or not answer.get("choices"):
+                raise Refused(f"HTTP {response.status}, no completion")
 
     return call
 
@@ -320,6 +356,39 @@ async def wait_ready(url: str, child: subprocess.Popen[bytes], timeout_s: float 
     raise RuntimeError(f"{url} did not answer within {timeout_s:g} s")
 
 
+async def server_env(args: argparse.Namespace, data_dir: Path, catalog: Path) -> dict[str, str]:
+    """The environment of a ``gpubridge serve`` on a fresh database kept in ``data_dir``."""
+    env = {
+        **os.environ,
+        "GPUBRIDGE_DATA_DIR": str(data_dir),
+        "GPUBRIDGE_CATALOG": str(catalog),
+        # The paid path itself is measured: one key sends thousands of requests a second.
+        "GPUBRIDGE_RATE_LIMIT_PER_KEY_PER_MINUTE": "0",
+        "GPUBRIDGE_RATE_LIMIT_PER_IP_PER_SECOND": "0",
+    }
+    # A server starts as installed: with the bytecode that its first start leaves behind.
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    env.pop("GPUBRIDGE_DATABASE_URL", None)
+    if args.database == "postgresql":
+        # A database of its own, created empty (dropped on the way out unless --keep).
+        name = f"gpubridge_overhead_{uuid.uuid4().hex[:10]}"
+        await admin_sql(f'CREATE DATABASE "{name}"')
+        args.pg_databases.append(name)
+        pg = PG_ADMIN_DSN.rsplit("/", 1)[0].replace("postgresql://", "postgresql+asyncpg://")
+        env["GPUBRIDGE_DATABASE_URL"] = f"{pg}/{name}"
+    return env
+
+
+async def admin_sql(sql: str) -> None:
+    import asyncpg
+
+    conn = await asyncpg.connect(PG_ADMIN_DSN, timeout=10)
+    try:
+        await conn.execute(sql)
+    finally:
+        await conn.close()
+
+
 async def make_account(base: str, env: dict[str, str]) -> str:
     """Register, grant $1,000 with the CLI, raise the daily limit; the API key."""
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as session:
@@ -359,11 +428,13 @@ async def make_account(base: str, env: dict[str, str]) -> str:
 class Facts:
     runs: list[Run] = field(default_factory=list)
     start_to_healthz_s: float = 0.0
+    cold_starts_s: list[float] = field(default_factory=list)
     idle_rss_mb: float = 0.0
     loaded_rss_mb: float = 0.0
 
 
 async def bench(args: argparse.Namespace, tmp: Path, procs: Processes, facts: Facts) -> None:
+    server_cpu, client_cpu = args.cpus
     listener = socket.socket()
     listener.bind(("127.0.0.1", 0))
     listener.listen(1024)
@@ -371,27 +442,30 @@ async def bench(args: argparse.Namespace, tmp: Path, procs: Processes, facts: Fa
     fd = listener.fileno()
     command = [sys.executable, __file__, "--serve-upstream", str(fd), "--upstream", args.upstream]
     with listener:
-        upstream = procs.start(command, tmp / "upstream.log", CLIENT_CPU, pass_fds=[fd])
+        upstream = procs.start(command, tmp / "upstream.log", client_cpu, pass_fds=[fd])
     await wait_ready(f"{upstream_url}/models", upstream)
 
     catalog = tmp / "catalog.yaml"
     write_catalog(catalog, upstream_url, max(args.concurrency))
+    for attempt in range(args.starts):
+        # Each on a fresh database, stopped once it answers; the first also writes bytecode.
+        env = await server_env(args, tmp / f"start-{attempt}", catalog)
+        port = free_port()
+        started = time.perf_counter()
+        log = tmp / f"start-{attempt}.log"
+        server = procs.start(
+            [str(GPUBRIDGE), "serve", "--port", str(port)], log, server_cpu, env=env
+        )
+        await wait_ready(f"http://127.0.0.1:{port}/healthz", server)
+        facts.cold_starts_s.append(time.perf_counter() - started)
+        procs.stop(server)
+
+    env = await server_env(args, tmp / "data", catalog)
     port = free_port()
     base = f"http://127.0.0.1:{port}"
-    env = {
-        **os.environ,
-        "GPUBRIDGE_DATA_DIR": str(tmp / "data"),
-        "GPUBRIDGE_CATALOG": str(catalog),
-        # The paid path itself is measured: one key sends thousands of requests a second.
-        "GPUBRIDGE_RATE_LIMIT_PER_KEY_PER_MINUTE": "0",
-        "GPUBRIDGE_RATE_LIMIT_PER_IP_PER_SECOND": "0",
-    }
-    env.pop("GPUBRIDGE_DATABASE_URL", None)
-    if args.database_url:
-        env["GPUBRIDGE_DATABASE_URL"] = args.database_url
     started = time.perf_counter()
     server = procs.start(
-        [str(GPUBRIDGE), "serve", "--port", str(port)], tmp / "gateway.log", SERVER_CPU, env=env
+        [str(GPUBRIDGE), "serve", "--port", str(port)], tmp / "gateway.log", server_cpu, env=env
     )
     await wait_ready(f"{base}/healthz", server)
     facts.start_to_healthz_s = time.perf_counter() - started
@@ -418,10 +492,12 @@ async def bench(args: argparse.Namespace, tmp: Path, procs: Processes, facts: Fa
     facts.loaded_rss_mb = rss_mb(server.pid)
 
 
-def report(facts: Facts, pinned: bool, upstream: str) -> None:
+def report(facts: Facts, args: argparse.Namespace) -> None:
+    server_cpu, client_cpu = args.cpus
+    pinned = f"server CPU {server_cpu}, client + upstream CPU {client_cpu}" if args.pin else "no"
     print(
-        f"\nupstream: {upstream} ASGI on uvicorn; pinned: {pinned} (server CPU {SERVER_CPU}, "
-        f"client + upstream CPU {CLIENT_CPU})"
+        f"\ndatabase: {args.database}; upstream: {args.upstream} ASGI on uvicorn; "
+        f"pinned: {pinned}; {args.seconds:g} s per run"
     )
     head = ("path", "conc", "ok", "errors", "req/s", "drift", "p50 ms", "p99 ms")
     print("{:<10}{:>5}{:>10}{:>8}{:>9}{:>8}{:>9}{:>9}  server CPU ms/req".format(*head))
@@ -448,8 +524,12 @@ def report(facts: Facts, pinned: bool, upstream: str) -> None:
     cpu_total = sum(r.server_cpu_s or 0.0 for r in gateway_runs)
     requests = sum(len(r.latencies_ms) + r.errors.total() for r in gateway_runs)
     cpu_ms = cpu_total * 1000 / requests if requests else float("nan")
+    cold = facts.cold_starts_s
+    cold_s = statistics.median(cold) if cold else facts.start_to_healthz_s
+    starts = ", ".join(f"{s:.2f}" for s in cold)
     print(
         f"server CPU per request (all gpubridge runs): {cpu_ms:.2f} ms; start to /healthz "
+        f"on a fresh database: median {cold_s:.2f} s of [{starts}], measured server "
         f"{facts.start_to_healthz_s:.2f} s; idle RSS {facts.idle_rss_mb:.0f} MB "
         f"(after load {facts.loaded_rss_mb:.0f} MB)"
     )
@@ -471,7 +551,7 @@ def report(facts: Facts, pinned: bool, upstream: str) -> None:
         ("c=16 p99", at(16, lambda r: r.pct(99)), 25.0, "ms", True),
         ("c=16 throughput", at(16, lambda r: r.rps), 1000.0, "req/s", False),
         ("CPU per request", cpu_ms if requests else None, 1.0, "ms", True),
-        ("start to /healthz", facts.start_to_healthz_s, 1.0, "s", True),
+        ("start to /healthz", cold_s, 1.0, "s", True),
         ("idle memory", facts.idle_rss_mb, 150.0, "MB", True),
     ]
     print("\ntargets (PERFORMANCE.md), gpubridge:")
@@ -495,10 +575,26 @@ def main() -> int:
         default="bare",
         help="fake upstream: bare ASGI, or the tests' Starlette app",
     )
+    parser.add_argument(
+        "--starts",
+        type=int,
+        default=3,
+        help="cold starts to time before the load (median shown; the first writes bytecode)",
+    )
     parser.add_argument("--keep", action="store_true", help="keep the temp dir (logs, database)")
     parser.add_argument(
-        "--database-url",
-        help="serve from this database (e.g. postgresql+asyncpg://...; default: a fresh SQLite)",
+        "--database",
+        choices=["sqlite", "postgresql"],
+        default="sqlite",
+        help="a fresh SQLite file, or a fresh database on GPUBRIDGE_TEST_PG "
+        "(default postgresql://postgres@127.0.0.1:5432/test)",
+    )
+    parser.add_argument(
+        "--pin",
+        action=argparse.BooleanOptionalAction,
+        default=SERVER_CPU is not None,
+        help="server on one core, client and upstream on another (needs two cores; the "
+        "default where there are)",
     )
     parser.add_argument("--serve-upstream", type=int, metavar="FD", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -508,7 +604,11 @@ def main() -> int:
     if not GPUBRIDGE.exists():
         parser.error(f"{GPUBRIDGE} not found: run with the virtualenv's python")
 
-    pinned = pin(0, CLIENT_CPU)
+    if args.pin and SERVER_CPU is None:
+        parser.error("--pin needs at least two cores")
+    args.cpus = (SERVER_CPU, CLIENT_CPU) if args.pin else (None, None)
+    args.pg_databases = []
+    pin(0, args.cpus[1])
     tmp = Path(tempfile.mkdtemp(prefix="gpubridge-bench-"))
     procs = Processes()
     facts = Facts()
@@ -516,7 +616,7 @@ def main() -> int:
     try:
         asyncio.run(cancelled_by_sigterm(bench(args, tmp, procs, facts)))
         failed = any(r.errors for r in facts.runs)
-        report(facts, pinned, args.upstream)
+        report(facts, args)
     except (KeyboardInterrupt, asyncio.CancelledError):
         failed = False
         print("interrupted", file=sys.stderr)
@@ -528,9 +628,12 @@ def main() -> int:
                 text = (tmp / log).read_text(errors="replace") if (tmp / log).exists() else ""
                 print(f"\n--- last lines of {log} ---\n{text[-4000:]}", file=sys.stderr)
         if args.keep:
-            print(f"kept {tmp}", file=sys.stderr)
+            kept = f" and databases {', '.join(args.pg_databases)}" if args.pg_databases else ""
+            print(f"kept {tmp}{kept}", file=sys.stderr)
         else:
             shutil.rmtree(tmp, ignore_errors=True)
+            for name in args.pg_databases:
+                asyncio.run(admin_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
     return 1 if failed else 0
 
 
