@@ -1,8 +1,11 @@
 """A remote OpenAI-compatible backend: ``vllm serve``, a llama.cpp server, OpenAI itself.
 
-Chat completions are always streamed upstream, so tokens reach the job's subscribers as they
-arrive. One aiohttp session per engine, with a connection pool sized to the backend's
-concurrency, created inside the running event loop on first use.
+A chat job that asks for its tokens as they come (``stream: true`` in its input: the
+OpenAI-compatible door's streamed chat, or a caller reading ``GET /status/{id}/stream``) is
+streamed upstream, and each token reaches the job's subscribers as it arrives; any other is
+asked for one JSON completion, which costs the upstream and the gateway far less than a
+server-sent event per token. One aiohttp session per engine, with a connection pool sized to
+the backend's concurrency, created inside the running event loop on first use.
 """
 
 from __future__ import annotations
@@ -154,12 +157,12 @@ class OpenAIRemote:
     async def _chat(self, request: EngineRequest, emit: Emit) -> EngineResult:
         messages = chat_messages(request.input)
         params = sampling(request.input)
-        body: dict[str, Any] = {
-            "model": self._upstream_model(request.model),
-            "messages": messages,
-            "stream": True,
-            "stream_options": {"include_usage": True},
-        }
+        streamed = request.input.get("stream") is True
+        body: dict[str, Any] = {"model": self._upstream_model(request.model), "messages": messages}
+        if streamed:
+            body.update(stream=True, stream_options={"include_usage": True})
+        else:
+            body["stream"] = False
         for key in ("max_tokens", "temperature", "top_p", "seed"):
             value = getattr(params, key)
             if value is not None:
@@ -172,25 +175,27 @@ class OpenAIRemote:
         usage: dict[str, Any] | None = None
         done = False
         async with self._post("/chat/completions", body) as response:
-            if response.content_type == "application/json":
-                # An upstream that ignores "stream": the whole completion in one body.
-                whole = await response.json()
+            sse = response.content_type == "text/event-stream"
+            if response.content_type == "application/json" or not (streamed or sse):
+                # One body: asked for, or sent by an upstream that ignores "stream".
+                whole = await response.json(content_type=None)
                 text, finish_reason, usage = self._read(whole, "message")
                 pieces = [text] if text else []
                 if pieces:
                     await emit(EngineEvent("token", {"text": text}))
                 done = True
-            async for data in _sse_data(response):
-                if data == "[DONE]":
-                    # Read on to the end of the body so the connection can be reused.
-                    done = True
-                    continue
-                delta, finished, chunk_usage = self._read(self._decode(data), "delta")
-                if delta:
-                    pieces.append(delta)
-                    await emit(EngineEvent("token", {"text": delta}))
-                finish_reason = finished or finish_reason
-                usage = chunk_usage or usage
+            else:
+                async for data in _sse_data(response):
+                    if data == "[DONE]":
+                        # Read on to the end of the body so the connection can be reused.
+                        done = True
+                        continue
+                    delta, finished, chunk_usage = self._read(self._decode(data), "delta")
+                    if delta:
+                        pieces.append(delta)
+                        await emit(EngineEvent("token", {"text": delta}))
+                    finish_reason = finished or finish_reason
+                    usage = chunk_usage or usage
         if not done and finish_reason is None:
             raise self._fail("the stream ended before the completion did")
         if usage is not None:
@@ -199,7 +204,7 @@ class OpenAIRemote:
         else:
             # The upstream sent no usage, so the true counts are unknown. Servers stream about
             # one token per chunk, and a token is about four characters of English text.
-            completion_tokens = len(pieces)
+            completion_tokens = max(len(pieces), estimate_tokens("".join(pieces)))
             prompt_tokens = estimate_tokens("".join(message_text(m) for m in messages))
         return EngineResult(
             output={

@@ -60,13 +60,13 @@ async def make_engine() -> AsyncIterator[EngineMaker]:
         await engine.unload()
 
 
-async def test_chat_streams_tokens_and_reads_usage(
+async def test_a_streamed_chat_streams_tokens_and_reads_usage(
     upstream: Upstream, make_engine: EngineMaker
 ) -> None:
     engine = make_engine(upstream.base_url, model="served-name")
     tokens = Tokens()
     async with asyncio.timeout(10):
-        result = await engine.run(chat({"prompt": "say hello to me"}), tokens)
+        result = await engine.run(chat({"prompt": "say hello to me", "stream": True}), tokens)
     assert [e.data["text"] for e in tokens.events] == ["Hello", ",", " world", "!"]
     assert result.output == {"text": "Hello, world!", "finish_reason": "stop", "model": "tiny"}
     assert (result.usage.prompt_tokens, result.usage.completion_tokens) == (4, 4)
@@ -76,6 +76,32 @@ async def test_chat_streams_tokens_and_reads_usage(
     assert body["stream_options"] == {"include_usage": True}
     assert body["model"] == "served-name"
     assert body["messages"] == [{"role": "user", "content": "say hello to me"}]
+
+
+async def test_a_chat_nobody_streams_asks_for_one_completion(
+    upstream: Upstream, make_engine: EngineMaker
+) -> None:
+    engine = make_engine(upstream.base_url, model="served-name")
+    tokens = Tokens()
+    async with asyncio.timeout(10):
+        result = await engine.run(chat({"prompt": "say hello to me"}), tokens)
+    assert [e.data["text"] for e in tokens.events] == ["Hello, world!"]
+    assert result.output == {"text": "Hello, world!", "finish_reason": "stop", "model": "tiny"}
+    assert (result.usage.prompt_tokens, result.usage.completion_tokens) == (4, 4)
+    body = upstream.behaviour.requests[-1]["body"]
+    assert body["stream"] is False
+    assert "stream_options" not in body
+
+
+async def test_an_upstream_that_streams_a_chat_nobody_streams_is_read_as_a_stream(
+    upstream: Upstream, make_engine: EngineMaker
+) -> None:
+    upstream.behaviour.always_stream = True
+    tokens = Tokens()
+    async with asyncio.timeout(10):
+        result = await make_engine(upstream.base_url).run(chat({"prompt": "a b"}), tokens)
+    assert result.output["text"] == tokens.text == "Hello, world!"
+    assert [e.data["text"] for e in tokens.events] == ["Hello", ",", " world", "!"]
 
 
 async def test_chat_passes_sampling_parameters_and_reports_length(
@@ -128,14 +154,27 @@ async def test_messages_are_sent_as_given(upstream: Upstream, make_engine: Engin
     assert upstream.behaviour.requests[-1]["body"]["messages"] == messages
 
 
-async def test_without_upstream_usage_token_counts_are_estimated(
+async def test_without_upstream_usage_a_streams_token_counts_are_estimated(
     upstream: Upstream, make_engine: EngineMaker
 ) -> None:
     upstream.behaviour.send_usage = False
     prompt = "twelve chars"
     async with asyncio.timeout(10):
+        request = chat({"prompt": prompt, "stream": True})
+        result = await make_engine(upstream.base_url).run(request, Tokens())
+    assert result.usage.completion_tokens == 4  # one a chunk
+    assert result.usage.prompt_tokens == math.ceil(len(prompt) / 4)
+
+
+async def test_without_upstream_usage_one_completions_token_counts_are_estimated(
+    upstream: Upstream, make_engine: EngineMaker
+) -> None:
+    upstream.behaviour.send_usage = False
+    upstream.behaviour.reply = ("A longer answer than one chunk would suggest.",)
+    prompt = "twelve chars"
+    async with asyncio.timeout(10):
         result = await make_engine(upstream.base_url).run(chat({"prompt": prompt}), Tokens())
-    assert result.usage.completion_tokens == 4
+    assert result.usage.completion_tokens == math.ceil(len(upstream.behaviour.reply[0]) / 4)
     assert result.usage.prompt_tokens == math.ceil(len(prompt) / 4)
 
 
@@ -145,7 +184,8 @@ async def test_an_upstream_that_ignores_streaming_still_yields_the_completion(
     upstream.behaviour.ignore_stream = True
     tokens = Tokens()
     async with asyncio.timeout(10):
-        result = await make_engine(upstream.base_url).run(chat({"prompt": "a b"}), tokens)
+        request = chat({"prompt": "a b", "stream": True})
+        result = await make_engine(upstream.base_url).run(request, tokens)
     assert result.output["text"] == tokens.text == "Hello, world!"
     assert (result.usage.prompt_tokens, result.usage.completion_tokens) == (2, 4)
 
@@ -228,7 +268,8 @@ async def test_a_connection_closed_mid_stream_is_a_backend_error(
     tokens = Tokens()
     async with asyncio.timeout(10):
         with pytest.raises(BackendError):
-            await make_engine(upstream.base_url).run(chat({"prompt": "hi"}), tokens)
+            request = chat({"prompt": "hi", "stream": True})
+            await make_engine(upstream.base_url).run(request, tokens)
     assert tokens.text == "Hello,"
 
 

@@ -58,6 +58,8 @@ class UpstreamBehaviour:
     """Report this many prompt tokens in chat usage (default: the words of the messages)."""
     ignore_stream: bool = False
     """Answer chat with one JSON body even when a stream was asked for."""
+    always_stream: bool = False
+    """Answer chat with a stream even when none was asked for."""
     garbage: bool = False
     """Answer chat with a stream whose chunk is not JSON."""
     record: bool = True
@@ -157,12 +159,13 @@ def build_app(behaviour: UpstreamBehaviour) -> Starlette:
         ident = {"id": "chatcmpl-1", "created": int(time.time()), "model": behaviour.model}
         if behaviour.garbage:
             return Response("data: {not json\n\n", media_type="text/event-stream")
-        if not body.get("stream") or behaviour.ignore_stream:
+        if (not body.get("stream") and not behaviour.always_stream) or behaviour.ignore_stream:
             message = {"role": "assistant", "content": "".join(words)}
             choice = {"index": 0, "message": message, "finish_reason": finish}
-            return JSONResponse(
-                {**ident, "object": "chat.completion", "choices": [choice], "usage": usage}
-            )
+            completion = {**ident, "object": "chat.completion", "choices": [choice]}
+            if behaviour.send_usage:
+                completion["usage"] = usage
+            return JSONResponse(completion)
         if behaviour.drop_after == 0:
             return _DropConnection()  # type: ignore[return-value]
         include_usage = (body.get("stream_options") or {}).get("include_usage")
