@@ -18,6 +18,7 @@ import anyio
 from sqlalchemy.exc import IntegrityError
 
 from gpubridge.catalog import Catalog, ModelSpec, Service
+from gpubridge.catalog.availability import Availability
 from gpubridge.catalog.catalog import ceiling_output_tokens
 from gpubridge.db import Database
 from gpubridge.db.engine import utcnow
@@ -140,6 +141,7 @@ class Gateway:
         self.remote_workers = RemoteWorkers(db, workers)
         self.x402 = X402.from_settings(settings, db)
         self.warmup = Warmup(catalog, router.registry)
+        self.availability = Availability(catalog, router.registry)
         self.started_at = utcnow()
         """When this gateway took its catalog and payment terms (discovery's lastUpdated)."""
         self.upkeep = Upkeep(
@@ -277,6 +279,7 @@ class Gateway:
                 f"{service.key} has no backend configured on this server",
                 code="service_unavailable",
             )
+        await self.availability.require(service, model)  # runtime installed, weights here
         if service.mode == "sync" and not self._service_capacity(service):
             # Sync jobs run on the replica that takes them; async ones may wait in the queue
             # for a replica (or a remote worker) that serves them.
