@@ -1,4 +1,4 @@
-"""The ``gpubridge`` command line: serve, mcp, catalog, credits, db, ledger."""
+"""The ``gpubridge`` command line: serve, mcp, catalog, models, credits, db, ledger."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy.exc import SQLAlchemyError
 
+from gpubridge.cli_models import add_model_commands
 from gpubridge.cli_workers import add_worker_commands
 from gpubridge.db.engine import printable_url, sqlite_file
 from gpubridge.errors import ConfigurationError, GpubridgeError
@@ -161,6 +162,7 @@ def build_parser() -> argparse.ArgumentParser:
     check.set_defaults(handler=_ledger_check)
 
     add_worker_commands(commands, _command)
+    add_model_commands(commands, _command, _starter_option)
     return parser
 
 

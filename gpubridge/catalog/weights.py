@@ -16,8 +16,9 @@ from pathlib import Path
 from typing import Literal
 
 from gpubridge.catalog.tokens import PACKAGE_PREFIX, package_directory
+from gpubridge.engines.base import BackendConfig
 from gpubridge.engines.local import is_local_path
-from gpubridge.engines.runtimes import Weights, is_installed
+from gpubridge.engines.runtimes import RUNTIMES, Weights, is_installed, missing_modules
 
 Kind = Literal["hub", "path", "package"]
 
@@ -64,7 +65,7 @@ class HubCache:
         if revision is None or not revision.files:
             return False
         return all(
-            any(fnmatchcase(name, pattern) for name in revision.files) for pattern in weights.files
+            any(fnmatchcase(n, pattern) for n in revision.files) for pattern in weights.files
         )
 
 
@@ -193,3 +194,13 @@ def directory_size(path: Path) -> int:
             except OSError:
                 continue
     return total
+
+
+def local_backend(backends: list[BackendConfig]) -> BackendConfig | None:
+    """The backend whose weights this machine would load: the first built-in local runtime
+    that is installed, else the first built-in local runtime; None when every backend is
+    remote."""
+    local = [b for b in backends if b.type in RUNTIMES]
+    installed = [b for b in local if not missing_modules(b.type)]
+    chosen = installed or local
+    return chosen[0] if chosen else None
