@@ -58,6 +58,7 @@ first steps:
   gpubridge serve                             serve http://127.0.0.1:8000
   gpubridge credits grant you@example.com 10  give an account $10 of credit
   gpubridge catalog                           list the services and prices
+  gpubridge models list                       which models' weights are on this machine
 
 Settings come from GPUBRIDGE_* environment variables. The database is
 ./.gpubridge/gpubridge.db unless GPUBRIDGE_DATA_DIR or GPUBRIDGE_DATABASE_URL
