@@ -12,6 +12,7 @@ from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from gpubridge.catalog.availability import DEFAULT_TTL_S
 from gpubridge.catalog.tokens import PACKAGE_PREFIX, package_directory
 from gpubridge.catalog.weights import (
     HubCache,
@@ -255,7 +256,7 @@ def _download(model_id: str, hub: list[Weights]) -> int:
     except HfHubHTTPError as exc:
         print(f"error: the hub refused {current}: {exc}", file=sys.stderr)
         return 1
-    print(f"{model_id} is downloaded")
+    print(f"{model_id} is downloaded; a running server sees it within {DEFAULT_TTL_S:g} s")
     return 0
 
 
