@@ -105,6 +105,8 @@ class Upkeep:
         async with self.db.connect() as conn:
             orphans: list[JobRecord] = await leases.orphaned_jobs(conn, started_before=cutoff)
         for job in orphans:
+            if self.dispatcher.task_for(job.id) is not None:
+                continue  # ours, still running: our lease lapsed (a database outage) but not us
             if self._is_async(job.service) and job.progress is None:
                 async with self.db.begin() as conn:
                     if await leases.requeue(conn, job, "worker_lost"):

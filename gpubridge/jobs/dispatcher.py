@@ -1,7 +1,9 @@
 """The dispatcher: claims pending jobs from the store and runs them with bounded concurrency.
 
 Several gateway replicas may run a dispatcher against one PostgreSQL database; each job is
-claimed exactly once (see ``store.claim_pending``).
+claimed exactly once (see ``store.claim_pending``). A job ended by another replica or process
+(a cancel) stops here too: on PostgreSQL its notice says so at once, and a watch that looks
+every ``watch_s`` at the jobs running here catches what no notice told (SQLite has none).
 """
 
 from __future__ import annotations
@@ -18,7 +20,8 @@ from typing import Any
 
 from gpubridge.db import Database
 from gpubridge.jobs import leases
-from gpubridge.jobs.store import JobRecord, claim_pending
+from gpubridge.jobs.status import JobStatus
+from gpubridge.jobs.store import JobRecord, claim_pending, ended_elsewhere
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +43,7 @@ class Dispatcher:
         maintenance_every_s: float = 30.0,
         lease_ttl_s: float = 30.0,
         lease_info: LeaseInfo | None = None,
+        watch_s: float = 1.0,
     ) -> None:
         self.db = db
         self.runner = runner
@@ -61,6 +65,8 @@ class Dispatcher:
         self._by_job: dict[str, asyncio.Task[Any]] = {}
         self._jobs: dict[str, JobRecord] = {}
         self._starved = False
+        self.watch_s = watch_s
+        """How often to look for running jobs that someone else ended (0: never)."""
 
     async def renew_lease(self) -> None:
         """Write (or extend) this replica's lease: its running jobs are alive while it lasts."""
@@ -86,6 +92,8 @@ class Dispatcher:
         ]
         if self.maintenance is not None:
             self._tasks.append(asyncio.create_task(self._maintenance_loop(), name="dispatcher-gc"))
+        if self.watch_s > 0:
+            self._tasks.append(asyncio.create_task(self._watch_loop(), name="dispatcher-watch"))
 
     def notify(self) -> None:
         """A job was queued: claim now rather than at the next poll."""
@@ -148,6 +156,8 @@ class Dispatcher:
 
     async def _claim_loop(self) -> None:
         while True:
+            # Cleared before the claim, not after: a job queued while it runs wakes the next.
+            self._wake.clear()
             try:
                 free = self.max_concurrency - len(self._running)
                 per_service = self._free_per_service()
@@ -172,7 +182,6 @@ class Dispatcher:
                 raise
             except Exception:
                 log.exception("claiming jobs failed")
-            self._wake.clear()
             try:
                 async with asyncio.timeout(self.poll_s):
                     await self._wake.wait()
@@ -195,6 +204,31 @@ class Dispatcher:
                 raise
             except Exception:
                 log.exception("renewing this replica's lease failed")
+
+    async def _watch_loop(self) -> None:
+        """Stop the work of jobs running here that someone else ended. A cancel stops at
+        once; another end (failed as lost, put back) only when seen twice, since this
+        process's own runner may have just ended the job and not yet returned."""
+        seen: set[str] = set()
+        while True:
+            await asyncio.sleep(self.watch_s)
+            running = [job_id for job_id, task in self._by_job.items() if not task.done()]
+            if not running:
+                seen.clear()
+                continue
+            try:
+                async with self.db.connect() as conn:
+                    ended = await ended_elsewhere(conn, running, self.worker_id)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("watching running jobs failed")
+                continue
+            for job_id, status in ended.items():
+                stop = status == JobStatus.CANCELLED or job_id in seen
+                if stop and self.cancel_local(job_id):
+                    log.info("job ended elsewhere; its work stops", extra={"job_id": job_id})
+            seen = set(ended)
 
     async def _maintenance_loop(self) -> None:
         assert self.maintenance is not None

@@ -1,7 +1,8 @@
 """In-process fan-out of live job events (status changes, progress, LLM tokens).
 
-Events reach subscribers of the process that runs the job; a subscriber on another replica
-falls back to polling the job store.
+Events reach subscribers of the process that runs the job. On PostgreSQL a job's end reaches
+the other replicas as a notice (``notifications``), which they publish here too; progress and
+tokens do not, and a subscriber on another replica polls the job store for them.
 """
 
 from __future__ import annotations
@@ -26,6 +27,10 @@ class JobEvents:
 
     def has_subscribers(self, job_id: str) -> bool:
         return bool(self._subscribers.get(job_id))
+
+    def subscribed(self) -> list[str]:
+        """The jobs someone here is waiting on."""
+        return list(self._subscribers)
 
     @asynccontextmanager
     async def subscribe(self, job_id: str) -> AsyncIterator[asyncio.Queue[dict[str, Any]]]:

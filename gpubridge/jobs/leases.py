@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from gpubridge.db.engine import utcnow
 from gpubridge.db.tables import jobs, leases
+from gpubridge.jobs.notifications import notifies, queued_notice
 from gpubridge.jobs.status import JobStatus
 from gpubridge.jobs.store import JobRecord
 
@@ -53,8 +54,9 @@ async def orphaned_jobs(conn: AsyncConnection, started_before: datetime) -> list
 
 async def requeue(conn: AsyncConnection, job: JobRecord, reason: str) -> bool:
     """Put a running job back in the queue for any replica to claim; its progress records
-    that it was requeued, so a job that takes its process down every time is requeued once."""
-    result = await conn.execute(
+    that it was requeued, so a job that takes its process down every time is requeued once.
+    Replicas that listen hear that it waits (on commit)."""
+    statement = (
         update(jobs)
         .where(jobs.c.id == job.id, jobs.c.status == JobStatus.RUNNING.value)
         .values(
@@ -65,6 +67,9 @@ async def requeue(conn: AsyncConnection, job: JobRecord, reason: str) -> bool:
             updated_at=utcnow(),
         )
     )
+    if notifies(conn):
+        return (await conn.execute(statement.returning(queued_notice()))).first() is not None
+    result = await conn.execute(statement)
     return bool(result.rowcount)
 
 

@@ -7,12 +7,13 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, bindparam, func, insert, select, update
+from sqlalchemy import and_, bindparam, func, insert, or_, select, update
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from gpubridge.db.engine import as_utc, utcnow
 from gpubridge.db.tables import jobs, webhook_attempts
+from gpubridge.jobs.notifications import notifies, queued_notice, status_notice, status_payload
 from gpubridge.jobs.status import ACTIVE, JobStatus
 
 
@@ -76,15 +77,18 @@ class JobRecord:
 
 
 _INSERT_JOB = insert(jobs)
+_INSERT_QUEUED_JOB = insert(jobs).returning(queued_notice())
 
 
 async def insert_job(conn: AsyncConnection, **values: Any) -> JobRecord:
-    """Insert a job row; returns it as stored, without reading it back."""
+    """Insert a job row; returns it as stored, without reading it back. A pending job is
+    announced to the replicas that listen (on commit), so an idle one claims it at once."""
     now = values.setdefault("created_at", utcnow())
     values.setdefault("updated_at", now)
     if values.get("status") == JobStatus.RUNNING:
         values.setdefault("started_at", now)
-    await conn.execute(_INSERT_JOB, values)
+    queued = values.get("status") == JobStatus.PENDING and notifies(conn)
+    await conn.execute(_INSERT_QUEUED_JOB if queued else _INSERT_JOB, values)
     row: dict[str, Any] = {column.name: None for column in jobs.c}
     row.update(expired=0, discount_percent=0, cost_micros=None)
     row.update(values)
@@ -174,6 +178,7 @@ _FINISH_RUNNING = (
     .values({name: bindparam(f"new_{name}") for name in _FINISHED_COLUMNS})
     .returning(*jobs.c)
 )
+_FINISH_RUNNING_NOTIFIED = _FINISH_RUNNING.returning(status_notice())
 
 
 async def finish_job(
@@ -189,7 +194,8 @@ async def finish_job(
     from_statuses: tuple[str, ...] = (JobStatus.RUNNING.value,),
 ) -> JobRecord | None:
     """Move a job to a terminal status if it is still in ``from_statuses``, in one guarded
-    statement; None when someone else finished or cancelled it first."""
+    statement; None when someone else finished or cancelled it first. The same statement
+    announces the end to the replicas that listen (delivered on commit)."""
     now = utcnow()
     started = job.started_at
     values: dict[str, Any] = {
@@ -203,9 +209,12 @@ async def finish_job(
         "updated_at": now,
         "execution_ms": int((now - started).total_seconds() * 1000) if started else None,
     }
+    notified = notifies(conn)
+    params: dict[str, Any] = {"notice": status_payload(job.id, status)} if notified else {}
     if from_statuses == (JobStatus.RUNNING.value,):
-        params = {f"new_{name}": value for name, value in values.items()}
-        row = (await conn.execute(_FINISH_RUNNING, {"job": job.id, **params})).first()
+        params.update({f"new_{name}": value for name, value in values.items()})
+        statement = _FINISH_RUNNING_NOTIFIED if notified else _FINISH_RUNNING
+        row = (await conn.execute(statement, {"job": job.id, **params})).first()
     else:
         statement = (
             update(jobs)
@@ -213,8 +222,24 @@ async def finish_job(
             .values(**values)
             .returning(*jobs.c)
         )
-        row = (await conn.execute(statement)).first()
+        if notified:
+            statement = statement.returning(status_notice())
+        row = (await conn.execute(statement, params)).first()
     return JobRecord.from_row(row) if row else None
+
+
+async def ended_elsewhere(
+    conn: AsyncConnection, job_ids: list[str], holder: str
+) -> dict[str, JobStatus]:
+    """Of the jobs ``holder`` runs, those no longer running for it (cancelled, finished or
+    put back by someone else), with their status."""
+    rows = await conn.execute(
+        select(jobs.c.id, jobs.c.status).where(
+            jobs.c.id.in_(job_ids),
+            or_(jobs.c.status != JobStatus.RUNNING.value, jobs.c.claimed_by != holder),
+        )
+    )
+    return {job_id: JobStatus(status) for job_id, status in rows.all()}
 
 
 async def set_progress(conn: AsyncConnection, job_id: str, progress: dict[str, Any]) -> None:

@@ -15,7 +15,15 @@ from gpubridge.mcp_server.caller import Caller
 from gpubridge.mcp_server.payment import Payments
 from gpubridge.mcp_server.progress import Progress, progress_while_waiting
 from gpubridge.mcp_server.results import estimate_result, job_result
-from gpubridge.mcp_server.tools import CANCEL_JOB, ESTIMATE_COST, GET_JOB, HELPERS, ToolSet
+from gpubridge.mcp_server.tasks import CreateTaskResult, TaskViews
+from gpubridge.mcp_server.tools import (
+    CANCEL_JOB,
+    ESTIMATE_COST,
+    GET_JOB,
+    HELPERS,
+    ToolSet,
+    is_long_running,
+)
 from gpubridge.payments.accounts import Account
 from gpubridge.suggest import did_you_mean
 
@@ -31,10 +39,19 @@ class ToolCalls:
         self.payments = Payments(gateway)
         self.wait_s = gateway.settings.mcp_wait_s
         self.inline_media_bytes = gateway.settings.mcp_inline_media_bytes
+        self.tasks = TaskViews(gateway, self.render_finished)
 
     async def call(
-        self, name: str, arguments: dict[str, Any], caller: Caller, progress: Progress
-    ) -> CallToolResult:
+        self,
+        name: str,
+        arguments: dict[str, Any],
+        caller: Caller,
+        progress: Progress,
+        *,
+        tasks: bool = False,
+    ) -> CallToolResult | CreateTaskResult:
+        """Run one tool call; with ``tasks`` (the client declared MCP tasks on the request) a
+        service whose job outlasts the call answers with its task instead."""
         if name == GET_JOB:
             return await self.get_job(arguments, caller, progress)
         if name == CANCEL_JOB:
@@ -42,7 +59,7 @@ class ToolCalls:
         if name == ESTIMATE_COST:
             return self.estimate_cost(arguments)
         if name in self.gateway.catalog.services:
-            return await self.run_service(name, arguments, caller, progress)
+            return await self.run_service(name, arguments, caller, progress, tasks=tasks)
         hint, suggestion = did_you_mean(name, [*self.gateway.catalog.services, *HELPERS])
         details = {} if suggestion is None else {"suggestion": suggestion}
         raise NotFound(
@@ -52,17 +69,33 @@ class ToolCalls:
         )
 
     async def run_service(
-        self, service: str, arguments: dict[str, Any], caller: Caller, progress: Progress
-    ) -> CallToolResult:
+        self,
+        service: str,
+        arguments: dict[str, Any],
+        caller: Caller,
+        progress: Progress,
+        *,
+        tasks: bool = False,
+    ) -> CallToolResult | CreateTaskResult:
         """Validate, take payment, submit (unless an x402 payment did), and wait (with
-        progress) up to the MCP wait."""
+        progress) up to the MCP wait.
+
+        With ``tasks``, a call paid with an API key (the credentials ``tasks/get`` checks)
+        answers with its task: at once for a long-running service, or when the wait runs out.
+        """
         # Validates the input first: a bad call is answered before any payment or charge.
         estimate = self.gateway.estimate(service, payload=arguments)
         payer = await self.payments.payment_for_call(caller, service, arguments, estimate)
         if isinstance(payer, CallToolResult):
             return payer
         submitted = payer.submitted or await self.gateway.submit(payer.account, service, arguments)
+        as_task = tasks and caller.api_key is not None
+        long_running = is_long_running(self.gateway.catalog.services[service], self.wait_s)
+        if as_task and long_running and not submitted.job.status.is_terminal:
+            return self.tasks.created(submitted.job)
         job = await self._wait(submitted.job, self.wait_s, progress, owner=payer.account)
+        if as_task and not job.status.is_terminal:
+            return self.tasks.created(job)
         result = self._render(service, job, caller, failed_is_error=True)
         if payer.result_meta:
             result.meta = {**(result.meta or {}), **payer.result_meta}
@@ -108,6 +141,10 @@ class ToolCalls:
             if owner is not None:
                 await self.gateway.abandon(owner, job.id)
             raise
+
+    def render_finished(self, job: JobRecord, caller: Caller) -> CallToolResult:
+        """A job's result as its service's tool call returns it."""
+        return self._render(job.service, job, caller, failed_is_error=True)
 
     def _render(
         self, tool: str, job: JobRecord, caller: Caller, *, failed_is_error: bool

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Awaitable
-from typing import Any
+from typing import Any, TypeVar
 
 from mcp_types import CallToolResult, TextContent
 
@@ -13,6 +13,8 @@ from gpubridge.errors import GpubridgeError
 from gpubridge.payments.x402 import X402Required
 
 log = logging.getLogger(__name__)
+
+R = TypeVar("R")
 
 
 def error_result(exc: GpubridgeError) -> CallToolResult:
@@ -50,7 +52,7 @@ def internal_error_result() -> CallToolResult:
     )
 
 
-async def guarded(call: Awaitable[CallToolResult], tool: str) -> CallToolResult:
+async def guarded(call: Awaitable[R], tool: str) -> R | CallToolResult:
     """Await a tool call; a domain error or an unexpected one becomes an ``isError`` result."""
     try:
         return await call

@@ -95,7 +95,7 @@ class _Watcher:
             if not isinstance(status, str) or status == self.status:
                 return None
             self.status = status
-            return _status_text(status, data)
+            return status_text(status, data)
         if event == "token":
             self.tokens += 1
             now = time.monotonic()
@@ -104,12 +104,13 @@ class _Watcher:
             self._tokens_said_at = now
             return f"{self.tokens} tokens generated"
         if event == "progress":
-            return _progress_text(data)
+            return progress_text(data)
         message = data.get("message")
         return message if isinstance(message, str) else None
 
 
-def _status_text(status: str, view: dict[str, Any]) -> str:
+def status_text(status: str, view: dict[str, Any]) -> str:
+    """A job's status in words, from its view (or a status event's data)."""
     if status == "pending":
         return "queued, waiting for a GPU"
     if status == "completed" and view.get("execution_time_seconds") is not None:
@@ -120,7 +121,8 @@ def _status_text(status: str, view: dict[str, Any]) -> str:
     return status
 
 
-def _progress_text(data: dict[str, Any]) -> str:
+def progress_text(data: dict[str, Any]) -> str:
+    """A progress event (or a job's last persisted progress) in words."""
     if isinstance(data.get("message"), str):
         return str(data["message"])
     stage = data.get("stage")

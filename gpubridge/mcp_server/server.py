@@ -22,10 +22,19 @@ from mcp_types import (
 )
 
 from gpubridge.gateway import Gateway, service_summary
-from gpubridge.mcp_server.caller import caller_of
+from gpubridge.mcp_server.caller import Caller, caller_of
 from gpubridge.mcp_server.calls import ToolCalls
 from gpubridge.mcp_server.errors import guarded
 from gpubridge.mcp_server.progress import Progress
+from gpubridge.mcp_server.task_listen import TaskListen
+from gpubridge.mcp_server.tasks import (
+    TASKS_EXTENSION,
+    CreateTaskResult,
+    TaskMethods,
+    TaskParams,
+    UpdateTaskParams,
+    offers_tasks,
+)
 from gpubridge.mcp_server.tools import ESTIMATE_COST, GET_JOB, ToolSet
 
 CATALOG_URI = "gpubridge://catalog"
@@ -33,7 +42,8 @@ CATALOG_URI = "gpubridge://catalog"
 INSTRUCTIONS = f"""\
 gpubridge runs AI models on GPUs: each tool is one service (LLMs, embeddings, vision, image,
 video, speech, music, utilities), billed per call from prepaid credits. A call waits for its
-job and reports progress; a job that takes longer returns its job_id, which {GET_JOB} finishes.
+job and reports progress; a job that takes longer returns its job_id, which {GET_JOB} finishes
+(a client with MCP tasks gets a task for it instead, which tasks/get finishes).
 {ESTIMATE_COST} prices a call beforehand; the resource {CATALOG_URI} lists every service and
 the payment methods offered."""
 X402_ON = """
@@ -59,6 +69,9 @@ def build_server(gateway: Gateway, *, local_api_key: str | None = None) -> Serve
     calls = ToolCalls(gateway, tools)
     public_url = gateway.settings.public_url
 
+    def caller(ctx: ServerRequestContext[Any]) -> Caller:
+        return caller_of(ctx.request, ctx.meta, local_api_key=local_api_key, public_url=public_url)
+
     async def list_tools(
         ctx: ServerRequestContext[Any], params: PaginatedRequestParams | None
     ) -> ListToolsResult:
@@ -66,13 +79,12 @@ def build_server(gateway: Gateway, *, local_api_key: str | None = None) -> Serve
 
     async def call_tool(
         ctx: ServerRequestContext[Any], params: CallToolRequestParams
-    ) -> CallToolResult:
-        async def run() -> CallToolResult:
-            caller = caller_of(
-                ctx.request, ctx.meta, local_api_key=local_api_key, public_url=public_url
-            )
+    ) -> CallToolResult | CreateTaskResult:
+        async def run() -> CallToolResult | CreateTaskResult:
             progress = Progress(ctx.session.report_progress)
-            return await calls.call(params.name, dict(params.arguments or {}), caller, progress)
+            arguments = dict(params.arguments or {})
+            tasks = offers_tasks(ctx)
+            return await calls.call(params.name, arguments, caller(ctx), progress, tasks=tasks)
 
         return await guarded(run(), params.name)
 
@@ -110,17 +122,26 @@ def build_server(gateway: Gateway, *, local_api_key: str | None = None) -> Serve
             ]
         )
 
-    return Server(
+    task_methods = TaskMethods(calls.tasks, caller)
+    server: Server[Any] = Server(
         "gpubridge",
         version=_version(),
         title="gpubridge",
         instructions=instructions(gateway),
         get_tool_input_schema=tools.input_schema,
         on_list_tools=list_tools,
-        on_call_tool=call_tool,
         on_list_resources=list_resources,
         on_read_resource=read_resource,
+        on_subscriptions_listen=TaskListen(calls.tasks, caller),
     )
+    # A tool call may answer with a task, a result type outside ``on_call_tool``'s signature;
+    # the low-level server takes the extension's methods as plain request handlers.
+    server.add_request_handler("tools/call", CallToolRequestParams, call_tool)
+    server.add_request_handler("tasks/get", TaskParams, task_methods.get)
+    server.add_request_handler("tasks/update", UpdateTaskParams, task_methods.update)
+    server.add_request_handler("tasks/cancel", TaskParams, task_methods.cancel)
+    server.extensions[TASKS_EXTENSION] = {}
+    return server
 
 
 def _version() -> str:

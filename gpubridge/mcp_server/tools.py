@@ -133,10 +133,11 @@ def service_description(
     if any(m.price is not None and m.price != service.price for m in service.models):
         lines.append(f"Models have their own rates: {ESTIMATE_COST} prices a call exactly.")
     seconds = f"{service.estimated_seconds:g}"
-    if service.mode == "async" or service.estimated_seconds > wait_s / 2:
+    if is_long_running(service, wait_s):
         lines.append(
             f"Long-running (about {seconds} s): the call reports progress and waits up to "
-            f"{wait_s:g} s, then returns the job id; call {GET_JOB} for the result."
+            f"{wait_s:g} s, then returns the job id; call {GET_JOB} for the result. Clients "
+            "that support MCP tasks get a task at once instead."
         )
     else:
         lines.append(f"Usually answers in about {seconds} s.")
@@ -149,6 +150,12 @@ def service_description(
     elif not service.backends:
         lines.append("Not available on this server right now (no backend configured).")
     return "\n".join(lines)
+
+
+def is_long_running(service: Service, wait_s: float) -> bool:
+    """Whether a call is not expected to finish within the MCP wait: a task-capable client
+    gets a task for it at once rather than a call held open."""
+    return service.mode == "async" or service.estimated_seconds > wait_s / 2
 
 
 def helper_tools(catalog: Catalog, wait_s: float) -> list[Tool]:

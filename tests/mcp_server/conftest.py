@@ -77,6 +77,11 @@ def catalog_edit(base_url: str, *, media: bool = True) -> Callable[[dict[str, An
     return edit
 
 
+def async_llm(data: dict[str, Any]) -> None:
+    """A catalog edit: llm-4090 as an async service (queued, answered with a job or a task)."""
+    data["services"]["llm-4090"]["mode"] = "async"
+
+
 @dataclass
 class Running:
     """A started gateway app, its in-process HTTP client, and helpers."""

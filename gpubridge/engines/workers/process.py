@@ -65,7 +65,11 @@ class WorkerServer:
         await self.send(Message({"op": "hello", **self.status(), **(hello or {})}))
         try:
             while (message := await channel.receive()) is not None:
-                self.handle(message)
+                try:
+                    self.handle(message)
+                except Exception:
+                    # One bad message must not end the worker (and every job on it).
+                    log.exception("could not handle a %r message", message.op)
         except (protocol.ProtocolError, ConnectionError) as exc:
             log.error("the connection to the gateway broke: %s", exc)
         finally:
@@ -154,15 +158,20 @@ def _rss_bytes() -> int:
 
 
 def _device_memory() -> dict[str, int] | None:
-    """Allocated and peak CUDA memory, when torch is already loaded and sees a GPU."""
+    """Allocated and peak CUDA memory, when torch is already loaded and sees a GPU. torch may
+    be half imported (a job's thread is importing it right now): then there is nothing yet."""
     torch = sys.modules.get("torch")
-    if torch is None or not torch.cuda.is_available():
+    cuda = getattr(torch, "cuda", None)
+    try:
+        if cuda is None or not cuda.is_available():
+            return None
+        return {
+            "allocated_bytes": int(cuda.memory_allocated()),
+            "peak_bytes": int(cuda.max_memory_allocated()),
+            "total_bytes": int(cuda.get_device_properties(0).total_memory),
+        }
+    except Exception:
         return None
-    return {
-        "allocated_bytes": int(torch.cuda.memory_allocated()),
-        "peak_bytes": int(torch.cuda.max_memory_allocated()),
-        "total_bytes": int(torch.cuda.get_device_properties(0).total_memory),
-    }
 
 
 async def serve_on_fd(server: WorkerServer, fd: int) -> None:
