@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
+import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -36,6 +38,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.getLogger("alembic").setLevel(logging.WARNING)
     try:
         result: int = args.handler(args)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        # The reader left early (`gpubridge catalog | head`): stop quietly, as Unix tools do.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 128 + signal.SIGPIPE
     except GpubridgeError as exc:
         print(f"error: {exc.message}", file=sys.stderr)
         return 2

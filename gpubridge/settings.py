@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import fnmatch
 import ipaddress
-import json
 import re
 from pathlib import Path
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic_settings import NoDecode, SettingsConfigDict
+
+from gpubridge.settings_payments import PaymentSettings, split_names
 
 
 class WorkerSpec(BaseModel):
@@ -41,22 +42,32 @@ class WorkerSpec(BaseModel):
         return "cpu" if self.device == "cpu" else "cuda"
 
 
-class Settings(BaseSettings):
-    """Operator settings. Built once in the entrypoint and passed down.
+class Settings(PaymentSettings):
+    """Operator settings. Built once in the entrypoint and passed down. The ways to pay (Stripe,
+    x402, USDC top-ups) are declared in ``PaymentSettings``.
 
-    Secrets are ``SecretStr``; URLs that may carry credentials are left out of the repr."""
+    Every field has a description: docs/settings.md is generated from them
+    (``python -m gpubridge.settings_doc``). Secrets are ``SecretStr``; URLs that may carry
+    credentials are left out of the repr."""
 
     model_config = SettingsConfigDict(env_prefix="GPUBRIDGE_", env_file=None, extra="ignore")
 
-    host: str = "127.0.0.1"
-    port: int = 8000
-    data_dir: Path = Path(".gpubridge")
+    host: str = Field(
+        default="127.0.0.1", description="Address to listen on (0.0.0.0: every interface)."
+    )
+    port: int = Field(default=8000, description="Port to listen on.")
+    data_dir: Path = Field(
+        default=Path(".gpubridge"),
+        description="Where the SQLite database, the output files and the mail outbox live.",
+    )
     database_url: str | None = Field(
         default=None,
         description="SQLAlchemy async URL; defaults to a SQLite file in data_dir.",
         repr=False,  # may hold a password
     )
-    database_pool_size: int = 10
+    database_pool_size: int = Field(
+        default=10, description="PostgreSQL connections a process keeps (as many more at peaks)."
+    )
     auto_migrate: bool = Field(
         default=True, description="Apply database migrations when the server starts."
     )
@@ -87,10 +98,19 @@ class Settings(BaseSettings):
     sync_wait_s: float = Field(
         default=25.0, description="How long POST /run waits for a sync service before 202."
     )
-    result_ttl_s: int = 24 * 3600
-    dispatcher_poll_s: float = 0.5
-    default_backend_concurrency: int = 4
-    job_timeout_s: float = 600.0
+    result_ttl_s: int = Field(
+        default=24 * 3600, description="How long a job's results and output files are kept."
+    )
+    dispatcher_poll_s: float = Field(
+        default=0.5, description="How often the dispatcher looks for queued jobs it missed."
+    )
+    job_timeout_s: float = Field(
+        default=600.0,
+        description=(
+            "The longest a job may run; per-second services hold this much time unless the "
+            "catalog gives them a shorter max_seconds."
+        ),
+    )
     lease_ttl_s: float = Field(
         default=30.0,
         gt=0,
@@ -114,17 +134,34 @@ class Settings(BaseSettings):
         default=False,
         description="Let webhooks and media URLs reach loopback/private networks (development).",
     )
-    webhook_timeout_s: float = 10.0
-    webhook_retries: int = 3
-    webhook_backoff_s: float = 2.0
+    webhook_timeout_s: float = Field(
+        default=10.0, description="Time limit of one webhook attempt, until the answer's status."
+    )
+    webhook_retries: int = Field(default=3, description="Retries after a failed first attempt.")
+    webhook_backoff_s: float = Field(
+        default=2.0, description="Wait before the first retry; it doubles with each retry."
+    )
 
-    # How often the maintenance loop proves the ledger (gpubridge ledger check), for
-    # /metrics; 0 turns it off.
-    ledger_check_every_s: float = Field(default=600.0, ge=0)
+    ledger_check_every_s: float = Field(
+        default=600.0,
+        ge=0,
+        description=(
+            "How often the server proves the ledger (as gpubridge ledger check does) for "
+            "/metrics; 0 turns it off."
+        ),
+    )
 
     # Accounts
-    default_daily_limit_usd: int = 50
-    api_key_cache_s: float = 5.0
+    default_daily_limit_usd: int = Field(
+        default=50, description="A new account's daily spending limit in USD (UTC day)."
+    )
+    api_key_cache_s: float = Field(
+        default=5.0,
+        description=(
+            "How long a replica trusts a successful key lookup; another replica may accept a "
+            "rotated key that long. 0: look every key up."
+        ),
+    )
 
     # Rate limits (0 disables a limit)
     rate_limit_per_key_per_minute: int = Field(
@@ -157,32 +194,12 @@ class Settings(BaseSettings):
         default=None,
         description="Send mail through this SMTP server; unset: append to data_dir/outbox.jsonl.",
     )
-    smtp_port: int = 587
-    smtp_user: str | None = None
-    smtp_password: SecretStr | None = None
-    smtp_from: str = "gpubridge@localhost"
-    smtp_starttls: bool = True
-    smtp_timeout_s: float = 30.0
-
-    # Card top-ups (Stripe Checkout) and auto top-up; off while the two keys are unset
-    stripe_secret_key: SecretStr | None = Field(default=None, description="Stripe secret key.")
-    stripe_webhook_secret: SecretStr | None = Field(
-        default=None, description="Signing secret (whsec_...) of the /webhooks/stripe endpoint."
-    )
-    stripe_api_base: str | None = Field(
-        default=None, description="Stripe API base URL (tests point it at a local server)."
-    )
-    stripe_success_url: str = Field(
-        default="", description="Where Checkout returns after payment (default: the dashboard)."
-    )
-    stripe_cancel_url: str = Field(
-        default="", description="Where Checkout returns when cancelled (default: the dashboard)."
-    )
-    stripe_webhook_tolerance_s: int = Field(
-        default=300, description="Oldest Stripe-Signature timestamp accepted, in seconds."
-    )
-    stripe_timeout_s: float = 30.0
-    stripe_max_network_retries: int = 2
+    smtp_port: int = Field(default=587, description="The SMTP server's port.")
+    smtp_user: str | None = Field(default=None, description="SMTP login; unset: no login.")
+    smtp_password: SecretStr | None = Field(default=None, description="SMTP password.")
+    smtp_from: str = Field(default="gpubridge@localhost", description="The mails' From address.")
+    smtp_starttls: bool = Field(default=True, description="Upgrade the connection with STARTTLS.")
+    smtp_timeout_s: float = Field(default=30.0, description="Time limit for sending one mail.")
 
     # Dashboard (GET /account/dashboard)
     dashboard_secret: SecretStr | None = Field(
@@ -239,7 +256,7 @@ class Settings(BaseSettings):
     )
     media_max_redirects: int = Field(default=3, description="Redirects followed per input URL.")
     files_dir: Path | None = Field(
-        default=None, description="Where output files are kept (default: <data_dir>/files)."
+        default=None, description="Where output files are kept; unset: files/ in data_dir."
     )
     inline_output_bytes: int = Field(
         default=256 * 1024,
@@ -258,104 +275,20 @@ class Settings(BaseSettings):
         default=None,
         description="The store's endpoint (MinIO, R2, Ceph: http://host:9000); unset: AWS S3.",
     )
-    object_store_region: str = "us-east-1"
+    object_store_region: str = Field(default="us-east-1", description="The store's region.")
     object_store_access_key_id: str | None = Field(
         default=None,
         description="Unset: credentials from the AWS environment variables or the machine's role.",
     )
-    object_store_secret_access_key: SecretStr | None = None
+    object_store_secret_access_key: SecretStr | None = Field(
+        default=None, description="Secret of object_store_access_key_id (set both or neither)."
+    )
     object_store_path_style: bool = Field(
         default=True,
         description="Address the bucket in the URL's path (MinIO); false: as a subdomain.",
     )
     object_store_timeout_s: float = Field(
         default=30.0, gt=0, description="Time limit for one object store request, retries included."
-    )
-
-    # x402: pay per request in USDC (defaults: Base mainnet, as the API document says). Off
-    # until the operator names the wallet that receives the money (x402_pay_to).
-    x402_enabled: bool = Field(
-        default=True,
-        description=(
-            "Answer unauthenticated paid requests with 402 and accept x402, once x402_pay_to "
-            "is set; false keeps x402 off even then."
-        ),
-    )
-    x402_network: str = Field(default="eip155:8453", description="CAIP-2 network (x402 v2).")
-    x402_network_v1: str = Field(default="base", description="The network's x402 v1 name.")
-    x402_chain_id: int = Field(default=8453, description="EVM chain id (the EIP-712 domain's).")
-    x402_asset: str = "0x833589fCD6eDb6E08f4c7C32D4f71b54bdA02913"
-    x402_asset_name: str = Field(default="USD Coin", description="The token's EIP-712 name.")
-    x402_asset_version: str = Field(default="2", description="The token's EIP-712 version.")
-    x402_pay_to: str | None = Field(
-        default=None,
-        description=(
-            "The operator's wallet that receives x402 payments and USDC top-ups; unset: both "
-            "are off, and requests without an API key are 401."
-        ),
-    )
-    x402_rpc_url: str = Field(
-        default="https://mainnet.base.org",
-        description="JSON-RPC node.",
-        repr=False,  # node providers put an access key in the URL
-    )
-    x402_settlement_key: SecretStr | None = Field(
-        default=None,
-        description="Private key that sends transferWithAuthorization (pays gas) to settle.",
-    )
-    x402_facilitator_url: str | None = Field(
-        default=None,
-        description="Settle through this x402 facilitator instead of the key.",
-        repr=False,  # may hold an access key
-    )
-    x402_max_timeout_s: int = Field(default=300, description="The payment window in seconds.")
-    x402_settle_timeout_s: float = 120.0
-    x402_confirmations: int = Field(
-        default=1, description="Confirmations a tx-hash payment needs up to the large amount."
-    )
-    x402_confirmations_large: int = 5
-    x402_large_payment_usd: int = 10
-    x402_require_tx_signature: bool = Field(
-        default=True,
-        description=(
-            "Tx-hash payments must carry the payer's signature over the request; false "
-            "accepts unsigned proofs, which anyone who sees the transfer can send first."
-        ),
-    )
-    x402_deny_list: Path | None = Field(
-        default=None, description="File of sanctioned addresses, one per line ('#' comments)."
-    )
-    x402_sanctions_oracle: str | None = Field(
-        default=None, description="On-chain oracle with isSanctioned(address), when set."
-    )
-    # How x402 directories (Bazaar) list this server: the 402's resource.serviceName, tags
-    # and iconUrl. Facilitators drop values outside these rules, so they refuse to start.
-    x402_service_name: str = Field(
-        default="gpubridge",
-        description="The name directories show for this server: 1-32 printable ASCII characters.",
-    )
-    x402_service_tags: Annotated[list[str], NoDecode] = Field(
-        default_factory=lambda: ["ai", "inference", "llm", "image-generation", "speech"],
-        description="Up to 5 search tags, each 1-32 printable ASCII characters, comma-separated.",
-    )
-    x402_service_icon_url: str | None = Field(
-        default=None, description="An absolute https:// (or http://) URL of the server's icon."
-    )
-
-    # USDC top-ups (POST /account/topup-crypto): chain, token, recipient, RPC node and
-    # confirmations are the x402 settings above; off while x402_pay_to is unset
-    crypto_topups_enabled: bool = Field(
-        default=True,
-        description=(
-            "Sell credit packages for USDC sent to x402_pay_to, once it is set (whether or not "
-            "x402_enabled is)."
-        ),
-    )
-    crypto_invoice_ttl_s: int = Field(
-        default=3600, description="How long a USDC invoice's exact amount stays reserved."
-    )
-    crypto_scan_blocks: int = Field(
-        default=2000, description="Most blocks one USDC watcher log query covers."
     )
 
     # MCP
@@ -379,25 +312,10 @@ class Settings(BaseSettings):
         description="Host names /mcp answers on (any port), comma-separated; '*' allows any.",
     )
 
-    @field_validator("mcp_allowed_hosts", "x402_service_tags", mode="before")
+    @field_validator("mcp_allowed_hosts", "trusted_proxies", mode="before")
     @classmethod
     def _split_names(cls, value: object) -> object:
-        if isinstance(value, str):
-            text = value.strip()
-            if text.startswith("["):
-                return json.loads(text)
-            return [host.strip() for host in text.split(",") if host.strip()]
-        return value
-
-    @field_validator("trusted_proxies", mode="before")
-    @classmethod
-    def _split_proxies(cls, value: object) -> object:
-        if isinstance(value, str):
-            text = value.strip()
-            if text.startswith("["):
-                return json.loads(text)
-            return [item.strip() for item in text.split(",") if item.strip()]
-        return value
+        return split_names(value)
 
     @field_validator("object_store_url")
     @classmethod

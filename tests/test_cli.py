@@ -229,6 +229,25 @@ def test_catalog_prints_every_service_with_its_price_unit_and_models(tmp_path: P
     assert parse_catalog_table(off.stdout) == rows
 
 
+def test_a_reader_that_leaves_early_stops_the_command_quietly(tmp_path: Path) -> None:
+    reader, writer = os.pipe()
+    os.close(reader)  # as `gpubridge catalog | head` once head has its lines
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "gpubridge", "catalog"],
+            cwd=tmp_path,
+            env=cli_env(tmp_path, PYTHONPATH=str(Path(__file__).resolve().parents[1])),
+            stdout=writer,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=COMMAND_TIMEOUT_S,
+            check=False,
+        )
+    finally:
+        os.close(writer)
+    assert (done.returncode, done.stderr) == (128 + signal.SIGPIPE, "")
+
+
 STARTER_DEFAULTS = {
     "llm-4090": "smollm2-135m-instruct",
     "embedding-l4": "all-minilm-l6-v2",

@@ -17,11 +17,14 @@ from gpubridge.catalog import Catalog
 from gpubridge.engines.base import BackendConfig
 from gpubridge.engines.local import PACKAGE_PREFIX
 from gpubridge.engines.registry import EngineRegistry
+from gpubridge.engines.workers.link import WorkerLost
 from gpubridge.errors import GpubridgeError
 
 log = logging.getLogger(__name__)
 
 State = Literal["loading", "ready", "failed"]
+ATTEMPTS = 3
+"""Loads tried per model when its worker dies meanwhile."""
 
 
 @dataclass
@@ -62,11 +65,19 @@ class Warmup:
         for target in self.targets:
             started = time.monotonic()
             model = self.catalog.service(target.service).default_model
-            try:
-                await self.registry.get(target.backend).load(model.ref())
-            except (GpubridgeError, TimeoutError, OSError) as exc:
-                target.state, target.error = "failed", str(exc)
-                log.warning("could not warm %s: %s", target.model, exc)
+            for attempt in range(1, ATTEMPTS + 1):
+                try:
+                    await self.registry.get(target.backend).load(model.ref())
+                    break
+                except WorkerLost:
+                    if attempt < ATTEMPTS:
+                        continue  # its worker restarts: load it there
+                    target.state, target.error = "failed", "its worker kept stopping"
+                except (GpubridgeError, TimeoutError, OSError) as exc:
+                    target.state, target.error = "failed", str(exc)
+                    break
+            if target.state == "failed":
+                log.warning("could not warm %s: %s", target.model, target.error)
                 continue
             target.state, target.seconds = "ready", round(time.monotonic() - started, 2)
             log.info(

@@ -108,13 +108,13 @@ async def test_a_client_that_leaves_a_streamed_chat_cancels_and_refunds_its_job(
 
 
 # -- OpenAI model names ---------------------------------------------------------------------------
-README = Path(__file__).resolve().parents[2] / "README.md"
+API_DOC = Path(__file__).resolve().parents[2] / "docs" / "api.md"
 ALIAS_ROW = re.compile(r"^\| (`[^|]+`) \| [^|]+ \| `([a-z0-9-]+)` \| default: `([^`]+)`")
 
 
-def readme_alias_rows() -> dict[str, tuple[frozenset[str], str]]:
-    """The README's table of OpenAI model names: service -> (names, default model)."""
-    section = README.read_text("utf-8").split("### OpenAI model names", 1)[1].split("\n## ")[0]
+def documented_alias_rows() -> dict[str, tuple[frozenset[str], str]]:
+    """docs/api.md's table of OpenAI model names: service -> (names, default model)."""
+    section = API_DOC.read_text("utf-8").split("### OpenAI model names", 1)[1].split("\n## ")[0]
     rows = {}
     for line in section.splitlines():
         match = ALIAS_ROW.match(line)
@@ -140,9 +140,9 @@ def test_a_name_of_another_services_alias_is_not_an_embedding_model() -> None:
     assert caught.value.code == "model_not_found"
 
 
-def test_the_readme_table_of_openai_names_is_the_one_the_routes_use() -> None:
+def test_the_documented_table_of_openai_names_is_the_one_the_routes_use() -> None:
     catalog = Catalog.load()
-    rows = readme_alias_rows()
+    rows = documented_alias_rows()
     assert {key: names for key, (names, _) in rows.items()} == MODEL_ALIASES
     for key, (_, default) in rows.items():
         assert catalog.service(key).default_model.id == default, key

@@ -119,7 +119,7 @@ def now() -> int:
 
 
 async def claim_key(client: httpx.AsyncClient, payer: Any) -> str:
-    """A new API key for ``payer``'s wallet account, claimed as the README's x402 section says."""
+    """A new API key for ``payer``'s wallet account, claimed as docs/x402.md says."""
     message = claim_message(payer.address, "http://gpubridge.test", utcnow())
     claimed = await client.post(
         "/account/wallet/claim",

@@ -194,9 +194,11 @@ class WorkerPool:
                     raise BackendError("the worker stopped this job")
         except asyncio.CancelledError:
             stopping = asyncio.ensure_future(self._stop(worker, request.job_id, queue))
-            # Cancelled again while stopping: the stop still completes in the background.
-            with contextlib.suppress(asyncio.CancelledError):
-                await asyncio.shield(stopping)
+            # Cancelled again while stopping (a cancel and a timeout, a notice and a watch):
+            # keep waiting, since this job's slot may be freed only once its work stopped.
+            while not stopping.done():
+                with contextlib.suppress(asyncio.CancelledError):
+                    await asyncio.shield(stopping)
             raise
         finally:
             worker.close_job(request.job_id, queue)

@@ -192,6 +192,7 @@ def run_worker(
         format=f"%(asctime)s %(levelname)s [{server.name}] %(name)s: %(message)s",
         force=True,
     )
+    status = 0
     try:
         if gateway is not None:
             asyncio.run(gateway.serve_forever(server))
@@ -199,7 +200,10 @@ def run_worker(
             asyncio.run(serve_on_fd(server, fd))
     except KeyboardInterrupt:
         pass
+    except BaseException:
+        log.exception("the worker failed")
+        status = 1
     finally:
         sys.stdout.flush()
         sys.stderr.flush()
-        os._exit(0)
+        os._exit(status)

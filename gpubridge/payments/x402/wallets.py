@@ -128,7 +128,7 @@ async def claim(
     match = _CLAIM.match(message.replace("\r\n", "\n"))
     if match is None or match["address"].lower() != address.lower():
         raise BadRequest(
-            "the message must be the claim text for this address (see the README)",
+            "the message must be the claim text for this address (see docs/x402.md)",
             code="invalid_claim",
             expected_format=claim_message(address, server, utcnow()),
         )

@@ -146,3 +146,21 @@ async def test_a_job_whose_worker_keeps_dying_fails_with_worker_lost(
     with anyio.fail_after(120), pytest.raises(BackendError) as failure:
         await job
     assert failure.value.code == "worker_lost"
+
+
+async def test_a_job_cancelled_twice_returns_only_once_its_work_has_stopped(
+    pool: WorkerPool, tiny_sdxl_dir: Path
+) -> None:
+    events = StepWatch()
+    job = asyncio.create_task(pool.run(SDXL, txt2img(tiny_sdxl_dir, 5000, "twice"), events))
+    with anyio.fail_after(120):
+        await events.denoising.wait()
+    pool.last_cancel_to_free_s = None
+    job.cancel()
+    await asyncio.sleep(0)  # the first cancel is being handled: the stop has begun
+    job.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await job
+    # The job returned after the worker reported its work stopped, not at the second cancel.
+    assert pool.last_cancel_to_free_s is not None
+    assert pool.workers[0].running == 0

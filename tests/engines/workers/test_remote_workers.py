@@ -60,7 +60,9 @@ def free_port() -> int:
 async def gateway(database, database_url: str, tmp_path: Path) -> AsyncIterator[Served]:
     """The starter profile's services on a gateway that runs no worker of its own, served
     over real HTTP (workers dial in over a WebSocket)."""
-    settings = settings_for(database_url, tmp_path, None, starter=True, worker_mode="remote")
+    settings = settings_for(
+        database_url, tmp_path, None, starter=True, worker_mode="remote", sync_wait_s=120
+    )
     app = create_app(settings)
     port = free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
