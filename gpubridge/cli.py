@@ -1,4 +1,4 @@
-"""The ``gpubridge`` command line: serve, mcp, catalog, credits, db, ledger."""
+"""The ``gpubridge`` command line: serve, mcp, catalog, models, credits, db, ledger."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy.exc import SQLAlchemyError
 
+from gpubridge.cli_models import add_model_commands
 from gpubridge.cli_workers import add_worker_commands
 from gpubridge.db.engine import printable_url, sqlite_file
 from gpubridge.errors import ConfigurationError, GpubridgeError
@@ -64,6 +65,7 @@ first steps:
   gpubridge serve                             serve http://127.0.0.1:8000
   gpubridge credits grant you@example.com 10  give an account $10 of credit
   gpubridge catalog                           list the services and prices
+  gpubridge models list                       which models' weights are on this machine
 
 Settings come from GPUBRIDGE_* environment variables. The database is
 ./.gpubridge/gpubridge.db unless GPUBRIDGE_DATA_DIR or GPUBRIDGE_DATABASE_URL
@@ -168,6 +170,7 @@ def build_parser() -> argparse.ArgumentParser:
     check.set_defaults(handler=_ledger_check)
 
     add_worker_commands(commands, _command)
+    add_model_commands(commands, _command, _starter_option)
     return parser
 
 

@@ -149,6 +149,10 @@ COMMANDS = [
     ["db", "upgrade"],
     ["ledger"],
     ["ledger", "check"],
+    ["models"],
+    ["models", "list"],
+    ["models", "pull"],
+    ["models", "rm"],
 ]
 MARKUP = re.compile(r"``|`[^`\s]+`_|:[a-z]+:`|^\s*\.\. ", re.MULTILINE)
 """reStructuredText that a terminal would show raw: literals, links, roles, directives."""
@@ -168,7 +172,7 @@ def test_help_is_plain_text_naming_every_command_and_the_first_steps(
     text = help_text(capsys)
     assert MARKUP.search(text) is None, text
     assert text.startswith("usage: gpubridge")
-    for name in ("serve", "mcp", "catalog", "credits", "db", "ledger"):
+    for name in ("serve", "mcp", "catalog", "models", "credits", "db", "ledger"):
         assert re.search(rf"^    {name} +\S", text, re.MULTILINE), (name, text)
     assert "gpubridge credits grant you@example.com 10" in text
     assert "GPUBRIDGE_DATA_DIR" in text and "GPUBRIDGE_DATABASE_URL" in text

@@ -90,11 +90,25 @@ class EngineRegistry:
         self._factories: dict[str, str | EngineFactory] = dict(BUILTIN_TYPES)
         self._engines: dict[tuple[str, str], Engine] = {}
         self._missing: dict[str, str] = {}
+        self._replaced: set[str] = set()
 
     def register(self, type: str, factory: str | EngineFactory) -> None:
         """Add or replace a backend type: a ``"module:callable"`` path or the factory itself."""
         self._factories[type] = factory
         self._missing.pop(type, None)
+        if factory == BUILTIN_TYPES.get(type):
+            self._replaced.discard(type)
+        else:
+            self._replaced.add(type)
+
+    def is_known(self, type_: str) -> bool:
+        """Whether backends of this type can be built here at all."""
+        return type_ in self._factories
+
+    def is_builtin(self, type_: str) -> bool:
+        """Whether backends of this type run gpubridge's own runtime for it (rather than a
+        factory registered in its place), whose needs ``engines.runtimes`` knows."""
+        return type_ in BUILTIN_TYPES and type_ not in self._replaced
 
     @property
     def types(self) -> list[str]:

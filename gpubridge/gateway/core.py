@@ -12,6 +12,7 @@ from typing import Any
 import anyio
 
 from gpubridge.catalog import Catalog
+from gpubridge.catalog.availability import Availability
 from gpubridge.db import Database
 from gpubridge.db.engine import utcnow
 from gpubridge.engines.router import Router
@@ -112,6 +113,7 @@ class Gateway(Intake):
         self.remote_workers = RemoteWorkers(db, workers)
         self.x402 = X402.from_settings(settings, db)
         self.warmup = Warmup(catalog, router.registry)
+        self.availability = Availability(catalog, router.registry)
         self.started_at = utcnow()
         """When this gateway took its catalog and payment terms (discovery's lastUpdated)."""
         self.upkeep = Upkeep(

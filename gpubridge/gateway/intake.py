@@ -19,6 +19,7 @@ from typing import Any
 from sqlalchemy.exc import IntegrityError
 
 from gpubridge.catalog import Catalog, ModelSpec, Service
+from gpubridge.catalog.availability import Availability
 from gpubridge.catalog.catalog import ceiling_output_tokens
 from gpubridge.db import Database
 from gpubridge.db.engine import utcnow
@@ -84,6 +85,7 @@ class Intake:
     x402: X402 | None
     payment_rails: PaymentRails
     notices: Notices
+    availability: Availability
 
     def _capacity(self) -> dict[str, int]:
         """Jobs of each service this replica can run at once (see ``_service_capacity``)."""
@@ -189,6 +191,7 @@ class Intake:
                 f"{service.key} has no backend configured on this server",
                 code="service_unavailable",
             )
+        await self.availability.require(service, model)  # runtime installed, weights here
         if service.mode == "sync" and not self._service_capacity(service):
             # Sync jobs run on the replica that takes them; async ones may wait in the queue
             # for a replica (or a remote worker) that serves them.

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from gpubridge.catalog import Price, Service
+from gpubridge.catalog.availability import ServiceReport, Verdict
 from gpubridge.catalog.portable import portable_schema
 from gpubridge.jobs.status import JobStatus
 from gpubridge.jobs.store import JobRecord
@@ -49,8 +50,9 @@ def job_view(job: JobRecord, public_url: str = "") -> dict[str, Any]:
     return view
 
 
-def service_summary(service: Service) -> dict[str, Any]:
-    """The public catalog entry of a service."""
+def service_summary(service: Service, report: ServiceReport) -> dict[str, Any]:
+    """The public catalog entry of a service, saying whether it and each model can run now
+    (``report``) and why not."""
     price = service.price
     return {
         "key": service.key,
@@ -58,7 +60,7 @@ def service_summary(service: Service) -> dict[str, Any]:
         "category": service.category,
         "description": service.description,
         "mode": service.mode,
-        "available": bool(service.backends),
+        **availability_fields(report.verdict, "unavailable_reason"),
         "estimated_seconds": service.estimated_seconds,
         "pricing": {
             "unit": price.unit,
@@ -73,6 +75,7 @@ def service_summary(service: Service) -> dict[str, Any]:
                 "default": m is service.default_model,
                 "description": m.description,
                 "license": m.license,
+                **availability_fields(report.models[m.id], "reason"),
                 **(
                     {
                         "from_usd": micros_to_usd(m.price.minimum_micros),
@@ -90,6 +93,13 @@ def service_summary(service: Service) -> dict[str, Any]:
             portable_schema(service.output_schema) if service.output_schema is not None else None
         ),
     }
+
+
+def availability_fields(verdict: Verdict, reason_key: str) -> dict[str, Any]:
+    """``{"available": true}``, or false with the reason under ``reason_key``."""
+    if verdict.available:
+        return {"available": True}
+    return {"available": False, reason_key: verdict.reason}
 
 
 def price_text(price: Price) -> str:

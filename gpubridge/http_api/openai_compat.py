@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import struct
+from collections.abc import Mapping
 from typing import Any
 
 from starlette.requests import Request
@@ -13,7 +14,9 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from gpubridge.catalog import Catalog
+from gpubridge.catalog.availability import ServiceReport
 from gpubridge.errors import NotFound
+from gpubridge.gateway.views import availability_fields
 from gpubridge.http_api import openai_audio, openai_chat, openai_images
 from gpubridge.http_api.openai_door import (
     caller,
@@ -38,14 +41,16 @@ OPENAI_SERVICES = (
 
 
 # -- models -------------------------------------------------------------------------------------
-def model_list(catalog: Catalog) -> list[dict[str, Any]]:
-    """The catalog's models of the services these routes serve, in OpenAI's model shape."""
+def model_list(catalog: Catalog, reports: Mapping[str, ServiceReport]) -> list[dict[str, Any]]:
+    """The catalog's models of the services these routes serve, in OpenAI's model shape, with
+    whether each can run on this server now (``reports``) and why not."""
     listed: dict[str, dict[str, Any]] = {}
     for key in OPENAI_SERVICES:
         service = catalog.services.get(key)
         if service is None:
             continue
         for model in service.models:
+            verdict = reports[key].models[model.id]
             listed.setdefault(
                 model.id,
                 {
@@ -55,20 +60,22 @@ def model_list(catalog: Catalog) -> list[dict[str, Any]]:
                     "owned_by": "gpubridge",
                     "service": key,
                     "default": model is service.default_model,
-                    "available": bool(service.backends),
+                    **availability_fields(verdict, "unavailable_reason"),
                 },
             )
     return list(listed.values())
 
 
 async def list_models(request: Request) -> Response:
-    models = model_list(gateway_of(request).catalog)
+    gateway = gateway_of(request)
+    models = model_list(gateway.catalog, await gateway.availability.reports())
     return JSONResponse({"object": "list", "data": models})
 
 
 async def get_model(request: Request) -> Response:
     model_id = request.path_params["model_id"]
-    for model in model_list(gateway_of(request).catalog):
+    gateway = gateway_of(request)
+    for model in model_list(gateway.catalog, await gateway.availability.reports()):
         if model["id"] == model_id:
             return JSONResponse(model)
     raise NotFound(f"The model `{model_id}` does not exist on this server", code="model_not_found")

@@ -124,7 +124,10 @@ def openapi_document(catalog: Catalog, *, x402: bool = False) -> dict[str, Any]:
         "404": "Unknown service",
         "409": "Idempotency-Key reused with another body",
         "422": "Input does not match the service schema",
-        "503": "Service has no backend, or the object store cannot take its media inputs",
+        "503": (
+            "Service has no backend, its runtime is not installed, its model is not downloaded "
+            "(offline), or the object store cannot take its media inputs"
+        ),
     }
     if x402:
         run_errors["403"] = "The x402 payer is refused"
@@ -191,8 +194,9 @@ def openapi_document(catalog: Catalog, *, x402: bool = False) -> dict[str, Any]:
             },
             "/catalog": {
                 "get": _op(
-                    "Services, models, prices and input schemas, and the payment methods "
-                    "offered (payments: API key, x402, card and USDC top-ups)"
+                    "Services, models, prices and input schemas, whether each can run here now "
+                    "(available, unavailable_reason), and the payment methods offered "
+                    "(payments: API key, x402, card and USDC top-ups)"
                 )
             },
             "/catalog/estimate": {

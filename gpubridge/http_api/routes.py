@@ -52,7 +52,8 @@ async def readyz(request: Request) -> Response:
 
 async def catalog(request: Request) -> Response:
     gateway = gateway_of(request)
-    services = [service_summary(s) for s in gateway.catalog.services.values()]
+    reports = await gateway.availability.reports()
+    services = [service_summary(s, reports[s.key]) for s in gateway.catalog.services.values()]
     return JSONResponse({"services": services, "payments": gateway.payment_rails.view()})
 
 

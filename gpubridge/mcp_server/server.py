@@ -75,7 +75,7 @@ def build_server(gateway: Gateway, *, local_api_key: str | None = None) -> Serve
     async def list_tools(
         ctx: ServerRequestContext[Any], params: PaginatedRequestParams | None
     ) -> ListToolsResult:
-        return ListToolsResult(tools=tools.tools)
+        return ListToolsResult(tools=tools.listed(await gateway.availability.reports()))
 
     async def call_tool(
         ctx: ServerRequestContext[Any], params: CallToolRequestParams
@@ -108,7 +108,8 @@ def build_server(gateway: Gateway, *, local_api_key: str | None = None) -> Serve
     ) -> ReadResourceResult:
         if params.uri != CATALOG_URI:
             raise MCPError(INVALID_PARAMS, f"unknown resource {params.uri}; try {CATALOG_URI}")
-        services = [service_summary(s) for s in gateway.catalog.services.values()]
+        reports = await gateway.availability.reports()
+        services = [service_summary(s, reports[s.key]) for s in gateway.catalog.services.values()]
         return ReadResourceResult(
             contents=[
                 TextResourceContents(

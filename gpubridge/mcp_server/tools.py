@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from jsonschema import Draft202012Validator
@@ -9,6 +10,7 @@ from jsonschema.exceptions import best_match
 from mcp_types import Tool, ToolAnnotations
 
 from gpubridge.catalog import Catalog, Service
+from gpubridge.catalog.availability import ServiceReport
 from gpubridge.catalog.portable import portable_schema
 from gpubridge.errors import ConfigurationError, InvalidInput
 from gpubridge.gateway.views import price_text
@@ -18,6 +20,9 @@ GET_JOB = "get_job"
 CANCEL_JOB = "cancel_job"
 ESTIMATE_COST = "estimate_cost"
 HELPERS = (GET_JOB, CANCEL_JOB, ESTIMATE_COST)
+AVAILABLE_META = "gpubridge/available"
+REASON_META = "gpubridge/unavailable_reason"
+MODELS_META = "gpubridge/models"
 
 
 class ToolSet:
@@ -27,6 +32,8 @@ class ToolSet:
         clash = sorted(set(HELPERS) & set(catalog.services))
         if clash:
             raise ConfigurationError(f"catalog services may not be named like MCP tools: {clash}")
+        self.catalog = catalog
+        self.wait_s = wait_s
         self.tools = [service_tool(s, wait_s) for s in catalog.services.values()]
         self.tools += helper_tools(catalog, wait_s)
         self._by_name = {tool.name: tool for tool in self.tools}
@@ -40,6 +47,35 @@ class ToolSet:
             for tool in self.tools
             if tool.output_schema is not None
         }
+
+    def listed(self, reports: Mapping[str, ServiceReport]) -> list[Tool]:
+        """The tools as listed now: each service tool says in its description whether it can
+        run on this server now and why not, and in ``_meta`` the same for it and its models."""
+        listed = []
+        for tool in self.tools:
+            report = reports.get(tool.name)
+            if report is None:
+                listed.append(tool)
+                continue
+            service = self.catalog.services[tool.name]
+            meta: dict[str, Any] = {AVAILABLE_META: report.verdict.available}
+            if not report.verdict.available:
+                meta[REASON_META] = report.verdict.reason
+            meta[MODELS_META] = {
+                model_id: (
+                    {"available": True}
+                    if verdict.available
+                    else {"available": False, "reason": verdict.reason}
+                )
+                for model_id, verdict in report.models.items()
+            }
+            description = service_description(service, self.wait_s, report)
+            listed.append(
+                tool.model_copy(
+                    update={"description": description, "meta": {**(tool.meta or {}), **meta}}
+                )
+            )
+        return listed
 
     def input_schema(self, name: str) -> dict[str, Any] | None:
         tool = self._by_name.get(name)
@@ -84,8 +120,11 @@ def service_tool(service: Service, wait_s: float) -> Tool:
     )
 
 
-def service_description(service: Service, wait_s: float) -> str:
-    """What the service does, what it costs and how long it takes."""
+def service_description(
+    service: Service, wait_s: float, report: ServiceReport | None = None
+) -> str:
+    """What the service does, what it costs and how long it takes; and, given ``report``,
+    whether it and its models can run here now."""
     lines = [service.description.strip(), "", f"Price: {price_text(service.price)}."]
     models = ", ".join(
         m.id + (" (default)" if m is service.default_model else "") for m in service.models
@@ -102,7 +141,13 @@ def service_description(service: Service, wait_s: float) -> str:
         )
     else:
         lines.append(f"Usually answers in about {seconds} s.")
-    if not service.backends:
+    if report is not None and not report.verdict.available:
+        lines.append(f"Not available on this server right now: {report.verdict.reason}.")
+    elif report is not None:
+        idle = [model_id for model_id, v in report.models.items() if not v.available]
+        if idle:
+            lines.append(f"Models that cannot run on this server now: {', '.join(idle)}.")
+    elif not service.backends:
         lines.append("Not available on this server right now (no backend configured).")
     return "\n".join(lines)
 

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from tests.support.gateway_app import openai_backend, running_app, settings_for, write_catalog
+from tests.support.hf_cache import use_hub
 from tests.support.openai_upstream import serve_openai_upstream
 
 
@@ -41,8 +42,13 @@ async def gateway(database, database_url: str, tmp_path: Path, upstream) -> Asyn
 
 
 @pytest.fixture
-async def packaged(database, database_url: str, tmp_path: Path) -> AsyncIterator[Any]:
-    """(app, client) on the packaged catalog (every service has a backend) with x402 on."""
+async def packaged(
+    database, database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> AsyncIterator[Any]:
+    """(app, client) on the packaged catalog (every service has a backend) with x402 on, and
+    the hub in reach, so that every model can run (none is downloaded: no test gets as far as
+    running one)."""
+    use_hub(monkeypatch, tmp_path / "hub", offline=False)
     catalog = write_catalog(tmp_path / "catalog.yaml")
     async with running_app(settings_for(database_url, tmp_path, catalog)) as pair:
         yield pair

@@ -19,6 +19,7 @@ from tests.support.gateway_app import (
     settings_for,
     write_catalog,
 )
+from tests.support.hf_cache import cache_model, use_hub
 from tests.support.x402_app import unb64
 
 SERVER = "http://gpubridge.test"
@@ -139,8 +140,10 @@ async def test_with_x402_off_the_well_known_document_is_a_404_saying_why(
 
 
 async def test_the_service_name_tags_and_icon_come_from_the_settings(
-    database, database_url, tmp_path
+    database, database_url, tmp_path, monkeypatch
 ):
+    hub = use_hub(monkeypatch, tmp_path / "hub", offline=True)
+    cache_model(hub, "Salesforce/blip-image-captioning-large", {"config.json": b"{}"})
     catalog = write_catalog(tmp_path / "catalog.yaml")
     settings = settings_for(
         database_url,

@@ -21,6 +21,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.support.hf_cache import cache_model
 from tests.support.media_server import png_bytes, serve_media
 from tests.test_cli import SHUTDOWN_TIMEOUT_S, cli_env, command, free_port, gpubridge
 
@@ -67,8 +68,12 @@ class Server:
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     data = tmp_path_factory.mktemp("hostile")
     port = free_port()
+    # caption's model counts as downloaded (the media tests never get as far as running it).
+    hub = data / "hub"
+    cache_model(hub, "Salesforce/blip-image-captioning-large", {"config.json": b"{}"})
     env = cli_env(
         data,
+        HF_HUB_CACHE=str(hub),
         GPUBRIDGE_REQUEST_BODY_TIMEOUT_S=str(BODY_DEADLINE_S),
         GPUBRIDGE_MEDIA_TIMEOUT_S=str(MEDIA_DEADLINE_S),
         GPUBRIDGE_ALLOW_PRIVATE_URLS="true",

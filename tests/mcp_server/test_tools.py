@@ -10,10 +10,18 @@ from gpubridge.catalog import Catalog
 from gpubridge.catalog.loader import load_catalog_file
 from gpubridge.errors import ConfigurationError
 from gpubridge.mcp_server.schemas import job_result_schema
-from gpubridge.mcp_server.tools import HELPERS, ToolSet, price_text
+from gpubridge.mcp_server.tools import (
+    AVAILABLE_META,
+    HELPERS,
+    MODELS_META,
+    REASON_META,
+    ToolSet,
+    price_text,
+)
 from tests.mcp_server.conftest import StartGateway
 from tests.mcp_server.media_engine import MEDIA_SERVICE, MEDIA_SERVICE_ENTRY
 from tests.support.gateway_app import packaged_catalog, write_catalog
+from tests.support.hf_cache import use_hub
 
 
 async def test_every_packaged_service_is_a_tool_with_its_catalog_schema(
@@ -54,6 +62,30 @@ async def test_descriptions_give_price_unit_and_whether_the_service_is_long_runn
     assert "$0.003 per output" in image
     assert "Long-running" in image and "get_job" in image
     assert "second of audio" in (tools["whisper-l4"].description or "")
+
+
+async def test_each_service_tool_says_whether_it_can_run_here_now(
+    start_gateway: StartGateway, tmp_path, monkeypatch: pytest.MonkeyPatch
+):
+    use_hub(monkeypatch, tmp_path / "hub", offline=True)  # nothing downloaded, no hub
+    async with start_gateway() as running, running.client() as client:
+        tools = {tool.name: tool for tool in (await client.list_tools()).tools}
+
+    llm = tools["llm-4090"]
+    assert llm.meta is not None and llm.meta[AVAILABLE_META] is True
+    assert REASON_META not in llm.meta
+    assert "Not available" not in (llm.description or "")
+    caption = tools["caption"]
+    assert caption.meta is not None and caption.meta[AVAILABLE_META] is False
+    reason = caption.meta[REASON_META]
+    assert "`gpubridge models pull blip-large`" in reason
+    assert f"Not available on this server right now: {reason}." in (caption.description or "")
+    assert caption.meta[MODELS_META]["blip-large"] == {"available": False, "reason": reason}
+    assert tools[MEDIA_SERVICE].meta == {
+        AVAILABLE_META: True,
+        MODELS_META: {m["id"]: {"available": True} for m in MEDIA_SERVICE_ENTRY["models"]},
+    }
+    assert tools["get_job"].meta is None
 
 
 async def test_a_service_with_an_output_schema_declares_it_under_output(running):
