@@ -4,7 +4,7 @@ a long job of a live replica is left alone, and a shutdown settles its own jobs 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -34,6 +34,18 @@ def upstream() -> Iterator[Upstream]:
 
 def catalog(tmp_path: Path, upstream: Upstream) -> Path:
     return write_catalog(tmp_path / "catalog.yaml", use_upstream(upstream.base_url, async_llm=True))
+
+
+@pytest.fixture
+async def funded(
+    database, database_url: str, tmp_path: Path, upstream: Upstream
+) -> AsyncIterator[tuple[Any, Any, str]]:
+    """(gateway, client, key): an app whose async LLM runs on the upstream, a funded key."""
+    settings = settings_for(database_url, tmp_path, catalog(tmp_path, upstream))
+    async with running_app(settings) as (app, client):
+        key = await register(client)
+        await app.state.gateway.grant("you@example.com", CREDIT)
+        yield app.state.gateway, client, key
 
 
 async def left_running(gw: Any, holder: str, *, progress: dict[str, Any] | None = None) -> str:
@@ -78,56 +90,44 @@ async def micros(client: Any, key: str) -> int:
 
 
 async def test_a_long_job_of_a_live_replica_is_left_alone_and_recovered_once_its_lease_lapses(
-    database, database_url: str, tmp_path: Path, upstream: Upstream
+    funded: tuple[Any, Any, str],
 ) -> None:
-    settings = settings_for(database_url, tmp_path, catalog(tmp_path, upstream))
-    async with running_app(settings) as (app, client):
-        key = await register(client)
-        gw = app.state.gateway
-        await gw.grant("you@example.com", CREDIT)
-        async with gw.db.begin() as conn:
-            await leases.renew(conn, "gateway-elsewhere", ttl_s=60)
-        job_id = await left_running(gw, "gateway-elsewhere", progress={"stage": "generating"})
-        await gw.maintenance()
-        assert (await client.get(f"/status/{job_id}")).json()["status"] == "running"
-        async with gw.db.begin() as conn:
-            await leases.renew(conn, "gateway-elsewhere", ttl_s=-1)
-        await gw.maintenance()
-        view = await settled(client, job_id)
-        # It had reported progress: running it again could repeat output, so it is refunded.
-        assert view["status"] == "failed" and view["error"]["code"] == "worker_lost"
-        assert await micros(client, key) == CREDIT
+    gw, client, key = funded
+    async with gw.db.begin() as conn:
+        await leases.renew(conn, "gateway-elsewhere", ttl_s=60)
+    job_id = await left_running(gw, "gateway-elsewhere", progress={"stage": "generating"})
+    await gw.maintenance()
+    assert (await client.get(f"/status/{job_id}")).json()["status"] == "running"
+    async with gw.db.begin() as conn:
+        await leases.renew(conn, "gateway-elsewhere", ttl_s=-1)
+    await gw.maintenance()
+    view = await settled(client, job_id)
+    # It had reported progress: running it again could repeat output, so it is refunded.
+    assert view["status"] == "failed" and view["error"]["code"] == "worker_lost"
+    assert await micros(client, key) == CREDIT
 
 
 async def test_an_async_job_of_a_crashed_replica_without_progress_runs_again_here(
-    database, database_url: str, tmp_path: Path, upstream: Upstream
+    funded: tuple[Any, Any, str],
 ) -> None:
-    settings = settings_for(database_url, tmp_path, catalog(tmp_path, upstream))
-    async with running_app(settings) as (app, client):
-        key = await register(client)
-        gw = app.state.gateway
-        await gw.grant("you@example.com", CREDIT)
-        job_id = await left_running(gw, "gateway-crashed")
-        await gw.maintenance()
-        view = await settled(client, job_id)
-        assert view["status"] == "completed", view
-        assert await micros(client, key) == CREDIT - round(view["cost_usd"] * 1_000_000)
+    gw, client, key = funded
+    job_id = await left_running(gw, "gateway-crashed")
+    await gw.maintenance()
+    view = await settled(client, job_id)
+    assert view["status"] == "completed", view
+    assert await micros(client, key) == CREDIT - round(view["cost_usd"] * 1_000_000)
 
 
 async def test_a_job_requeued_once_already_is_refunded_when_its_replica_dies_again(
-    database, database_url: str, tmp_path: Path, upstream: Upstream
+    funded: tuple[Any, Any, str],
 ) -> None:
-    settings = settings_for(database_url, tmp_path, catalog(tmp_path, upstream))
-    async with running_app(settings) as (app, client):
-        key = await register(client)
-        gw = app.state.gateway
-        await gw.grant("you@example.com", CREDIT)
-        requeued = {"stage": "requeued", "reason": "worker_lost"}
-        job_id = await left_running(gw, "gateway-crashed", progress=requeued)
-        await gw.maintenance()
-        view = await settled(client, job_id)
-        assert view["status"] == "failed" and view["error"]["code"] == "worker_lost"
-        assert await micros(client, key) == CREDIT
+    gw, client, key = funded
+    requeued = {"stage": "requeued", "reason": "worker_lost"}
+    job_id = await left_running(gw, "gateway-crashed", progress=requeued)
+    await gw.maintenance()
+    view = await settled(client, job_id)
+    assert view["status"] == "failed" and view["error"]["code"] == "worker_lost"
+    assert await micros(client, key) == CREDIT
 
 
 async def test_a_shutdown_refunds_its_running_jobs_and_gives_up_its_lease_at_once(
