@@ -15,6 +15,7 @@ from starlette.applications import Starlette
 from starlette.routing import Route
 
 from gpubridge.catalog import Catalog
+from gpubridge.catalog.schemacheck import SchemaChecks
 from gpubridge.db import Database
 from gpubridge.db.engine import printable_url
 from gpubridge.engines.base import EngineContext
@@ -43,6 +44,10 @@ from gpubridge.payments.recovery import Recovery
 from gpubridge.settings import Settings
 
 log = logging.getLogger(__name__)
+
+SCHEMA_CHECKS_FILE = "catalog-schemas.checked"
+"""In the data directory: digests of the catalog input schemas proven valid JSON Schemas, so
+that a start with an unchanged catalog does not prove them again."""
 
 
 @dataclass
@@ -99,9 +104,14 @@ class Components:
 
 def build_components(settings: Settings) -> Components:
     """Wire the parts; a broken catalog raises ConfigurationError here, before serving."""
+    checks = SchemaChecks(settings.data_dir / SCHEMA_CHECKS_FILE)
     catalog = Catalog.load(
-        settings.catalog, starter=settings.starter, time_limit_s=settings.job_timeout_s
+        settings.catalog,
+        starter=settings.starter,
+        time_limit_s=settings.job_timeout_s,
+        schema_checks=checks,
     )
+    checks.save()
     db = Database(settings.resolved_database_url(), pool_size=settings.database_pool_size)
     secrets = {name: key.get_secret_value() for name, key in settings.remote_api_keys.items()}
     models = ModelCache(settings.model_memory_budget_bytes(), after_evict=release_memory)

@@ -14,6 +14,7 @@ from jsonschema.validators import extend
 from gpubridge.catalog.explain import summary, violations
 from gpubridge.catalog.loader import load_catalog_file
 from gpubridge.catalog.models import CatalogFile, ModelSpec, Price, Service
+from gpubridge.catalog.schemacheck import SchemaChecks
 from gpubridge.catalog.tokens import TokenCounter
 from gpubridge.engines.base import Usage
 from gpubridge.errors import InvalidInput, NotFound
@@ -86,8 +87,11 @@ class Catalog:
         *,
         starter: bool = False,
         time_limit_s: float = DEFAULT_TIME_LIMIT_S,
+        schema_checks: SchemaChecks | None = None,
     ) -> Catalog:
-        return cls(load_catalog_file(path, starter=starter), time_limit_s=time_limit_s)
+        """Load and validate a catalog file (see ``load_catalog_file``)."""
+        document = load_catalog_file(path, starter=starter, schema_checks=schema_checks)
+        return cls(document, time_limit_s=time_limit_s)
 
     def service(self, key: str) -> Service:
         try:

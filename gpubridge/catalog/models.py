@@ -6,13 +6,24 @@ from typing import Any, Literal
 
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import SchemaError
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
+from gpubridge.catalog.schemacheck import SchemaChecks
 from gpubridge.engines.base import BackendConfig, ModelRef
 from gpubridge.money import usd_to_micros
 
 Category = Literal["text", "image", "audio", "utility"]
 PricingUnit = Literal["token", "audio_second", "output", "second"]
+
+SCHEMA_CHECKS = "schema_checks"
+"""The validation context's key for a ``SchemaChecks`` (see ``CatalogFile.model_validate``)."""
 
 
 class Price(BaseModel):
@@ -81,9 +92,14 @@ class Service(BaseModel):
 
     @field_validator("input_schema")
     @classmethod
-    def _schema_is_valid(cls, schema: dict[str, Any]) -> dict[str, Any]:
+    def _schema_is_valid(cls, schema: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
+        # A SchemaChecks in the validation context remembers the schemas it proved before.
+        checks = info.context.get(SCHEMA_CHECKS) if isinstance(info.context, dict) else None
         try:
-            Draft202012Validator.check_schema(schema)
+            if isinstance(checks, SchemaChecks):
+                checks.check(schema)
+            else:
+                Draft202012Validator.check_schema(schema)
         except SchemaError as exc:
             raise ValueError(f"not a valid JSON Schema: {exc.message}") from exc
         if schema.get("type") != "object":

@@ -103,3 +103,23 @@ def test_a_broken_operator_catalog_is_reported_where_its_file_has_the_problem(
         Catalog.load(path, starter=True)
     assert "service 'llm-4090', field models.1.price.micros" in error.value.message
     assert str(path) in error.value.message
+
+
+def test_a_catalog_with_an_invalid_input_schema_is_refused_naming_the_service(
+    tmp_path: Path,
+) -> None:
+    def bad_schema(data: dict[str, Any]) -> None:
+        data["services"]["caption"]["input_schema"]["type"] = "picture"
+
+    with pytest.raises(ConfigurationError) as error:
+        Catalog.load(operator_catalog(tmp_path, bad_schema), starter=True)
+    assert "service 'caption', field input_schema" in error.value.message
+    assert "not a valid JSON Schema" in error.value.message
+
+
+def test_the_fast_yaml_loader_reads_the_catalog_as_the_safe_loader_does() -> None:
+    text = packaged_catalog_text()
+    assert loader.parse_yaml(text) == yaml.safe_load(text)
+    assert loader.parse_yaml("when: 2024-01-02\nn: 1") == yaml.safe_load("when: 2024-01-02\nn: 1")
+    with pytest.raises(yaml.YAMLError):
+        loader.parse_yaml("!!python/object/apply:os.system ['true']")
