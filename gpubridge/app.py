@@ -3,7 +3,6 @@ and mounts the front doors."""
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -18,6 +17,7 @@ from gpubridge.catalog import Catalog
 from gpubridge.catalog.schemacheck import SchemaChecks
 from gpubridge.db import Database
 from gpubridge.db.engine import printable_url
+from gpubridge.db.migrate import prepare_schema
 from gpubridge.engines.base import EngineContext
 from gpubridge.engines.local import release_memory
 from gpubridge.engines.registry import EngineRegistry
@@ -161,10 +161,11 @@ def _worker_pool(
 
 
 async def prepare_database(components: Components) -> None:
+    """Bring the database to the newest schema (unless ``auto_migrate`` is off)."""
     if components.settings.auto_migrate:
-        from gpubridge.db.migrate import upgrade_to_head  # alembic is only needed here
-
-        await asyncio.to_thread(upgrade_to_head, components.db.url)
+        outcome = await prepare_schema(components.db)
+        if outcome != "current":
+            log.info("database schema %s", outcome)
 
 
 def create_app(settings: Settings | None = None) -> Starlette:

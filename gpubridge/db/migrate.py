@@ -1,16 +1,49 @@
-"""Alembic migrations, run programmatically (``gpubridge db upgrade`` and server start)."""
+"""The database schema at start-up, and Alembic migrations run programmatically (``gpubridge db
+upgrade``).
+
+A start usually finds the database at the newest revision, or finds none of its tables: the
+first is one query, and the second creates the tables from the metadata and records the newest
+revision, as walking every migration would end (tests prove the two build the same schema).
+Only a database at an older revision runs Alembic, which is then imported.
+"""
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
+from typing import TYPE_CHECKING, Literal
 
-from alembic import command
-from alembic.config import Config
+from sqlalchemy import Column, MetaData, PrimaryKeyConstraint, String, Table, inspect, text
+from sqlalchemy.engine import Connection
+
+from gpubridge.db.engine import Database
+from gpubridge.db.tables import metadata
+
+if TYPE_CHECKING:
+    from alembic.config import Config
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
+HEAD_REVISION = "0010"
+"""The newest migration's revision (tests check it against the migrations folder)."""
+
+VERSION_TABLE = Table(
+    "alembic_version",
+    MetaData(),
+    Column("version_num", String(32), nullable=False),
+    PrimaryKeyConstraint("version_num", name="alembic_version_pkc"),
+)
+"""Alembic's record of the revision, as Alembic creates it."""
+
+SCHEMA_LOCK = 0x67707562
+"""The PostgreSQL advisory lock held while a start looks at, or creates, the schema."""
+
+Outcome = Literal["created", "current", "upgraded"]
+
 
 def alembic_config(url: str) -> Config:
+    from alembic.config import Config
+
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
     config.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
@@ -18,5 +51,40 @@ def alembic_config(url: str) -> Config:
 
 
 def upgrade_to_head(url: str) -> None:
-    """Bring the database at ``url`` to the newest schema (runs its own event loop)."""
+    """Bring the database at ``url`` to the newest schema through the migrations (runs its own
+    event loop)."""
+    from alembic import command
+
     command.upgrade(alembic_config(url), "head")
+
+
+async def prepare_schema(db: Database) -> Outcome:
+    """Bring ``db`` to the newest schema: ``created`` (it had none of the tables),
+    ``current`` (already there) or ``upgraded`` (through the migrations)."""
+    async with db.begin() as conn:
+        if db.is_postgres:
+            # Replicas starting together on an empty database: one creates, the others wait.
+            await conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": SCHEMA_LOCK})
+        state = await conn.run_sync(_state)
+        if state == "empty":
+            await conn.run_sync(_create)
+            return "created"
+    if state == HEAD_REVISION:
+        return "current"
+    await asyncio.to_thread(upgrade_to_head, db.url)
+    return "upgraded"
+
+
+def _state(conn: Connection) -> str:
+    """``empty`` (none of the gateway's tables, no revision), the revision, or ``unknown``."""
+    tables = set(inspect(conn).get_table_names())
+    if VERSION_TABLE.name not in tables:
+        return "empty" if not tables & set(metadata.tables) else "unknown"
+    versions = [row[0] for row in conn.execute(VERSION_TABLE.select())]
+    return versions[0] if len(versions) == 1 else "unknown"
+
+
+def _create(conn: Connection) -> None:
+    metadata.create_all(conn)
+    VERSION_TABLE.create(conn)
+    conn.execute(VERSION_TABLE.insert().values(version_num=HEAD_REVISION))
