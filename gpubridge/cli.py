@@ -263,7 +263,7 @@ def _serve(args: argparse.Namespace) -> int:
     open_database(settings, "serve", create=True)
     host = args.host or settings.host
     port = args.port or settings.port
-    app = create_app(settings)
+    app = create_app(settings, freeze=True)
     server = uvicorn.Server(server_config(app, host, port))
     server.run()
     return 0 if server.started else STARTUP_FAILURE

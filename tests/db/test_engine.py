@@ -63,3 +63,38 @@ def test_a_printed_database_url_hides_its_password() -> None:
     shown = printable_url("postgresql+asyncpg://gpubridge:s3cret-pw@db.internal:5432/gpubridge")
     assert shown == "postgresql+asyncpg://gpubridge:***@db.internal:5432/gpubridge"
     assert "s3cret" not in printable_url("not a url s3cret")
+
+
+@pytest.mark.postgres
+async def test_postgresql_connections_the_server_dropped_cost_one_failure_then_reconnect(
+    postgres_url: str,
+) -> None:
+    """No ping before each transaction: the first one after the server dropped the pool's
+    connections (a restart) fails, and that invalidates the whole pool, so the next one
+    connects afresh."""
+    import asyncpg
+    from sqlalchemy import text
+    from sqlalchemy.exc import DBAPIError
+
+    from gpubridge.db import Database
+
+    db = Database(postgres_url, pool_size=2)
+    try:
+        assert db.engine.pool._pre_ping is False  # type: ignore[attr-defined]
+        async with db.connect() as first, db.connect() as second:  # two pooled connections
+            pids = [
+                (await c.execute(text("SELECT pg_backend_pid()"))).scalar() for c in (first, second)
+            ]
+        admin = await asyncpg.connect(postgres_url.replace("postgresql+asyncpg", "postgresql"))
+        try:
+            await admin.execute("SELECT pg_terminate_backend(pid) FROM unnest($1::int[]) pid", pids)
+        finally:
+            await admin.close()
+        with pytest.raises(DBAPIError) as dropped:
+            async with db.connect() as conn:
+                await conn.execute(text("SELECT 1"))
+        assert dropped.value.connection_invalidated
+        async with db.connect() as conn:
+            assert (await conn.execute(text("SELECT pg_backend_pid()"))).scalar() not in pids
+    finally:
+        await db.dispose()

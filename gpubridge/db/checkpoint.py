@@ -1,0 +1,76 @@
+"""Checkpoints of SQLite's write-ahead log, off the request path.
+
+In WAL mode a commit appends to ``gpubridge.db-wal``; a checkpoint copies those pages into the
+database file. SQLite's default runs one inside whichever commit takes the log past 1,000
+pages, so now and then a paid request waited for it (p99 9 ms instead of 5 ms at one request
+at a time). The gateway's connections turn that off (``wal_autocheckpoint=0``), and this task
+checkpoints every second instead, on a connection of its own in a thread, PASSIVE: it never
+waits for, nor blocks, a reader or the writer, and copies what it can.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import sqlite3
+import threading
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+CHECKPOINT_EVERY_S = 1.0
+
+
+class WalCheckpoints:
+    """Checkpoints the write-ahead log of the SQLite database at ``path`` every ``every_s``."""
+
+    def __init__(self, path: Path, every_s: float = CHECKPOINT_EVERY_S) -> None:
+        self.path = path
+        self.every_s = every_s
+        self._connection: sqlite3.Connection | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._lock = threading.Lock()  # the connection: one checkpoint, or the close, at a time
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.create_task(self._loop(), name="sqlite-wal-checkpoints")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        # A checkpoint that the cancel left running in its thread finishes first.
+        await asyncio.to_thread(self._close)
+
+    async def checkpoint(self) -> tuple[int, int, int]:
+        """One PASSIVE checkpoint now: (busy, pages in the log, pages checkpointed)."""
+        return await asyncio.to_thread(self._checkpoint)
+
+    async def _loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.every_s)
+            try:
+                await self.checkpoint()
+            except sqlite3.Error as exc:
+                log.warning("SQLite WAL checkpoint failed: %s", exc)
+
+    def _checkpoint(self) -> tuple[int, int, int]:
+        with self._lock:
+            if self._connection is None:
+                # Autocommit (no implicit transactions); used by one thread at a time, in turn.
+                self._connection = sqlite3.connect(
+                    self.path, isolation_level=None, check_same_thread=False
+                )
+            busy, pages, done = self._connection.execute(
+                "PRAGMA wal_checkpoint(PASSIVE)"
+            ).fetchone()
+        return int(busy), int(pages), int(done)
+
+    def _close(self) -> None:
+        with self._lock:
+            if self._connection is not None:
+                self._connection.close()
+                self._connection = None

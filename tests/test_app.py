@@ -1,0 +1,38 @@
+"""The composition root: a server process freezes what its start-up made."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+SCRIPT = """
+import asyncio, gc, sys
+from pathlib import Path
+from gpubridge.app import create_app
+from tests.support.gateway_app import settings_for, write_catalog
+
+async def main(tmp, freeze):
+    url = f"sqlite+aiosqlite:///{tmp / 'gpubridge.db'}"
+    settings = settings_for(url, tmp, write_catalog(tmp / "catalog.yaml"), auto_migrate=True)
+    app = create_app(settings, freeze=freeze)
+    async with app.router.lifespan_context(app):
+        print(gc.get_freeze_count())
+
+asyncio.run(main(Path(sys.argv[1]), sys.argv[2] == "freeze"))
+"""
+
+
+@pytest.mark.parametrize("freeze", [True, False])
+def test_a_server_freezes_its_start_up_objects_and_nothing_else_does(
+    tmp_path: Path, freeze: bool
+) -> None:
+    argv = [sys.executable, "-c", SCRIPT, str(tmp_path), "freeze" if freeze else "no"]
+    done = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    frozen = int(done.stdout.split()[-1])
+    assert frozen > 100_000 if freeze else frozen == 0
