@@ -10,7 +10,7 @@ import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -106,6 +106,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("--host", default=None, help="bind address (default 127.0.0.1)")
     serve.add_argument("--port", type=int, default=None, help="port (default 8000)")
+    serve.add_argument(
+        "--processes",
+        type=_positive,
+        default=1,
+        metavar="N",
+        help="gateway processes sharing the port, for more than one core's worth of requests "
+        "(default 1). More than one needs PostgreSQL and a catalog of remote backends only "
+        "(see docs/scaling.md)",
+    )
     _starter_option(serve)
     serve.set_defaults(handler=_serve)
 
@@ -174,6 +183,16 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number of at least 1, got {text!r}")
+    return value
+
+
 def _starter_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--starter",
@@ -233,7 +252,7 @@ def open_database(settings: Settings, command: str, *, create: bool | None = Non
     raise ConfigurationError("\n".join(lines))
 
 
-def server_config(app: ASGIApp, host: str, port: int) -> uvicorn.Config:
+def server_config(app: ASGIApp | str, host: str, port: int, **options: Any) -> uvicorn.Config:
     """How ``gpubridge serve`` runs uvicorn.
 
     uvicorn's proxy headers are off: left on, it takes the client address from
@@ -251,6 +270,7 @@ def server_config(app: ASGIApp, host: str, port: int) -> uvicorn.Config:
         log_level="info",
         proxy_headers=False,
         forwarded_allow_ips="",
+        **options,
     )
 
 
@@ -263,6 +283,15 @@ def _serve(args: argparse.Namespace) -> int:
     open_database(settings, "serve", create=True)
     host = args.host or settings.host
     port = args.port or settings.port
+    if args.processes > 1:
+        from gpubridge.catalog import Catalog
+        from gpubridge.serving import refusal, serve_processes
+
+        catalog = Catalog.load(settings.catalog, starter=settings.starter)
+        reason = refusal(settings, catalog, args.processes)
+        if reason is not None:
+            raise ConfigurationError(reason)
+        return serve_processes(settings, host, port, args.processes)
     app = create_app(settings, freeze=True)
     server = uvicorn.Server(server_config(app, host, port))
     server.run()

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+import os
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from gpubridge.jobs.store import JobRecord
@@ -45,6 +47,13 @@ class GatewayMetrics:
             registry=self.registry,
         )
         self.ledger_ok.set(-1)
+        self.process = Info(
+            "gpubridge_process",
+            "The process that answered (`gpubridge serve --processes N` runs several, each "
+            "with metrics of its own)",
+            registry=self.registry,
+        )
+        self.process.info({"pid": str(os.getpid())})
         self.ledger_findings = Gauge(
             "gpubridge_ledger_check_findings",
             "Broken invariants found by the last ledger check",
