@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import functools
 import json
-from typing import Any
-
-from jinja2 import DictLoader, Environment, select_autoescape
+from typing import TYPE_CHECKING, Any
 
 from gpubridge.jobs.store import JobRecord
 from gpubridge.money import micros_to_usd
 from gpubridge.payments.packages import PACKAGES
+
+if TYPE_CHECKING:
+    from jinja2 import Environment
 
 INPUT_PREVIEW_CHARS = 80
 
@@ -112,12 +114,18 @@ saved card: {{ "yes" if auto.card_saved else "no (top up by card once first)" }}
 {% else %}<p>No jobs yet.</p>{% endif %}
 {% endblock %}"""
 
-_ENV = Environment(
-    loader=DictLoader(
-        {"base": _BASE, "sign_in": _SIGN_IN, "account": _ACCOUNT, "packages": _PACKAGE_SELECT}
-    ),
-    autoescape=select_autoescape(default=True, default_for_string=True),
-)
+
+@functools.cache
+def _environment() -> Environment:
+    """The templates, made on the first page shown (Jinja2 is imported then, not at start)."""
+    from jinja2 import DictLoader, Environment, select_autoescape
+
+    return Environment(
+        loader=DictLoader(
+            {"base": _BASE, "sign_in": _SIGN_IN, "account": _ACCOUNT, "packages": _PACKAGE_SELECT}
+        ),
+        autoescape=select_autoescape(default=True, default_for_string=True),
+    )
 
 
 def _usd(micros: int | None) -> str:
@@ -155,4 +163,4 @@ def _packages() -> list[dict[str, str]]:
 
 
 def render(template: str, **context: Any) -> str:
-    return _ENV.get_template(template).render(packages=_packages(), **context)
+    return _environment().get_template(template).render(packages=_packages(), **context)

@@ -19,15 +19,17 @@ import logging
 import random
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import asyncpg
 from sqlalchemy import ColumnElement, String, bindparam, func
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from gpubridge.db import Database
 from gpubridge.db.tables import jobs
 from gpubridge.jobs.status import JobStatus
+
+if TYPE_CHECKING:
+    import asyncpg  # imported where used: a server on SQLite never needs it
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +38,7 @@ STATUS_CHANNEL = "gpubridge_job_status"
 QUEUED_CHANNEL = "gpubridge_job_queued"
 """A job is waiting to be claimed (new, or put back); payload the job id."""
 
-Connect = Callable[[], Awaitable[asyncpg.Connection]]
+Connect = Callable[[], Awaitable["asyncpg.Connection"]]
 
 
 def notifies(conn: AsyncConnection) -> bool:
@@ -94,6 +96,8 @@ class JobListener:
     @classmethod
     def for_database(cls, db: Database, **kwargs: Any) -> JobListener:
         """A listener on ``db``'s PostgreSQL server, connecting as its engine does."""
+        import asyncpg
+
         args, options = db.engine.dialect.create_connect_args(db.engine.url)
         # Options of SQLAlchemy's own connection wrapper, not of asyncpg.connect.
         for name in ("prepared_statement_cache_size", "prepared_statement_name_func"):
