@@ -3,12 +3,18 @@
 An instant OpenAI-compatible upstream runs in its own process; ``gpubridge serve`` runs as a
 subprocess with an operator catalog that sends ``llm-4090`` to that upstream. An aiohttp client
 drives both paths at each concurrency for a fixed time and prints latency, throughput, the
-server's CPU per request, its start-up time and idle memory, next to PERFORMANCE.md's targets.
-With ``--pin`` (the default where the machine has two cores or more) the server runs on the
-first core and the client and the upstream share the second (``taskset``).
+server's CPU per request, its start-up time (wall and CPU) and idle memory, next to
+PERFORMANCE.md's targets. Every other service is left without a backend, so no model loads on
+this machine (the starter profile keeps an operator's choices). With ``--pin`` (the default where
+the machine has two cores or more) the server runs on the first core and the client and the
+upstream share the second (``taskset``).
+
+With ``--processes 1 2 4`` (PostgreSQL only) the paid path is measured again through
+``gpubridge serve --processes N`` for each N above 1; those servers run on every core but the
+client's (unpinned on a machine of two cores, where they share the client's core too).
 
     .venv/bin/python benchmarks/gateway_overhead.py [--seconds 10] [--concurrency 1 16]
-        [--database sqlite|postgresql] [--no-pin] [--keep]
+        [--database sqlite|postgresql] [--processes 1 2 4] [--no-pin] [--keep]
 """
 
 from __future__ import annotations
@@ -210,6 +216,34 @@ def rss_mb(pid: int) -> float:
     return float("nan")
 
 
+def family(pid: int) -> list[int]:
+    """``pid`` and its descendants (the gateway processes of ``serve --processes N``)."""
+    pids, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        pids.append(current)
+        for task in Path(f"/proc/{current}/task").glob("*"):
+            with contextlib.suppress(OSError):
+                todo.extend(int(c) for c in (task / "children").read_text().split())
+    return pids
+
+
+def family_cpu_seconds(pid: int) -> float:
+    total = 0.0
+    for member in family(pid):
+        with contextlib.suppress(OSError, ValueError):
+            total += cpu_seconds(member)
+    return total
+
+
+def family_rss_mb(pid: int) -> float:
+    total = 0.0
+    for member in family(pid):
+        with contextlib.suppress(OSError):
+            total += rss_mb(member)
+    return total
+
+
 async def cancelled_by_sigterm(work: Awaitable[None]) -> None:
     """Await ``work``; SIGTERM cancels it, so clean-up runs as it does on Ctrl-C."""
     task = asyncio.current_task()
@@ -223,6 +257,7 @@ async def cancelled_by_sigterm(work: Awaitable[None]) -> None:
 class Run:
     path: str
     concurrency: int
+    processes: int = 1
     latencies_ms: list[float] = field(default_factory=list)
     done_at_s: list[float] = field(default_factory=list)
     errors: Counter[str] = field(default_factory=Counter)
@@ -321,12 +356,15 @@ def gateway_call(url: str, key: str) -> Call:
 
 # -- set-up -------------------------------------------------------------------------------------
 def write_catalog(path: Path, upstream_url: str, concurrency: int) -> None:
-    """The packaged catalog with llm-4090 served only by the upstream."""
+    """The packaged catalog with llm-4090 served only by the upstream, and no model on this
+    machine (every other service without a backend)."""
     import yaml
 
     from gpubridge.catalog.loader import packaged_catalog_text
 
     data = yaml.safe_load(packaged_catalog_text())
+    for service in data["services"].values():
+        service["backends"] = []
     data["services"]["llm-4090"]["backends"] = [
         {
             "name": "bench-upstream",
@@ -429,6 +467,8 @@ class Facts:
     runs: list[Run] = field(default_factory=list)
     start_to_healthz_s: float = 0.0
     cold_starts_s: list[float] = field(default_factory=list)
+    cold_start_cpu_s: list[float] = field(default_factory=list)
+    processes_rss_mb: dict[int, float] = field(default_factory=dict)
     idle_rss_mb: float = 0.0
     loaded_rss_mb: float = 0.0
 
@@ -458,6 +498,7 @@ async def bench(args: argparse.Namespace, tmp: Path, procs: Processes, facts: Fa
         )
         await wait_ready(f"http://127.0.0.1:{port}/healthz", server)
         facts.cold_starts_s.append(time.perf_counter() - started)
+        facts.cold_start_cpu_s.append(cpu_seconds(server.pid))
         procs.stop(server)
 
     env = await server_env(args, tmp / "data", catalog)
@@ -479,17 +520,66 @@ async def bench(args: argparse.Namespace, tmp: Path, procs: Processes, facts: Fa
     }
     for concurrency in args.concurrency:
         for name, call in paths.items():
-            await drive(call, Run(name, concurrency), 1.0)
-            run = Run(name, concurrency)
-            cpu_before = cpu_seconds(server.pid)
-            await drive(call, run, args.seconds)
-            if name == "gpubridge":
-                run.server_cpu_s = cpu_seconds(server.pid) - cpu_before
-            facts.runs.append(run)
-            print(f"  ran {name} c={concurrency}: {len(run.latencies_ms)} ok", file=sys.stderr)
-            if server.poll() is not None:
-                raise RuntimeError(f"gpubridge serve exited with {server.returncode}")
+            await measure(args, facts, server, Run(name, concurrency), call)
     facts.loaded_rss_mb = rss_mb(server.pid)
+    procs.stop(server)
+
+    for processes in sorted(set(args.processes) - {1}):
+        await bench_processes(args, tmp, procs, facts, catalog, processes)
+
+
+async def measure(
+    args: argparse.Namespace,
+    facts: Facts,
+    server: subprocess.Popen[bytes],
+    run: Run,
+    call: Call,
+) -> None:
+    """A second of warm-up, then ``run`` for ``args.seconds``; the server's CPU meanwhile."""
+    await drive(call, Run(run.path, run.concurrency), 1.0)
+    cpu_before = family_cpu_seconds(server.pid)
+    await drive(call, run, args.seconds)
+    if run.path == "gpubridge":
+        run.server_cpu_s = family_cpu_seconds(server.pid) - cpu_before
+    facts.runs.append(run)
+    label = f"{run.path} c={run.concurrency} processes={run.processes}"
+    print(f"  ran {label}: {len(run.latencies_ms)} ok", file=sys.stderr)
+    if server.poll() is not None:
+        raise RuntimeError(f"gpubridge serve exited with {server.returncode}")
+
+
+async def bench_processes(
+    args: argparse.Namespace,
+    tmp: Path,
+    procs: Processes,
+    facts: Facts,
+    catalog: Path,
+    processes: int,
+) -> None:
+    """The paid path through ``gpubridge serve --processes N``, on a database of its own."""
+    env = await server_env(args, tmp / f"data-{processes}", catalog)
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    others = [c for c in CPUS if c != args.cpus[1]]
+    cpus = ",".join(map(str, others)) if args.pin and len(CPUS) > 2 else None
+    command = [str(GPUBRIDGE), "serve", "--port", str(port), "--processes", str(processes)]
+    if cpus is not None and TASKSET:
+        command = [TASKSET, "-c", cpus, *command]
+    log = tmp / f"gateway-{processes}.log"
+    server = procs.start(command, log, None, env=env)
+    await wait_ready(f"{base}/healthz", server, timeout_s=120)
+    deadline = time.monotonic() + 120
+    while log.read_text(errors="replace").count("Application startup complete") < processes:
+        if server.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError(f"serve --processes {processes} did not start all processes")
+        await asyncio.sleep(0.1)
+    await asyncio.sleep(0.5)
+    facts.processes_rss_mb[processes] = family_rss_mb(server.pid)
+    key = await make_account(base, env)
+    call = gateway_call(f"{base}/run", key)
+    for concurrency in args.concurrency:
+        await measure(args, facts, server, Run("gpubridge", concurrency, processes), call)
+    procs.stop(server)
 
 
 def report(facts: Facts, args: argparse.Namespace) -> None:
@@ -499,16 +589,17 @@ def report(facts: Facts, args: argparse.Namespace) -> None:
         f"\ndatabase: {args.database}; upstream: {args.upstream} ASGI on uvicorn; "
         f"pinned: {pinned}; {args.seconds:g} s per run"
     )
-    head = ("path", "conc", "ok", "errors", "req/s", "drift", "p50 ms", "p99 ms")
-    print("{:<10}{:>5}{:>10}{:>8}{:>9}{:>8}{:>9}{:>9}  server CPU ms/req".format(*head))
+    head = ("path", "procs", "conc", "ok", "errors", "req/s", "drift", "p50 ms", "p99 ms")
+    print("{:<10}{:>6}{:>5}{:>10}{:>8}{:>9}{:>8}{:>9}{:>9}  server CPU ms/req".format(*head))
     for r in facts.runs:
         cpu = r.cpu_ms_per_request
+        procs = str(r.processes) if r.path == "gpubridge" else "-"
         print(
-            f"{r.path:<10}{r.concurrency:>5}{len(r.latencies_ms):>10}{r.errors.total():>8}"
-            f"{r.rps:>9.0f}{r.drift:>+8.0%}{r.pct(50):>9.2f}{r.pct(99):>9.2f}"
-            f"{'' if cpu is None else f'{cpu:>19.2f}'}"
+            f"{r.path:<10}{procs:>6}{r.concurrency:>5}{len(r.latencies_ms):>10}"
+            f"{r.errors.total():>8}{r.rps:>9.0f}{r.drift:>+8.0%}{r.pct(50):>9.2f}"
+            f"{r.pct(99):>9.2f}{'' if cpu is None else f'{cpu:>19.2f}'}"
         )
-    by = {(r.path, r.concurrency): r for r in facts.runs}
+    by = {(r.path, r.concurrency): r for r in facts.runs if r.processes == 1}
     print()
     for (path, c), gw in by.items():
         direct = by.get(("direct", c))
@@ -520,19 +611,25 @@ def report(facts: Facts, args: argparse.Namespace) -> None:
             f"p99 {gw.pct(99) - direct.pct(99):+.2f} ms; throughput gpubridge/direct "
             f"{ratio:.3f}"
         )
-    gateway_runs = [r for r in facts.runs if r.path == "gpubridge"]
+    gateway_runs = [r for r in facts.runs if r.path == "gpubridge" and r.processes == 1]
     cpu_total = sum(r.server_cpu_s or 0.0 for r in gateway_runs)
     requests = sum(len(r.latencies_ms) + r.errors.total() for r in gateway_runs)
     cpu_ms = cpu_total * 1000 / requests if requests else float("nan")
     cold = facts.cold_starts_s
     cold_s = statistics.median(cold) if cold else facts.start_to_healthz_s
     starts = ", ".join(f"{s:.2f}" for s in cold)
+    cold_cpu = facts.cold_start_cpu_s
+    cpu_starts = ", ".join(f"{s:.2f}" for s in cold_cpu)
+    cold_cpu_s = statistics.median(cold_cpu) if cold_cpu else float("nan")
     print(
-        f"server CPU per request (all gpubridge runs): {cpu_ms:.2f} ms; start to /healthz "
-        f"on a fresh database: median {cold_s:.2f} s of [{starts}], measured server "
+        f"server CPU per request (all one-process gpubridge runs): {cpu_ms:.2f} ms; start to "
+        f"/healthz on a fresh database: median {cold_s:.2f} s of [{starts}] (CPU median "
+        f"{cold_cpu_s:.2f} s of [{cpu_starts}]), measured server "
         f"{facts.start_to_healthz_s:.2f} s; idle RSS {facts.idle_rss_mb:.0f} MB "
         f"(after load {facts.loaded_rss_mb:.0f} MB)"
     )
+    for processes, rss in sorted(facts.processes_rss_mb.items()):
+        print(f"serve --processes {processes}: idle RSS of all its processes {rss:.0f} MB")
     for r in facts.runs:
         for reason, count in r.errors.most_common(3):
             print(f"errors {r.path} c={r.concurrency}: {count} x {reason}")
@@ -581,6 +678,14 @@ def main() -> int:
         default=3,
         help="cold starts to time before the load (median shown; the first writes bytecode)",
     )
+    parser.add_argument(
+        "--processes",
+        type=int,
+        nargs="+",
+        default=[1],
+        help="also measure the paid path through serve --processes N for each N above 1 "
+        "(PostgreSQL only)",
+    )
     parser.add_argument("--keep", action="store_true", help="keep the temp dir (logs, database)")
     parser.add_argument(
         "--database",
@@ -604,6 +709,10 @@ def main() -> int:
     if not GPUBRIDGE.exists():
         parser.error(f"{GPUBRIDGE} not found: run with the virtualenv's python")
 
+    if any(n > 1 for n in args.processes) and args.database != "postgresql":
+        parser.error("--processes above 1 needs --database postgresql")
+    if any(n < 1 for n in args.processes):
+        parser.error("--processes takes whole numbers of at least 1")
     if args.pin and SERVER_CPU is None:
         parser.error("--pin needs at least two cores")
     args.cpus = (SERVER_CPU, CLIENT_CPU) if args.pin else (None, None)
