@@ -25,7 +25,7 @@ import httpx
 
 from gpubridge.engines.base import MediaInput
 from gpubridge.errors import InvalidInput
-from gpubridge.jobs.netguard import guarded_client, parse_url
+from gpubridge.jobs.netguard import LazyGuardedClient, parse_url
 
 log = logging.getLogger(__name__)
 
@@ -133,7 +133,7 @@ class MediaFetcher:
     ) -> None:
         self.max_bytes = max_bytes
         self.timeout_s = timeout_s
-        self._client = guarded_client(
+        self._client = LazyGuardedClient(
             allow_private=allow_private,
             require_https=False,
             timeout_s=timeout_s,
@@ -195,7 +195,7 @@ class MediaFetcher:
 
     async def _transfer(self, field: str, url: str) -> tuple[str, bytes]:
         """The declared content type and the bytes, read under the size cap."""
-        async with self._client.stream("GET", parse_url(url)) as response:
+        async with self._client.get().stream("GET", parse_url(url)) as response:
             if response.status_code != 200:
                 raise _invalid(
                     field, f"fetching it answered HTTP {response.status_code}", "media_unreachable"

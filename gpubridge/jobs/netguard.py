@@ -13,6 +13,7 @@ import socket
 import ssl
 from dataclasses import dataclass
 from http.cookiejar import CookieJar, DefaultCookiePolicy
+from typing import Any
 
 import httpx
 
@@ -172,3 +173,36 @@ def guarded_client(
         trust_env=False,
         cookies=CookieJar(policy=DefaultCookiePolicy(allowed_domains=[])),
     )
+
+
+class LazyGuardedClient:
+    """A ``guarded_client`` made on first use.
+
+    Making one loads the CA bundle into an SSL context (tens of milliseconds): a server that
+    never fetches a media URL or sends a webhook should not pay for it at start.
+    """
+
+    def __init__(
+        self, *, allow_private: bool, require_https: bool, timeout_s: float, max_redirects: int = 0
+    ) -> None:
+        self._options: dict[str, Any] = {
+            "allow_private": allow_private,
+            "require_https": require_https,
+            "timeout_s": timeout_s,
+            "max_redirects": max_redirects,
+        }
+        self._client: httpx.AsyncClient | None = None
+
+    @property
+    def made(self) -> bool:
+        return self._client is not None
+
+    def get(self) -> httpx.AsyncClient:
+        if self._client is None:
+            self._client = guarded_client(**self._options)
+        return self._client
+
+    async def aclose(self) -> None:
+        if self._client is not None:
+            client, self._client = self._client, None
+            await client.aclose()

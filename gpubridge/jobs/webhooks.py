@@ -16,7 +16,7 @@ import httpx
 from standardwebhooks import Webhook
 
 from gpubridge.errors import InvalidInput
-from gpubridge.jobs.netguard import guarded_client
+from gpubridge.jobs.netguard import LazyGuardedClient
 from gpubridge.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -58,7 +58,7 @@ class WebhookSender:
         self._timeout_s = timeout_s
         self._retries = retries
         self._backoff_s = backoff_s
-        self._client = guarded_client(
+        self._client = LazyGuardedClient(
             allow_private=allow_private, require_https=True, timeout_s=timeout_s
         )
 
@@ -136,7 +136,9 @@ class WebhookSender:
         try:
             async with (
                 asyncio.timeout(self._timeout_s),
-                self._client.stream("POST", url, content=body.encode(), headers=headers) as resp,
+                self._client.get().stream(
+                    "POST", url, content=body.encode(), headers=headers
+                ) as resp,
             ):
                 status_code = resp.status_code
         except InvalidInput as exc:

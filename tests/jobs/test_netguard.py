@@ -239,3 +239,26 @@ async def test_tls_verifies_the_hostname_while_connecting_to_the_pinned_ip(
                 await client.get(f"https://127.0.0.1:{port}/")
     finally:
         await runner.cleanup()
+
+
+async def test_a_lazy_client_is_made_on_first_use_and_closed_once() -> None:
+    lazy = netguard.LazyGuardedClient(allow_private=True, require_https=False, timeout_s=5)
+    assert not lazy.made
+    await lazy.aclose()  # nothing made, nothing to close
+    client = lazy.get()
+    assert lazy.get() is client
+    assert isinstance(client._transport, GuardedTransport)
+    assert client.follow_redirects is False
+    await lazy.aclose()
+    assert client.is_closed and not lazy.made
+
+
+async def test_a_gateway_makes_no_outbound_client_until_it_needs_one(tmp_path: Path) -> None:
+    from tests.support.gateway_app import running_app, settings_for, write_catalog
+
+    url = f"sqlite+aiosqlite:///{tmp_path / 'gpubridge.db'}"
+    catalog = write_catalog(tmp_path / "catalog.yaml")
+    async with running_app(settings_for(url, tmp_path, catalog, auto_migrate=True)) as (app, _):
+        gateway = app.state.gateway
+        assert not gateway.media._client.made
+        assert not gateway.runner.webhooks._client.made
