@@ -21,7 +21,6 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 import anyio
-import httpx
 
 from gpubridge.engines.base import MediaInput
 from gpubridge.errors import InvalidInput
@@ -177,6 +176,8 @@ class MediaFetcher:
         return declared, data
 
     async def _download(self, field: str, url: str) -> tuple[str, bytes]:
+        import httpx  # loaded with the client, on the first media input
+
         try:
             with anyio.fail_after(self.timeout_s):
                 return await self._transfer(field, url)

@@ -2,7 +2,8 @@
 
 A URL is parsed, its host resolved, and every resolved address vetted; the connection then goes
 to the vetted address itself, so a second DNS answer (rebinding) cannot redirect it.
-`GuardedTransport` applies this to every request an httpx client sends, redirect hops included.
+`guarded_http.GuardedTransport` applies this to every request an httpx client sends, redirect
+hops included. httpx is imported when a URL is first parsed, not with this module.
 """
 
 from __future__ import annotations
@@ -10,14 +11,13 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import socket
-import ssl
 from dataclasses import dataclass
-from http.cookiejar import CookieJar, DefaultCookiePolicy
-from typing import Any
-
-import httpx
+from typing import TYPE_CHECKING, Any
 
 from gpubridge.errors import InvalidInput
+
+if TYPE_CHECKING:
+    import httpx
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
@@ -86,6 +86,8 @@ def parse_url(url: str | httpx.URL) -> httpx.URL:
     (which is no ``httpx.HTTPError``), so a URL httpx cannot parse (``http://0177.0.0.1/``)
     is refused like any other bad URL.
     """
+    import httpx
+
     try:
         parsed = httpx.URL(url)
     except httpx.InvalidURL as exc:
@@ -126,60 +128,11 @@ async def check_url(
     return ParsedTarget(url=parsed, host=host, port=port, ip=str(addresses[0]))
 
 
-class GuardedTransport(httpx.AsyncHTTPTransport):
-    """An httpx transport that vets every request's URL and connects to the vetted address.
-
-    The connection is made to the vetted IP (the request URL's host is swapped for it), while the
-    Host header and TLS SNI / certificate checks keep the original hostname (httpcore's
-    ``sni_hostname`` extension). Keep-alive is off, so every request opens a fresh connection to
-    the address just vetted and no connection is shared between hostnames on one IP.
-    """
-
-    def __init__(
-        self, *, allow_private: bool, require_https: bool, verify: ssl.SSLContext | bool = True
-    ) -> None:
-        super().__init__(verify=verify, limits=httpx.Limits(max_keepalive_connections=0))
-        self._allow_private = allow_private
-        self._require_https = require_https
-
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        target = await check_url(
-            request.url, allow_private=self._allow_private, require_https=self._require_https
-        )
-        pinned = httpx.Request(
-            request.method,
-            request.url.copy_with(host=target.ip),
-            headers=request.headers,
-            stream=request.stream,
-            extensions={**request.extensions, "sni_hostname": target.host},
-        )
-        return await super().handle_async_request(pinned)
-
-
-def guarded_client(
-    *, allow_private: bool, require_https: bool, timeout_s: float, max_redirects: int = 0
-) -> httpx.AsyncClient:
-    """An ``httpx.AsyncClient`` for untrusted URLs.
-
-    Redirects are not followed when ``max_redirects`` is 0 (webhooks); otherwise up to that many
-    hops are followed, each one vetted again by the transport (media), and more raise
-    ``httpx.TooManyRedirects``. No proxies, ``.netrc`` or cookies are used.
-    """
-    return httpx.AsyncClient(
-        transport=GuardedTransport(allow_private=allow_private, require_https=require_https),
-        timeout=timeout_s,
-        follow_redirects=max_redirects > 0,
-        max_redirects=max_redirects,
-        trust_env=False,
-        cookies=CookieJar(policy=DefaultCookiePolicy(allowed_domains=[])),
-    )
-
-
 class LazyGuardedClient:
-    """A ``guarded_client`` made on first use.
+    """A ``guarded_http.guarded_client`` made on first use.
 
-    Making one loads the CA bundle into an SSL context (tens of milliseconds): a server that
-    never fetches a media URL or sends a webhook should not pay for it at start.
+    Making one imports httpx and loads the CA bundle into an SSL context (tens of milliseconds
+    each): a server that never fetches a media URL or sends a webhook does not pay for them.
     """
 
     def __init__(
@@ -199,6 +152,8 @@ class LazyGuardedClient:
 
     def get(self) -> httpx.AsyncClient:
         if self._client is None:
+            from gpubridge.jobs.guarded_http import guarded_client
+
             self._client = guarded_client(**self._options)
         return self._client
 

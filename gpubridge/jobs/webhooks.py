@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-import httpx
 from standardwebhooks import Webhook
 
 from gpubridge.errors import InvalidInput
@@ -133,6 +132,8 @@ class WebhookSender:
         error: str | None = None
         retryable = True
         started = time.monotonic()
+        import httpx  # loaded with the client, on the first delivery
+
         try:
             async with (
                 asyncio.timeout(self._timeout_s),

@@ -18,8 +18,6 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
-import httpx
-
 from gpubridge.db import Database
 from gpubridge.db.engine import utcnow
 from gpubridge.payments.accounts import Account
@@ -43,6 +41,8 @@ from gpubridge.payments.x402.wallets import ensure_wallet_account
 from gpubridge.settings import Settings
 
 if TYPE_CHECKING:
+    import httpx
+
     from gpubridge.payments.x402.chain import Chain
 
 log = logging.getLogger(__name__)
@@ -122,6 +122,8 @@ class X402:
 
     def _facilitator_client(self) -> httpx.AsyncClient:
         if self._http is None:
+            import httpx  # only a gateway that settles through a facilitator needs it
+
             self._http = httpx.AsyncClient(timeout=FACILITATOR_TIMEOUT_S)
         return self._http
 

@@ -10,9 +10,7 @@ been sent) is ``PaymentNetworkUnavailable``, and the reservation stays for recon
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Any, Protocol
-
-import httpx
+from typing import TYPE_CHECKING, Any, Protocol
 
 from gpubridge.jsontext import parse_json
 from gpubridge.payments.x402 import errors
@@ -21,6 +19,9 @@ from gpubridge.payments.x402.config import X402Config, same_address
 from gpubridge.payments.x402.errors import PaymentNetworkUnavailable, PaymentRejected
 from gpubridge.payments.x402.requirements import Offer, requirements_v1, requirements_v2
 from gpubridge.payments.x402.txlogs import transfers_in
+
+if TYPE_CHECKING:
+    import httpx
 
 OnSent = Callable[[str], Awaitable[None]]
 
@@ -119,6 +120,8 @@ class FacilitatorSettlement:
         }
 
     async def _post(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
+        import httpx  # imported by the client this class was given
+
         try:
             response = await self.client.post(f"{self.url}{path}", json=body)
             answer = parse_json(response.content)
