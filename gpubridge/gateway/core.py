@@ -22,6 +22,7 @@ from gpubridge.errors import (
     NotFound,
 )
 from gpubridge.gateway.intake import Intake
+from gpubridge.gateway.money_path import MoneyPath
 from gpubridge.gateway.notices import Notices, end_event, task_outcome
 from gpubridge.gateway.payment_rails import PaymentRails
 from gpubridge.gateway.remote_workers import RemoteWorkers
@@ -85,6 +86,7 @@ class Gateway(Intake):
         )
         self.card_topups = CardTopups.from_settings(settings, db)
         self.crypto_topups = CryptoTopups.from_settings(settings, db)
+        self.money = MoneyPath(db)
         self.runner = JobRunner(
             settings,
             db,
@@ -93,6 +95,7 @@ class Gateway(Intake):
             webhooks,
             self.events,
             files=self.files,
+            money=self.money,
             auto_topups=self.card_topups.auto,
         )
         total = sum(b.concurrency for s in catalog.services.values() for b in s.backends)
@@ -143,6 +146,7 @@ class Gateway(Intake):
         await self.upkeep.shut_down()
         await self.notices.stop()
         await self.runner.close()
+        await self.money.close()
         await self.media.aclose()
         await self.card_topups.close()
         await self.crypto_topups.close()

@@ -32,6 +32,7 @@ from gpubridge.errors import (
     ServiceUnavailable,
 )
 from gpubridge.gateway.discovery import Describe
+from gpubridge.gateway.money_path import MoneyPath
 from gpubridge.gateway.notices import Notices
 from gpubridge.gateway.payment_rails import PaymentRails
 from gpubridge.gateway.runner import JobRunner
@@ -43,7 +44,6 @@ from gpubridge.jobs.netguard import check_url
 from gpubridge.jobs.status import JobStatus
 from gpubridge.jobs.store import JobRecord
 from gpubridge.money import micros_to_usd
-from gpubridge.payments import ledger
 from gpubridge.payments.accounts import Account, Accounts
 from gpubridge.payments.pricing import discounted, tier_for
 from gpubridge.payments.x402 import X402, Accepted, RequestBinding
@@ -82,6 +82,7 @@ class Intake:
     media: MediaFetcher
     dispatcher: Dispatcher
     runner: JobRunner
+    money: MoneyPath
     x402: X402 | None
     payment_rails: PaymentRails
     notices: Notices
@@ -259,26 +260,28 @@ class Intake:
             media, expiry(self.settings.job_timeout_s + self.settings.result_ttl_s)
         )
         try:
-            async with self.db.begin() as conn:
-                await ledger.hold(conn, account.id, hold_micros, job_id=job_id, today=now.date())
-                job = await store.insert_job(
-                    conn,
-                    created_at=now,
-                    id=job_id,
-                    account_id=account.id,
-                    service=service.key,
-                    model=model.id,
-                    input=payload,
-                    status=(JobStatus.RUNNING if sync else JobStatus.PENDING).value,
-                    claimed_by=self.dispatcher.worker_id if sync else None,
-                    priority=priority,
-                    webhook_url=webhook_url,
-                    idempotency_key=idempotency_key,
-                    request_hash=request_hash,
-                    hold_micros=hold_micros,
-                    discount_percent=tier.percent,
-                )
-                await self.files.record_inputs(conn, job_id, inputs)
+            job = await self.money.admit(
+                hold_micros,
+                now.date(),
+                extra=(lambda conn: self.files.record_inputs(conn, job_id, inputs))
+                if inputs
+                else None,
+                on_late=self._start,
+                created_at=now,
+                id=job_id,
+                account_id=account.id,
+                service=service.key,
+                model=model.id,
+                input=payload,
+                status=(JobStatus.RUNNING if sync else JobStatus.PENDING).value,
+                claimed_by=self.dispatcher.worker_id if sync else None,
+                priority=priority,
+                webhook_url=webhook_url,
+                idempotency_key=idempotency_key,
+                request_hash=request_hash,
+                hold_micros=hold_micros,
+                discount_percent=tier.percent,
+            )
         except BaseException as exc:
             await self.files.discard(inputs)
             if not isinstance(exc, IntegrityError) or idempotency_key is None:
@@ -288,12 +291,16 @@ class Intake:
             if earlier is None:
                 raise
             return Submitted(earlier, created=False)
-        if sync:
+        self._start(job)
+        return Submitted(job, created=True)
+
+    def _start(self, job: JobRecord) -> None:
+        """A job just created: run it here (sync) or wake a dispatcher (async)."""
+        if job.status == JobStatus.RUNNING:
             self.dispatcher.spawn(job)
         else:
             self.dispatcher.notify()
         self.runner.metrics.job_submitted(job)
-        return Submitted(job, created=True)
 
     async def submit_paid(
         self,

@@ -16,6 +16,7 @@ from gpubridge.engines.base import EngineEvent, EngineRequest, OutputFile
 from gpubridge.engines.router import Router
 from gpubridge.errors import GpubridgeError
 from gpubridge.gateway.metrics import GatewayMetrics
+from gpubridge.gateway.money_path import MoneyPath
 from gpubridge.gateway.views import job_view
 from gpubridge.jobs import store
 from gpubridge.jobs.events import JobEvents
@@ -25,7 +26,7 @@ from gpubridge.jobs.status import JobStatus
 from gpubridge.jobs.store import JobRecord
 from gpubridge.jobs.webhooks import WebhookSender
 from gpubridge.payments import ledger
-from gpubridge.payments.auto_topup import AutoTopups, disarm_below_threshold
+from gpubridge.payments.auto_topup import AutoTopups
 from gpubridge.payments.pricing import discounted
 from gpubridge.settings import Settings
 
@@ -47,6 +48,7 @@ class JobRunner:
         events: JobEvents,
         *,
         files: FileStore,
+        money: MoneyPath,
         auto_topups: AutoTopups | None = None,
         metrics: GatewayMetrics | None = None,
     ) -> None:
@@ -57,6 +59,7 @@ class JobRunner:
         self.webhooks = webhooks
         self.events = events
         self.files = files
+        self.money = money
         self.auto_topups = auto_topups
         self.metrics = metrics or GatewayMetrics()
         self._background: set[asyncio.Task[Any]] = set()
@@ -128,35 +131,21 @@ class JobRunner:
                 },
             )
         cost = min(metered, job.hold_micros)
-        usage_view = _usage_dict(usage)
-        top_up = False
-        async with self.db.begin() as conn:
-            await ledger.lock_account(conn, job.account_id)
-            finished = await store.finish_job(
-                conn,
-                job,
-                JobStatus.COMPLETED,
-                output=output,
-                usage=usage_view,
-                cost_micros=cost,
-                backend=routed.backend,
-            )
-            if finished is not None:
-                await ledger.capture(
-                    conn,
-                    job.account_id,
-                    job_id=job.id,
-                    held_micros=job.hold_micros,
-                    cost_micros=cost,
-                    held_on=job.created_at.date(),
-                )
-                if self.auto_topups is not None:
-                    top_up = await disarm_below_threshold(conn, job.account_id)
-        if top_up and self.auto_topups is not None:
+        auto_topup = self.auto_topups is not None and self.auto_topups.active
+        settled = await self.money.settle(
+            job,
+            JobStatus.COMPLETED,
+            output=output,
+            usage=_usage_dict(usage),
+            cost_micros=cost,
+            backend=routed.backend,
+            auto_topup=auto_topup,
+        )
+        if settled.top_up and self.auto_topups is not None:
             self._spawn(self.auto_topups.charge(job.account_id))
-        if finished is not None:
-            self.announce(finished)
-        return finished
+        if settled.job is not None:
+            self.announce(settled.job)
+        return settled.job
 
     def _time_limit_s(self, service: Service) -> float:
         """The job timeout, or the service's declared maximum when shorter: the ceiling held
@@ -184,24 +173,14 @@ class JobRunner:
         self, job: JobRecord, code: str, message: str, **details: Any
     ) -> JobRecord | None:
         error = {"code": code, "message": message, **_jsonable(details)}
-        async with self.db.begin() as conn:
-            await ledger.lock_account(conn, job.account_id)
-            failed = await store.finish_job(conn, job, JobStatus.FAILED, error=error)
-            if failed is not None:
-                await ledger.refund(
-                    conn,
-                    job.account_id,
-                    job_id=job.id,
-                    held_micros=job.hold_micros,
-                    held_on=job.created_at.date(),
-                    memo=code,
-                )
-        if failed is not None:
-            self.announce(failed)
-        return failed
+        settled = await self.money.settle(job, JobStatus.FAILED, error=error, memo=code)
+        if settled.job is not None:
+            self.announce(settled.job)
+        return settled.job
 
     def announce(self, job: JobRecord) -> None:
-        self.events.publish(job.id, "status", job_view(job, self.settings.public_url))
+        if self.events.has_subscribers(job.id):
+            self.events.publish(job.id, "status", job_view(job, self.settings.public_url))
         if job.status.is_terminal:
             self.metrics.job_finished(job)
         if job.webhook_url and job.status.is_terminal:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -76,23 +76,30 @@ class JobRecord:
         )
 
 
-_INSERT_JOB = insert(jobs)
+INSERT_JOB = insert(jobs)
+"""Inserts a job row from ``new_job``'s values, returning nothing."""
 _INSERT_QUEUED_JOB = insert(jobs).returning(queued_notice())
 
 
 async def insert_job(conn: AsyncConnection, **values: Any) -> JobRecord:
     """Insert a job row; returns it as stored, without reading it back. A pending job is
     announced to the replicas that listen (on commit), so an idle one claims it at once."""
+    values, record = new_job(**values)
+    queued = values.get("status") == JobStatus.PENDING and notifies(conn)
+    await conn.execute(_INSERT_QUEUED_JOB if queued else INSERT_JOB, values)
+    return record
+
+
+def new_job(**values: Any) -> tuple[dict[str, Any], JobRecord]:
+    """A new job's column values (times filled in) and its record as it will be stored."""
     now = values.setdefault("created_at", utcnow())
     values.setdefault("updated_at", now)
     if values.get("status") == JobStatus.RUNNING:
         values.setdefault("started_at", now)
-    queued = values.get("status") == JobStatus.PENDING and notifies(conn)
-    await conn.execute(_INSERT_QUEUED_JOB if queued else _INSERT_JOB, values)
     row: dict[str, Any] = {column.name: None for column in jobs.c}
     row.update(expired=0, discount_percent=0, cost_micros=None)
     row.update(values)
-    return JobRecord.from_mapping(row)
+    return values, JobRecord.from_mapping(row)
 
 
 async def get_job(conn: AsyncConnection, job_id: str) -> JobRecord | None:
@@ -171,14 +178,56 @@ _FINISHED_COLUMNS = (
     "execution_ms",
 )
 # Built once (its compiled form and cache key are reused): the statement that ends every job
-# that ran. Bind names carry a prefix because SET columns reserve their own names.
-_FINISH_RUNNING = (
+# that ran. Bind names carry a prefix because SET columns reserve their own names. Nothing is
+# read back: the caller holds the job, and the finished record is that plus what was set.
+FINISH_RUNNING = (
     update(jobs)
     .where(jobs.c.id == bindparam("job"), jobs.c.status == JobStatus.RUNNING.value)
     .values({name: bindparam(f"new_{name}") for name in _FINISHED_COLUMNS})
-    .returning(*jobs.c)
 )
-_FINISH_RUNNING_NOTIFIED = _FINISH_RUNNING.returning(status_notice())
+_FINISH_RUNNING_NOTIFIED = FINISH_RUNNING.returning(status_notice())
+
+
+def finished_values(
+    job: JobRecord,
+    status: JobStatus,
+    *,
+    output: dict[str, Any] | None = None,
+    error: dict[str, Any] | None = None,
+    usage: dict[str, Any] | None = None,
+    cost_micros: int = 0,
+    backend: str | None = None,
+) -> dict[str, Any]:
+    """The columns that end ``job`` now with ``status`` (``FINISH_RUNNING`` binds them with
+    the ``new_`` prefix)."""
+    now = utcnow()
+    started = job.started_at
+    return {
+        "status": status.value,
+        "output": output,
+        "error": error,
+        "usage": usage,
+        "cost_micros": cost_micros,
+        "backend": backend or job.backend,
+        "completed_at": now,
+        "updated_at": now,
+        "execution_ms": int((now - started).total_seconds() * 1000) if started else None,
+    }
+
+
+def finished_record(job: JobRecord, values: Mapping[str, Any]) -> JobRecord:
+    """``job`` as ``finished_values`` leave it."""
+    return replace(
+        job,
+        status=JobStatus(values["status"]),
+        output=values["output"],
+        error=values["error"],
+        usage=values["usage"],
+        cost_micros=values["cost_micros"],
+        backend=values["backend"],
+        completed_at=values["completed_at"],
+        execution_ms=values["execution_ms"],
+    )
 
 
 async def finish_job(
@@ -196,35 +245,34 @@ async def finish_job(
     """Move a job to a terminal status if it is still in ``from_statuses``, in one guarded
     statement; None when someone else finished or cancelled it first. The same statement
     announces the end to the replicas that listen (delivered on commit)."""
-    now = utcnow()
-    started = job.started_at
-    values: dict[str, Any] = {
-        "status": status.value,
-        "output": output,
-        "error": error,
-        "usage": usage,
-        "cost_micros": cost_micros,
-        "backend": backend or job.backend,
-        "completed_at": now,
-        "updated_at": now,
-        "execution_ms": int((now - started).total_seconds() * 1000) if started else None,
-    }
+    values = finished_values(
+        job,
+        status,
+        output=output,
+        error=error,
+        usage=usage,
+        cost_micros=cost_micros,
+        backend=backend,
+    )
     notified = notifies(conn)
     params: dict[str, Any] = {"notice": status_payload(job.id, status)} if notified else {}
     if from_statuses == (JobStatus.RUNNING.value,):
         params.update({f"new_{name}": value for name, value in values.items()})
-        statement = _FINISH_RUNNING_NOTIFIED if notified else _FINISH_RUNNING
-        row = (await conn.execute(statement, {"job": job.id, **params})).first()
-    else:
-        statement = (
-            update(jobs)
-            .where(jobs.c.id == job.id, jobs.c.status.in_(from_statuses))
-            .values(**values)
-            .returning(*jobs.c)
-        )
+        params["job"] = job.id
         if notified:
-            statement = statement.returning(status_notice())
-        row = (await conn.execute(statement, params)).first()
+            done = (await conn.execute(_FINISH_RUNNING_NOTIFIED, params)).first() is not None
+        else:
+            done = (await conn.execute(FINISH_RUNNING, params)).rowcount == 1
+        return finished_record(job, values) if done else None
+    statement = (
+        update(jobs)
+        .where(jobs.c.id == job.id, jobs.c.status.in_(from_statuses))
+        .values(**values)
+        .returning(*jobs.c)
+    )
+    if notified:
+        statement = statement.returning(status_notice())
+    row = (await conn.execute(statement, params)).first()
     return JobRecord.from_row(row) if row else None
 
 

@@ -33,7 +33,7 @@ MIN_THRESHOLD_MICROS = usd_to_micros(1)
 MAX_THRESHOLD_MICROS = usd_to_micros(10_000)
 ATTEMPTS_SHOWN = 10
 
-_DISARM = (
+DISARM = (
     update(accounts)
     .where(
         accounts.c.id == bindparam("account"),
@@ -44,6 +44,8 @@ _DISARM = (
     )
     .values(auto_topup_armed=0)
 )
+"""Claims a threshold crossing (``disarm_below_threshold``); public for transactions that run on
+a synchronous connection."""
 _REARM = (
     update(accounts)
     .where(
@@ -57,7 +59,7 @@ _REARM = (
 
 async def disarm_below_threshold(conn: AsyncConnection, account_id: str) -> bool:
     """Claim this threshold crossing for one charge: True for exactly one caller per crossing."""
-    result = await conn.execute(_DISARM, {"account": account_id})
+    result = await conn.execute(DISARM, {"account": account_id})
     return result.rowcount == 1
 
 
@@ -165,6 +167,12 @@ class AutoTopups:
     def __init__(self, db: Database, api: StripeApi | None) -> None:
         self.db = db
         self.api = api
+
+    @property
+    def active(self) -> bool:
+        """Whether a capture may start a charge: only with Stripe configured. Without it no
+        crossing is claimed, so an account stays armed for when the rail is back."""
+        return self.api is not None
 
     async def _account(self, conn: AsyncConnection, account_id: str) -> Any:
         row = (await conn.execute(select(accounts).where(accounts.c.id == account_id))).first()

@@ -26,12 +26,13 @@ import uuid
 from datetime import date
 from typing import Any
 
-from sqlalchemy import ColumnElement, bindparam, case, func, insert, select, update
+from sqlalchemy import ColumnElement, Select, bindparam, case, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from gpubridge.db.engine import utcnow
 from gpubridge.db.tables import accounts, ledger_entries
 from gpubridge.errors import (
+    GpubridgeError,
     InsufficientCredits,
     NegativeBalance,
     NotFound,
@@ -89,16 +90,18 @@ def _house_row(house: str, balancing: LedgerEntry) -> LedgerEntry:
 
 
 async def _append(conn: AsyncConnection, *entries: LedgerEntry) -> None:
-    await conn.execute(_INSERT_ENTRY, entries[0] if len(entries) == 1 else list(entries))
+    await conn.execute(INSERT_ENTRY, entries[0] if len(entries) == 1 else list(entries))
 
 
 # The hot-path statements are built once: SQLAlchemy then reuses their compiled form and cache
-# key instead of rebuilding both on every request.
-_INSERT_ENTRY = insert(ledger_entries)
+# key instead of rebuilding both on every request. They are public for the money path's
+# transactions that run on a synchronous connection (SQLite's writer): the same statements,
+# the same rows.
+INSERT_ENTRY = insert(ledger_entries)
 _SPENT_TODAY = case(
     (accounts.c.spend_day == bindparam("today"), accounts.c.spend_day_micros), else_=0
 )
-_HOLD = (
+HOLD = (
     update(accounts)
     .where(
         accounts.c.id == bindparam("account"),
@@ -111,7 +114,7 @@ _HOLD = (
         spend_day_micros=_SPENT_TODAY + bindparam("micros"),
     )
 )
-_GIVE_BACK = (
+GIVE_BACK = (
     update(accounts)
     .where(accounts.c.id == bindparam("account"))
     .values(
@@ -197,41 +200,44 @@ async def hold(
     """Reserve ``micros`` for a job, enforcing the balance and the daily limit (of the UTC day
     ``today``) in one guarded statement: atomic under concurrency on SQLite and PostgreSQL."""
     today = today or utcnow().date()
-    result = await conn.execute(_HOLD, {"account": account_id, "micros": micros, "today": today})
+    result = await conn.execute(HOLD, {"account": account_id, "micros": micros, "today": today})
     if result.rowcount != 1:
-        await _refuse_hold(conn, account_id, micros, today)
-    await _append(
-        conn,
-        _row(account_id, "hold", available=-micros, held=micros, job_id=job_id, phase="hold"),
+        raise hold_refusal((await conn.execute(refusal_query(account_id, today))).first(), micros)
+    await _append(conn, hold_entry(account_id, micros, job_id=job_id))
+
+
+def hold_entry(account_id: str, micros: int, *, job_id: str) -> LedgerEntry:
+    """The entry of a job's hold (``HOLD`` moves the balance)."""
+    return _row(account_id, "hold", available=-micros, held=micros, job_id=job_id, phase="hold")
+
+
+def refusal_query(account_id: str, today: date) -> Select[Any]:
+    """What ``hold_refusal`` needs to say why a hold was refused."""
+    return select(accounts.c.balance_micros, accounts.c.daily_limit_micros, _spent_on(today)).where(
+        accounts.c.id == account_id
     )
 
 
-async def _refuse_hold(conn: AsyncConnection, account_id: str, micros: int, today: date) -> None:
-    row = (
-        await conn.execute(
-            select(
-                accounts.c.balance_micros, accounts.c.daily_limit_micros, _spent_on(today)
-            ).where(accounts.c.id == account_id)
-        )
-    ).first()
+def hold_refusal(row: Any, micros: int) -> GpubridgeError:
+    """Why a hold of ``micros`` was refused, from the account's ``refusal_query`` row."""
     if row is None:
-        raise NotFound("account not found", code="account_not_found")
+        return NotFound("account not found", code="account_not_found")
     balance, limit, spent = int(row[0]), int(row[1]), int(row[2])
     if spent + micros > limit:
-        raise SpendingLimitExceeded(
+        return SpendingLimitExceeded(
             f"this job (${micros_to_usd(micros):.6f}) would take today's spend past the daily "
             f"limit of ${micros_to_usd(limit):.2f}; raise it with POST /account/spending-limit",
             daily_spend=micros_to_usd(spent),
             daily_limit=micros_to_usd(limit),
         )
     if balance < 0:
-        raise NegativeBalance(
+        return NegativeBalance(
             f"the balance is ${micros_to_usd(balance):.6f}, below zero after a card payment "
             "was refunded or disputed: top up to start paid work again",
             required=micros_to_usd(micros),
             balance=micros_to_usd(balance),
         )
-    raise InsufficientCredits(
+    return InsufficientCredits(
         f"insufficient credits: this job needs ${micros_to_usd(micros):.6f}, "
         f"the balance is ${micros_to_usd(balance):.6f}",
         required=micros_to_usd(micros),
@@ -249,22 +255,49 @@ async def capture(
     held_on: date,
 ) -> None:
     """Spend ``cost_micros`` of a job's hold (placed on ``held_on``) and release the rest."""
-    if not 0 <= cost_micros <= held_micros:
+    entries = capture_entries(account_id, job_id=job_id, held_micros=held_micros, cost=cost_micros)
+    await _append(conn, *entries)
+    await conn.execute(GIVE_BACK, give_back(account_id, held_micros, cost_micros, held_on))
+
+
+def capture_entries(
+    account_id: str, *, job_id: str, held_micros: int, cost: int
+) -> list[LedgerEntry]:
+    """The entries of a capture: the cost to revenue, and the release of the rest if any."""
+    if not 0 <= cost <= held_micros:
         raise ValueError("a capture must be between zero and the amount held")
-    rest = held_micros - cost_micros
-    captured = _row(
-        account_id, "capture", available=0, held=-cost_micros, job_id=job_id, phase="settle"
-    )
+    rest = held_micros - cost
+    captured = _row(account_id, "capture", available=0, held=-cost, job_id=job_id, phase="settle")
     entries = [captured, _house_row("revenue", captured)]
     if rest:
         entries.append(
             _row(account_id, "release", available=rest, held=-rest, job_id=job_id, phase="release")
         )
-    await _append(conn, *entries)
-    await conn.execute(
-        _GIVE_BACK,
-        {"account": account_id, "returned": rest, "spent": cost_micros, "held_on": held_on},
+    return entries
+
+
+def refund_entry(account_id: str, *, job_id: str, held_micros: int, memo: str) -> LedgerEntry:
+    """The entry that returns a failed or cancelled job's whole hold."""
+    return _row(
+        account_id,
+        "refund",
+        available=held_micros,
+        held=-held_micros,
+        job_id=job_id,
+        phase="settle",
+        memo=memo,
     )
+
+
+def give_back(account_id: str, held_micros: int, cost: int, held_on: date) -> dict[str, Any]:
+    """``GIVE_BACK``'s parameters once a job held ``held_micros`` on ``held_on`` and spent
+    ``cost`` of it (zero for a refund)."""
+    return {
+        "account": account_id,
+        "returned": held_micros - cost,
+        "spent": cost,
+        "held_on": held_on,
+    }
 
 
 async def refund(
@@ -277,22 +310,8 @@ async def refund(
     memo: str = "",
 ) -> None:
     """Return a failed or cancelled job's whole hold (placed on ``held_on``)."""
-    await _append(
-        conn,
-        _row(
-            account_id,
-            "refund",
-            available=held_micros,
-            held=-held_micros,
-            job_id=job_id,
-            phase="settle",
-            memo=memo,
-        ),
-    )
-    await conn.execute(
-        _GIVE_BACK,
-        {"account": account_id, "returned": held_micros, "spent": 0, "held_on": held_on},
-    )
+    await _append(conn, refund_entry(account_id, job_id=job_id, held_micros=held_micros, memo=memo))
+    await conn.execute(GIVE_BACK, give_back(account_id, held_micros, 0, held_on))
 
 
 async def lock_account(conn: AsyncConnection, account_id: str) -> None:

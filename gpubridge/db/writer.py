@@ -1,0 +1,199 @@
+"""One SQLite writer with group commit.
+
+SQLite takes one writer at a time. Rather than every request opening its own transaction and
+handing work to a driver thread statement by statement, the short transactions of the money
+path are submitted here as plain functions of a (synchronous) SQLAlchemy connection. One task
+owns the writer connection; it takes everything queued, runs it on the writer thread in one
+``BEGIN IMMEDIATE ... COMMIT`` with a SAVEPOINT per submitted function (one that raises rolls
+back only its own work), then answers each caller. So at low load a batch is one transaction,
+and under load many transactions share one thread hop and one commit.
+
+Nothing is acknowledged before its commit: a caller's result (or its own error) is set only
+after ``COMMIT`` returned. When the commit fails, every caller of the batch gets ``WriteFailed``
+and nothing of the batch is stored. A caller cancelled before its batch starts is skipped; one
+cancelled while its batch runs does not see the result, which goes to its ``on_late`` callback
+once committed (so that what the work started is not left unattended).
+
+Reads and other writes keep using the async engine's own connection; those writes wait for
+the writer's lock through ``busy_timeout``, as they would for any other SQLite writer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
+
+from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy.engine import make_url
+
+from gpubridge.db.logs import DROP_DEBUG
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+Work = Callable[[Connection], T]
+
+MAX_BATCH = 256
+"""The most transactions committed together."""
+
+
+class WriteFailed(Exception):
+    """The batch a transaction ran in could not be committed: nothing of it was stored."""
+
+
+@dataclass
+class _Item(Generic[T]):
+    work: Work[T]
+    future: asyncio.Future[T]
+    on_late: Callable[[T], None] | None
+
+
+class Writer:
+    """The single writer of one SQLite database file (``url``: a SQLAlchemy SQLite URL, with
+    or without the async driver)."""
+
+    def __init__(self, url: str, *, max_batch: int = MAX_BATCH, busy_timeout_ms: int = 10_000):
+        sync_url = make_url(url).set(drivername="sqlite+pysqlite")
+        self.max_batch = max_batch
+        self.batches = 0
+        """Batches committed (or failed) so far."""
+        self._busy_timeout_ms = busy_timeout_ms
+        self._engine: Engine = create_engine(sync_url, hide_parameters=True)
+        event.listen(self._engine, "connect", self._pragmas)
+        logger = getattr(self._engine.logger, "logger", self._engine.logger)
+        if isinstance(logger, logging.Logger):
+            logger.addFilter(DROP_DEBUG)
+        self._conn: Connection | None = None
+        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite-writer")
+        self._queue: asyncio.Queue[_Item[Any] | None] = asyncio.Queue()
+        self._task: asyncio.Task[None] | None = None
+        self._closed = False
+
+    def _pragmas(self, dbapi_connection: Any, _record: Any) -> None:
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute(f"PRAGMA busy_timeout={int(self._busy_timeout_ms)}")
+        cursor.close()
+
+    async def run(self, work: Work[T], *, on_late: Callable[[T], None] | None = None) -> T:
+        """Run ``work`` in the writer's next transaction; its result once committed."""
+        if self._closed:
+            raise RuntimeError("the database writer is closed")
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self._serve())
+        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        self._queue.put_nowait(_Item(work, future, on_late))
+        return await future
+
+    async def close(self) -> None:
+        """Answer what is queued, then close the connection and the thread."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._task is not None:
+            self._queue.put_nowait(None)
+            await self._task
+        await asyncio.get_running_loop().run_in_executor(self._thread, self._disconnect)
+        self._thread.shutdown(wait=True)
+
+    async def _serve(self) -> None:
+        loop = asyncio.get_running_loop()
+        stopping = False
+        while not stopping:
+            first = await self._queue.get()
+            batch: list[_Item[Any]] = []
+            for item in self._take(first):
+                if item is None:
+                    stopping = True
+                elif not item.future.cancelled():
+                    batch.append(item)
+            if not batch:
+                continue
+            outcomes = await asyncio.shield(
+                loop.run_in_executor(self._thread, self._commit, [i.work for i in batch])
+            )
+            self.batches += 1
+            for item, (ok, value) in zip(batch, outcomes, strict=True):
+                _answer(item, ok, value)
+
+    def _take(self, first: _Item[Any] | None) -> list[_Item[Any] | None]:
+        taken = [first]
+        while len(taken) < self.max_batch and not self._queue.empty():
+            taken.append(self._queue.get_nowait())
+        return taken
+
+    # -- on the writer thread -----------------------------------------------------------
+    def _connection(self) -> Connection:
+        if self._conn is None:
+            # The driver's own transaction handling is off: this class says BEGIN and COMMIT.
+            self._conn = self._engine.connect().execution_options(isolation_level="AUTOCOMMIT")
+        return self._conn
+
+    def _commit(self, works: list[Work[Any]]) -> list[tuple[bool, Any]]:
+        conn = self._connection()
+        outcomes: list[tuple[bool, Any]] = []
+        try:
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+            for work in works:
+                conn.exec_driver_sql("SAVEPOINT work")
+                try:
+                    value = work(conn)
+                except Exception as exc:
+                    conn.exec_driver_sql("ROLLBACK TO work")
+                    conn.exec_driver_sql("RELEASE work")
+                    outcomes.append((False, exc))
+                else:
+                    conn.exec_driver_sql("RELEASE work")
+                    outcomes.append((True, value))
+            conn.exec_driver_sql("COMMIT")
+        except Exception as exc:
+            log.exception("a batch of database writes could not be committed")
+            self._roll_back()
+            return [(False, _failed(exc)) for _ in works]
+        return outcomes
+
+    def _roll_back(self) -> None:
+        conn = self._conn
+        if conn is None:
+            return
+        try:
+            raw = conn.connection.dbapi_connection
+            if raw is not None and raw.in_transaction:
+                raw.rollback()
+        except Exception:
+            log.exception("rolling back a failed batch failed; the connection is replaced")
+            conn.invalidate()
+            self._conn = None
+
+    def _disconnect(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+        self._engine.dispose()
+
+
+def _failed(cause: Exception) -> WriteFailed:
+    failed = WriteFailed(f"the transaction was not committed: {type(cause).__name__}")
+    failed.__cause__ = cause
+    return failed
+
+
+def _answer(item: _Item[Any], ok: bool, value: Any) -> None:
+    if not item.future.cancelled():
+        if ok:
+            item.future.set_result(value)
+        else:
+            item.future.set_exception(value)
+        return
+    if ok and item.on_late is not None:
+        try:
+            item.on_late(value)
+        except Exception:
+            log.exception("handing over the work of a caller that went away failed")

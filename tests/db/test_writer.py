@@ -1,0 +1,209 @@
+"""The SQLite writer: group commit, a savepoint per transaction, nothing acknowledged early."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import subprocess
+import sys
+import textwrap
+import threading
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Connection, text
+
+from gpubridge.db.writer import Writer
+
+INSERT = text("INSERT INTO items (id) VALUES (:id)")
+
+
+def make_db(tmp_path: Path) -> tuple[Path, str]:
+    path = tmp_path / "writer.db"
+    with sqlite3.connect(path) as conn:
+        conn.execute("CREATE TABLE items (id INTEGER PRIMARY KEY)")
+        conn.execute("CREATE TABLE counter (n INTEGER NOT NULL)")
+        conn.execute("INSERT INTO counter VALUES (0)")
+    return path, f"sqlite+aiosqlite:///{path}"
+
+
+def stored(path: Path) -> set[int]:
+    with sqlite3.connect(path) as conn:
+        return {row[0] for row in conn.execute("SELECT id FROM items")}
+
+
+def insert(item: int):  # type: ignore[no-untyped-def]
+    def work(conn: Connection) -> int:
+        conn.execute(INSERT, {"id": item})
+        return item
+
+    return work
+
+
+async def test_many_concurrent_transactions_all_commit_in_shared_batches(tmp_path):
+    path, url = make_db(tmp_path)
+    writer = Writer(url)
+
+    def bump(conn: Connection) -> int:
+        conn.execute(text("UPDATE counter SET n = n + 1"))
+        return int(conn.execute(text("SELECT n FROM counter")).scalar_one())
+
+    try:
+        async with asyncio.timeout(30):
+            seen = await asyncio.gather(*(writer.run(bump) for _ in range(300)))
+    finally:
+        await writer.close()
+    # Each saw the counter after its own increment: no update lost, none seen twice.
+    assert sorted(seen) == list(range(1, 301))
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("SELECT n FROM counter").fetchone() == (300,)
+    assert 1 <= writer.batches < 300
+
+
+async def test_a_failing_transaction_rolls_back_only_itself(tmp_path):
+    path, url = make_db(tmp_path)
+    writer = Writer(url)
+
+    def half_then_fail(conn: Connection) -> None:
+        conn.execute(INSERT, {"id": 100})
+        raise ValueError("refused")
+
+    def duplicate(conn: Connection) -> None:
+        conn.execute(INSERT, {"id": 101})
+        conn.execute(INSERT, {"id": 1})  # taken by the first transaction of the batch
+
+    try:
+        async with asyncio.timeout(30):
+            outcomes = await asyncio.gather(
+                writer.run(insert(1)),
+                writer.run(half_then_fail),
+                writer.run(insert(2)),
+                writer.run(duplicate),
+                writer.run(insert(3)),
+                return_exceptions=True,
+            )
+    finally:
+        await writer.close()
+    assert outcomes[0] == 1 and outcomes[2] == 2 and outcomes[4] == 3
+    assert isinstance(outcomes[1], ValueError)
+    assert "UNIQUE" in str(outcomes[3])
+    assert writer.batches == 1
+    assert stored(path) == {1, 2, 3}
+
+
+async def test_nothing_is_acknowledged_before_its_batch_commits(tmp_path):
+    path, url = make_db(tmp_path)
+    writer = Writer(url)
+    release = threading.Event()
+    observed: dict[str, object] = {}
+
+    def last(conn: Connection) -> int:
+        # Still inside the batch: the first transaction's row is not visible to another
+        # connection, and its caller has not been answered.
+        observed["others_see"] = stored(path)
+        observed["first_done"] = first.done()
+        release.wait(10)
+        conn.execute(INSERT, {"id": 2})
+        return 2
+
+    try:
+        async with asyncio.timeout(30):
+            first = asyncio.ensure_future(writer.run(insert(1)))
+            second = asyncio.ensure_future(writer.run(last))
+            await asyncio.sleep(0.2)
+            assert not first.done() and not second.done()
+            release.set()
+            assert await first == 1 and await second == 2
+    finally:
+        release.set()
+        await writer.close()
+    assert observed == {"others_see": set(), "first_done": False}
+    assert stored(path) == {1, 2}
+
+
+async def test_a_caller_cancelled_while_its_batch_runs_hands_the_result_on(tmp_path):
+    path, url = make_db(tmp_path)
+    writer = Writer(url)
+    started = threading.Event()
+    release = threading.Event()
+    late: list[int] = []
+
+    def slow(conn: Connection) -> int:
+        started.set()
+        release.wait(10)
+        conn.execute(INSERT, {"id": 7})
+        return 7
+
+    try:
+        async with asyncio.timeout(30):
+            caller = asyncio.ensure_future(writer.run(slow, on_late=late.append))
+            await asyncio.to_thread(started.wait, 10)
+            caller.cancel()
+            skipped = asyncio.ensure_future(writer.run(insert(8), on_late=late.append))
+            await asyncio.sleep(0)
+            skipped.cancel()  # cancelled before its batch starts: never runs
+            release.set()
+            await writer.run(insert(9))
+    finally:
+        release.set()
+        await writer.close()
+    assert late == [7]
+    assert stored(path) == {7, 9}
+
+
+async def test_close_answers_what_is_queued_then_refuses_more(tmp_path):
+    path, url = make_db(tmp_path)
+    writer = Writer(url)
+    async with asyncio.timeout(30):
+        queued = [asyncio.ensure_future(writer.run(insert(i))) for i in range(5)]
+        await asyncio.sleep(0)
+        await writer.close()
+        assert [await q for q in queued] == list(range(5))
+    with pytest.raises(RuntimeError):
+        await writer.run(insert(99))
+    assert stored(path) == set(range(5))
+
+
+CRASHING_CLIENT = textwrap.dedent(
+    """
+    import asyncio, os, sys
+    from sqlalchemy import text
+    from gpubridge.db.writer import Writer
+
+    INSERT = text("INSERT INTO items (id) VALUES (:id)")
+
+    def insert(item):
+        def work(conn):
+            conn.execute(INSERT, {"id": item})
+            if item == 13:
+                os._exit(3)  # the process dies in the middle of a batch
+            return item
+        return work
+
+    async def main():
+        writer = Writer(sys.argv[1])
+        for item in range(5):
+            print(await writer.run(insert(item)), flush=True)
+        async def one(item):
+            print(await writer.run(insert(item)), flush=True)
+        await asyncio.gather(*(one(item) for item in range(10, 16)))
+
+    asyncio.run(main())
+    """
+)
+
+
+def test_a_crash_in_the_middle_of_a_batch_loses_nothing_acknowledged(tmp_path):
+    path, url = make_db(tmp_path)
+    done = subprocess.run(
+        [sys.executable, "-c", CRASHING_CLIENT, url],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 3, done.stderr
+    acknowledged = {int(line) for line in done.stdout.split()}
+    assert acknowledged == set(range(5))
+    # Everything acknowledged is stored; nothing of the batch that never committed is.
+    assert stored(path) == acknowledged
