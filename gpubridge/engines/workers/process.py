@@ -26,6 +26,7 @@ from gpubridge.engines.local import release_memory
 from gpubridge.engines.registry import EngineRegistry
 from gpubridge.engines.residency import ModelCache
 from gpubridge.engines.workers import protocol
+from gpubridge.engines.workers.batching import TokenBatcher
 from gpubridge.engines.workers.channels import Channel, StreamChannel
 from gpubridge.engines.workers.groups import end_own_children_group
 from gpubridge.engines.workers.protocol import Message
@@ -129,18 +130,21 @@ class WorkerServer:
     async def _run(self, backend: BackendConfig, request: Any, job: _Job) -> None:
         job_id = request.job_id
 
-        async def emit(event: EngineEvent) -> None:
+        async def send(event: EngineEvent) -> None:
             if not job.flag.is_set():
                 header = {"op": "event", "job": job_id, "kind": event.kind, "data": event.data}
                 await self.send(Message(header))
 
+        emit = TokenBatcher(send)
         outcome: Message
         with cancel_scope(job.flag):
             try:
                 engine = self.registry.get(backend)
                 result = await engine.run(request, emit)
+                await emit.flush()
                 outcome = protocol.result_message(job_id, result)
             except Exception as exc:
+                await emit.flush()  # the tokens made before the failure, as before
                 outcome = protocol.error_message(job_id, exc)
         del self.jobs[job_id]
         if job.flag.is_set():
