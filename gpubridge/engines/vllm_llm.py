@@ -32,9 +32,10 @@ from gpubridge.engines.base import (
     Usage,
 )
 from gpubridge.engines.inputs import Message, Sampling, chat_messages, message_text, sampling
-from gpubridge.engines.local import release_memory, resolve_source
+from gpubridge.engines.local import default_memory_budget_bytes, release_memory, resolve_source
 from gpubridge.engines.resident_engine import ResidentEngine
 from gpubridge.engines.stops import StopScanner
+from gpubridge.engines.workers.placement import vllm_memory_share
 from gpubridge.errors import BackendError, InvalidInput
 
 if importlib.util.find_spec("vllm") is None:
@@ -51,13 +52,14 @@ OWN_OPTIONS = frozenset({"max_tokens"})
 class RunningEngine:
     """A started vLLM engine, the tokenizer that renders prompts for it, and its context size.
 
-    (Slotted, so the resident-model cache does not walk vLLM's object graph to size it: vLLM
-    reserves its own memory, see ``gpu_memory_utilization``.)"""
+    The resident-model cache counts it as the device memory vLLM set aside
+    (``reserved_device_bytes``), without walking vLLM's object graph."""
 
     engine: Any
     tokenizer: Any
     max_model_len: int
     defaults: dict[str, Any]
+    reserved_device_bytes: int = 0
 
 
 def engine_arguments(source: str, options: dict[str, Any]) -> dict[str, Any]:
@@ -79,12 +81,38 @@ def engine_arguments(source: str, options: dict[str, Any]) -> dict[str, Any]:
     return arguments
 
 
-def start_engine(source: str, options: dict[str, Any]) -> RunningEngine:
-    """Start a vLLM engine for ``source`` (blocking: run it in a worker thread)."""
+def device_total_bytes() -> int | None:
+    """The CUDA device's memory; ``None`` on the CPU, where vLLM sizes its KV cache from
+    ``VLLM_CPU_KVCACHE_SPACE`` instead of a share of the device."""
+    import torch
+
+    if not torch.cuda.is_available():
+        return None
+    return int(torch.cuda.get_device_properties(0).total_memory)
+
+
+def start_engine(
+    source: str, options: dict[str, Any], budget_bytes: int | None = None
+) -> RunningEngine:
+    """Start a vLLM engine for ``source`` (blocking: run it in a worker thread). On a GPU,
+    unless the options set ``gpu_memory_utilization``, it is the worker's model memory budget
+    (``budget_bytes``; ``0``: 80% of the card, ``None``: no limit) as a share of the card."""
     from transformers import AutoTokenizer
     from vllm import AsyncEngineArgs, AsyncLLMEngine
 
     arguments = engine_arguments(source, options)
+    reserved = 0
+    total = device_total_bytes()
+    if total is not None:
+        if "gpu_memory_utilization" not in arguments:
+            budget = default_memory_budget_bytes() if budget_bytes == 0 else budget_bytes
+            arguments["gpu_memory_utilization"] = vllm_memory_share(budget, total)
+        reserved = int(float(arguments["gpu_memory_utilization"]) * total)
+        log.info(
+            "vLLM may use %.0f%% of the device's memory",
+            100 * float(arguments["gpu_memory_utilization"]),
+            extra={"source": source},
+        )
     path, local_only = resolve_source(source)
     tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=local_only)
     engine = AsyncLLMEngine.from_engine_args(AsyncEngineArgs(**arguments))
@@ -94,6 +122,7 @@ def start_engine(source: str, options: dict[str, Any]) -> RunningEngine:
         tokenizer=tokenizer,
         max_model_len=int(model_config.max_model_len),
         defaults=dict(model_config.get_diff_sampling_param()),
+        reserved_device_bytes=reserved,
     )
 
 
@@ -145,10 +174,12 @@ class VLLMEngine(ResidentEngine[RunningEngine]):
     def __init__(self, config: BackendConfig, context: EngineContext | None = None) -> None:
         super().__init__(config, context)
         self._default_max_tokens = int(self.options.get("max_tokens", DEFAULT_MAX_TOKENS))
+        self._cache = context.model_cache() if context is not None else None
 
     def load_model(self, ref: ModelRef) -> RunningEngine:
         try:
-            return start_engine(ref.source, self.options_for(ref))
+            budget = self._cache.budget_bytes if self._cache is not None else None
+            return start_engine(ref.source, self.options_for(ref), budget)
         except (OSError, ValueError, RuntimeError, TypeError) as exc:
             raise BackendError(
                 f"{self.name}: could not start vLLM for {ref.source}: {exc}"

@@ -169,7 +169,7 @@ class Gateway(Intake):
                     finished = await task_outcome(task)
                     if isinstance(finished, JobRecord):
                         return finished
-                async with self.events.subscribe(job.id) as queue:
+                async with self.events.subscribe(job.id, tokens=False) as queue:
                     job = await self.get(job.id)
                     while not job.status.is_terminal:
                         await end_event(queue, poll_s or self.notices.wait_poll_s)

@@ -120,3 +120,21 @@ async def test_a_wait_for_a_load_reports_progress_and_a_warm_model_reports_none(
     assert all(e.kind == "progress" and e.data["model"] == "tiny" for e in events)
     await engine.get("src", lambda: "model", emit=emit, label="tiny")
     assert len(events) == 2
+
+
+async def test_a_runtime_that_sets_device_memory_aside_counts_as_what_it_reserved() -> None:
+    """vLLM reserves its share of the card itself: the cache counts that share, so the budget
+    holds with it (its own objects hold no tensor the cache could measure)."""
+    from dataclasses import dataclass
+
+    @dataclass(slots=True)
+    class Reserved:
+        engine: object
+        reserved_device_bytes: int
+
+    cache = ModelCache(budget_bytes=1000)
+    engine: Resident[Reserved] = Resident(cache, "llm")
+    await engine.get("big", lambda: Reserved(object(), 700))
+    assert cache.resident_bytes == 700
+    await engine.get("second", lambda: Reserved(object(), 600))
+    assert cache.keys() == [("llm", "second")]  # 1300 > 1000: the first went

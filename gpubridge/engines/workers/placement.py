@@ -11,6 +11,12 @@ import subprocess
 
 from gpubridge.settings import WorkerSpec
 
+VLLM_SHARE_BOUNDS = (0.05, 0.95)
+"""The least and most of a card vLLM is given: below, it could not hold a KV cache; above, the
+CUDA context and activations would not fit beside it."""
+VLLM_SHARE_UNLIMITED = 0.9
+"""vLLM's own default, for a worker with no memory limit."""
+
 
 def visible_gpus() -> list[int]:
     """Indexes of the NVIDIA GPUs on this machine, from ``nvidia-smi`` (empty without one)."""
@@ -43,3 +49,15 @@ def named(specs: list[WorkerSpec]) -> list[WorkerSpec]:
         spec if spec.name else spec.model_copy(update={"name": f"worker-{i}"})
         for i, spec in enumerate(specs)
     ]
+
+
+def vllm_memory_share(budget_bytes: int | None, total_bytes: int) -> float:
+    """vLLM's ``gpu_memory_utilization`` in a worker whose model memory budget is
+    ``budget_bytes`` on a device of ``total_bytes``: the budget's share of the device, clamped
+    to ``VLLM_SHARE_BOUNDS`` (``VLLM_SHARE_UNLIMITED`` for a worker with no limit)."""
+    if total_bytes <= 0:
+        raise ValueError(f"the device's memory must be positive, not {total_bytes}")
+    if budget_bytes is None:
+        return VLLM_SHARE_UNLIMITED
+    low, high = VLLM_SHARE_BOUNDS
+    return round(min(max(budget_bytes / total_bytes, low), high), 4)

@@ -3,7 +3,9 @@
 It builds engines with the same registry the gateway used to run in-process, keeps models
 resident under its memory budget, and answers each ``run`` with events and one ``result``,
 ``error`` or ``stopped``. It exits when the gateway's end of the socket closes, so a gateway
-that dies takes its workers' work with it instead of leaving it orphaned on the GPU.
+that dies takes its workers' work with it instead of leaving it orphaned on the GPU, and on
+SIGTERM it stops its jobs and closes the connection: the gateway then retries elsewhere the
+jobs that had produced nothing, and fails (refunds) the others.
 """
 
 from __future__ import annotations
@@ -24,9 +26,12 @@ from gpubridge.engines.local import release_memory
 from gpubridge.engines.registry import EngineRegistry
 from gpubridge.engines.residency import ModelCache
 from gpubridge.engines.workers import protocol
+from gpubridge.engines.workers.batching import TokenBatcher
 from gpubridge.engines.workers.channels import Channel, StreamChannel
+from gpubridge.engines.workers.groups import end_own_children_group
 from gpubridge.engines.workers.protocol import Message
 from gpubridge.engines.workers.remote_client import RemoteGateway
+from gpubridge.engines.workers.signals import stop_on_sigterm
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +41,7 @@ class _Job:
     flag: threading.Event = field(default_factory=threading.Event)
     started: float = field(default_factory=time.monotonic)
     service: str = ""
+    task: asyncio.Task[None] | None = None
 
 
 class WorkerServer:
@@ -48,6 +54,7 @@ class WorkerServer:
         self.models = ModelCache(memory_budget_bytes, after_evict=release_memory)
         self.registry = EngineRegistry(context=EngineContext(models=self.models))
         self.jobs: dict[str, _Job] = {}
+        self.stopping = False
         self._tasks: set[asyncio.Task[Any]] = set()
 
     async def send(self, message: Message) -> None:
@@ -77,11 +84,33 @@ class WorkerServer:
             for job in self.jobs.values():
                 job.flag.set()
 
+    def shutdown(self, grace_s: float = 3.0) -> None:
+        """Stop gracefully: take no new job, stop the running ones, and close the connection
+        once they stopped (or after ``grace_s``). Their outcome is not sent: to the gateway they
+        are lost with the worker, so it retries those that produced nothing on another one."""
+        if self.stopping:
+            return
+        self.stopping = True
+        for job in self.jobs.values():
+            job.flag.set()
+        self._spawn(self._close_when_stopped(grace_s))
+
+    async def _close_when_stopped(self, grace_s: float) -> None:
+        running = [job.task for job in self.jobs.values() if job.task is not None]
+        if running:
+            await asyncio.wait(running, timeout=grace_s)
+        if self.jobs:
+            log.warning("%d job(s) did not stop in %.1f s", len(self.jobs), grace_s)
+        if self.channel is not None:
+            await self.channel.close()
+
     def handle(self, message: Message) -> None:
-        if message.op == "run":
+        if message.op == "run" and self.stopping:
+            log.info("not starting a job while stopping: %s", message.job)
+        elif message.op == "run":
             backend, request = protocol.decode_run(message)
             job = self.jobs[request.job_id] = _Job(service=request.service)
-            self._spawn(self._run(backend, request, job))
+            job.task = self._spawn(self._run(backend, request, job))
         elif message.op == "cancel" and message.job in self.jobs:
             self.jobs[message.job].flag.set()
         elif message.op == "load":
@@ -92,29 +121,35 @@ class WorkerServer:
         else:
             log.warning("unknown message from the gateway: %r", message.op)
 
-    def _spawn(self, work: Any) -> None:
+    def _spawn(self, work: Any) -> asyncio.Task[Any]:
         task = asyncio.create_task(work)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+        return task
 
     async def _run(self, backend: BackendConfig, request: Any, job: _Job) -> None:
         job_id = request.job_id
 
-        async def emit(event: EngineEvent) -> None:
+        async def send(event: EngineEvent) -> None:
             if not job.flag.is_set():
                 header = {"op": "event", "job": job_id, "kind": event.kind, "data": event.data}
                 await self.send(Message(header))
 
+        emit = TokenBatcher(send)
         outcome: Message
         with cancel_scope(job.flag):
             try:
                 engine = self.registry.get(backend)
                 result = await engine.run(request, emit)
+                await emit.flush()
                 outcome = protocol.result_message(job_id, result)
             except Exception as exc:
+                await emit.flush()  # the tokens made before the failure, as before
                 outcome = protocol.error_message(job_id, exc)
         del self.jobs[job_id]
         if job.flag.is_set():
+            if self.stopping:
+                return  # lost with this worker, as far as the gateway can tell
             outcome = Message({"op": "stopped", "job": job_id})
         outcome.header["models"] = self.loaded_models()
         await self.send(outcome)
@@ -176,17 +211,27 @@ def _device_memory() -> dict[str, int] | None:
 
 async def serve_on_fd(server: WorkerServer, fd: int) -> None:
     """Serve the gateway on the socket inherited as file descriptor ``fd``."""
+    os.set_inheritable(fd, False)  # programs the runtimes start do not hold the gateway's socket
     sock = socket.socket(fileno=fd)
     reader, writer = await asyncio.open_unix_connection(sock=sock, limit=2**20)
     await server.serve(StreamChannel(reader, writer))
+
+
+async def _serve(server: WorkerServer, fd: int | None, gateway: RemoteGateway | None) -> None:
+    with stop_on_sigterm(server.shutdown):
+        if gateway is not None:
+            await gateway.serve_forever(server)
+        elif fd is not None:
+            await serve_on_fd(server, fd)
 
 
 def run_worker(
     server: WorkerServer, fd: int | None = None, gateway: RemoteGateway | None = None
 ) -> None:
     """The ``gpubridge worker`` process: serve the gateway that started it (``fd``) until it
-    goes, or a remote ``gateway`` for good; then exit at once (threads still running a
-    model's step cannot be joined, and need not be)."""
+    goes, or a remote ``gateway`` for good, or until SIGTERM; then end the processes the
+    runtimes started and exit at once (threads still running a model's step cannot be
+    joined, and need not be)."""
     logging.basicConfig(
         level=logging.INFO,
         format=f"%(asctime)s %(levelname)s [{server.name}] %(name)s: %(message)s",
@@ -194,16 +239,16 @@ def run_worker(
     )
     status = 0
     try:
-        if gateway is not None:
-            asyncio.run(gateway.serve_forever(server))
-        elif fd is not None:
-            asyncio.run(serve_on_fd(server, fd))
+        asyncio.run(_serve(server, fd, gateway))
     except KeyboardInterrupt:
         pass
     except BaseException:
         log.exception("the worker failed")
         status = 1
     finally:
+        left = end_own_children_group()
+        if left:
+            log.info("ended %d process(es) the runtimes had started", left)
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(status)

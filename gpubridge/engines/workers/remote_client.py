@@ -75,12 +75,14 @@ class RemoteGateway:
 
     async def serve_forever(self, server: WorkerServer) -> None:
         """Serve, and dial again with backoff whenever the connection ends, until the token
-        is refused."""
+        is refused or the worker is stopping."""
         backoff = 0.5
-        while True:
+        while not server.stopping:
             try:
                 await self.serve_once(server)
                 backoff = 0.5
+                if server.stopping:
+                    return
             except TokenRefused as refused:
                 log.error("the gateway refused this worker's token (%s); stopping", refused)
                 return

@@ -8,7 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from gpubridge.engines.workers.placement import default_workers, named, visible_gpus
+from gpubridge.engines.workers.placement import (
+    default_workers,
+    named,
+    visible_gpus,
+    vllm_memory_share,
+)
 from gpubridge.settings import Settings, WorkerSpec
 
 
@@ -57,3 +62,43 @@ def test_placement_comes_from_settings_as_json(monkeypatch: pytest.MonkeyPatch) 
 def test_a_device_that_is_neither_cpu_nor_a_cuda_index_is_refused() -> None:
     with pytest.raises(ValueError):
         WorkerSpec(device="gpu0")
+
+
+GIB = 1024**3
+
+
+@pytest.mark.parametrize(
+    ("budget", "total", "share"),
+    [
+        (20 * GIB, 80 * GIB, 0.25),  # a 20 GiB budget on an 80 GiB card
+        (64 * GIB, 80 * GIB, 0.8),  # the default budget: 80% of the card
+        (79 * GIB, 80 * GIB, 0.95),  # no room left for the CUDA context: capped
+        (80 * GIB, 80 * GIB, 0.95),
+        (100 * GIB, 80 * GIB, 0.95),  # a budget larger than the card
+        (1 * GIB, 80 * GIB, 0.05),  # too small to hold a KV cache: raised to the floor
+        (0, 24 * GIB, 0.05),
+        (None, 24 * GIB, 0.9),  # no limit: vLLM's own default
+    ],
+)
+def test_vllms_share_of_the_card_is_the_workers_budget_clamped(
+    budget: int | None, total: int, share: float
+) -> None:
+    assert vllm_memory_share(budget, total) == pytest.approx(share)
+
+
+def test_a_device_without_memory_has_no_share() -> None:
+    with pytest.raises(ValueError):
+        vllm_memory_share(GIB, 0)
+
+
+def test_the_catalog_leaves_vllms_memory_share_to_the_workers_budget() -> None:
+    from gpubridge.catalog.loader import load_catalog_file
+
+    vllm_backends = [
+        backend
+        for service in load_catalog_file().services.values()
+        for backend in service.backends
+        if backend.type == "vllm"
+    ]
+    assert vllm_backends
+    assert all("gpu_memory_utilization" not in b.options for b in vllm_backends)

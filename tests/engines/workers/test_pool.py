@@ -164,3 +164,22 @@ async def test_a_job_cancelled_twice_returns_only_once_its_work_has_stopped(
     # The job returned after the worker reported its work stopped, not at the second cancel.
     assert pool.last_cancel_to_free_s is not None
     assert pool.workers[0].running == 0
+
+
+async def test_a_worker_stopped_with_sigterm_stops_its_job_which_is_retried_on_its_restart(
+    pool: WorkerPool, tiny_sdxl_dir: Path
+) -> None:
+    events = StepWatch()
+    job = asyncio.create_task(pool.run(SDXL, txt2img(tiny_sdxl_dir, 30), events))
+    with anyio.fail_after(120):
+        await events.denoising.wait()
+    worker = pool.workers[0]
+    starts, retried = worker.starts, pool.retried_jobs
+    assert worker.process is not None
+    os.kill(worker.process.pid, signal.SIGTERM)
+    with anyio.fail_after(120):
+        result = await job
+    assert len(result.output["images"]) == 1
+    assert pool.retried_jobs == retried + 1
+    # It stopped by itself (the job's steps ended, then the process), and came back.
+    assert worker.starts == starts + 1 and worker.last_exit == 0
