@@ -236,3 +236,45 @@ async def test_run_a_starter_model_from_the_playground_and_see_it_in_the_chart(
             await page.screenshot(path=str(shots / "account.png"), full_page=True)
         finally:
             await context.close()
+
+
+async def test_the_playground_runs_a_job_and_shows_its_result_without_scripts(
+    served: tuple[str, Any], upstream: Upstream, tmp_path: Path
+) -> None:
+    executable = chromium_path()
+    base, app = served
+    async with httpx.AsyncClient(base_url=base) as client:
+        response = await client.post("/account/register", json={"email": EMAIL})
+        key = response.json()["api_key"]
+        await app.state.gateway.grant(EMAIL, 3_000_000)
+
+    upstream.behaviour.delay_s = 1.0  # the job page shows the job running, then refreshes
+    async with async_playwright() as playwright:
+        context = await playwright.chromium.launch_persistent_context(
+            str(tmp_path / "profile"),
+            executable_path=executable,
+            headless=True,
+            args=CHROMIUM_ARGS,
+            java_script_enabled=False,
+        )
+        try:
+            page = await context.new_page()
+            await page.goto(f"{base}/account/dashboard")
+            await page.fill("#email", EMAIL)
+            await page.fill("#api_key", key)
+            await page.click("text=Sign in")
+            await page.wait_for_selector("#balance")
+            await page.goto(f"{base}/account/dashboard/playground")
+            await page.select_option("#service", "llm-4090")
+            await page.click("#service-picker button")  # no script submits the picker
+            await page.fill("#f-prompt", "Hello without scripts")
+            await page.fill("#f-max_tokens", "8")
+            await page.click("#run")
+            await page.wait_for_url("**/account/dashboard/jobs/*")
+            await page.wait_for_selector("#job-output", timeout=60_000)
+            text = await page.text_content("#job-output")
+            assert text is not None and "".join(upstream.behaviour.reply) in text
+            assert not await page.is_visible("button.copy")  # copying needs the script
+        finally:
+            upstream.behaviour.delay_s = 0.0
+            await context.close()
