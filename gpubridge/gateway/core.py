@@ -28,6 +28,7 @@ from gpubridge.gateway.payment_rails import PaymentRails
 from gpubridge.gateway.remote_workers import RemoteWorkers
 from gpubridge.gateway.runner import JobRunner
 from gpubridge.gateway.upkeep import Upkeep, lease_info
+from gpubridge.gateway.usage import UsageReport, usage_report
 from gpubridge.gateway.views import job_view
 from gpubridge.gateway.warmup import Warmup
 from gpubridge.gateway.worker_metrics import WorkerCollector
@@ -200,6 +201,10 @@ class Gateway(Intake):
     ) -> tuple[list[JobRecord], int]:
         async with self.db.connect() as conn:
             return await store.list_jobs(conn, account.id, limit, offset)
+
+    async def usage(self, account: Account) -> UsageReport:
+        """The account's last 30 days: spending per day and service, jobs per service."""
+        return await usage_report(self.db, account)
 
     async def balance(self, account: Account) -> dict[str, Any]:
         async with self.db.connect() as conn:

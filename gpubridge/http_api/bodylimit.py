@@ -21,6 +21,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from gpubridge.errors import GpubridgeError, PayloadTooLarge, RequestTimeout
 from gpubridge.http_api.dashboard import MAX_FORM_BYTES
 from gpubridge.http_api.dashboard import PATH as DASHBOARD_PATH
+from gpubridge.http_api.dashboard_playground import PLAYGROUND_PATH
 from gpubridge.http_api.errors import error_response
 from gpubridge.http_api.openai_errors import is_openai_path, openai_error
 from gpubridge.http_api.topups import MAX_WEBHOOK_BYTES
@@ -43,7 +44,7 @@ class BodyCaps:
     stripe_webhook: int = MAX_WEBHOOK_BYTES
 
     def for_path(self, path: str) -> int:
-        if path.startswith(MEDIA_UPLOAD_PREFIX):
+        if path.startswith((MEDIA_UPLOAD_PREFIX, PLAYGROUND_PATH + "/")):
             return self.media_upload
         if path == "/webhooks/stripe":
             return self.stripe_webhook

@@ -1,4 +1,5 @@
-"""The dashboard's HTML: Jinja2 templates kept in code, rendered with autoescaping on."""
+"""The dashboard's HTML: Jinja2 templates shipped in ``templates/``, rendered with autoescaping,
+and the plain values they show of jobs and outputs."""
 
 from __future__ import annotations
 
@@ -14,122 +15,42 @@ if TYPE_CHECKING:
     from jinja2 import Environment
 
 INPUT_PREVIEW_CHARS = 80
-
-_BASE = """<!doctype html>
-<html lang="en"><head><meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<title>gpubridge dashboard</title>
-<style>
-body{font-family:system-ui,sans-serif;max-width:60rem;margin:2rem auto;padding:0 1rem;color:#222}
-h1{font-size:1.4rem}h2{font-size:1.1rem;margin-top:2rem}
-form{margin:.5rem 0}label{margin-right:.5rem}input,select,button{font:inherit;padding:.2rem .4rem}
-table{border-collapse:collapse;width:100%;font-size:.9rem}
-th,td{border-bottom:1px solid #ddd;padding:.3rem;text-align:left;vertical-align:top}
-.notice{background:#eef6ff;border:1px solid #9bc;padding:.5rem}
-.error{background:#fff0f0;border:1px solid #c99;padding:.5rem}
-.stats span{display:inline-block;margin-right:2rem}code{word-break:break-all}
-</style></head><body>
-<h1>gpubridge dashboard</h1>
-{% if error %}<p class="error" role="alert">{{ error }}</p>{% endif %}
-{% if notice %}<p class="notice" role="status">{{ notice }}</p>{% endif %}
-{% block body %}{% endblock %}
-</body></html>"""
-
-_SIGN_IN = """{% extends "base" %}{% block body %}
-<form method="post" action="/account/dashboard/sign-in">
-<input type="hidden" name="csrf_token" value="{{ csrf }}">
-<p><label for="email">Email</label><input id="email" name="email" type="email" required></p>
-<p><label for="api_key">API key</label>
-<input id="api_key" name="api_key" type="password" required autocomplete="off"></p>
-<button type="submit">Sign in</button>
-</form>{% endblock %}"""
-
-_PACKAGE_SELECT = """<select name="package">{% for p in packages %}
-<option value="{{ p.name }}"{% if p.name == selected %} selected{% endif %}>{{ p.label }}</option>
-{% endfor %}</select>"""
-
-_ACCOUNT = """{% extends "base" %}{% block body %}
-<p>Signed in as <strong>{{ balance.email }}</strong></p>
-<form method="post" action="/account/dashboard/sign-out">
-<input type="hidden" name="csrf_token" value="{{ csrf }}"><button type="submit">Sign out</button>
-</form>
-<p class="stats">
-<span>Balance: <strong id="balance">${{ "%.6f"|format(balance.balance) }}</strong></span>
-<span>Spent today: ${{ "%.6f"|format(balance.daily_spend) }}
-of ${{ "%.2f"|format(balance.daily_limit) }}</span>
-<span>Discount tier: {{ balance.volume_discount.tier }}
-({{ balance.volume_discount.discount_percent }}%)</span></p>
-
-<h2>Top up by card</h2>
-<form method="post" action="/account/dashboard/topup">
-<input type="hidden" name="csrf_token" value="{{ csrf }}">
-{% with selected = None %}{% include "packages" %}{% endwith %}
-<button type="submit">Pay by card</button></form>
-
-<h2>Top up with USDC</h2>
-{% if invoice %}<div class="notice" id="invoice">
-<p>Send exactly <strong>{{ invoice.amount_usdc }} USDC</strong>
-(network {{ invoice.network }}, chain id {{ invoice.chain_id }}) to
-<code>{{ invoice.recipient }}</code> before {{ invoice.expires_at }}.</p>
-<p>Token contract: <code>{{ invoice.asset }}</code>. Credits: ${{ invoice.credits_usd }}.
-Invoice {{ invoice.invoice_id }} ({{ invoice.status }}).</p></div>{% endif %}
-<form method="post" action="/account/dashboard/topup-crypto">
-<input type="hidden" name="csrf_token" value="{{ csrf }}">
-{% with selected = None %}{% include "packages" %}{% endwith %}
-<button type="submit">Get a USDC invoice</button></form>
-
-<h2>Daily spending limit</h2>
-<form method="post" action="/account/dashboard/daily-limit">
-<input type="hidden" name="csrf_token" value="{{ csrf }}">
-<label for="daily_limit">USD per day</label>
-<input id="daily_limit" name="daily_limit" type="number" min="1" max="10000" step="0.01"
- value="{{ balance.daily_limit }}" required>
-<button type="submit">Save limit</button></form>
-
-<h2>Auto top-up</h2>
-{% if auto %}<p>Auto top-up is <strong>{{ "on" if auto.enabled else "off" }}</strong>
-{% if auto.enabled %}(below ${{ auto.threshold }}, buys {{ auto.package }}){% endif %};
-saved card: {{ "yes" if auto.card_saved else "no (top up by card once first)" }}.</p>{% endif %}
-<form method="post" action="/account/dashboard/auto-topup">
-<input type="hidden" name="csrf_token" value="{{ csrf }}">
-<label><input type="checkbox" name="enabled" value="1"
-{% if auto and auto.enabled %} checked{% endif %}> enabled</label>
-<label for="threshold">when balance is below USD</label>
-<input id="threshold" name="threshold" type="number" min="1" max="10000" step="0.01"
- value="{{ auto.threshold if auto and auto.threshold is not none else 1 }}">
-{% with selected = auto.package if auto else None %}{% include "packages" %}{% endwith %}
-<button type="submit">Save auto top-up</button></form>
-
-<h2>Jobs</h2>
-{% if jobs %}<table id="jobs"><thead><tr><th>Created</th><th>Job</th><th>Service</th>
-<th>Status</th><th>Cost</th><th>Refunded</th><th>Input</th></tr></thead><tbody>
-{% for job in jobs %}<tr><td>{{ job.created }}</td><td><code>{{ job.id }}</code></td>
-<td>{{ job.service }}</td><td>{{ job.status }}{% if job.error %}: {{ job.error }}{% endif %}</td>
-<td>{{ job.cost }}</td><td>{{ job.refunded }}</td><td><code>{{ job.input }}</code></td></tr>
-{% endfor %}</tbody></table>
-<p>Jobs {{ offset + 1 }} to {{ offset + jobs|length }} of {{ total }}.
-{% if offset > 0 %}<a href="/account/dashboard?offset={{ prev_offset }}">Newer</a>{% endif %}
-{% if offset + jobs|length < total %}
-<a href="/account/dashboard?offset={{ offset + jobs|length }}">Older</a>{% endif %}</p>
-{% else %}<p>No jobs yet.</p>{% endif %}
-{% endblock %}"""
-
+ERROR_SUMMARY_CHARS = 120
+SHORT_ID_CHARS = 8
+JSON_PREVIEW_ITEMS = 8
+"""Lists longer than this (embeddings) show their first items and how many more there are."""
 
 @functools.cache
 def _environment() -> Environment:
-    """The templates, made on the first page shown (Jinja2 is imported then, not at start)."""
-    from jinja2 import DictLoader, Environment, select_autoescape
+    """The template environment, built on first render: Jinja2 stays out of start-up."""
+    from jinja2 import Environment, PackageLoader, select_autoescape
 
     return Environment(
-        loader=DictLoader(
-            {"base": _BASE, "sign_in": _SIGN_IN, "account": _ACCOUNT, "packages": _PACKAGE_SELECT}
-        ),
+        loader=PackageLoader("gpubridge.http_api", "templates"),
         autoescape=select_autoescape(default=True, default_for_string=True),
+        trim_blocks=True,
+        lstrip_blocks=True,
     )
 
 
-def _usd(micros: int | None) -> str:
+def usd(micros: int | None) -> str:
     return "" if micros is None else f"${micros_to_usd(micros):.6f}"
+
+
+def short_id(job_id: str) -> str:
+    return job_id[:SHORT_ID_CHARS]
+
+
+def error_parts(error: Any) -> tuple[str, str, str]:
+    """(code, one-line summary, the whole error as JSON) of a job's error."""
+    if not isinstance(error, dict):
+        return "", "", ""
+    message = str(error.get("message") or "")
+    first = message.strip().splitlines()[0] if message.strip() else ""
+    if len(first) > ERROR_SUMMARY_CHARS:
+        first = first[: ERROR_SUMMARY_CHARS - 1] + "\u2026"
+    detail = json.dumps(error, indent=2, ensure_ascii=False, default=str)
+    return str(error.get("code") or ""), first, detail
 
 
 def job_row(job: JobRecord) -> dict[str, Any]:
@@ -138,17 +59,67 @@ def job_row(job: JobRecord) -> dict[str, Any]:
     preview = json.dumps(job.input, ensure_ascii=False)
     if len(preview) > INPUT_PREVIEW_CHARS:
         preview = preview[: INPUT_PREVIEW_CHARS - 1] + "\u2026"
-    error = job.error.get("message") if isinstance(job.error, dict) else None
+    code, summary, detail = error_parts(job.error)
     return {
         "id": job.id,
+        "short_id": short_id(job.id),
         "service": job.service,
+        "model": job.model,
         "status": job.status.value,
-        "error": str(error) if error else "",
+        "error_code": code,
+        "error": summary,
+        "error_detail": detail,
         "created": job.created_at.strftime("%Y-%m-%d %H:%M:%S"),
-        "cost": _usd(job.cost_micros),
-        "refunded": _usd(refunded),
+        "cost": usd(job.cost_micros),
+        "refunded": usd(refunded),
         "input": preview,
     }
+
+
+def _preview(value: Any) -> Any:
+    """``value`` with long lists cut (and a note of what was left out) and base64 dropped."""
+    if isinstance(value, dict):
+        return {k: _preview(v) for k, v in value.items() if k != "base64"}
+    if isinstance(value, list):
+        shown = [_preview(v) for v in value[:JSON_PREVIEW_ITEMS]]
+        if len(value) > JSON_PREVIEW_ITEMS:
+            shown.append(f"\u2026 {len(value) - JSON_PREVIEW_ITEMS} more")
+        return shown
+    return value
+
+
+def _media(value: Any, found: list[dict[str, str]]) -> None:
+    """Collect the files of an output (dicts with ``file_id`` and ``content_type``)."""
+    if isinstance(value, dict):
+        if isinstance(value.get("file_id"), str) and isinstance(value.get("content_type"), str):
+            kind = value["content_type"].split("/", 1)[0]
+            found.append(
+                {
+                    "kind": kind if kind in ("image", "audio", "video") else "file",
+                    "url": f"/files/{value['file_id']}",
+                    "content_type": value["content_type"],
+                }
+            )
+            return
+        for item in value.values():
+            _media(item, found)
+    elif isinstance(value, list):
+        for item in value:
+            _media(item, found)
+
+
+TEXT_FIELDS = ("text", "caption", "prompt")
+
+
+def output_view(output: Any) -> dict[str, Any]:
+    """How the job page shows an output: its text, its media files, and the JSON."""
+    media: list[dict[str, str]] = []
+    _media(output, media)
+    text = ""
+    if isinstance(output, dict):
+        text = next((output[f] for f in TEXT_FIELDS if isinstance(output.get(f), str)), "")
+    shown = json.dumps(_preview(output), indent=2, ensure_ascii=False, default=str)
+    return {"text": text, "media": media, "json": shown}
 
 
 def _packages() -> list[dict[str, str]]:
@@ -163,4 +134,4 @@ def _packages() -> list[dict[str, str]]:
 
 
 def render(template: str, **context: Any) -> str:
-    return _environment().get_template(template).render(packages=_packages(), **context)
+    return _environment().get_template(f"{template}.html").render(packages=_packages(), **context)

@@ -184,7 +184,13 @@ class Accounts:
             ).first()
         if row is None:
             raise NotFound(f"no account for {email}", code="account_not_found")
-        return Account(row.id, row.email, row.daily_limit_micros, row.webhook_secret)
+        return Account(
+            row.id,
+            row.email,
+            row.daily_limit_micros,
+            row.webhook_secret,
+            lifetime_spend_micros=int(row.lifetime_spend_micros),
+        )
 
     async def set_daily_limit(self, account: Account, limit_micros: int) -> None:
         if not MIN_DAILY_LIMIT_MICROS <= limit_micros <= MAX_DAILY_LIMIT_MICROS:

@@ -155,6 +155,10 @@ def test_media_uploads_are_capped_at_the_media_size_and_everything_else_at_4_mib
     assert caps.for_path("/v1/audio/transcriptions") == (
         settings.media_max_bytes + MEDIA_FORM_OVERHEAD_BYTES
     )
+    assert caps.for_path("/account/dashboard/playground/whisper-l4") == (
+        settings.media_max_bytes + MEDIA_FORM_OVERHEAD_BYTES
+    )
+    assert caps.for_path("/account/dashboard/daily-limit") == 16 * 1024
     assert caps.for_path("/v1/chat/completions") == MAX_BODY_BYTES
     assert caps.for_path("/run") == MAX_BODY_BYTES
     assert caps.for_path("/mcp") == MAX_BODY_BYTES

