@@ -187,14 +187,14 @@ class X402:
             raise self.required(offer, exc.reason, exc.message) from None
 
     async def _accept_exact(self, payment: ExactPayment, offer: Offer) -> Accepted:
-        from gpubridge.payments.x402.eip3009 import check_exact
+        from gpubridge.payments.x402.sdk_exact import check
 
         if self.settlement is None:
             raise PaymentNetworkUnavailable(
                 "this server cannot settle x402 authorizations (no settlement key or "
                 "facilitator is configured); pay with a transaction hash instead"
             )
-        check_exact(self.config, payment, offer, self.clock())
+        check(self.config, payment, offer, self.clock())
         await self.settlement.verify(payment, offer)
         auth = payment.authorization
         try:
@@ -313,12 +313,12 @@ class X402:
     def check_signed(self, payment: Payment, offer: Offer) -> None:
         """``X402Required`` unless ``payment`` is an authorization its payer signed that would
         pay ``offer`` (checked without the chain, and nothing is settled)."""
-        from gpubridge.payments.x402.eip3009 import check_exact
+        from gpubridge.payments.x402.sdk_exact import check
 
         if not isinstance(payment, ExactPayment):
             return
         try:
-            check_exact(self.config, payment, offer, self.clock())
+            check(self.config, payment, offer, self.clock())
         except PaymentRejected as exc:
             raise self.required(offer, exc.reason, exc.message) from None
 
