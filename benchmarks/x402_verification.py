@@ -1,6 +1,7 @@
 """CPU time of verifying one x402 ``exact`` payment (version 2 ``PAYMENT-SIGNATURE``).
 
-Off chain: decode the base64 header, check the requirements, recover the EIP-712 signer.
+Off chain: decode the base64 header, check the requirements, recover the EIP-712 signer
+(the x402 SDK's ``exact`` scheme code, ``sdk_exact``).
 With the chain: the same plus the ``authorizationState`` and ``balanceOf`` calls, here to an
 in-process py-evm chain (so it includes web3's request path and py-evm's EVM, not network time).
 
@@ -24,8 +25,8 @@ from gpubridge.payments.x402 import codec
 from gpubridge.payments.x402.chain import Chain
 from gpubridge.payments.x402.codec import ExactPayment
 from gpubridge.payments.x402.config import X402Config
-from gpubridge.payments.x402.eip3009 import check_exact
 from gpubridge.payments.x402.requirements import Offer, requirements_v2
+from gpubridge.payments.x402.sdk_exact import check as check_exact
 from gpubridge.payments.x402.settlement import DirectSettlement
 from gpubridge.settings import Settings
 from tests.support.local_chain import LocalChain

@@ -95,7 +95,10 @@ class PaymentSettings(BaseSettings):
     x402_max_timeout_s: int = Field(default=300, description="The payment window in seconds.")
     x402_settle_timeout_s: float = Field(
         default=120.0,
-        description="How long a settlement transaction may take to be mined before a 503.",
+        description=(
+            "How long a settlement transaction may take to be mined before the request is "
+            "answered 202 settlement_pending (its job starts once the transfer is confirmed)."
+        ),
     )
     x402_confirmations: int = Field(
         default=1, description="Confirmations a tx-hash payment needs up to the large amount."

@@ -185,6 +185,34 @@ x402_payments = Table(
     Index("ix_x402_payments_status_created", "status", "created_at"),
 )
 
+# Paid requests that outlive their HTTP exchange: one whose settlement was sent but not
+# confirmed in time (``settlement_pending``: its job, under the id given to the client, is
+# created once the transfer is confirmed, or the reservation is released), and one whose payer
+# named it with a payment identifier (a paid retry with the same identifier gets its job).
+x402_requests = Table(
+    "x402_requests",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("job_id", String(36), nullable=False),
+    Column("payment_id", String(36), ForeignKey("x402_payments.id"), nullable=False),
+    Column("payer", String(42), nullable=False),
+    Column("payment_identifier", String(128), nullable=True),
+    Column("request_hash", String(64), nullable=False),
+    Column("service", String(64), nullable=False),
+    Column("input", JSON, nullable=False),
+    Column("webhook_url", Text, nullable=True),
+    Column("priority", String(8), nullable=True),
+    Column("idempotency_key", String(255), nullable=True),
+    Column("version", Integer, nullable=False),
+    Column("status", String(24), nullable=False),
+    Column("error", String(200), nullable=True),
+    Column("created_at", UtcTime, nullable=False),
+    Column("resolved_at", UtcTime, nullable=True),
+    UniqueConstraint("payer", "payment_identifier", name="uq_x402_requests_identifier"),
+    Index("ix_x402_requests_status", "status"),
+    Index("ix_x402_requests_job", "job_id"),
+)
+
 # Stripe Checkout top-ups: one row per Checkout Session created for an account.
 checkout_sessions = Table(
     "checkout_sessions",

@@ -1,7 +1,8 @@
 """The use cases both front doors share: quote, submit, run, get, cancel, stream."""
 
 from gpubridge.gateway.core import Gateway
-from gpubridge.gateway.intake import PaidSubmission, Submitted
+from gpubridge.gateway.intake import Submitted
+from gpubridge.gateway.paid_intake import PaidSubmission
 from gpubridge.gateway.runner import JobRunner
 from gpubridge.gateway.views import job_view, service_summary
 

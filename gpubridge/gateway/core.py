@@ -21,9 +21,9 @@ from gpubridge.errors import (
     Expired,
     NotFound,
 )
-from gpubridge.gateway.intake import Intake
 from gpubridge.gateway.money_path import MoneyPath
 from gpubridge.gateway.notices import Notices, end_event, task_outcome
+from gpubridge.gateway.paid_intake import PaidIntake
 from gpubridge.gateway.payment_rails import PaymentRails
 from gpubridge.gateway.remote_workers import RemoteWorkers
 from gpubridge.gateway.runner import JobRunner
@@ -57,7 +57,7 @@ ABANDON_CANCEL_S = 10.0
 """The most time given to cancelling the job of a caller that went away."""
 
 
-class Gateway(Intake):
+class Gateway(PaidIntake):
     """Validates, prices, charges, queues, runs and reports jobs (taking them in: ``Intake``)."""
 
     def __init__(
@@ -302,6 +302,7 @@ class Gateway(Intake):
         """Expire old outputs; requeue or refund the jobs of replicas that vanished; now and
         then, prove the ledger."""
         await self.upkeep.run()
+        await self.resolve_pending_payments()
 
 
 def _is_uuid(value: str) -> bool:

@@ -28,10 +28,8 @@ from gpubridge.engines.media import media_duration_seconds
 from gpubridge.engines.router import Router
 from gpubridge.errors import (
     Conflict,
-    GpubridgeError,
     ServiceUnavailable,
 )
-from gpubridge.gateway.discovery import Describe
 from gpubridge.gateway.money_path import MoneyPath
 from gpubridge.gateway.notices import Notices
 from gpubridge.gateway.payment_rails import PaymentRails
@@ -46,8 +44,7 @@ from gpubridge.jobs.store import JobRecord
 from gpubridge.money import micros_to_usd
 from gpubridge.payments.accounts import Account, Accounts
 from gpubridge.payments.pricing import discounted, tier_for
-from gpubridge.payments.x402 import X402, Accepted, RequestBinding
-from gpubridge.payments.x402.bazaar import BAZAAR
+from gpubridge.payments.x402 import X402
 from gpubridge.payments.x402.wallets import Claimed, claim
 from gpubridge.settings import Settings
 
@@ -61,13 +58,6 @@ class Submitted:
     job: JobRecord
     created: bool
     """False when an Idempotency-Key returned an earlier job."""
-
-
-@dataclass(frozen=True)
-class PaidSubmission:
-    submitted: Submitted
-    payment: Accepted
-    """The settled x402 payment."""
 
 
 class Intake:
@@ -240,7 +230,10 @@ class Intake:
         idempotency_key: str | None,
         priority: str | None,
         uploaded: frozenset[str] = frozenset(),
+        job_id: str | None = None,
     ) -> Submitted:
+        """Hold the job's ceiling on ``account`` and create the job (under ``job_id`` when
+        given: one its client was promised)."""
         digests = {f: hashlib.sha256(media[f].data).hexdigest() for f in sorted(uploaded)}
         request_hash = _request_hash(service.key, payload, webhook_url, digests)
         if idempotency_key is not None:
@@ -251,7 +244,7 @@ class Intake:
         quote = self.catalog.quote(
             service, model, payload, await _audio_seconds(service, model, media)
         )
-        job_id = str(uuid.uuid4())
+        job_id = job_id or str(uuid.uuid4())
         sync = service.mode == "sync"
         tier = tier_for(account.lifetime_spend_micros)
         hold_micros = discounted(quote.ceiling_micros, tier.percent)
@@ -301,71 +294,6 @@ class Intake:
         else:
             self.dispatcher.notify()
         self.runner.metrics.job_submitted(job)
-
-    async def submit_paid(
-        self,
-        payment: str | dict[str, Any] | None,
-        service_key: str,
-        payload: Any,
-        *,
-        resource: str,
-        binding: RequestBinding | None = None,
-        webhook_url: str | None = None,
-        idempotency_key: str | None = None,
-        priority: str | None = None,
-        media: Mapping[str, MediaInput] | None = None,
-        describe: Describe | None = None,
-    ) -> PaidSubmission:
-        """Submit a job paid with x402 (a header value or a decoded payment object).
-
-        Without a payment: ``X402Required`` (402) for the job's ceiling, the hold it will
-        need (what the job does not use stays in the wallet account), priced without
-        fetching any media. With one: it is verified, reserved and settled before the job
-        exists, and credited to the payer's wallet account, which the job is then held and
-        charged on like any other account; only then are media inputs fetched (a bad one is
-        refused and the payment stays in the wallet account).
-        An Idempotency-Key replays within that account only: a retry with a new payment gets
-        the earlier job, and its payment stays in the wallet account as credit. ``media`` is
-        as for ``submit``. ``describe`` gives the 402 its Bazaar extension (how the door's
-        resource is called), for x402 directories and agents.
-        """
-        if self.x402 is None:
-            raise ServiceUnavailable("x402 payments are off on this server", code="x402_disabled")
-        service, model = await self._admit(service_key, payload, webhook_url)
-        # Priced without fetching the media: the ceiling for any input of this request (for
-        # audio priced per second, the whole time limit). Whoever has not paid makes this
-        # server fetch and decode nothing.
-        quote = self.catalog.quote(service, model, payload)
-        offer = self.x402.offer(
-            quote.ceiling_micros,
-            resource,
-            f"{service.name} ({service.key}) job",
-            {BAZAAR: describe(service)} if describe is not None else None,
-        )
-        if payment is None:
-            raise self.x402.required(offer)
-        accepted = await self.x402.accept(self.x402.decode(payment), offer, binding)
-        try:
-            fetched = await self._media(payload, media)
-        except GpubridgeError as exc:
-            # The payment is settled: it stays in the wallet account, as after a failed job.
-            exc.message = (
-                f"{exc.message}; the payment was credited to the wallet account of "
-                f"{accepted.payer}, claim it with POST /account/wallet/claim"
-            )
-            raise
-        submitted = await self._create(
-            accepted.account,
-            service,
-            model,
-            payload,
-            fetched,
-            webhook_url=webhook_url,
-            idempotency_key=idempotency_key,
-            priority=priority,
-            uploaded=frozenset(media or ()),
-        )
-        return PaidSubmission(submitted, accepted)
 
     async def claim_wallet(
         self, address: str, message: str, signature: str, *, server: str

@@ -20,6 +20,7 @@ SHORT_ID_CHARS = 8
 JSON_PREVIEW_ITEMS = 8
 """Lists longer than this (embeddings) show their first items and how many more there are."""
 
+
 @functools.cache
 def _environment() -> Environment:
     """The template environment, built on first render: Jinja2 stays out of start-up."""

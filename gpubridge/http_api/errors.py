@@ -10,8 +10,8 @@ from starlette.responses import JSONResponse, Response
 
 from gpubridge.errors import GpubridgeError, RateLimited
 from gpubridge.http_api.openai_errors import is_openai_path, openai_domain_error, openai_error
-from gpubridge.http_api.x402 import x402_required
-from gpubridge.payments.x402 import X402Required
+from gpubridge.http_api.x402 import settlement_pending, x402_required
+from gpubridge.payments.x402 import SettlementPending, X402Required
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +65,7 @@ async def unexpected_error(request: Request, exc: Exception) -> Response:
 
 EXCEPTION_HANDLERS = {
     X402Required: x402_required,
+    SettlementPending: settlement_pending,
     GpubridgeError: domain_error,
     HTTPException: http_error,
     Exception: unexpected_error,

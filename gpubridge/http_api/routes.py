@@ -10,7 +10,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from gpubridge.errors import BadRequest, InvalidInput
+from gpubridge.errors import BadRequest, InvalidInput, NotFound
 from gpubridge.gateway import job_view, service_summary
 from gpubridge.gateway.discovery import run_describer
 from gpubridge.gateway.metrics import CONTENT_TYPE_LATEST as METRICS_CONTENT_TYPE
@@ -211,7 +211,15 @@ async def run(request: Request) -> Response:
 
 async def status(request: Request) -> Response:
     gateway = gateway_of(request)
-    job = await gateway.get(request.path_params["job_id"])
+    job_id = request.path_params["job_id"]
+    try:
+        job = await gateway.get(job_id)
+    except NotFound:
+        # A paid request waiting for its settlement has its job id before its job.
+        pending = await gateway.pending_view(job_id)
+        if pending is None:
+            raise
+        return JSONResponse(pending)
     return JSONResponse(job_view(job, gateway.settings.public_url))
 
 

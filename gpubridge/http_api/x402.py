@@ -10,8 +10,13 @@ from starlette.responses import JSONResponse, Response
 
 from gpubridge.errors import InvalidInput
 from gpubridge.http_api.requests import gateway_of, json_object
-from gpubridge.payments.x402 import Accepted, RequestBinding, X402Required
-from gpubridge.payments.x402.codec import PAYMENT_REQUIRED, encode_json
+from gpubridge.payments.x402 import Accepted, RequestBinding, SettlementPending, X402Required
+from gpubridge.payments.x402.codec import (
+    PAYMENT_REQUIRED,
+    PAYMENT_RESPONSE,
+    X_PAYMENT_RESPONSE,
+    encode_json,
+)
 
 
 def payment_of(request: Request) -> str | None:
@@ -44,6 +49,15 @@ async def x402_required(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, X402Required)
     headers = {PAYMENT_REQUIRED: encode_json(exc.payment_required), "Cache-Control": "no-store"}
     return JSONResponse(exc.body, status_code=402, headers=headers)
+
+
+async def settlement_pending(request: Request, exc: Exception) -> Response:
+    """202: the settlement was sent but not confirmed in time; the body names the job the
+    request gets once it is, and the receipt says ``settlement_pending``."""
+    assert isinstance(exc, SettlementPending)
+    header = PAYMENT_RESPONSE if exc.version == 2 else X_PAYMENT_RESPONSE
+    body = {**exc.details, "message": exc.message}
+    return JSONResponse(body, status_code=202, headers={header: encode_json(exc.receipt)})
 
 
 async def claim_wallet(request: Request) -> Response:

@@ -19,6 +19,7 @@ from gpubridge.payments.x402.errors import (
     MalformedPayment,
     PaymentNetworkUnavailable,
     SanctionedPayer,
+    SettlementPending,
     X402Required,
 )
 from gpubridge.payments.x402.requirements import Offer
@@ -35,6 +36,7 @@ __all__ = [
     "PaymentNetworkUnavailable",
     "RequestBinding",
     "SanctionedPayer",
+    "SettlementPending",
     "TxHashPayment",
     "X402Config",
     "X402Required",

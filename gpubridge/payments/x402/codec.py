@@ -33,6 +33,9 @@ UINT256_MAX = 2**256 - 1
 _ADDRESS = re.compile(r"^0x[0-9a-fA-F]{40}$")
 _BYTES32 = re.compile(r"^0x[0-9a-fA-F]{64}$")
 _HEX = re.compile(r"^0x(?:[0-9a-fA-F]{2})*$")
+PAYMENT_IDENTIFIER = "payment-identifier"
+"""The x402 extension naming a paid request, so that a paid retry gets the first result."""
+_PAYMENT_ID = re.compile(r"^[a-zA-Z0-9_-]{16,128}$")
 
 
 @dataclass(frozen=True)
@@ -60,6 +63,8 @@ class ExactPayment:
     """The requirements a v2 client says it pays (None in v1)."""
     document: dict[str, Any]
     """The decoded payload object as the client sent it (forwarded to a facilitator)."""
+    identifier: str | None = None
+    """The payer's name for this paid request (the ``payment-identifier`` extension, v2)."""
 
     @property
     def payer(self) -> str:
@@ -129,7 +134,56 @@ def from_object(document: Any) -> Payment:
         nonce=bytes.fromhex(_matching(auth, "nonce", _BYTES32)[2:]),
     )
     signature = bytes.fromhex(_matching(payload, "signature", _HEX)[2:])
-    return ExactPayment(version, scheme, network, authorization, signature, accepted, document)
+    identifier = _payment_identifier(document) if version == 2 else None
+    return ExactPayment(
+        version, scheme, network, authorization, signature, accepted, document, identifier
+    )
+
+
+def payment_identifier_declaration(required: bool = False) -> dict[str, Any]:
+    """The 402's ``payment-identifier`` extension, as the SDK's
+    ``declare_payment_identifier_extension`` writes it."""
+    return {
+        "info": {"required": required},
+        "schema": {
+            "$schema": "https://json-schema.org/draft/2020-12/schema",
+            "type": "object",
+            "properties": {
+                "required": {"type": "boolean"},
+                "id": {
+                    "type": "string",
+                    "minLength": 16,
+                    "maxLength": 128,
+                    "pattern": "^[a-zA-Z0-9_-]+$",
+                },
+            },
+            "required": ["required"],
+        },
+    }
+
+
+def _payment_identifier(document: dict[str, Any]) -> str | None:
+    """The ``id`` of the ``payment-identifier`` extension: 16 to 128 letters, digits, ``-`` or
+    ``_``, as the x402 SDK defines it; absent (None) when the payment names none."""
+    extensions = document.get("extensions")
+    if extensions is None:
+        return None
+    if not isinstance(extensions, dict):
+        raise MalformedPayment("the payment's extensions must be an object")
+    extension = extensions.get(PAYMENT_IDENTIFIER)
+    if extension is None:
+        return None
+    info = extension.get("info") if isinstance(extension, dict) else None
+    if not isinstance(info, dict):
+        raise MalformedPayment(f"the payment's {PAYMENT_IDENTIFIER} extension has no info object")
+    identifier = info.get("id")
+    if identifier is None:
+        return None
+    if not isinstance(identifier, str) or not _PAYMENT_ID.match(identifier):
+        raise MalformedPayment(
+            "the payment identifier must be 16 to 128 letters, digits, '-' or '_'"
+        )
+    return identifier
 
 
 def _tx_hash_payment(document: dict[str, Any]) -> TxHashPayment:

@@ -1,11 +1,18 @@
 """x402 errors: a rejected payment (402 with the requirements again), a malformed header (400),
-a sanctioned payer (403) and an unreachable payment network (503)."""
+a sanctioned payer (403), an unreachable payment network (503) and a settlement not confirmed
+yet (202)."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from gpubridge.errors import BadRequest, Forbidden, PaymentRequired, ServiceUnavailable
+from gpubridge.errors import (
+    BadRequest,
+    Forbidden,
+    GpubridgeError,
+    PaymentRequired,
+    ServiceUnavailable,
+)
 
 # Reasons as the x402 SDK's exact EVM scheme names them.
 UNSUPPORTED_SCHEME = "unsupported_scheme"
@@ -24,6 +31,8 @@ TRANSACTION_FAILED = "transaction_failed"
 INVALID_TRANSACTION_STATE = "invalid_transaction_state"
 TRANSACTION_ALREADY_USED = "transaction_already_used"
 PAYMENT_REQUIRED = "Payment required"
+SETTLEMENT_PENDING = "settlement_pending"
+"""The SDK's settle error reason for a transaction sent but not confirmed yet."""
 
 
 class PaymentRejected(Exception):
@@ -63,3 +72,37 @@ class SanctionedPayer(Forbidden):
 
 class PaymentNetworkUnavailable(ServiceUnavailable):
     code = "payment_network_unavailable"
+
+
+class Unconfirmed(Exception):
+    """A settlement transaction was sent (``tx_hash``) but not confirmed in time: its outcome
+    is the chain's to tell, later."""
+
+    def __init__(self, tx_hash: str) -> None:
+        super().__init__(f"settlement {tx_hash} is not confirmed yet")
+        self.tx_hash = tx_hash
+
+
+class PaymentUnconfirmed(Exception):
+    """An accepted payment whose settlement is not confirmed yet: its reservation
+    (``payment_id``) stays until the chain decides (``X402.resolve``)."""
+
+    def __init__(self, payment_id: str, version: int, receipt: dict[str, Any]) -> None:
+        super().__init__("the settlement is not confirmed yet")
+        self.payment_id = payment_id
+        self.version = version
+        self.receipt = receipt
+        """The x402 SettleResponse: ``success`` false, ``errorReason`` settlement_pending."""
+
+
+class SettlementPending(GpubridgeError):
+    """The request waits for its settlement (202): its job runs once the transfer is
+    confirmed, or its reservation is released if the transfer never lands."""
+
+    code = SETTLEMENT_PENDING
+    status = 202
+
+    def __init__(self, message: str, *, version: int, receipt: dict[str, Any], **details: Any):
+        super().__init__(message, **details)
+        self.version = version
+        self.receipt = receipt

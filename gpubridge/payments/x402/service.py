@@ -15,18 +15,24 @@ import logging
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from gpubridge.db import Database
-from gpubridge.db.engine import utcnow
 from gpubridge.payments.accounts import Account
 from gpubridge.payments.x402 import codec, errors, store
-from gpubridge.payments.x402.codec import ExactPayment, Payment, TxHashPayment
+from gpubridge.payments.x402.codec import (
+    PAYMENT_IDENTIFIER,
+    ExactPayment,
+    Payment,
+    TxHashPayment,
+    payment_identifier_declaration,
+)
 from gpubridge.payments.x402.config import X402Config, x402_off_reason
 from gpubridge.payments.x402.errors import (
     PaymentNetworkUnavailable,
     PaymentRejected,
+    PaymentUnconfirmed,
+    Unconfirmed,
     X402Required,
 )
 from gpubridge.payments.x402.requirements import Offer, challenge_body, payment_required
@@ -52,7 +58,6 @@ ALREADY_USED = (
     "this transaction was already used: it paid for a request or a top-up, or was credited "
     "to its sender's wallet account"
 )
-RECONCILE_GRACE_S = 60.0
 
 
 @dataclass(frozen=True)
@@ -141,8 +146,11 @@ class X402:
         description: str,
         extensions: Mapping[str, Any] | None = None,
     ) -> Offer:
-        """What a request costs; ``extensions`` go into its 402 (``bazaar``: how to call it)."""
-        return Offer(amount_micros, resource, description, extensions=dict(extensions or {}))
+        """What a request costs; ``extensions`` go into its 402 (``bazaar``: how to call it),
+        with ``payment-identifier`` (a paid retry naming the same identifier gets the first
+        result)."""
+        declared = {**(extensions or {}), PAYMENT_IDENTIFIER: payment_identifier_declaration()}
+        return Offer(amount_micros, resource, description, extensions=declared)
 
     def required(
         self,
@@ -181,14 +189,14 @@ class X402:
             raise self.required(offer, exc.reason, exc.message) from None
 
     async def _accept_exact(self, payment: ExactPayment, offer: Offer) -> Accepted:
-        from gpubridge.payments.x402.eip3009 import check_exact
+        from gpubridge.payments.x402.sdk_exact import check
 
         if self.settlement is None:
             raise PaymentNetworkUnavailable(
                 "this server cannot settle x402 authorizations (no settlement key or "
                 "facilitator is configured); pay with a transaction hash instead"
             )
-        check_exact(self.config, payment, offer, self.clock())
+        check(self.config, payment, offer, self.clock())
         await self.settlement.verify(payment, offer)
         auth = payment.authorization
         try:
@@ -210,16 +218,24 @@ class X402:
         async def sent(tx_hash: str) -> None:
             await store.record_transaction(self.db, payment_id, tx_hash)
 
+        network = self.config.network if payment.version == 2 else self.config.network_v1
         try:
             tx_hash = await self.settlement.settle(payment, offer, sent)
         except PaymentRejected as exc:
             await store.fail(self.db, payment_id, exc.reason)
             raise
+        except Unconfirmed as exc:
+            log.warning("x402 settlement not confirmed in time", extra={"payment_id": payment_id})
+            receipt = {
+                **_receipt(exc.tx_hash, network, auth.payer, auth.value),
+                "success": False,
+                "errorReason": errors.SETTLEMENT_PENDING,
+            }
+            raise PaymentUnconfirmed(payment_id, payment.version, receipt) from None
         account = await ensure_wallet_account(self.db, auth.payer)
         await store.settle(
             self.db, payment_id, account_id=account.id, tx_hash=tx_hash, amount_micros=auth.value
         )
-        network = self.config.network if payment.version == 2 else self.config.network_v1
         return Accepted(
             account,
             payment_id,
@@ -271,40 +287,49 @@ class X402:
         receipt = _receipt(payment.tx_hash, self.config.network_v1, payment.payer, paid)
         return Accepted(account, payment_id, paid, 1, receipt)
 
-    # -- reconciliation -------------------------------------------------------------------
+    # -- settlements not confirmed in time --------------------------------------------------
     async def reconcile(self) -> None:
-        """Settle or release reservations whose request gave up with the outcome unknown.
+        """Settle or release reservations whose request gave up with the outcome unknown
+        (``pending.reconcile``)."""
+        from gpubridge.payments.x402.pending import reconcile
 
-        The chain decides: an authorization that is used paid this server (it names our
-        recipient and amount), so its payer is credited; one that is unused after its
-        ``validBefore`` can never pay, so its reservation fails.
-        """
-        from gpubridge.payments.x402.chain import ChainUnavailable
+        await reconcile(self)
 
-        cutoff = utcnow() - timedelta(seconds=self.config.settle_timeout_s + RECONCILE_GRACE_S)
-        stale = await store.stale_reservations(self.db, cutoff)
-        if not stale:
+    async def resolve(self, payment_id: str, version: int) -> Accepted | Released | None:
+        """What became of a payment whose settlement was not confirmed in time: ``Accepted``
+        (credited, once), ``Released`` (it can no longer pay), or None (not known yet)."""
+        from gpubridge.payments.x402.pending import resolve
+
+        return await resolve(self, payment_id, version)
+
+    async def accepted(self, payment_id: str, version: int) -> Accepted | None:
+        """A settled payment as ``accept`` answered it (for a retry that replays its request)."""
+        record = await store.payment(self.db, payment_id)
+        if record is None or record.status != store.SETTLED or record.account_id is None:
+            return None
+        account = await ensure_wallet_account(self.db, record.payer)
+        network = record.network if version == 2 else self.config.network_v1
+        receipt = _receipt(record.tx_hash or "", network, record.payer, record.amount_micros)
+        return Accepted(account, payment_id, record.amount_micros, version, receipt)
+
+    def check_signed(self, payment: Payment, offer: Offer) -> None:
+        """``X402Required`` unless ``payment`` is an authorization its payer signed that would
+        pay ``offer`` (checked without the chain, and nothing is settled)."""
+        from gpubridge.payments.x402.sdk_exact import check
+
+        if not isinstance(payment, ExactPayment):
             return
-        chain = await self.chain()
-        for reservation in stale:
-            try:
-                used = await chain.authorization_state(
-                    self.config.asset, reservation.payer, bytes.fromhex(reservation.nonce[2:])
-                )
-            except ChainUnavailable:
-                return
-            if used:
-                account = await ensure_wallet_account(self.db, reservation.payer)
-                await store.settle(
-                    self.db,
-                    reservation.id,
-                    account_id=account.id,
-                    tx_hash=reservation.tx_hash,
-                    amount_micros=reservation.amount_micros,
-                )
-                log.warning("x402 payment settled late", extra={"payment_id": reservation.id})
-            elif reservation.valid_before < self.clock():
-                await store.fail(self.db, reservation.id, "expired before it was settled")
+        try:
+            check(self.config, payment, offer, self.clock())
+        except PaymentRejected as exc:
+            raise self.required(offer, exc.reason, exc.message) from None
+
+
+@dataclass(frozen=True)
+class Released:
+    """A reservation that will never pay: the transfer did not land."""
+
+    reason: str
 
 
 def _receipt(tx_hash: str, network: str, payer: str, amount: int) -> dict[str, Any]:

@@ -4,7 +4,9 @@ facilitator's ``/verify`` and ``/settle``.
 Both do the chain-side verification first (the nonce is unused, the payer holds the amount) and
 then settle. A settlement that reverts is a ``PaymentRejected`` (nothing moved); one whose
 outcome is unknown (the node or facilitator stopped answering after the transaction may have
-been sent) is ``PaymentNetworkUnavailable``, and the reservation stays for reconciliation.
+been sent) is ``PaymentNetworkUnavailable``, and the reservation stays for reconciliation; one
+sent whose receipt did not come in time (or that a facilitator calls ``settlement_pending``) is
+``Unconfirmed``, with its transaction hash, for the chain to decide later.
 """
 
 from __future__ import annotations
@@ -16,7 +18,11 @@ from gpubridge.jsontext import parse_json
 from gpubridge.payments.x402 import errors
 from gpubridge.payments.x402.codec import ExactPayment
 from gpubridge.payments.x402.config import X402Config, same_address
-from gpubridge.payments.x402.errors import PaymentNetworkUnavailable, PaymentRejected
+from gpubridge.payments.x402.errors import (
+    PaymentNetworkUnavailable,
+    PaymentRejected,
+    Unconfirmed,
+)
 from gpubridge.payments.x402.requirements import Offer, requirements_v1, requirements_v2
 from gpubridge.payments.x402.txlogs import transfers_in
 
@@ -81,9 +87,7 @@ class DirectSettlement:
         try:
             receipt = await chain.wait_for_receipt(tx_hash, self.config.settle_timeout_s)
         except ChainUnavailable:
-            raise PaymentNetworkUnavailable(
-                "the settlement transaction was sent but not confirmed yet"
-            ) from None
+            raise Unconfirmed(tx_hash) from None
         if receipt.status != 1:
             raise PaymentRejected(errors.TRANSACTION_FAILED, "the settlement transaction reverted")
         paid = sum(
@@ -142,6 +146,14 @@ class FacilitatorSettlement:
     async def settle(self, payment: ExactPayment, offer: Offer, on_sent: OnSent) -> str:
         answer = await self._post("/settle", self._request(payment, offer))
         transaction = answer.get("transaction")
+        if (
+            answer.get("success") is not True
+            and answer.get("errorReason") == errors.SETTLEMENT_PENDING
+            and isinstance(transaction, str)
+            and transaction
+        ):
+            await on_sent(transaction.lower())
+            raise Unconfirmed(transaction.lower())
         if answer.get("success") is not True or not isinstance(transaction, str):
             reason = str(answer.get("errorReason") or errors.TRANSACTION_FAILED)
             raise PaymentRejected(

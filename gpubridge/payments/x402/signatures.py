@@ -1,12 +1,12 @@
-"""secp256k1 signatures: recover the signing address of a digest, EIP-712 typed data for
-EIP-3009, and EIP-191 ``personal_sign`` messages.
+"""secp256k1 signatures: recover the signing address of a digest, and EIP-191
+``personal_sign`` messages (wallet claims, signed tx-hash proofs). EIP-3009 authorizations are
+checked by the x402 SDK (``sdk_exact``).
 
 Imported only when a payment or a claim is checked (it loads the Ethereum libraries).
 """
 
 from __future__ import annotations
 
-from gpubridge.payments.x402.codec import Authorization
 from gpubridge.recursion import keep_recursion_limit
 
 with keep_recursion_limit():  # the Ethereum libraries may raise it process-wide on import
@@ -16,46 +16,6 @@ with keep_recursion_limit():  # the Ethereum libraries may raise it process-wide
     from eth_utils.exceptions import ValidationError
 
 SECP256K1_N = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
-_DOMAIN_TYPEHASH = keccak(
-    b"EIP712Domain(string name,string version,uint256 chainId,address verifyingContract)"
-)
-_TRANSFER_TYPEHASH = keccak(
-    b"TransferWithAuthorization(address from,address to,uint256 value,uint256 validAfter,"
-    b"uint256 validBefore,bytes32 nonce)"
-)
-
-
-def _word(value: int) -> bytes:
-    return value.to_bytes(32, "big")
-
-
-def _address_word(address: str) -> bytes:
-    return bytes(12) + bytes.fromhex(address.removeprefix("0x"))
-
-
-def domain_separator(name: str, version: str, chain_id: int, verifying_contract: str) -> bytes:
-    """The EIP-712 domain separator of a token (name, version, chainId, verifyingContract)."""
-    return keccak(
-        _DOMAIN_TYPEHASH
-        + keccak(name.encode())
-        + keccak(version.encode())
-        + _word(chain_id)
-        + _address_word(verifying_contract)
-    )
-
-
-def authorization_digest(domain: bytes, auth: Authorization) -> bytes:
-    """The EIP-712 digest a payer signs for ``transferWithAuthorization``."""
-    struct_hash = keccak(
-        _TRANSFER_TYPEHASH
-        + _address_word(auth.payer)
-        + _address_word(auth.to)
-        + _word(auth.value)
-        + _word(auth.valid_after)
-        + _word(auth.valid_before)
-        + auth.nonce
-    )
-    return keccak(b"\x19\x01" + domain + struct_hash)
 
 
 def personal_message_digest(message: str) -> bytes:

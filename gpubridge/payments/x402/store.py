@@ -234,3 +234,40 @@ async def tx_hash_used(db: Database, chain_id: int, tx_hash: str) -> bool:
                 select(crypto_invoices.c.id).where(crypto_invoices.c.tx_hash == tx)
             )
         return found is not None
+
+
+@dataclass(frozen=True)
+class PaymentRecord:
+    """One x402 payment as stored."""
+
+    id: str
+    status: str
+    network: str
+    payer: str
+    nonce: str | None
+    valid_before: int | None
+    tx_hash: str | None
+    amount_micros: int
+    account_id: str | None
+    error: str | None
+
+
+async def payment(db: Database, payment_id: str) -> PaymentRecord | None:
+    async with db.connect() as conn:
+        row = (
+            await conn.execute(select(x402_payments).where(x402_payments.c.id == payment_id))
+        ).first()
+    if row is None:
+        return None
+    return PaymentRecord(
+        row.id,
+        row.status,
+        row.network,
+        row.payer,
+        row.nonce,
+        None if row.valid_before is None else int(row.valid_before),
+        row.tx_hash,
+        int(row.amount_micros),
+        row.account_id,
+        row.error,
+    )

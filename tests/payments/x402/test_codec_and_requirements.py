@@ -139,3 +139,45 @@ def test_our_payment_response_decodes_with_the_sdk():
     }
     decoded = decode_payment_response_header(codec.encode_json(receipt))
     assert decoded.success and decoded.transaction == receipt["transaction"]
+
+
+def test_the_payment_identifier_is_read_and_checked_as_the_x402_sdk_defines_it():
+    from x402.extensions.payment_identifier import (
+        declare_payment_identifier_extension,
+        is_valid_payment_id,
+    )
+
+    assert codec.payment_identifier_declaration() == declare_payment_identifier_extension()
+
+    def v2(extensions: object) -> dict:
+        return {
+            "x402Version": 2,
+            "accepted": {"scheme": "exact", "network": "eip155:8453"},
+            "payload": {
+                "authorization": {
+                    "from": "0x" + "11" * 20,
+                    "to": "0x" + "22" * 20,
+                    "value": "1",
+                    "validAfter": "0",
+                    "validBefore": "9999999999",
+                    "nonce": "0x" + "33" * 32,
+                },
+                "signature": "0x" + "44" * 65,
+            },
+            "extensions": extensions,
+        }
+
+    for identifier in ["pay_7d5d747be160e280", "a" * 128, "short", "a" * 129, "pay 7d5d747be16"]:
+        document = v2({"payment-identifier": {"info": {"required": False, "id": identifier}}})
+        if is_valid_payment_id(identifier):
+            payment = codec.from_object(document)
+            assert isinstance(payment, codec.ExactPayment)
+            assert payment.identifier == identifier
+        else:
+            with pytest.raises(MalformedPayment):
+                codec.from_object(document)
+    declared_only = v2({"payment-identifier": {"info": {"required": False}}, "bazaar": {}})
+    assert codec.from_object(declared_only).identifier is None  # type: ignore[union-attr]
+    assert codec.from_object(v2(None)).identifier is None  # type: ignore[union-attr]
+    with pytest.raises(MalformedPayment):
+        codec.from_object(v2([]))

@@ -1,6 +1,6 @@
-"""EIP-712 / EIP-3009 verification without a chain: our digest is eth-account's, signatures
-recover only when they are valid the way USDC's ecrecover checks them, and each mismatch has
-its x402 reason."""
+"""EIP-3009 verification without a chain, by the x402 SDK's ``exact`` scheme code: what
+eth-account signs passes, in v1 and v2; each mismatch has its x402 reason; signatures count only
+when valid the way USDC's ecrecover checks them."""
 
 from __future__ import annotations
 
@@ -10,20 +10,14 @@ from dataclasses import replace
 
 import pytest
 from eth_account import Account
-from eth_account.messages import _hash_eip191_message, encode_defunct, encode_typed_data
+from eth_account.messages import encode_typed_data
 
 from gpubridge.payments.x402.codec import Authorization, ExactPayment
 from gpubridge.payments.x402.config import X402Config
-from gpubridge.payments.x402.eip3009 import check_exact
 from gpubridge.payments.x402.errors import PaymentRejected
 from gpubridge.payments.x402.requirements import Offer, requirements_v2
-from gpubridge.payments.x402.signatures import (
-    SECP256K1_N,
-    authorization_digest,
-    domain_separator,
-    personal_message_digest,
-    recover,
-)
+from gpubridge.payments.x402.sdk_exact import check
+from gpubridge.payments.x402.signatures import SECP256K1_N
 from gpubridge.settings import Settings
 from tests.support.gateway_app import TEST_RECIPIENT
 from tests.support.local_chain import TRANSFER_TYPES
@@ -74,21 +68,9 @@ def signed(auth: Authorization, *, signer=PAYER, chain_id: int = 8453, version: 
     return ExactPayment(version, "exact", network, auth, bytes(signature.signature), accepted, {})
 
 
-def test_the_digest_is_the_one_eth_account_signs():
-    auth = authorization()
-    domain = domain_separator("USD Coin", "2", 8453, CONFIG.asset)
-    expected = encode_typed_data(full_message=typed_data(auth))
-    assert authorization_digest(domain, auth) == _hash_eip191_message(expected)
-
-
-def test_personal_messages_use_the_eip191_prefix():
-    message = "gpubridge wallet claim"
-    assert personal_message_digest(message) == _hash_eip191_message(encode_defunct(text=message))
-
-
 def test_a_valid_authorization_passes_in_v1_and_v2():
-    check_exact(CONFIG, signed(authorization()), OFFER, time.time())
-    check_exact(CONFIG, signed(authorization(), version=1), OFFER, time.time())
+    check(CONFIG, signed(authorization()), OFFER, time.time())
+    check(CONFIG, signed(authorization(), version=1), OFFER, time.time())
 
 
 @pytest.mark.parametrize(
@@ -123,19 +105,25 @@ def test_a_valid_authorization_passes_in_v1_and_v2():
 )
 def test_each_mismatch_is_refused_with_its_reason(payment, reason):
     with pytest.raises(PaymentRejected) as caught:
-        check_exact(CONFIG, payment(), OFFER, time.time())
+        check(CONFIG, payment(), OFFER, time.time())
     assert caught.value.reason.endswith(reason)
 
 
-def test_only_canonical_65_byte_signatures_recover():
-    digest = os.urandom(32)
-    signature = bytes(PAYER.unsafe_sign_hash(digest).signature)
-    address = PAYER.address.lower()
-    assert recover(digest, signature) == address
-    assert recover(digest, signature[:64] + bytes([signature[64] - 27])) == address  # v as 0/1
-    s = int.from_bytes(signature[32:64], "big")
-    high_s = signature[:32] + (SECP256K1_N - s).to_bytes(32, "big") + bytes([signature[64] ^ 1])
-    assert recover(digest, high_s) is None  # malleable twin: USDC refuses it too
-    assert recover(digest, signature[:64] + b"\x05") is None
-    assert recover(digest, signature[:64]) is None
-    assert recover(digest, bytes(65)) is None
+def test_only_canonical_65_byte_signatures_pass():
+    good = signed(authorization())
+    check(
+        CONFIG,
+        replace(good, signature=good.signature[:64] + bytes([good.signature[64] - 27])),
+        OFFER,
+        time.time(),
+    )
+    s = int.from_bytes(good.signature[32:64], "big")
+    high_s = (
+        good.signature[:32]
+        + (SECP256K1_N - s).to_bytes(32, "big")
+        + bytes([good.signature[64] ^ 1])
+    )
+    for signature in [high_s, good.signature[:64] + b"\x05", good.signature[:64], bytes(65)]:
+        with pytest.raises(PaymentRejected) as caught:
+            check(CONFIG, replace(good, signature=signature), OFFER, time.time())
+        assert caught.value.reason == "invalid_exact_evm_payload_signature"
