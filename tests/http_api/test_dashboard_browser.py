@@ -4,6 +4,7 @@ served by uvicorn on loopback, with card top-ups on the local Stripe API."""
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import shutil
 import socket
@@ -20,6 +21,7 @@ from playwright.async_api import Route, async_playwright
 
 from gpubridge.app import create_app
 from gpubridge.db import Database
+from tests.http_api.test_playground_forms import run_shell
 from tests.payments.conftest import stripe_settings
 from tests.support.gateway_app import auth, openai_backend, settings_for, write_catalog
 from tests.support.openai_upstream import Upstream, serve_openai_upstream
@@ -213,6 +215,8 @@ async def test_run_a_starter_model_from_the_playground_and_see_it_in_the_chart(
             await page.select_option("#service", "embedding-l4")  # the script opens its form
             await page.wait_for_selector("form[action$='/playground/embedding-l4']")
             await page.fill("#f-text", "The quick brown fox jumps over the lazy dog.")
+            live_curl = await page.text_content("#curl")  # the script follows the form
+            assert live_curl is not None and "The quick brown fox" in live_curl
             await page.screenshot(path=str(shots / "playground-form.png"), full_page=True)
             await page.click("#run")
             await page.wait_for_url("**/account/dashboard/jobs/*")
@@ -223,6 +227,10 @@ async def test_run_a_starter_model_from_the_playground_and_see_it_in_the_chart(
             assert await page.text_content("#job-status") == "completed"
             curl = await page.text_content("#curl")
             assert curl is not None and '"service": "embedding-l4"' in curl
+            # The form's live curl and the job's own run the same job.
+            sent = [json.loads(run_shell(c, tmp_path)[-1]) for c in (live_curl, curl)]
+            assert sent[0] == sent[1]
+            assert sent[0]["input"]["text"] == "The quick brown fox jumps over the lazy dog."
             await page.screenshot(path=str(shots / "playground-result.png"), full_page=True)
 
             await page.click("nav >> text=Account")
