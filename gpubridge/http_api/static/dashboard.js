@@ -37,7 +37,10 @@ function followJob() {
   const terminal = new Set(["completed", "failed", "cancelled"]);
   events.addEventListener("status", (message) => {
     const job = JSON.parse(message.data);
-    status.textContent = job.status;
+    const badge = document.createElement("span");
+    badge.className = "badge " + job.status;
+    badge.textContent = job.status;
+    status.replaceChildren(badge);
     if (terminal.has(job.status)) {
       events.close();
       window.location.reload();
