@@ -66,7 +66,6 @@ async def _form_page(
 ) -> Response:
     service = gateway.catalog.service(key)
     report = (await gateway.availability.reports())[key]
-    shown = values if values is not None else example_input(service.input_schema)
     return html(
         render(
             "playground",
@@ -80,7 +79,9 @@ async def _form_page(
             values=values or {},
             violations={str(v.get("path", "")): v.get("message", "") for v in violations or []},
             price=price_text(service.price),
-            curl=curl_command(server_url(request), key, shown),
+            # The example's curl; the page's script rewrites it as the form is filled in.
+            curl=curl_command(server_url(request), key, example_input(service.input_schema)),
+            run_url=f"{server_url(request)}/run",
             **extra,
         ),
         status_code,

@@ -34,6 +34,8 @@ class Field:
     maximum: float | None = None
     step: str = "any"
     accept: str = ""
+    numeric: bool = False
+    """A menu of numbers (an integer enum): its choice is sent as a number."""
 
 
 def _string_like(schema: dict[str, Any]) -> bool:
@@ -56,7 +58,18 @@ def _field(name: str, schema: dict[str, Any], required: bool) -> Field:
         media = FIELD_KINDS[name]
         return Field(kind="media", accept=f"{media}/*", **common)
     if isinstance(schema.get("enum"), list):
-        return Field(kind="select", options=[str(v) for v in schema["enum"]], **common)
+        options = schema["enum"]
+        numeric = kind in ("integer", "number") or all(
+            isinstance(v, int | float) and not isinstance(v, bool) for v in options
+        )
+        whole = kind == "integer" or all(isinstance(v, int) for v in options)
+        return Field(
+            kind="select",
+            options=[str(v) for v in options],
+            numeric=numeric,
+            step="1" if whole else "any",
+            **common,
+        )
     if kind == "boolean":
         return Field(kind="checkbox", **common)
     if kind in ("integer", "number"):
@@ -92,16 +105,14 @@ def _number(item: Field, raw: str) -> int | float:
         raise _invalid(item.name, f"must be {kind}") from None
 
 
-def _typed(item: Field, raw: str, schema: dict[str, Any]) -> Any:
-    if item.kind == "number":
+def _typed(item: Field, raw: str) -> Any:
+    if item.kind == "number" or item.numeric:
         return _number(item, raw)
     if item.kind == "json":
         try:
             return json.loads(raw)
         except json.JSONDecodeError as exc:
             raise _invalid(item.name, f"is not valid JSON ({exc.msg})") from None
-    if item.kind == "select" and schema.get("type") in ("integer", "number"):
-        return _number(item, raw)
     return raw
 
 
@@ -113,7 +124,6 @@ async def read_input(
     schema's defaults apply."""
     payload: dict[str, Any] = {}
     media: dict[str, MediaInput] = {}
-    properties = schema.get("properties") or {}
     for item in form_fields(schema):
         if item.kind == "checkbox":
             values = form.getlist(item.name)
@@ -133,9 +143,7 @@ async def read_input(
         raw = form.get(item.name)
         if not isinstance(raw, str) or not raw.strip():
             continue
-        payload[item.name] = _typed(
-            item, raw.strip() if item.kind != "textarea" else raw, properties.get(item.name, {})
-        )
+        payload[item.name] = _typed(item, raw if item.kind == "textarea" else raw.strip())
     return payload, media
 
 

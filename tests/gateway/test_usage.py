@@ -6,8 +6,8 @@ from datetime import timedelta
 
 from gpubridge.gateway.usage import USAGE_DAYS, ServiceUsage, usage_report
 from gpubridge.payments.accounts import Account
+from tests.jobs.test_usage import TODAY, settled
 from tests.payments.test_ledger import funded_account
-from tests.payments.test_spending import TODAY, settled
 
 
 def account(account_id: str) -> Account:

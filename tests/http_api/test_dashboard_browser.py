@@ -4,6 +4,7 @@ served by uvicorn on loopback, with card top-ups on the local Stripe API."""
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import shutil
 import socket
@@ -20,10 +21,13 @@ from playwright.async_api import Route, async_playwright
 
 from gpubridge.app import create_app
 from gpubridge.db import Database
+from tests.http_api.test_playground_forms import run_shell
 from tests.payments.conftest import stripe_settings
 from tests.support.gateway_app import auth, openai_backend, settings_for, write_catalog
+from tests.support.media_server import png_bytes
 from tests.support.openai_upstream import Upstream, serve_openai_upstream
 from tests.support.stripe_server import StripeServer, serve_stripe
+from tests.support.tiny_imaging import build_tiny_swin2sr
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -213,6 +217,8 @@ async def test_run_a_starter_model_from_the_playground_and_see_it_in_the_chart(
             await page.select_option("#service", "embedding-l4")  # the script opens its form
             await page.wait_for_selector("form[action$='/playground/embedding-l4']")
             await page.fill("#f-text", "The quick brown fox jumps over the lazy dog.")
+            live_curl = await page.text_content("#curl")  # the script follows the form
+            assert live_curl is not None and "The quick brown fox" in live_curl
             await page.screenshot(path=str(shots / "playground-form.png"), full_page=True)
             await page.click("#run")
             await page.wait_for_url("**/account/dashboard/jobs/*")
@@ -223,6 +229,10 @@ async def test_run_a_starter_model_from_the_playground_and_see_it_in_the_chart(
             assert await page.text_content("#job-status") == "completed"
             curl = await page.text_content("#curl")
             assert curl is not None and '"service": "embedding-l4"' in curl
+            # The form's live curl and the job's own run the same job.
+            sent = [json.loads(run_shell(c, tmp_path)[-1]) for c in (live_curl, curl)]
+            assert sent[0] == sent[1]
+            assert sent[0]["input"]["text"] == "The quick brown fox jumps over the lazy dog."
             await page.screenshot(path=str(shots / "playground-result.png"), full_page=True)
 
             await page.click("nav >> text=Account")
@@ -277,4 +287,68 @@ async def test_the_playground_runs_a_job_and_shows_its_result_without_scripts(
             assert not await page.is_visible("button.copy")  # copying needs the script
         finally:
             upstream.behaviour.delay_s = 0.0
+            await context.close()
+
+
+@pytest.fixture
+async def served_upscaler(tmp_path: Path) -> AsyncIterator[tuple[str, Any]]:
+    """The gateway with upscale-l4 on a tiny Swin2SR checkpoint built here (x2 and x4)."""
+    checkpoints = {
+        str(scale): str(build_tiny_swin2sr(tmp_path / f"swin2sr-x{scale}", upscale=scale))
+        for scale in (2, 4)
+    }
+
+    def edit(data: dict[str, Any]) -> None:
+        for key, service in data["services"].items():
+            if key != "upscale-l4":
+                service["backends"] = []
+        model = data["services"]["upscale-l4"]["models"][0]
+        model["source"] = checkpoints["4"]
+        model["options"] = {"checkpoints": checkpoints}
+
+    async with serve(tmp_path, edit) as pair:
+        yield pair
+
+
+async def test_an_uploaded_image_is_upscaled_from_the_playground_and_shown(
+    served_upscaler: tuple[str, Any], tmp_path: Path
+) -> None:
+    executable = chromium_path()
+    base, app = served_upscaler
+    shots = screenshot_dir(tmp_path)
+    picture = tmp_path / "picture.png"
+    picture.write_bytes(png_bytes(24, 16))
+    async with httpx.AsyncClient(base_url=base) as client:
+        response = await client.post("/account/register", json={"email": EMAIL})
+        key = response.json()["api_key"]
+        await app.state.gateway.grant(EMAIL, 5_000_000)
+
+    async with async_playwright() as playwright:
+        context = await playwright.chromium.launch_persistent_context(
+            str(tmp_path / "profile"),
+            executable_path=executable,
+            headless=True,
+            args=CHROMIUM_ARGS,
+            viewport={"width": 1280, "height": 900},
+        )
+        try:
+            page = await context.new_page()
+            await page.goto(f"{base}/account/dashboard")
+            await page.fill("#email", EMAIL)
+            await page.fill("#api_key", key)
+            await page.click("text=Sign in")
+            await page.wait_for_selector("#balance")
+            await page.goto(f"{base}/account/dashboard/playground?service=upscale-l4")
+            await page.set_input_files("#f-image_url__file", str(picture))
+            await page.select_option("#f-scale", "2")
+            curl = await page.text_content("#curl")
+            assert curl is not None and "base64 -w0 'picture.png'" in curl and '"scale": 2' in curl
+            await page.click("#run")
+            await page.wait_for_url("**/account/dashboard/jobs/*")
+            image = await page.wait_for_selector("#job-output img", timeout=120_000)
+            assert image is not None
+            size = await image.evaluate("img => [img.naturalWidth, img.naturalHeight]")
+            assert size == [48, 32]  # the upload, twice as wide and high
+            await page.screenshot(path=str(shots / "playground-image.png"), full_page=True)
+        finally:
             await context.close()

@@ -138,7 +138,7 @@ def test_the_example_input_fills_the_required_fields(catalog: Catalog) -> None:
 def fake_curl(tmp_path: Path) -> dict[str, str]:
     """An environment whose ``curl`` prints its arguments as JSON."""
     bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
+    bin_dir.mkdir(exist_ok=True)
     script = bin_dir / "curl"
     script.write_text("#!/usr/bin/env python3\nimport json, sys\nprint(json.dumps(sys.argv[1:]))\n")
     script.chmod(0o755)
@@ -176,3 +176,13 @@ def test_an_uploaded_file_is_sent_as_a_data_url_read_by_the_shell(tmp_path: Path
     url = body["input"]["audio_url"]
     assert url.startswith("data:application/octet-stream;base64,")
     assert base64.b64decode(url.split(",", 1)[1]) == WAV
+
+
+async def test_a_menu_of_whole_numbers_is_sent_as_an_integer(catalog: Catalog) -> None:
+    key = next(k for k, s in catalog.services.items() if "scale" in s.input_schema["properties"])
+    scale = by_name(form_fields(schema(catalog, key)))["scale"]
+    assert (scale.kind, scale.numeric, scale.options) == ("select", True, ["2", "4"])
+    form = FormData([("image_url", "https://example.com/a.png"), ("scale", "2")])
+    payload, _ = await read_input(schema(catalog, key), form)
+    assert payload["scale"] == 2 and isinstance(payload["scale"], int)
+    catalog.validate_input(catalog.service(key), payload)

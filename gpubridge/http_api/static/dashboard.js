@@ -37,7 +37,10 @@ function followJob() {
   const terminal = new Set(["completed", "failed", "cancelled"]);
   events.addEventListener("status", (message) => {
     const job = JSON.parse(message.data);
-    status.textContent = job.status;
+    const badge = document.createElement("span");
+    badge.className = "badge " + job.status;
+    badge.textContent = job.status;
+    status.replaceChildren(badge);
     if (terminal.has(job.status)) {
       events.close();
       window.location.reload();
@@ -64,8 +67,61 @@ function followJob() {
   };
 }
 
+// The playground's curl follows the form as it is filled in (the server renders the
+// example's); it is the job the form would run, as POST /run takes it.
+function shellQuote(text) {
+  return "'" + text.replace(/'/g, "'\"'\"'") + "'";
+}
+
+function formInput(form) {
+  const input = {};
+  const uploads = {};
+  for (const field of form.elements) {
+    if (!field.name || field.name === "csrf_token" || field.type === "hidden") continue;
+    if (field.type === "file") {
+      if (field.files.length) uploads[field.name.replace(/__file$/, "")] = field.files[0].name;
+    } else if (field.type === "checkbox") {
+      input[field.name] = field.checked;
+    } else if (field.value.trim() !== "") {
+      const value = field.tagName === "TEXTAREA" ? field.value : field.value.trim();
+      if (field.type === "number" || "numeric" in field.dataset) {
+        input[field.name] = Number(value);
+      } else if (field.classList.contains("mono")) {
+        try { input[field.name] = JSON.parse(value); } catch (error) { input[field.name] = value; }
+      } else {
+        input[field.name] = value;
+      }
+    }
+  }
+  for (const name of Object.keys(uploads)) input[name] = "@@" + name + "@@";
+  return { input, uploads };
+}
+
+function liveCurl() {
+  const form = document.getElementById("playground-form");
+  const target = document.querySelector("#curl code");
+  if (!form || !target) return;
+  const update = () => {
+    const { input, uploads } = formInput(form);
+    let body = shellQuote(JSON.stringify({ service: form.dataset.service, input }, null, 1)
+      .replace(/\n\s*/g, " "));
+    for (const [name, file] of Object.entries(uploads)) {
+      body = body.replace("@@" + name + "@@",
+        "data:application/octet-stream;base64,'\"$(base64 -w0 " + shellQuote(file) + ")\"'");
+    }
+    target.textContent = "curl -X POST " + form.dataset.runUrl + " \\\n" +
+      '  -H "Authorization: Bearer $GPUBRIDGE_API_KEY" \\\n' +
+      '  -H "Content-Type: application/json" \\\n' +
+      "  -d " + body;
+  };
+  form.addEventListener("input", update);
+  form.addEventListener("change", update);
+  update();
+}
+
 document.addEventListener("DOMContentLoaded", () => {
   enableCopyButtons();
   autosubmitPickers();
   followJob();
+  liveCurl();
 });
