@@ -3,14 +3,17 @@ it shows without any script (pygal's own inline config script is left out)."""
 
 from __future__ import annotations
 
+import functools
+from typing import TYPE_CHECKING
 from xml.etree import ElementTree
 
-import pygal
 from markupsafe import Markup
-from pygal.style import Style
 
 from gpubridge.gateway.usage import UsageReport
 from gpubridge.money import micros_to_usd
+
+if TYPE_CHECKING:
+    from pygal.style import Style
 
 COLORS = (
     "#2563eb",
@@ -24,20 +27,27 @@ COLORS = (
     "#64748b",
     "#f97316",
 )
-_STYLE = Style(
-    background="transparent",
-    plot_background="transparent",
-    foreground="#1f2937",
-    foreground_strong="#111827",
-    foreground_subtle="#d1d5db",
-    colors=COLORS,
-    font_family="system-ui, -apple-system, 'Segoe UI', sans-serif",
-    label_font_size=12,
-    major_label_font_size=12,
-    legend_font_size=13,
-    value_font_size=11,
-    tooltip_font_size=12,
-)
+
+
+@functools.cache
+def _style() -> Style:
+    """The chart's style; pygal is imported on the first chart drawn, not at start-up."""
+    from pygal.style import Style
+
+    return Style(
+        background="transparent",
+        plot_background="transparent",
+        foreground="#1f2937",
+        foreground_strong="#111827",
+        foreground_subtle="#d1d5db",
+        colors=COLORS,
+        font_family="system-ui, -apple-system, 'Segoe UI', sans-serif",
+        label_font_size=12,
+        major_label_font_size=12,
+        legend_font_size=13,
+        value_font_size=11,
+        tooltip_font_size=12,
+    )
 
 
 def _usd_label(value: float | None) -> str:
@@ -48,8 +58,10 @@ def spending_chart(report: UsageReport) -> Markup | None:
     """Spending per day over the report's days, stacked by service; None without spending."""
     if report.total_micros == 0:
         return None
+    import pygal
+
     chart = pygal.StackedBar(
-        style=_STYLE,
+        style=_style(),
         js=[],
         width=900,
         height=320,

@@ -109,7 +109,7 @@ async def test_sign_in_see_balance_and_jobs_and_start_a_card_top_up(
 ) -> None:
     executable = chromium_path()
     base, app = served
-    async with httpx.AsyncClient(base_url=base) as client:
+    async with httpx.AsyncClient(base_url=base, timeout=120) as client:
         response = await client.post("/account/register", json={"email": EMAIL})
         key = response.json()["api_key"]
         await app.state.gateway.grant(EMAIL, 3_000_000)
@@ -183,7 +183,7 @@ async def test_run_a_starter_model_from_the_playground_and_see_it_in_the_chart(
     executable = chromium_path()
     base, app = served_starter
     shots = screenshot_dir(tmp_path)
-    async with httpx.AsyncClient(base_url=base) as client:
+    async with httpx.AsyncClient(base_url=base, timeout=120) as client:
         response = await client.post("/account/register", json={"email": EMAIL})
         key = response.json()["api_key"]
         await app.state.gateway.grant(EMAIL, 5_000_000)
@@ -253,7 +253,7 @@ async def test_the_playground_runs_a_job_and_shows_its_result_without_scripts(
 ) -> None:
     executable = chromium_path()
     base, app = served
-    async with httpx.AsyncClient(base_url=base) as client:
+    async with httpx.AsyncClient(base_url=base, timeout=120) as client:
         response = await client.post("/account/register", json={"email": EMAIL})
         key = response.json()["api_key"]
         await app.state.gateway.grant(EMAIL, 3_000_000)
@@ -318,7 +318,7 @@ async def test_an_uploaded_image_is_upscaled_from_the_playground_and_shown(
     shots = screenshot_dir(tmp_path)
     picture = tmp_path / "picture.png"
     picture.write_bytes(png_bytes(24, 16))
-    async with httpx.AsyncClient(base_url=base) as client:
+    async with httpx.AsyncClient(base_url=base, timeout=120) as client:
         response = await client.post("/account/register", json={"email": EMAIL})
         key = response.json()["api_key"]
         await app.state.gateway.grant(EMAIL, 5_000_000)
