@@ -170,26 +170,31 @@ class PaidIntake(Intake):
                 payload,
             )
         try:
-            fetched = await self._media(payload, media)
-        except GpubridgeError as exc:
-            # The payment is settled: it stays in the wallet account, as after a failed job.
-            exc.message = (
-                f"{exc.message}; the payment was credited to the wallet account of "
-                f"{accepted.payer}, claim it with POST /account/wallet/claim"
+            try:
+                fetched = await self._media(payload, media)
+            except GpubridgeError as exc:
+                # The payment is settled: it stays in the wallet account, as after a failed job.
+                exc.message = (
+                    f"{exc.message}; the payment was credited to the wallet account of "
+                    f"{accepted.payer}, claim it with POST /account/wallet/claim"
+                )
+                raise
+            submitted = await self._create(
+                accepted.account,
+                service,
+                model,
+                payload,
+                fetched,
+                webhook_url=webhook_url,
+                idempotency_key=idempotency_key,
+                priority=priority,
+                uploaded=frozenset(media or ()),
+                job_id=job_id,
             )
+        except BaseException:
+            if kept is not None:  # no job: a retry with this identifier is a new request
+                await requests.discard(self.db, kept.id)
             raise
-        submitted = await self._create(
-            accepted.account,
-            service,
-            model,
-            payload,
-            fetched,
-            webhook_url=webhook_url,
-            idempotency_key=idempotency_key,
-            priority=priority,
-            uploaded=frozenset(media or ()),
-            job_id=job_id,
-        )
         if kept is not None and submitted.job.id != job_id:
             await requests.move_job(self.db, kept.id, submitted.job.id)
         return PaidSubmission(submitted, accepted.account, accepted)
