@@ -213,6 +213,15 @@ x402_requests = Table(
     Index("ix_x402_requests_job", "job_id"),
 )
 
+# Sign-in-with-x messages already used: each signed message spends its wallet's credit once.
+x402_sign_ins = Table(
+    "x402_sign_ins",
+    metadata,
+    Column("nonce", String(128), primary_key=True),
+    Column("address", String(42), nullable=False),
+    Column("used_at", UtcTime, nullable=False),
+)
+
 # Stripe Checkout top-ups: one row per Checkout Session created for an account.
 checkout_sessions = Table(
     "checkout_sessions",

@@ -27,10 +27,18 @@ from sqlalchemy.exc import IntegrityError
 
 from gpubridge.catalog import ModelSpec, Service
 from gpubridge.engines.base import MediaInput
-from gpubridge.errors import Conflict, GpubridgeError, ServiceUnavailable
+from gpubridge.errors import (
+    Conflict,
+    GpubridgeError,
+    InsufficientCredits,
+    NegativeBalance,
+    ServiceUnavailable,
+    SpendingLimitExceeded,
+)
 from gpubridge.gateway.discovery import Describe
 from gpubridge.gateway.intake import Intake, Submitted, _request_hash
 from gpubridge.jobs import store as jobs
+from gpubridge.payments.accounts import Account
 from gpubridge.payments.x402 import Accepted, Payment, RequestBinding
 from gpubridge.payments.x402 import paid_requests as requests
 from gpubridge.payments.x402.bazaar import BAZAAR
@@ -39,15 +47,21 @@ from gpubridge.payments.x402.errors import PaymentUnconfirmed, SettlementPending
 from gpubridge.payments.x402.paid_requests import PaidRequest
 from gpubridge.payments.x402.requirements import Offer
 from gpubridge.payments.x402.service import Released
+from gpubridge.payments.x402.wallets import find_wallet_account
 
 log = logging.getLogger(__name__)
+
+NO_CREDIT = "insufficient_wallet_credit"
+"""Why a signed-in wallet is asked to pay: its account holds less than the job's hold."""
 
 
 @dataclass(frozen=True)
 class PaidSubmission:
     submitted: Submitted
-    payment: Accepted
-    """The settled x402 payment."""
+    account: Account
+    """The wallet account the job is held and charged on."""
+    payment: Accepted | None
+    """The settled x402 payment; None when the wallet signed in and spent its credit."""
 
 
 class PaidIntake(Intake):
@@ -66,6 +80,7 @@ class PaidIntake(Intake):
         priority: str | None = None,
         media: Mapping[str, MediaInput] | None = None,
         describe: Describe | None = None,
+        sign_in: str | None = None,
     ) -> PaidSubmission:
         """Submit a job paid with x402 (a header value or a decoded payment object).
 
@@ -80,7 +95,9 @@ class PaidIntake(Intake):
         the earlier job, and its payment stays in the wallet account as credit. A payment
         identifier replays without settling the retry's payment. ``media`` is as for
         ``submit``. ``describe`` gives the 402 its Bazaar extension (how the door's resource
-        is called), for x402 directories and agents.
+        is called), for x402 directories and agents. ``sign_in`` (a ``SIGN-IN-WITH-X`` header,
+        with no payment) spends the signed-in wallet account's credit instead; without enough
+        of it the answer is the 402 again.
         """
         if self.x402 is None:
             raise ServiceUnavailable("x402 payments are off on this server", code="x402_disabled")
@@ -96,6 +113,18 @@ class PaidIntake(Intake):
             {BAZAAR: describe(service)} if describe is not None else None,
         )
         if payment is None:
+            if sign_in is not None:
+                return await self._signed_in(
+                    sign_in,
+                    offer,
+                    service,
+                    model,
+                    payload,
+                    media,
+                    webhook_url=webhook_url,
+                    idempotency_key=idempotency_key,
+                    priority=priority,
+                )
             raise self.x402.required(offer)
         decoded = self.x402.decode(payment)
         request_hash = _request_hash(service.key, payload, webhook_url)
@@ -141,29 +170,62 @@ class PaidIntake(Intake):
                 payload,
             )
         try:
-            fetched = await self._media(payload, media)
-        except GpubridgeError as exc:
-            # The payment is settled: it stays in the wallet account, as after a failed job.
-            exc.message = (
-                f"{exc.message}; the payment was credited to the wallet account of "
-                f"{accepted.payer}, claim it with POST /account/wallet/claim"
+            try:
+                fetched = await self._media(payload, media)
+            except GpubridgeError as exc:
+                # The payment is settled: it stays in the wallet account, as after a failed job.
+                exc.message = (
+                    f"{exc.message}; the payment was credited to the wallet account of "
+                    f"{accepted.payer}, claim it with POST /account/wallet/claim"
+                )
+                raise
+            submitted = await self._create(
+                accepted.account,
+                service,
+                model,
+                payload,
+                fetched,
+                webhook_url=webhook_url,
+                idempotency_key=idempotency_key,
+                priority=priority,
+                uploaded=frozenset(media or ()),
+                job_id=job_id,
             )
+        except BaseException:
+            if kept is not None:  # no job: a retry with this identifier is a new request
+                await requests.discard(self.db, kept.id)
             raise
-        submitted = await self._create(
-            accepted.account,
-            service,
-            model,
-            payload,
-            fetched,
-            webhook_url=webhook_url,
-            idempotency_key=idempotency_key,
-            priority=priority,
-            uploaded=frozenset(media or ()),
-            job_id=job_id,
-        )
         if kept is not None and submitted.job.id != job_id:
             await requests.move_job(self.db, kept.id, submitted.job.id)
-        return PaidSubmission(submitted, accepted)
+        return PaidSubmission(submitted, accepted.account, accepted)
+
+    async def _signed_in(
+        self,
+        header: str,
+        offer: Offer,
+        service: Service,
+        model: ModelSpec,
+        payload: Any,
+        media: Mapping[str, MediaInput] | None,
+        **job: Any,
+    ) -> PaidSubmission:
+        """The job held on the wallet account that signed in, or the 402 when it has none or
+        not enough credit for the hold (the client then pays)."""
+        assert self.x402 is not None
+        address = await self.x402.sign_in(header, offer)
+        account = await find_wallet_account(self.db, address)
+        if account is None:
+            raise self.x402.required(
+                offer, NO_CREDIT, f"{address} has no wallet account here: pay with x402"
+            )
+        fetched = await self._media(payload, media)
+        try:
+            submitted = await self._create(
+                account, service, model, payload, fetched, uploaded=frozenset(media or ()), **job
+            )
+        except (InsufficientCredits, NegativeBalance, SpendingLimitExceeded) as exc:
+            raise self.x402.required(offer, NO_CREDIT, f"{exc.message}; pay with x402") from None
+        return PaidSubmission(submitted, account, None)
 
     async def _keep(
         self,
@@ -240,7 +302,7 @@ class PaidIntake(Intake):
                 "the request with this payment identifier is still being taken in; retry it",
                 code="payment_identifier_in_use",
             )
-        return PaidSubmission(Submitted(job, created=False), accepted)
+        return PaidSubmission(Submitted(job, created=False), accepted.account, accepted)
 
     def _pending(self, kept: PaidRequest, receipt: dict[str, Any] | None) -> SettlementPending:
         url = f"{self.settings.public_url}/status/{kept.job_id}"

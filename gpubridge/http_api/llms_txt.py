@@ -99,7 +99,11 @@ def _how_to_call(gateway: Gateway, base_url: str) -> list[str]:
             f"(`{config.asset}`) on `{config.network}` paid to `{config.pay_to}`. The "
             "answer carries the receipt in `PAYMENT-RESPONSE`; what the job does not use "
             "stays with the paying wallet, which `POST /account/wallet/claim` turns into an "
-            "API key."
+            "API key, or which the wallet spends by answering a later 402's `sign-in-with-x` "
+            "challenge in the `SIGN-IN-WITH-X` header. Name a payment with the "
+            "`payment-identifier` extension to retry it safely: the retry gets the first "
+            "result and is not charged. A settlement not confirmed in time answers 202 "
+            "`settlement_pending` with the job id that runs once it lands."
         )
     mcp_x402 = (
         " Without an API key, a call answers with the x402 PaymentRequired object and the "

@@ -23,7 +23,13 @@ from gpubridge.http_api.requests import (
     idempotency_key_of,
     priority_of,
 )
-from gpubridge.http_api.x402 import binding_of, payment_of, receipt_headers, resource_of
+from gpubridge.http_api.x402 import (
+    binding_of,
+    payment_of,
+    receipt_headers,
+    resource_of,
+    sign_in_of,
+)
 from gpubridge.jobs.status import JobStatus
 from gpubridge.jobs.store import JobRecord
 from gpubridge.payments.accounts import Account
@@ -163,8 +169,9 @@ async def submit(
             priority=priority,
             media=media,
             describe=_describer(request),
+            sign_in=sign_in_of(request),
         )
-        submitted, account = paid.submitted, paid.payment.account
+        submitted, account = paid.submitted, paid.account
         headers = receipt_headers(paid.payment)
     else:
         submitted = await gateway.submit(

@@ -35,6 +35,7 @@ from gpubridge.http_api.x402 import (
     receipt_headers,
     resource_of,
     server_url,
+    sign_in_of,
 )
 from gpubridge.jsontext import InvalidJSON, parse_json
 from gpubridge.money import micros_to_usd, usd_limit_to_micros
@@ -177,6 +178,7 @@ async def run(request: Request) -> Response:
             idempotency_key=key,
             priority=priority,
             describe=run_describer(server_url(request)),
+            sign_in=sign_in_of(request),
         )
         submitted, headers = paid.submitted, receipt_headers(paid.payment)
     else:

@@ -39,8 +39,16 @@ async def binding_of(request: Request) -> RequestBinding:
     return RequestBinding(request.method, request.url.path, hashlib.sha256(body).hexdigest())
 
 
-def receipt_headers(payment: Accepted) -> dict[str, str]:
-    """``PAYMENT-RESPONSE`` (v2) or ``X-PAYMENT-RESPONSE`` (v1) for a settled payment."""
+def sign_in_of(request: Request) -> str | None:
+    """The wallet's ``SIGN-IN-WITH-X`` header (a returning payer spending its credit)."""
+    return request.headers.get("sign-in-with-x")
+
+
+def receipt_headers(payment: Accepted | None) -> dict[str, str]:
+    """``PAYMENT-RESPONSE`` (v2) or ``X-PAYMENT-RESPONSE`` (v1) for a settled payment; none
+    when the wallet signed in instead of paying."""
+    if payment is None:
+        return {}
     return {payment.response_header: encode_json(payment.receipt)}
 
 

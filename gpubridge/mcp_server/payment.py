@@ -99,11 +99,10 @@ class Payments:
             return error_result(exc)
         except MalformedPayment as exc:
             return await self._refused(tool, arguments, exc.message)
-        return Payer(
-            paid.payment.account,
-            {X402_PAYMENT_RESPONSE_META_KEY: paid.payment.receipt},
-            paid.submitted,
+        receipt = (
+            {} if paid.payment is None else {X402_PAYMENT_RESPONSE_META_KEY: paid.payment.receipt}
         )
+        return Payer(paid.account, receipt, paid.submitted)
 
     async def unpaid(
         self, caller: Caller, tool: str, arguments: dict[str, Any], estimate: dict[str, Any]

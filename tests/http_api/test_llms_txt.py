@@ -53,6 +53,8 @@ async def test_llms_txt_follows_the_convention_and_lists_every_service(
         assert f"{SERVER}{route}" in text or f" {route}`" in text, route
     assert f"paid to `{TEST_RECIPIENT}`" in text
     assert f"[x402 discovery]({SERVER}/.well-known/x402)" in text
+    for extension in ("`sign-in-with-x`", "`payment-identifier`", "`settlement_pending`"):
+        assert extension in text
     catalog = Catalog.load()
     entries = service_lines(text)
     assert list(entries) == [

@@ -277,3 +277,42 @@ async def test_a_retry_during_a_pending_settlement_gets_the_pending_request_then
     await app.state.gateway.resolve_pending_payments()  # nothing left, nothing twice
     _, jobs = await wallet_state(client, payer)
     assert len(jobs) == 1
+
+
+async def test_an_identified_request_refused_after_it_paid_can_be_retried_under_its_identifier(
+    paid, chain
+):
+    _, client = paid
+    accepted = await challenge(client)
+    price = int(accepted["amount"])
+    payer = chain.new_payer(price * 3)
+    first = await client.post(
+        "/run",
+        json=PROMPT,
+        headers={"Idempotency-Key": "k-1", **v2_header(chain, payer, accepted)},
+    )
+    assert first.status_code == 200
+    other = {**PROMPT, "input": {**PROMPT["input"], "prompt": "Another"}}
+    terms = await challenge(client, other)
+    identifier = "refused-0123456789abcdef"
+    # The Idempotency-Key names another request: refused after the payment settled.
+    refused = await client.post(
+        "/run",
+        json=other,
+        headers={
+            "Idempotency-Key": "k-1",
+            **with_identifier(v2_header(chain, payer, terms), identifier),
+        },
+    )
+    assert refused.status_code == 409
+    assert refused.json()["error"]["code"] == "idempotency_key_reused"
+    retried = await client.post(
+        "/run",
+        json=other,
+        headers={
+            "Idempotency-Key": "k-2",
+            **with_identifier(v2_header(chain, payer, terms), identifier),
+        },
+    )
+    assert retried.status_code == 200, retried.text
+    assert retried.json()["id"] != first.json()["id"]

@@ -184,3 +184,9 @@ async def forget(db: Database, request_id: str) -> None:
                 x402_requests.c.id == request_id, x402_requests.c.status == RELEASED
             )
         )
+
+
+async def discard(db: Database, request_id: str) -> None:
+    """Drop a request that got no job (refused before its job was created)."""
+    async with db.begin() as conn:
+        await conn.execute(delete(x402_requests).where(x402_requests.c.id == request_id))

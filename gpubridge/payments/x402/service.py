@@ -158,14 +158,34 @@ class X402:
         reason: str = errors.PAYMENT_REQUIRED,
         message: str = "this request needs an x402 payment or an API key",
     ) -> X402Required:
-        """The 402 asking for ``offer``; ``reason`` says why an earlier payment did not pay."""
+        """The 402 asking for ``offer``; ``reason`` says why an earlier payment did not pay.
+        Its v2 object also offers sign-in with the wallet (``sign_in``) for HTTP resources."""
+        from gpubridge.payments.x402.sign_in import SIGN_IN_WITH_X, declaration
+
         v2 = payment_required(self.config, offer, reason)
+        sign_in = declaration(self.config, offer.resource)
+        if sign_in is not None:
+            v2["extensions"] = {**v2.get("extensions", {}), SIGN_IN_WITH_X: sign_in}
         return X402Required(
             message,
             reason=reason,
             payment_required=v2,
             body=challenge_body(self.config, offer, reason, message, v2),
         )
+
+    async def sign_in(self, header: str, offer: Offer) -> str:
+        """The wallet that signed in with this ``SIGN-IN-WITH-X`` header (once, for this
+        server); ``X402Required`` with the reason when it does not sign in,
+        ``SanctionedPayer`` (403) for a listed wallet."""
+        from gpubridge.payments.x402.sign_in import signed_in
+
+        try:
+            address = await signed_in(self.db, self.config, header, offer.resource)
+        except PaymentRejected as exc:
+            log.info("x402 sign-in refused", extra={"reason": exc.reason})
+            raise self.required(offer, exc.reason, exc.message) from None
+        await self.screening.check(address)
+        return address
 
     def decode(self, payment: str | dict[str, Any]) -> Payment:
         """A payment header value (base64 JSON) or decoded object; ``MalformedPayment`` (400)."""
