@@ -9,8 +9,9 @@ Each process is a replica, as gateways on several machines are: it claims queued
 ``FOR UPDATE SKIP LOCKED``, renews its own lease, requeues or refunds the jobs of a replica
 that vanished, and hears the others through ``LISTEN``/``NOTIFY``. That takes PostgreSQL, and
 it takes backends that every process reaches alike: remote ones (an OpenAI-compatible server
-such as ``vllm serve``, or another gpubridge), not models loaded on this machine, which each
-process would load again into the same GPU memory.
+such as ``vllm serve``), not models loaded on this machine, which each process would load again
+into the same GPU memory, nor workers that join over ``/workers/connect``, which join one
+process only.
 """
 
 from __future__ import annotations
