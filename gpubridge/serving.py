@@ -17,6 +17,7 @@ process only.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import os
 from typing import TYPE_CHECKING
@@ -72,6 +73,7 @@ def serve_processes(settings: Settings, host: str, port: int, processes: int) ->
 
     from gpubridge.cli import server_config
 
+    gc.enable()  # off while the program loaded (see gpubridge.launch)
     # The processes read their settings from the environment, as this one did; the command
     # line's own choices go there too.
     os.environ["GPUBRIDGE_STARTER"] = "true" if settings.starter else "false"
