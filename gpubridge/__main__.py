@@ -1,3 +1,3 @@
-from gpubridge.cli import main
+from gpubridge.launch import main
 
 raise SystemExit(main())

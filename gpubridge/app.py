@@ -182,8 +182,9 @@ def create_app(settings: Settings | None = None, *, freeze: bool = False) -> Sta
 
     ``freeze``: once started, move every object made so far out of the garbage collector's
     sight (``gc.freeze``), so that its full collections no longer walk the start-up's hundreds
-    of thousands of objects (pauses of 50-95 ms). For a server process; a process that builds
-    many apps (tests) would keep each one's garbage.
+    of thousands of objects (pauses of 50-95 ms), and turn the collector on (``gpubridge``
+    keeps it off while it loads). For a server process; a process that builds many apps
+    (tests) would keep each one's garbage.
     """
     settings = settings or Settings()
     components = build_components(settings)
@@ -195,6 +196,7 @@ def create_app(settings: Settings | None = None, *, freeze: bool = False) -> Sta
         await components.start()
         if freeze:
             gc.freeze()
+            gc.enable()  # the command line kept it off while the program loaded
         try:
             yield
         finally:

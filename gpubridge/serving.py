@@ -9,13 +9,15 @@ Each process is a replica, as gateways on several machines are: it claims queued
 ``FOR UPDATE SKIP LOCKED``, renews its own lease, requeues or refunds the jobs of a replica
 that vanished, and hears the others through ``LISTEN``/``NOTIFY``. That takes PostgreSQL, and
 it takes backends that every process reaches alike: remote ones (an OpenAI-compatible server
-such as ``vllm serve``, or another gpubridge), not models loaded on this machine, which each
-process would load again into the same GPU memory.
+such as ``vllm serve``), not models loaded on this machine, which each process would load again
+into the same GPU memory, nor workers that join over ``/workers/connect``, which join one
+process only.
 """
 
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import os
 from typing import TYPE_CHECKING
@@ -71,6 +73,7 @@ def serve_processes(settings: Settings, host: str, port: int, processes: int) ->
 
     from gpubridge.cli import server_config
 
+    gc.enable()  # off while the program loaded (see gpubridge.launch)
     # The processes read their settings from the environment, as this one did; the command
     # line's own choices go there too.
     os.environ["GPUBRIDGE_STARTER"] = "true" if settings.starter else "false"

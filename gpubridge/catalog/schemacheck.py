@@ -3,7 +3,10 @@
 Checking a schema against the 2020-12 meta-schema takes about 2 ms, and a start checks every
 service's schema (twice with the starter profile): a tenth of a start-up. A schema is the same
 proof every time it is the same document, so a check is remembered by the digest of the
-schema, in this process and, when given a file, across starts.
+schema, in this process and, when given a file, across starts. The package ships the digests
+of its own catalog's schemas (``packaged.checked``, proven by the tests), so even a first
+start proves only the schemas an operator wrote; ``write_packaged()`` writes that file anew
+after the packaged catalog changes (the tests say when).
 """
 
 from __future__ import annotations
@@ -23,6 +26,9 @@ log = logging.getLogger(__name__)
 KIND = "json-schema-2020-12"
 """What a digest proves; part of every digest, so that proofs of another kind never match."""
 
+PACKAGED = Path(__file__).with_name("packaged.checked")
+"""The digests of the packaged catalog's input schemas, with and without the starter profile."""
+
 MAX_REMEMBERED = 512
 """A file with more digests than this keeps only those of the latest catalog."""
 
@@ -41,9 +47,11 @@ class SchemaChecks:
     are checked again next time.
     """
 
-    def __init__(self, path: Path | None = None) -> None:
+    def __init__(self, path: Path | None = None, *, packaged: bool = True) -> None:
         self.path = path
-        self.known: set[str] = self._read()
+        self.packaged: set[str] = _read(PACKAGED) if packaged else set()
+        """The digests shipped with the package (not written to ``path``)."""
+        self.known: set[str] = _read(path) if path is not None else set()
         self.seen: set[str] = set()
         self._changed = False
 
@@ -51,7 +59,7 @@ class SchemaChecks:
         """Raise ``jsonschema.SchemaError`` unless ``schema`` is a valid JSON Schema."""
         digest = schema_digest(schema)
         self.seen.add(digest)
-        if digest in self.known:
+        if digest in self.known or digest in self.packaged:
             return
         Draft202012Validator.check_schema(schema)
         self.known.add(digest)
@@ -74,11 +82,28 @@ class SchemaChecks:
             return
         self._changed = False
 
-    def _read(self) -> set[str]:
-        if self.path is None:
-            return set()
-        try:
-            text = self.path.read_text("ascii")
-        except (OSError, UnicodeDecodeError):
-            return set()
-        return {line for line in text.split() if len(line) == 64}
+
+def _read(path: Path) -> set[str]:
+    try:
+        text = path.read_text("ascii")
+    except (OSError, UnicodeDecodeError):
+        return set()
+    return {line for line in text.split() if len(line) == 64}
+
+
+def packaged_digests() -> set[str]:
+    """The digests of the packaged catalog's input schemas, each proven valid here."""
+    from gpubridge.catalog.loader import load_catalog_file
+
+    digests: set[str] = set()
+    for starter in (False, True):
+        checks = SchemaChecks(packaged=False)
+        load_catalog_file(starter=starter, schema_checks=checks)
+        digests |= checks.known
+    return digests
+
+
+def write_packaged() -> Path:
+    """Write ``packaged.checked`` anew (after the packaged catalog changed)."""
+    PACKAGED.write_text("".join(f"{d}\n" for d in sorted(packaged_digests())), "ascii")
+    return PACKAGED

@@ -6,10 +6,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
+from jsonschema import Draft202012Validator
 from jsonschema.exceptions import SchemaError
 
 from gpubridge.catalog.catalog import Catalog
-from gpubridge.catalog.schemacheck import SchemaChecks, schema_digest
+from gpubridge.catalog.loader import packaged_catalog_text
+from gpubridge.catalog.schemacheck import SchemaChecks, packaged_digests, schema_digest
 
 GOOD: dict[str, Any] = {"type": "object", "properties": {"prompt": {"type": "string"}}}
 BAD: dict[str, Any] = {"type": "object", "properties": {"prompt": {"type": "text"}}}
@@ -65,14 +68,42 @@ def test_an_unreadable_or_unwritable_file_only_costs_the_checks_again(tmp_path: 
 
 def test_loading_the_catalog_with_a_file_proves_its_schemas_once(tmp_path: Path) -> None:
     path = tmp_path / "checked"
-    checks = SchemaChecks(path)
+    checks = SchemaChecks(path, packaged=False)
     catalog = Catalog.load(starter=True, schema_checks=checks)
     checks.save()
     digests = {schema_digest(s.input_schema) for s in catalog.services.values()}
     assert digests <= set(path.read_text().split())
 
-    again = SchemaChecks(path)
+    again = SchemaChecks(path, packaged=False)
     Catalog.load(starter=True, schema_checks=again)
     assert again.seen <= again.known
     again.save()
     assert set(path.read_text().split()) == checks.known
+
+
+def test_the_shipped_digests_are_those_of_the_packaged_catalog() -> None:
+    assert SchemaChecks().packaged == packaged_digests(), (
+        "the packaged catalog's input schemas changed: run "
+        "`.venv/bin/python -c 'from gpubridge.catalog.schemacheck import write_packaged; "
+        "write_packaged()'` and commit gpubridge/catalog/packaged.checked"
+    )
+
+
+def test_a_first_start_proves_only_the_schemas_the_operator_wrote(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    proven: list[dict[str, Any]] = []
+    monkeypatch.setattr(Draft202012Validator, "check_schema", staticmethod(proven.append))
+    path = tmp_path / "checked"
+
+    checks = SchemaChecks(path)
+    Catalog.load(starter=True, schema_checks=checks)
+    checks.save()
+    assert proven == [] and not path.exists()
+
+    own = yaml.safe_load(packaged_catalog_text())
+    own["services"]["caption"]["input_schema"]["properties"]["detail"] = {"type": "boolean"}
+    catalog = tmp_path / "catalog.yaml"
+    catalog.write_text(yaml.safe_dump(own))
+    Catalog.load(catalog, starter=True, schema_checks=SchemaChecks(path))
+    assert [schema["properties"].get("detail") for schema in proven] == [{"type": "boolean"}]
