@@ -41,12 +41,43 @@ EMAIL = "bench@example.com"
 MODEL_ID = "llama-3.3-70b-versatile"
 
 
+def cpu_seconds_of_tree(root: int) -> float:
+    """CPU time (user + system) used so far by ``root`` and every process under it, from
+    ``/proc`` (0 where there is none)."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    parents: dict[int, int] = {}
+    used: dict[int, float] = {}
+    for entry in os.listdir("/proc") if os.path.isdir("/proc") else []:
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as stat:
+                fields = stat.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        parents[int(entry)] = int(fields[1])
+        used[int(entry)] = (int(fields[11]) + int(fields[12])) / ticks
+    total = 0.0
+    for pid, seconds in used.items():
+        ancestor = pid
+        while ancestor not in (root, 0, 1) and ancestor in parents:
+            ancestor = parents[ancestor]
+        if ancestor == root:
+            total += seconds
+    return total
+
+
 @dataclass
 class Measured:
     path: str
     tokens: int = 0
     seconds: float = 0.0
+    cpu_seconds: float = 0.0
     latencies_s: list[float] = field(default_factory=list)
+
+    @property
+    def cpu_ms_per_token(self) -> float:
+        return 1000 * self.cpu_seconds / self.tokens if self.tokens else 0.0
 
     @property
     def tokens_per_s(self) -> float:
@@ -55,6 +86,7 @@ class Measured:
     def add(self, other: Measured) -> None:
         self.tokens += other.tokens
         self.seconds += other.seconds
+        self.cpu_seconds += other.cpu_seconds
         self.latencies_s += other.latencies_s
 
     def line(self) -> str:
@@ -62,6 +94,7 @@ class Measured:
         return (
             f"{self.path:<8} requests={len(self.latencies_s):<4} tokens={self.tokens:<6} "
             f"seconds={self.seconds:8.3f}  tokens/s={self.tokens_per_s:8.1f}  "
+            f"cpu={self.cpu_ms_per_token:6.2f} ms/token  "
             f"latency p50={statistics.median(ms):7.1f} ms max={max(ms):7.1f} ms"
         )
 
@@ -80,9 +113,11 @@ async def measure(
             result.latencies_s.append(time.perf_counter() - started)
             result.tokens += tokens
 
+    cpu = cpu_seconds_of_tree(os.getpid())
     started = time.perf_counter()
     await asyncio.gather(*(one() for _ in range(requests)))
     result.seconds = time.perf_counter() - started
+    result.cpu_seconds = cpu_seconds_of_tree(os.getpid()) - cpu
     return result
 
 
@@ -191,6 +226,8 @@ async def bench(args: argparse.Namespace, model: str, work: Path) -> None:
             for run in runs:
                 print(run.line())
             print(f"gateway/direct tokens/s at concurrency {concurrency}: {ratio:.3f}", flush=True)
+            cpu = runs[0].cpu_seconds / runs[1].cpu_seconds if runs[1].cpu_seconds else 0.0
+            print(f"direct/gateway CPU per token at concurrency {concurrency}: {cpu:.3f}")
 
 
 def main() -> None:
