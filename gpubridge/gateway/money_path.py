@@ -29,7 +29,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from gpubridge.db import Database
 from gpubridge.db.engine import sqlite_file
-from gpubridge.db.writer import Writer
+from gpubridge.db.tables import jobs, ledger_entries
+from gpubridge.db.writer import Prepared, Writer
 from gpubridge.gateway import money_statements as sql
 from gpubridge.jobs import store
 from gpubridge.jobs.notifications import status_payload
@@ -39,6 +40,18 @@ from gpubridge.payments import ledger
 from gpubridge.payments.auto_topup import DISARM, disarm_below_threshold
 
 Extra = Callable[[AsyncConnection], Awaitable[None]]
+
+# The writer's hot statements, compiled once for the SQLite driver (see ``Prepared``).
+_HOLD = Prepared(ledger.HOLD)
+_INSERT_ENTRY = Prepared(ledger.INSERT_ENTRY, [c.name for c in ledger_entries.c if c.name != "id"])
+_INSERT_JOB = Prepared(store.INSERT_JOB, [c.name for c in jobs.c])
+_JOB_DEFAULTS: dict[str, Any] = {c.name: None for c in jobs.c} | {
+    "expired": 0,
+    "discount_percent": 0,
+}
+_FINISH_RUNNING = Prepared(store.FINISH_RUNNING)
+_GIVE_BACK = Prepared(ledger.GIVE_BACK)
+_DISARM = Prepared(DISARM)
 
 
 @dataclass(frozen=True)
@@ -85,13 +98,17 @@ class MoneyPath:
         if self.writer is not None:
 
             def work(conn: Connection) -> JobRecord:
-                hold = {"account": account, "micros": hold_micros, "today": today}
-                if conn.execute(ledger.HOLD, hold).rowcount != 1:
+                if (
+                    _HOLD.run(conn, {"account": account, "micros": hold_micros, "today": today})
+                    != 1
+                ):
                     row = conn.execute(ledger.refusal_query(account, today)).first()
                     raise ledger.hold_refusal(row, hold_micros)
-                conn.execute(ledger.INSERT_ENTRY, entry)
-                conn.execute(store.INSERT_JOB, values)
+                _INSERT_ENTRY.run(conn, entry)
+                _INSERT_JOB.run(conn, full)
                 return record
+
+            full = {**_JOB_DEFAULTS, **values}
 
             return await self.writer.run(work, on_late=on_late)
         if self.db.is_postgres:
@@ -164,12 +181,12 @@ class MoneyPath:
         if self.writer is not None:
 
             def work(conn: Connection) -> Settled:
-                if conn.execute(store.FINISH_RUNNING, finish).rowcount != 1:
+                if _FINISH_RUNNING.run(conn, finish) != 1:
                     return Settled(None)
-                conn.execute(ledger.INSERT_ENTRY, entries)
-                conn.execute(ledger.GIVE_BACK, give_back)
+                _INSERT_ENTRY.run_many(conn, entries)
+                _GIVE_BACK.run(conn, give_back)
                 top_up = auto_topup and captured
-                top_up = top_up and conn.execute(DISARM, {"account": account}).rowcount == 1
+                top_up = top_up and _DISARM.run(conn, {"account": account}) == 1
                 return Settled(finished, top_up)
 
             return await self.writer.run(work)
