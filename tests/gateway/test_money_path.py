@@ -8,7 +8,7 @@ import uuid
 from collections.abc import AsyncIterator
 
 import pytest
-from sqlalchemy import select, update
+from sqlalchemy import event, select, update
 from sqlalchemy.exc import IntegrityError
 
 from gpubridge.db.engine import utcnow
@@ -175,3 +175,24 @@ async def test_a_capture_below_the_threshold_claims_one_auto_top_up(database, mo
         )
     # 7,000 then 4,000 (crossing: claimed once) then 1,000 (already claimed).
     assert [s.top_up for s in settled] == [False, True, False]
+
+
+async def test_on_postgresql_each_transaction_is_one_statement(database, money):
+    if not database.is_postgres:
+        pytest.skip("SQLite's transactions go to the writer, not through this engine")
+    account = await funded(database, 10_000)
+    sent: list[str] = []
+
+    def count(conn, cursor, statement, params, context, executemany):  # type: ignore[no-untyped-def]
+        sent.append(statement)
+
+    event.listen(database.engine.sync_engine, "before_cursor_execute", count)
+    try:
+        job = await admit(money, account, 4_000)
+        admitted = list(sent)
+        await money.settle(job, JobStatus.COMPLETED, cost_micros=1_000)
+    finally:
+        event.remove(database.engine.sync_engine, "before_cursor_execute", count)
+    assert len(admitted) == 1 and admitted[0].startswith("WITH held AS")
+    assert len(sent) == 2 and sent[1].startswith("WITH acct AS")
+    assert await balance(database, account) == 9_000
