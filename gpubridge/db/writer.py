@@ -120,9 +120,13 @@ class Writer:
                     batch.append(item)
             if not batch:
                 continue
-            outcomes = await asyncio.shield(
-                loop.run_in_executor(self._thread, self._commit, [i.work for i in batch])
-            )
+            try:
+                outcomes = await asyncio.shield(
+                    loop.run_in_executor(self._thread, self._commit, [i.work for i in batch])
+                )
+            except Exception as exc:  # no connection: answer, and try again for the next batch
+                log.exception("the database writer could not run a batch")
+                outcomes = [(False, _failed(exc)) for _ in batch]
             self.batches += 1
             for item, (ok, value) in zip(batch, outcomes, strict=True):
                 _answer(item, ok, value)

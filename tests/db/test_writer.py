@@ -254,3 +254,16 @@ async def test_a_prepared_statement_stores_what_sqlalchemy_stores(tmp_path):
     with sqlite3.connect(path) as conn:
         stored = {r[0]: r[1:] for r in conn.execute("SELECT * FROM jobs")}
     assert stored["by-driver"] == stored["by-sqlalchemy"]
+
+
+async def test_a_database_that_cannot_be_opened_fails_each_caller_instead_of_hanging(tmp_path):
+    from gpubridge.db.writer import WriteFailed
+
+    writer = Writer(f"sqlite+aiosqlite:///{tmp_path / 'missing' / 'dir' / 'x.db'}")
+    try:
+        async with asyncio.timeout(30):
+            for _ in range(2):
+                with pytest.raises(WriteFailed):
+                    await writer.run(insert(1))
+    finally:
+        await writer.close()
