@@ -5,14 +5,14 @@
 - ``settle``: end a running job (a guarded status update) and capture its cost or refund its
   hold, with the ledger entries and the balance update that go with it.
 
-On SQLite each is a function submitted to the database's single writer (``db.writer``), which
-commits whatever is queued together, one thread hop and one commit per batch. On PostgreSQL
+On SQLite each is a function submitted to the database's single writer (``Writer``), which
+commits whatever is queued together: one thread hop and one commit per batch. On PostgreSQL
 each is one statement (``money_statements``), sent in autocommit: one round trip, and the
 account's row lock is held only while that statement runs, never across round trips, so one
 account's concurrent requests do not queue behind each other's network latency.
 
 Where a transaction needs more than that (media inputs to record, an auto top-up rail that is
-on, an in-memory SQLite database that a second connection cannot share), it runs as before:
+on, a SQLite ``file:`` URI that a second connection may not share), it runs as before:
 the ledger and store functions inside one ``db.begin()`` transaction.
 """
 
@@ -69,7 +69,7 @@ class MoneyPath:
     def __init__(self, db: Database) -> None:
         self.db = db
         self.writer = Writer(db.url) if sqlite_file(db.url) is not None else None
-        """SQLite's single writer (None for PostgreSQL and in-memory SQLite)."""
+        """SQLite's single writer (None for PostgreSQL and a SQLite ``file:`` URI)."""
 
     async def close(self) -> None:
         if self.writer is not None:
@@ -96,19 +96,16 @@ class MoneyPath:
         if extra is not None:
             return await self._admit_in_transaction(hold_micros, today, values, record, extra)
         if self.writer is not None:
+            hold = {"account": account, "micros": hold_micros, "today": today}
+            row = {**_JOB_DEFAULTS, **values}
 
             def work(conn: Connection) -> JobRecord:
-                if (
-                    _HOLD.run(conn, {"account": account, "micros": hold_micros, "today": today})
-                    != 1
-                ):
-                    row = conn.execute(ledger.refusal_query(account, today)).first()
-                    raise ledger.hold_refusal(row, hold_micros)
+                if _HOLD.run(conn, hold) != 1:
+                    refusal = conn.execute(ledger.refusal_query(account, today)).first()
+                    raise ledger.hold_refusal(refusal, hold_micros)
                 _INSERT_ENTRY.run(conn, entry)
-                _INSERT_JOB.run(conn, full)
+                _INSERT_JOB.run(conn, row)
                 return record
-
-            full = {**_JOB_DEFAULTS, **values}
 
             return await self.writer.run(work, on_late=on_late)
         if self.db.is_postgres:

@@ -196,3 +196,23 @@ async def test_on_postgresql_each_transaction_is_one_statement(database, money):
     assert len(admitted) == 1 and admitted[0].startswith("WITH held AS")
     assert len(sent) == 2 and sent[1].startswith("WITH acct AS")
     assert await balance(database, account) == 9_000
+
+
+async def test_a_sqlite_uri_database_admits_and_settles_in_plain_transactions(tmp_path):
+    from gpubridge.db import Database
+
+    database = Database(f"sqlite+aiosqlite:///file:{tmp_path / 'uri.db'}?uri=true")
+    await database.create_all()
+    money = MoneyPath(database)
+    try:
+        assert money.writer is None  # a URI may name what a second connection cannot share
+        account = await funded(database, 10_000)
+        job = await admit(money, account, 4_000)
+        settled = await money.settle(job, JobStatus.COMPLETED, cost_micros=1_000)
+        assert settled.job is not None and settled.job.cost_micros == 1_000
+        assert await balance(database, account) == 9_000
+        with pytest.raises(InsufficientCredits):
+            await admit(money, account, 20_000)
+    finally:
+        await money.close()
+        await database.dispose()
