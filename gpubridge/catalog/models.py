@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import cached_property
 from typing import Any, Literal
 
 from jsonschema import Draft202012Validator
@@ -49,8 +50,9 @@ class Price(BaseModel):
         usd_to_micros(value)
         return value
 
-    @property
+    @cached_property
     def minimum_micros(self) -> int:
+        # Converted once: every quote and every charge reads it.
         return usd_to_micros(self.minimum_usd)
 
 

@@ -22,13 +22,17 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+import sqlite3
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy.dialects.sqlite.pysqlite import SQLiteDialect_pysqlite
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.sql.dml import UpdateBase
 
 from gpubridge.db.logs import DROP_DEBUG
 
@@ -116,9 +120,13 @@ class Writer:
                     batch.append(item)
             if not batch:
                 continue
-            outcomes = await asyncio.shield(
-                loop.run_in_executor(self._thread, self._commit, [i.work for i in batch])
-            )
+            try:
+                outcomes = await asyncio.shield(
+                    loop.run_in_executor(self._thread, self._commit, [i.work for i in batch])
+                )
+            except Exception as exc:  # no connection: answer, and try again for the next batch
+                log.exception("the database writer could not run a batch")
+                outcomes = [(False, _failed(exc)) for _ in batch]
             self.batches += 1
             for item, (ok, value) in zip(batch, outcomes, strict=True):
                 _answer(item, ok, value)
@@ -138,21 +146,30 @@ class Writer:
 
     def _commit(self, works: list[Work[Any]]) -> list[tuple[bool, Any]]:
         conn = self._connection()
+        raw = conn.connection.dbapi_connection
+        assert raw is not None
+        alone = len(works) == 1
         outcomes: list[tuple[bool, Any]] = []
         try:
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
+            raw.execute("BEGIN IMMEDIATE")
             for work in works:
-                conn.exec_driver_sql("SAVEPOINT work")
+                # A transaction alone in its batch needs no savepoint: the batch is its own.
+                if not alone:
+                    raw.execute("SAVEPOINT work")
                 try:
                     value = work(conn)
                 except Exception as exc:
-                    conn.exec_driver_sql("ROLLBACK TO work")
-                    conn.exec_driver_sql("RELEASE work")
+                    if alone:
+                        self._roll_back()
+                        return [(False, exc)]
+                    raw.execute("ROLLBACK TO work")
+                    raw.execute("RELEASE work")
                     outcomes.append((False, exc))
                 else:
-                    conn.exec_driver_sql("RELEASE work")
+                    if not alone:
+                        raw.execute("RELEASE work")
                     outcomes.append((True, value))
-            conn.exec_driver_sql("COMMIT")
+            raw.execute("COMMIT")
         except Exception as exc:
             log.exception("a batch of database writes could not be committed")
             self._roll_back()
@@ -197,3 +214,59 @@ def _answer(item: _Item[Any], ok: bool, value: Any) -> None:
             item.on_late(value)
         except Exception:
             log.exception("handing over the work of a caller that went away failed")
+
+
+class Prepared:
+    """A hot statement compiled once (on first use) to the SQLite driver's own SQL and run on
+    the writer's driver connection: the same SQL and the same stored values (the column
+    types' own conversions) as SQLAlchemy's, without its work on every execution.
+    ``columns`` names what an INSERT sets; each row must give all of them."""
+
+    _dialect = SQLiteDialect_pysqlite()
+
+    def __init__(self, statement: UpdateBase, columns: Sequence[str] | None = None) -> None:
+        self._statement = statement
+        self._columns = list(columns) if columns is not None else None
+        self._sql: str | None = None
+        self._order: list[tuple[str, Callable[[Any], Any] | None, Any, bool]] = []
+
+    def _compile(self) -> str:
+        dialect = self._dialect
+        compiled = self._statement.compile(dialect=dialect, column_keys=self._columns)
+        for name in compiled.positiontup or ():
+            bind = compiled.binds[name]
+            processor = bind.type.dialect_impl(dialect).bind_processor(dialect)
+            self._order.append((name, processor, bind.value, bind.required))
+        self._sql = compiled.string
+        return self._sql
+
+    def _values(self, params: Mapping[str, Any]) -> tuple[Any, ...]:
+        values = []
+        for name, processor, default, required in self._order:
+            value = params[name] if required else params.get(name, default)
+            values.append(value if processor is None else processor(value))
+        return tuple(values)
+
+    def run(self, conn: Connection, params: Mapping[str, Any]) -> int:
+        """Execute with ``params``; the number of rows it changed. Driver errors are raised
+        as SQLAlchemy's (``IntegrityError`` for a constraint), as ``conn.execute`` would."""
+        sql = self._sql or self._compile()
+        raw = conn.connection.dbapi_connection
+        assert raw is not None
+        try:
+            return int(raw.execute(sql, self._values(params)).rowcount)
+        except sqlite3.Error as exc:
+            raise _wrapped(sql, exc) from exc
+
+    def run_many(self, conn: Connection, rows: Sequence[Mapping[str, Any]]) -> None:
+        sql = self._sql or self._compile()
+        raw = conn.connection.dbapi_connection
+        assert raw is not None
+        try:
+            raw.executemany(sql, [self._values(row) for row in rows])
+        except sqlite3.Error as exc:
+            raise _wrapped(sql, exc) from exc
+
+
+def _wrapped(sql: str, exc: sqlite3.Error) -> Exception:
+    return DBAPIError.instance(sql, None, exc, sqlite3.Error, hide_parameters=True)

@@ -274,6 +274,14 @@ class Gateway(PaidIntake):
         """Live events of a job until it ends: status changes, progress and tokens."""
         async with self.events.subscribe(job_id) as queue:
             job = await self.get(job_id)
+            if job.status.is_terminal:
+                # It may have run and ended while it was being read: what it sent meanwhile
+                # (its tokens) is queued, in order; pass that on before its end.
+                while not queue.empty():
+                    item = queue.get_nowait()
+                    if item["event"] == "status" and JobStatus(item["data"]["status"]).is_terminal:
+                        break
+                    yield item
             yield {"event": "status", "data": job_view(job, self.settings.public_url)}
             last_status = job.status
             while not last_status.is_terminal:

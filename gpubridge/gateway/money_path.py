@@ -5,14 +5,14 @@
 - ``settle``: end a running job (a guarded status update) and capture its cost or refund its
   hold, with the ledger entries and the balance update that go with it.
 
-On SQLite each is a function submitted to the database's single writer (``db.writer``), which
-commits whatever is queued together, one thread hop and one commit per batch. On PostgreSQL
+On SQLite each is a function submitted to the database's single writer (``Writer``), which
+commits whatever is queued together: one thread hop and one commit per batch. On PostgreSQL
 each is one statement (``money_statements``), sent in autocommit: one round trip, and the
 account's row lock is held only while that statement runs, never across round trips, so one
 account's concurrent requests do not queue behind each other's network latency.
 
 Where a transaction needs more than that (media inputs to record, an auto top-up rail that is
-on, an in-memory SQLite database that a second connection cannot share), it runs as before:
+on, a SQLite ``file:`` URI that a second connection may not share), it runs as before:
 the ledger and store functions inside one ``db.begin()`` transaction.
 """
 
@@ -29,7 +29,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from gpubridge.db import Database
 from gpubridge.db.engine import sqlite_file
-from gpubridge.db.writer import Writer
+from gpubridge.db.tables import jobs, ledger_entries
+from gpubridge.db.writer import Prepared, Writer
 from gpubridge.gateway import money_statements as sql
 from gpubridge.jobs import store
 from gpubridge.jobs.notifications import status_payload
@@ -39,6 +40,18 @@ from gpubridge.payments import ledger
 from gpubridge.payments.auto_topup import DISARM, disarm_below_threshold
 
 Extra = Callable[[AsyncConnection], Awaitable[None]]
+
+# The writer's hot statements, compiled once for the SQLite driver (see ``Prepared``).
+_HOLD = Prepared(ledger.HOLD)
+_INSERT_ENTRY = Prepared(ledger.INSERT_ENTRY, [c.name for c in ledger_entries.c if c.name != "id"])
+_INSERT_JOB = Prepared(store.INSERT_JOB, [c.name for c in jobs.c])
+_JOB_DEFAULTS: dict[str, Any] = {c.name: None for c in jobs.c} | {
+    "expired": 0,
+    "discount_percent": 0,
+}
+_FINISH_RUNNING = Prepared(store.FINISH_RUNNING)
+_GIVE_BACK = Prepared(ledger.GIVE_BACK)
+_DISARM = Prepared(DISARM)
 
 
 @dataclass(frozen=True)
@@ -56,7 +69,7 @@ class MoneyPath:
     def __init__(self, db: Database) -> None:
         self.db = db
         self.writer = Writer(db.url) if sqlite_file(db.url) is not None else None
-        """SQLite's single writer (None for PostgreSQL and in-memory SQLite)."""
+        """SQLite's single writer (None for PostgreSQL and a SQLite ``file:`` URI)."""
 
     async def close(self) -> None:
         if self.writer is not None:
@@ -83,14 +96,15 @@ class MoneyPath:
         if extra is not None:
             return await self._admit_in_transaction(hold_micros, today, values, record, extra)
         if self.writer is not None:
+            hold = {"account": account, "micros": hold_micros, "today": today}
+            row = {**_JOB_DEFAULTS, **values}
 
             def work(conn: Connection) -> JobRecord:
-                hold = {"account": account, "micros": hold_micros, "today": today}
-                if conn.execute(ledger.HOLD, hold).rowcount != 1:
-                    row = conn.execute(ledger.refusal_query(account, today)).first()
-                    raise ledger.hold_refusal(row, hold_micros)
-                conn.execute(ledger.INSERT_ENTRY, entry)
-                conn.execute(store.INSERT_JOB, values)
+                if _HOLD.run(conn, hold) != 1:
+                    refusal = conn.execute(ledger.refusal_query(account, today)).first()
+                    raise ledger.hold_refusal(refusal, hold_micros)
+                _INSERT_ENTRY.run(conn, entry)
+                _INSERT_JOB.run(conn, row)
                 return record
 
             return await self.writer.run(work, on_late=on_late)
@@ -164,12 +178,12 @@ class MoneyPath:
         if self.writer is not None:
 
             def work(conn: Connection) -> Settled:
-                if conn.execute(store.FINISH_RUNNING, finish).rowcount != 1:
+                if _FINISH_RUNNING.run(conn, finish) != 1:
                     return Settled(None)
-                conn.execute(ledger.INSERT_ENTRY, entries)
-                conn.execute(ledger.GIVE_BACK, give_back)
+                _INSERT_ENTRY.run_many(conn, entries)
+                _GIVE_BACK.run(conn, give_back)
                 top_up = auto_topup and captured
-                top_up = top_up and conn.execute(DISARM, {"account": account}).rowcount == 1
+                top_up = top_up and _DISARM.run(conn, {"account": account}) == 1
                 return Settled(finished, top_up)
 
             return await self.writer.run(work)

@@ -207,3 +207,63 @@ def test_a_crash_in_the_middle_of_a_batch_loses_nothing_acknowledged(tmp_path):
     assert acknowledged == set(range(5))
     # Everything acknowledged is stored; nothing of the batch that never committed is.
     assert stored(path) == acknowledged
+
+
+async def test_a_prepared_statement_stores_what_sqlalchemy_stores(tmp_path):
+    from datetime import UTC, datetime
+
+    from sqlalchemy import bindparam, create_engine, insert, update
+
+    from gpubridge.db.tables import jobs, metadata
+    from gpubridge.db.writer import Prepared
+
+    path = tmp_path / "same.db"
+    engine = create_engine(f"sqlite:///{path}")
+    metadata.create_all(engine)
+    engine.dispose()
+    row = {c.name: None for c in jobs.c} | {
+        "account_id": "a",
+        "service": "s",
+        "model": "m",
+        "input": {"prompt": "é", "n": [1, 2.5, None]},
+        "status": "running",
+        "hold_micros": 10**12,
+        "discount_percent": 5,
+        "created_at": datetime(2026, 1, 2, 3, 4, 5, 678901, tzinfo=UTC),
+        "updated_at": datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC),
+        "expired": 0,
+    }
+    prepared = Prepared(insert(jobs), [c.name for c in jobs.c])
+    writer = Writer(f"sqlite+aiosqlite:///{path}")
+    ended = update(jobs).where(jobs.c.id == bindparam("which")).values(output=None, error={"a": 1})
+
+    def both(conn: Connection) -> int:
+        conn.exec_driver_sql(
+            "INSERT INTO accounts (id, webhook_secret, balance_micros, lifetime_spend_micros,"
+            " daily_limit_micros, created_at) VALUES ('a', 's', 0, 0, 0, '2026-01-01')"
+        )
+        conn.execute(insert(jobs), {**row, "id": "by-sqlalchemy"})
+        prepared.run(conn, {**row, "id": "by-driver"})
+        conn.execute(ended, {"which": "by-sqlalchemy"})
+        return Prepared(ended).run(conn, {"which": "by-driver"})
+
+    try:
+        assert await writer.run(both) == 1
+    finally:
+        await writer.close()
+    with sqlite3.connect(path) as conn:
+        stored = {r[0]: r[1:] for r in conn.execute("SELECT * FROM jobs")}
+    assert stored["by-driver"] == stored["by-sqlalchemy"]
+
+
+async def test_a_database_that_cannot_be_opened_fails_each_caller_instead_of_hanging(tmp_path):
+    from gpubridge.db.writer import WriteFailed
+
+    writer = Writer(f"sqlite+aiosqlite:///{tmp_path / 'missing' / 'dir' / 'x.db'}")
+    try:
+        async with asyncio.timeout(30):
+            for _ in range(2):
+                with pytest.raises(WriteFailed):
+                    await writer.run(insert(1))
+    finally:
+        await writer.close()

@@ -8,7 +8,7 @@ import uuid
 from collections.abc import AsyncIterator
 
 import pytest
-from sqlalchemy import select, update
+from sqlalchemy import event, select, update
 from sqlalchemy.exc import IntegrityError
 
 from gpubridge.db.engine import utcnow
@@ -175,3 +175,44 @@ async def test_a_capture_below_the_threshold_claims_one_auto_top_up(database, mo
         )
     # 7,000 then 4,000 (crossing: claimed once) then 1,000 (already claimed).
     assert [s.top_up for s in settled] == [False, True, False]
+
+
+async def test_on_postgresql_each_transaction_is_one_statement(database, money):
+    if not database.is_postgres:
+        pytest.skip("SQLite's transactions go to the writer, not through this engine")
+    account = await funded(database, 10_000)
+    sent: list[str] = []
+
+    def count(conn, cursor, statement, params, context, executemany):  # type: ignore[no-untyped-def]
+        sent.append(statement)
+
+    event.listen(database.engine.sync_engine, "before_cursor_execute", count)
+    try:
+        job = await admit(money, account, 4_000)
+        admitted = list(sent)
+        await money.settle(job, JobStatus.COMPLETED, cost_micros=1_000)
+    finally:
+        event.remove(database.engine.sync_engine, "before_cursor_execute", count)
+    assert len(admitted) == 1 and admitted[0].startswith("WITH held AS")
+    assert len(sent) == 2 and sent[1].startswith("WITH acct AS")
+    assert await balance(database, account) == 9_000
+
+
+async def test_a_sqlite_uri_database_admits_and_settles_in_plain_transactions(tmp_path):
+    from gpubridge.db import Database
+
+    database = Database(f"sqlite+aiosqlite:///file:{tmp_path / 'uri.db'}?uri=true")
+    await database.create_all()
+    money = MoneyPath(database)
+    try:
+        assert money.writer is None  # a URI may name what a second connection cannot share
+        account = await funded(database, 10_000)
+        job = await admit(money, account, 4_000)
+        settled = await money.settle(job, JobStatus.COMPLETED, cost_micros=1_000)
+        assert settled.job is not None and settled.job.cost_micros == 1_000
+        assert await balance(database, account) == 9_000
+        with pytest.raises(InsufficientCredits):
+            await admit(money, account, 20_000)
+    finally:
+        await money.close()
+        await database.dispose()
