@@ -34,6 +34,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.sql.dml import UpdateBase
 
+from gpubridge.db.engine import SQLITE_PRAGMAS
 from gpubridge.db.logs import DROP_DEBUG
 
 log = logging.getLogger(__name__)
@@ -79,10 +80,11 @@ class Writer:
         self._closed = False
 
     def _pragmas(self, dbapi_connection: Any, _record: Any) -> None:
+        # The gateway's own settings, checkpoints off the commit included; then this writer's
+        # busy timeout.
         cursor = dbapi_connection.cursor()
-        cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute("PRAGMA synchronous=NORMAL")
-        cursor.execute("PRAGMA foreign_keys=ON")
+        for pragma in SQLITE_PRAGMAS:
+            cursor.execute(pragma)
         cursor.execute(f"PRAGMA busy_timeout={int(self._busy_timeout_ms)}")
         cursor.close()
 

@@ -267,3 +267,17 @@ async def test_a_database_that_cannot_be_opened_fails_each_caller_instead_of_han
                     await writer.run(insert(1))
     finally:
         await writer.close()
+
+
+async def test_the_writer_leaves_wal_checkpoints_to_their_own_task(tmp_path):
+    _, url = make_db(tmp_path)
+    writer = Writer(url, busy_timeout_ms=2_500)
+
+    def pragmas(conn: Connection) -> tuple[int, int, str]:
+        read = lambda name: conn.execute(text(f"PRAGMA {name}")).scalar_one()  # noqa: E731
+        return read("wal_autocheckpoint"), read("busy_timeout"), read("journal_mode")
+
+    try:
+        assert await writer.run(pragmas) == (0, 2_500, "wal")
+    finally:
+        await writer.close()
