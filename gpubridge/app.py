@@ -3,6 +3,7 @@ and mounts the front doors."""
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import logging
 from collections.abc import AsyncIterator
@@ -15,6 +16,7 @@ from starlette.applications import Starlette
 from starlette.routing import Route
 
 from gpubridge.catalog import Catalog
+from gpubridge.catalog.availability import summary
 from gpubridge.catalog.schemacheck import SchemaChecks
 from gpubridge.db import Database
 from gpubridge.db.checkpoint import WalCheckpoints
@@ -66,6 +68,7 @@ class Components:
     recovery: Recovery
     workers: WorkerPool | None = None
     checkpoints: WalCheckpoints | None = None
+    announcing: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         """Start the worker processes (in the background), the gateway's dispatcher and, on a
@@ -79,9 +82,22 @@ class Components:
             self.checkpoints.start()
         for line in self.banner():
             log.info("%s", line)
+        # Which services can run needs a scan of the model cache: told once it is read,
+        # without holding up the first request.
+        self.announcing = asyncio.create_task(self._announce_availability())
+
+    async def _announce_availability(self) -> None:
+        try:
+            reports = await self.gateway.availability.reports()
+        except Exception:
+            log.warning("could not tell which services can run here", exc_info=True)
+            return
+        for line in summary(self.catalog, reports):
+            log.info("%s", line)
 
     def banner(self) -> list[str]:
-        """Where the data lives, where models run, and which services have a backend here."""
+        """Where the data lives, where models run, and which services have a backend here
+        (which of them can run now follows once the model cache is read)."""
         settings = self.settings
         lines = [f"data in {settings.data_dir.resolve()}, database {printable_url(self.db.url)}"]
         if self.workers is None:
@@ -95,10 +111,12 @@ class Components:
         served = [
             f"{s.key} ({s.default_model.id})" for s in self.catalog.services.values() if s.backends
         ]
-        lines.append(f"{len(served)} services: " + ", ".join(served))
+        lines.append(f"{len(served)} services configured: " + ", ".join(served))
         return lines
 
     async def close(self) -> None:
+        if self.announcing is not None:
+            self.announcing.cancel()
         if self.checkpoints is not None:
             await self.checkpoints.stop()
         await self.recovery.aclose()

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -205,3 +205,28 @@ class Availability:
                 reason = f"model {model.id} of {service.key} is not on this machine: {found.detail}"
             return Verdict(MODEL_NOT_DOWNLOADED, reason)
         return AVAILABLE
+
+
+def summary(catalog: Catalog, reports: Mapping[str, ServiceReport]) -> list[str]:
+    """What a person starting the server reads: the services ready now with their default
+    models, then those that cannot run here, grouped by why, with what to do."""
+    ready: list[str] = []
+    blocked: dict[str, list[str]] = {}
+    for key, service in catalog.services.items():
+        report = reports.get(key)
+        if report is None:
+            continue
+        if report.verdict.available:
+            ready.append(f"{key} ({service.default_model.id})")
+        else:
+            blocked.setdefault(report.verdict.code or "unavailable", []).append(key)
+    lines = [f"{len(ready)} services ready now: " + (", ".join(ready) or "none")]
+    hints = {
+        MODEL_NOT_DOWNLOADED: "weights not downloaded (gpubridge models pull MODEL)",
+        RUNTIME_NOT_INSTALLED: "runtime not installed here (see docs/gpu.md)",
+        NO_BACKEND: "no backend configured",
+    }
+    for code, keys in blocked.items():
+        why = hints.get(code, code)
+        lines.append(f"{len(keys)} services not available, {why}: " + ", ".join(keys))
+    return lines

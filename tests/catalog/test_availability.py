@@ -14,6 +14,7 @@ from gpubridge.catalog.availability import (
     NO_BACKEND,
     RUNTIME_NOT_INSTALLED,
     Availability,
+    summary,
 )
 from gpubridge.catalog.loader import load_catalog_file
 from gpubridge.engines.registry import EngineRegistry
@@ -201,3 +202,22 @@ async def test_a_package_source_that_is_not_installed_cannot_run(tmp_path: Path,
     verdict = (await checks.report(checks.catalog.services["embedding-l4"])).verdict
     assert verdict.code == MODEL_NOT_DOWNLOADED
     assert "'no_such_weights_package' that ships it is not installed" in (verdict.reason or "")
+
+
+async def test_the_summary_names_what_runs_now_and_why_the_rest_cannot(
+    tmp_path: Path, hub: Path
+) -> None:
+    def edit(data: dict[str, Any]) -> None:
+        services = data["services"]
+        services["llm-4090"]["backends"] = [openai_backend("upstream", "http://127.0.0.1:9/v1")]
+        services["clip"]["backends"] = []
+
+    checks = Availability(catalog(tmp_path, edit), EngineRegistry())
+    lines = summary(checks.catalog, await checks.reports())
+    default_llm = checks.catalog.services["llm-4090"].default_model.id
+    assert lines[0] == f"1 services ready now: llm-4090 ({default_llm})"
+    weights = next(line for line in lines if "weights not downloaded" in line)
+    assert "caption" in weights and "gpubridge models pull" in weights
+    assert any(line.endswith("no backend configured: clip") for line in lines)
+    told = {key for line in lines[1:] for key in line.split(": ", 1)[1].split(", ")}
+    assert told == set(checks.catalog.services) - {"llm-4090"}  # each service told once
