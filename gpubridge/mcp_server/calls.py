@@ -14,7 +14,7 @@ from gpubridge.jobs.store import JobRecord
 from gpubridge.mcp_server.caller import Caller
 from gpubridge.mcp_server.payment import Payments
 from gpubridge.mcp_server.progress import Progress, progress_while_waiting
-from gpubridge.mcp_server.results import estimate_result, job_result
+from gpubridge.mcp_server.results import estimate_result, job_result, pending_result
 from gpubridge.mcp_server.tasks import CreateTaskResult, TaskViews
 from gpubridge.mcp_server.tools import (
     CANCEL_JOB,
@@ -105,7 +105,14 @@ class ToolCalls:
         self, arguments: dict[str, Any], caller: Caller, progress: Progress
     ) -> CallToolResult:
         self.tools.validate_helper_arguments(GET_JOB, arguments)
-        job = await self.gateway.get(arguments["job_id"])
+        try:
+            job = await self.gateway.get(arguments["job_id"])
+        except NotFound:
+            # A paid request waiting for its settlement has its job id before its job.
+            pending = await self.gateway.pending_view(arguments["job_id"])
+            if pending is None:
+                raise
+            return pending_result(pending, self.gateway.settings.public_url)
         wait_s = min(float(arguments.get("wait_seconds", 0)), self.wait_s)
         job = await self._wait(job, wait_s, progress, owner=None)
         return self._render(GET_JOB, job, caller, failed_is_error=False)

@@ -41,6 +41,34 @@ def job_result(
     )
 
 
+def pending_result(pending: dict[str, Any], public_url: str) -> CallToolResult:
+    """A job id promised to a paid request that has no job yet (see ``pending_view``), in
+    the shape of a job: ``pending`` while its payment settles, ``failed`` (its ``error``
+    says ``released`` or ``refused``, nothing charged) when the payment never landed or the
+    request was refused after it did."""
+    job_id = pending["id"]
+    view: dict[str, Any] = {
+        "job_id": job_id,
+        "id": job_id,
+        "service": pending["service"],
+        "status_url": f"{public_url}/status/{job_id}",
+    }
+    if pending["status"] == "settlement_pending":
+        view |= {"status": "pending", "progress": {"stage": "settlement_pending"}}
+        text = (
+            f"Job {job_id} waits for its payment's settlement on chain; it starts once the "
+            f'transfer is confirmed. Call {GET_JOB} with {{"job_id": "{job_id}"}} again later.'
+        )
+        return CallToolResult(content=[Text(text=text), _json(view)], structured_content=view)
+    error = pending.get("error") or {
+        "code": pending["status"],
+        "message": f"the paid request was {pending['status']}",
+    }
+    view |= {"status": "failed", "error": error}
+    text = f"Job {job_id} never started: {error['code']}: {error['message']}"
+    return CallToolResult(content=[Text(text=text), _json(view)], structured_content=view)
+
+
 def _completed(view: dict[str, Any], inline_media_bytes: int) -> CallToolResult:
     output, media = split_media(view.get("output") or {})
     # MCP has image and audio content blocks only: videos (and files with no base64) are links.

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
+import os
 from typing import Any
 
 from mcp_types import TextContent
 
 from gpubridge.jobs import store
+from gpubridge.payments.x402 import paid_requests
+from gpubridge.payments.x402 import store as x402_store
 from tests.mcp_server.conftest import FUNDS_MICROS, LLM_CALL, StartGateway
 from tests.support.gateway_app import UNSET
 
@@ -201,6 +204,46 @@ async def test_get_job_returns_a_finished_job_and_unknown_ids_are_errors(running
     assert got.structured_content["output"] == ran.structured_content["output"]
     assert missing.is_error
     assert missing.structured_content["error"]["code"] == "job_not_found"
+
+
+async def test_get_job_follows_a_paid_request_whose_settlement_is_pending(running):
+    db = running.gateway.db
+    payer = "0x" + "12" * 20
+    payment_id = await x402_store.reserve_authorization(
+        db,
+        network="eip155:8453",
+        asset="0x" + "aa" * 20,
+        payer=payer,
+        nonce=os.urandom(32),
+        valid_before=2**40,
+        amount_micros=3_000,
+    )
+    kept = await paid_requests.record(
+        db,
+        job_id="0b6f0d0e-5b1f-4c53-9d59-3f0c5a7f0c11",
+        payment_id=payment_id,
+        payer=payer,
+        payment_identifier=None,
+        request_hash="h",
+        service="llm-4090",
+        input=LLM_CALL,
+        version=2,
+        status=paid_requests.PENDING,
+    )
+    key = await running.funded_key()
+    async with running.client(key) as client:
+        waiting = await client.call_tool("get_job", {"job_id": kept.job_id})
+        assert await paid_requests.resolve(db, kept.id, paid_requests.RELEASED, "never landed")
+        released = await client.call_tool("get_job", {"job_id": kept.job_id})
+    assert not waiting.is_error
+    assert waiting.structured_content["status"] == "pending"
+    assert waiting.structured_content["progress"] == {"stage": "settlement_pending"}
+    assert waiting.structured_content["status_url"].endswith(f"/status/{kept.job_id}")
+    assert released.structured_content["status"] == "failed"
+    assert released.structured_content["error"] == {
+        "code": "released",
+        "message": "never landed",
+    }
 
 
 async def test_cancel_job_refunds_a_running_job_and_needs_the_key(start_gateway, upstream):
