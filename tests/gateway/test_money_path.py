@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 from sqlalchemy import event, select, update
@@ -177,9 +178,22 @@ async def test_a_capture_below_the_threshold_claims_one_auto_top_up(database, mo
     assert [s.top_up for s in settled] == [False, True, False]
 
 
-async def test_on_postgresql_each_transaction_is_one_statement(database, money):
-    if not database.is_postgres:
-        pytest.skip("SQLite's transactions go to the writer, not through this engine")
+@pytest.fixture
+async def postgres(postgres_url: str) -> AsyncIterator[Any]:
+    """PostgreSQL alone: on SQLite the money transactions go to the writer instead."""
+    from gpubridge.db import Database
+
+    database = Database(postgres_url, pool_size=5)
+    await database.drop_all()
+    await database.create_all()
+    yield database
+    await database.dispose()
+
+
+@pytest.mark.postgres
+async def test_on_postgresql_each_transaction_is_one_statement(postgres):
+    database = postgres
+    money = MoneyPath(database)
     account = await funded(database, 10_000)
     sent: list[str] = []
 
@@ -193,6 +207,7 @@ async def test_on_postgresql_each_transaction_is_one_statement(database, money):
         await money.settle(job, JobStatus.COMPLETED, cost_micros=1_000)
     finally:
         event.remove(database.engine.sync_engine, "before_cursor_execute", count)
+        await money.close()
     assert len(admitted) == 1 and admitted[0].startswith("WITH held AS")
     assert len(sent) == 2 and sent[1].startswith("WITH acct AS")
     assert await balance(database, account) == 9_000
