@@ -5,8 +5,8 @@ PostgreSQL database of their own (dropped afterwards); ``llm-4090`` is served by
 OpenAI-compatible upstream that answers after ``--delay`` to twice that seconds (at random, so
 that the end of a job falls anywhere between two polls). For each of ``--jobs`` sync jobs,
 submitted on A (so A runs it), B calls ``Gateway.wait`` on it at once. The latency runs from
-the moment A sends the COMMIT of the job's end (SQLAlchemy's ``commit`` event on A's engine, for
-the transaction that finished the job) to B's ``wait`` returning the completed job. Two runs:
+the moment A sends the job's end to the database (the money path's one settling statement, or
+the COMMIT of a plain transaction) to B's ``wait`` returning the completed job. Two runs:
 
 - **notices**: B's wait is woken by the PostgreSQL notice (its store poll set to 60 s, so only
   the notice can wake it within the run);
@@ -48,6 +48,9 @@ from gpubridge.gateway import Gateway  # noqa: E402
 from gpubridge.jobs import store  # noqa: E402
 from gpubridge.jobs.status import JobStatus  # noqa: E402
 from gpubridge.jobs.store import JobRecord  # noqa: E402
+
+SETTLE_STATEMENT_START = "WITH acct AS"
+"""How the money path's one-statement settlement on PostgreSQL begins (``money_statements``)."""
 from tests.support.gateway_app import (  # noqa: E402
     openai_backend,
     register,
@@ -79,10 +82,12 @@ def percentile(values: list[float], q: float) -> float:
 
 
 @contextmanager
-def commits_of_job_ends(a: Gateway) -> Iterator[dict[str, float]]:
-    """For each job that A ends, when A sent the COMMIT of its end (SQLAlchemy's ``commit``
-    event fires just before): the notice goes out with that commit, and may reach B before
-    A's own code runs again."""
+def commits_of_job_ends(a: Gateway, current: dict[str, str]) -> Iterator[dict[str, float]]:
+    """For each job that A ends, when A sent the end to the database: on PostgreSQL the money
+    path settles a job in one autocommitted statement, so the moment that statement is sent
+    (its notice goes out with its commit, and may reach B before A's own code runs again).
+    ``current`` names the job in flight (the jobs run one at a time). A job ended through a
+    plain transaction (with auto top-up on) counts from its COMMIT instead."""
     committed: dict[str, float] = {}
     ending: dict[Any, str] = {}
     finish_job = store.finish_job
@@ -98,12 +103,19 @@ def commits_of_job_ends(a: Gateway) -> Iterator[dict[str, float]]:
         if job_id is not None:
             committed[job_id] = time.perf_counter()
 
+    def on_statement(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        if statement.startswith(SETTLE_STATEMENT_START) and "job" in current:
+            committed[current["job"]] = time.perf_counter()
+
+    engine = a.db.engine.sync_engine
     store.finish_job = finishing  # type: ignore[assignment]
-    event.listen(a.db.engine.sync_engine, "commit", on_commit)
+    event.listen(engine, "commit", on_commit)
+    event.listen(engine, "before_cursor_execute", on_statement)
     try:
         yield committed
     finally:
-        event.remove(a.db.engine.sync_engine, "commit", on_commit)
+        event.remove(engine, "before_cursor_execute", on_statement)
+        event.remove(engine, "commit", on_commit)
         store.finish_job = finish_job  # type: ignore[assignment]
 
 
@@ -113,10 +125,13 @@ async def measure(
     """Latencies in ms from A's commit of each job's end to B's wait returning it."""
     account = await a.accounts.by_email("bench@example.com")
     latencies = []
-    with commits_of_job_ends(a) as committed:
+    current: dict[str, str] = {}
+    with commits_of_job_ends(a, current) as committed:
         for _ in range(jobs):
             upstream.delay_s = random.uniform(delay_s, 2 * delay_s)
+            # The upstream answers after at least delay_s: the job is named before it ends.
             job = (await a.submit(account, "llm-4090", dict(PROMPT))).job
+            current["job"] = job.id
             ended = await b.wait(job, timeout_s=30, poll_s=poll_s)
             woke = time.perf_counter()
             if ended.status != JobStatus.COMPLETED or job.id not in committed:
