@@ -3,6 +3,7 @@ with remote backends only; refused, saying why, anywhere else."""
 
 from __future__ import annotations
 
+import asyncio
 import signal
 import subprocess
 import time
@@ -18,6 +19,7 @@ from gpubridge.catalog.loader import packaged_catalog_text
 from gpubridge.cli import main
 from gpubridge.serving import refusal
 from gpubridge.settings import Settings
+from tests.db.test_migrations import empty
 from tests.test_cli import cli_env, command, free_port
 
 PG = "postgresql+asyncpg://gpubridge@127.0.0.1:5432/gpubridge"
@@ -100,6 +102,7 @@ def pids_answering(base: str, want: int, timeout_s: float) -> set[str]:
 def test_two_processes_on_postgresql_serve_one_port_and_one_database(
     tmp_path: Path, postgres_url: str
 ) -> None:
+    asyncio.run(empty(postgres_url))  # the session's database, as other tests left it
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     env = cli_env(
