@@ -540,6 +540,9 @@ def test_serve_answers_healthz_on_the_given_port_and_stops_on_sigterm(tmp_path: 
         assert response.json() == {"status": "ok"}
         # The server migrated its default SQLite database at start-up.
         assert set(metadata.tables) <= table_names(tmp_path)
+        # Which services can run now is told once the model cache is read, after start-up.
+        while "services ready now" not in log_path.read_text() and time.monotonic() < deadline:
+            time.sleep(0.1)
 
         process.terminate()
         returncode = process.wait(timeout=SHUTDOWN_TIMEOUT_S)
@@ -549,7 +552,8 @@ def test_serve_answers_healthz_on_the_given_port_and_stops_on_sigterm(tmp_path: 
         # It said what it serves: where the data is, where models run, which services.
         assert f"data in {tmp_path.resolve()}, database" in logged
         assert "workers: worker-0 on cpu for *" in logged
-        assert re.search(r"\d+ services: .*llm-4090 \(", logged), logged
+        assert re.search(r"\d+ services configured: .*llm-4090 \(", logged), logged
+        assert re.search(r"\d+ services ready now: .*llm-4090 \(", logged), logged
     finally:
         if process.poll() is None:
             process.kill()
