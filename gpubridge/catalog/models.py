@@ -55,6 +55,12 @@ class Price(BaseModel):
         # Converted once: every quote and every charge reads it.
         return usd_to_micros(self.minimum_usd)
 
+    @property
+    def metered(self) -> bool:
+        """Whether the cost depends on what the job uses (tokens, seconds), not only on the
+        request: such a job may be paid by a metered authorization of its ceiling."""
+        return self.unit != "output"
+
 
 class ModelSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")

@@ -161,8 +161,8 @@ webhook_attempts = Table(
     Index("ix_webhook_attempts_job", "job_id"),
 )
 
-# x402 payments, reserved before any work: an EIP-3009 authorization (asset, payer, nonce) or a
-# transaction hash can pay once. ``tx_hash`` is the proof of a tx-hash payment, or the
+# x402 payments, reserved before any work: an EIP-3009 or Permit2 authorization (asset, payer,
+# nonce) or a transaction hash can pay once. ``tx_hash`` is the proof of a tx-hash payment, or the
 # settlement transaction of an EIP-3009 one. Addresses and hashes are lowercase hex.
 x402_payments = Table(
     "x402_payments",
@@ -181,8 +181,14 @@ x402_payments = Table(
     Column("account_id", String(36), ForeignKey("accounts.id"), nullable=True),
     Column("created_at", UtcTime, nullable=False),
     Column("settled_at", UtcTime, nullable=True),
+    # A metered (``upto``) payment: the maximum its payer authorized (``amount_micros`` is
+    # then what it settled for), the job it pays, and the payload the settlement sends.
+    Column("authorized_micros", Money, nullable=True),
+    Column("job_id", String(36), nullable=True),
+    Column("document", JSON, nullable=True),
     UniqueConstraint("asset", "payer", "nonce", name="uq_x402_payments_authorization"),
     Index("ix_x402_payments_status_created", "status", "created_at"),
+    Index("ix_x402_payments_job", "job_id"),
 )
 
 # Paid requests that outlive their HTTP exchange: one whose settlement was sent but not

@@ -194,6 +194,7 @@ def run_resources(
             resource,
             description,
             {BAZAAR: run_extension(service, base_url)},
+            metered=quote.price.metered,
         )
         required = payment_required(x402.config, offer, "")
         items.append(

@@ -88,7 +88,9 @@ class PaidIntake(Intake):
         need (what the job does not use stays in the wallet account), priced without
         fetching any media. With one: it is verified, reserved and settled before the job
         exists, and credited to the payer's wallet account, which the job is then held and
-        charged on like any other account; only then are media inputs fetched (a bad one is
+        charged on like any other account (a metered ``upto`` payment is authorized for the
+        ceiling and settled for what the job used once it ends, ``finish_metered``); only
+        then are media inputs fetched (a bad one is
         refused and the payment stays in the wallet account). A settlement not confirmed in
         time is ``SettlementPending`` (202) with the job id the request will get.
         An Idempotency-Key replays within that account only: a retry with a new payment gets
@@ -111,6 +113,7 @@ class PaidIntake(Intake):
             resource,
             f"{service.name} ({service.key}) job",
             {BAZAAR: describe(service)} if describe is not None else None,
+            metered=quote.price.metered,
         )
         if payment is None:
             if sign_in is not None:
@@ -135,7 +138,7 @@ class PaidIntake(Intake):
                 return replayed
         job_id = str(uuid.uuid4())
         try:
-            accepted = await self.x402.accept(decoded, offer, binding)
+            accepted = await self.x402.accept(decoded, offer, binding, job_id=job_id)
         except PaymentUnconfirmed as unconfirmed:
             if media:  # handed-over bytes are not kept: the payment stays in the wallet
                 raise ServiceUnavailable(
@@ -194,10 +197,22 @@ class PaidIntake(Intake):
         except BaseException:
             if kept is not None:  # no job: a retry with this identifier is a new request
                 await requests.discard(self.db, kept.id)
+            if accepted.metered:  # no job to pay for: the authorization moves nothing
+                await self.x402.finish_metered(accepted, abandoned=True)
             raise
         if kept is not None and submitted.job.id != job_id:
             await requests.move_job(self.db, kept.id, submitted.job.id)
+        if accepted.metered and submitted.job.id != job_id:
+            # An earlier job was replayed (Idempotency-Key): this authorization pays nothing.
+            accepted = await self.x402.finish_metered(accepted, abandoned=True)
         return PaidSubmission(submitted, accepted.account, accepted)
+
+    async def finish_metered(self, paid: PaidSubmission) -> PaidSubmission:
+        """``paid`` with its metered payment settled, once its job has ended."""
+        if self.x402 is None or paid.payment is None or not paid.payment.metered:
+            return paid
+        settled = await self.x402.finish_metered(paid.payment)
+        return PaidSubmission(paid.submitted, paid.account, settled)
 
     async def _signed_in(
         self,

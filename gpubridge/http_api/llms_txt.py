@@ -105,6 +105,13 @@ def _how_to_call(gateway: Gateway, base_url: str) -> list[str]:
             "result and is not charged. A settlement not confirmed in time answers 202 "
             "`settlement_pending` with the job id that runs once it lands."
         )
+        if x402.metering is not None:
+            lines.append(
+                "- x402 `upto`: jobs priced per token or per second are also offered with "
+                "scheme `upto` (x402 v2): authorize the ceiling with a Permit2 signature "
+                "(approve Permit2 for USDC once); the server settles what the job used after "
+                "it ends, and nothing when it fails."
+            )
     mcp_x402 = (
         " Without an API key, a call answers with the x402 PaymentRequired object and the "
         'paid retry carries the payment in `_meta["x402/payment"]`.'

@@ -167,6 +167,7 @@ async def run(request: Request) -> Response:
     key = idempotency_key_of(request)
 
     headers: dict[str, str] = {}
+    paid = None
     if account is None:
         paid = await gateway.submit_paid(
             payment_of(request),
@@ -195,6 +196,8 @@ async def run(request: Request) -> Response:
     if service.mode == "sync" and not job.status.is_terminal:
         job = await gateway.wait(job, gateway.settings.sync_wait_s)
     if job.status.is_terminal:
+        if paid is not None and paid.payment is not None and paid.payment.metered:
+            headers = receipt_headers((await gateway.finish_metered(paid)).payment)
         return JSONResponse(
             job_view(job, gateway.settings.public_url), status_code=200, headers=headers
         )

@@ -174,12 +174,13 @@ def _house_mismatches() -> Select[Any]:
         ),
         (
             # Settled payments, and tx-hash transfers that paid no request (too little, too
-            # late) but were credited to their sender's wallet account.
+            # late) but were credited to their sender's wallet account; a metered payment
+            # counts its maximum until it settles, then what it settled for.
             "x402",
             _house_total("x402"),
             _total(
                 x402_payments.c.amount_micros,
-                x402_payments.c.status.in_(("settled", "credited")),
+                x402_payments.c.status.in_(("settled", "credited", "authorized", "settling")),
             ),
         ),
         (

@@ -114,6 +114,20 @@ class Chain:
         provider = AsyncHTTPProvider(rpc_url, request_kwargs={"timeout": RPC_TIMEOUT_S})
         return cls(AsyncWeb3(provider))
 
+    def sync_web3(self) -> Any:
+        """A synchronous ``Web3`` on the same node (the x402 SDK's facilitator code is
+        synchronous): an in-process test chain is shared, a node is reached at its URL."""
+        from web3 import HTTPProvider, Web3
+
+        provider = self.w3.provider
+        tester = getattr(provider, "ethereum_tester", None)
+        if tester is not None:
+            from web3 import EthereumTesterProvider
+
+            return Web3(EthereumTesterProvider(tester))
+        uri = getattr(provider, "endpoint_uri", None)
+        return Web3(HTTPProvider(str(uri), request_kwargs={"timeout": RPC_TIMEOUT_S}))
+
     async def close(self) -> None:
         disconnect = getattr(self.w3.provider, "disconnect", None)
         if disconnect is not None:

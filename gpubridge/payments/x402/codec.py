@@ -1,7 +1,8 @@
 """Payment headers: base64 JSON in and out, and the payment objects they carry.
 
 - ``PAYMENT-SIGNATURE`` (x402 v2): ``{"x402Version": 2, "accepted": {...}, "payload":
-  {"authorization": {...}, "signature": "0x..."}, ...}``.
+  {"authorization": {...}, "signature": "0x..."}, ...}``, or for scheme ``upto`` a Permit2
+  authorization of a maximum: ``"payload": {"permit2Authorization": {...}, "signature"}``.
 - ``X-PAYMENT`` (x402 v1): ``{"x402Version": 1, "scheme", "network", "payload": {...}}``, or the
   API document's proof of a transfer already on chain: ``{"txHash", "from"}`` (with an optional
   ``signature`` binding it to the request).
@@ -80,7 +81,42 @@ class TxHashPayment:
     signature: bytes | None
 
 
-Payment = ExactPayment | TxHashPayment
+@dataclass(frozen=True)
+class PermitAuthorization:
+    """A Permit2 ``PermitWitnessTransferFrom`` with x402's metered witness: ``spender`` (the
+    upto proxy) may move up to ``amount`` of ``token`` from ``payer`` to ``to`` before
+    ``deadline``, settled by ``facilitator`` only. Addresses lowercase."""
+
+    payer: str
+    token: str
+    amount: int
+    spender: str
+    nonce: int
+    deadline: int
+    to: str
+    facilitator: str
+    valid_after: int
+
+
+@dataclass(frozen=True)
+class UptoPayment:
+    """A signed Permit2 authorization of a maximum (scheme ``upto``, x402 version 2): the
+    server settles what the job used, never more than the maximum."""
+
+    network: str
+    authorization: PermitAuthorization
+    accepted: dict[str, Any]
+    document: dict[str, Any]
+    identifier: str | None = None
+    version: int = 2
+    scheme: str = "upto"
+
+    @property
+    def payer(self) -> str:
+        return self.authorization.payer
+
+
+Payment = ExactPayment | UptoPayment | TxHashPayment
 
 
 def encode_json(value: dict[str, Any]) -> str:
@@ -124,6 +160,8 @@ def from_object(document: Any) -> Payment:
         network = _field(document, "network", str)
     else:
         raise MalformedPayment(f"x402 version {version} is not supported (1 or 2)")
+    if version == 2 and "permit2Authorization" in payload:
+        return _upto_payment(document, payload, accepted, network)
     auth = _field(payload, "authorization", dict)
     authorization = Authorization(
         payer=_address(auth, "from"),
@@ -138,6 +176,27 @@ def from_object(document: Any) -> Payment:
     return ExactPayment(
         version, scheme, network, authorization, signature, accepted, document, identifier
     )
+
+
+def _upto_payment(
+    document: dict[str, Any], payload: dict[str, Any], accepted: dict[str, Any], network: str
+) -> UptoPayment:
+    auth = _field(payload, "permit2Authorization", dict)
+    permitted = _field(auth, "permitted", dict)
+    witness = _field(auth, "witness", dict)
+    _matching(payload, "signature", _HEX)
+    authorization = PermitAuthorization(
+        payer=_address(auth, "from"),
+        token=_address(permitted, "token"),
+        amount=_uint(permitted, "amount"),
+        spender=_address(auth, "spender"),
+        nonce=_uint(auth, "nonce"),
+        deadline=_uint(auth, "deadline"),
+        to=_address(witness, "to"),
+        facilitator=_address(witness, "facilitator"),
+        valid_after=_uint(witness, "validAfter"),
+    )
+    return UptoPayment(network, authorization, accepted, document, _payment_identifier(document))
 
 
 def payment_identifier_declaration(required: bool = False) -> dict[str, Any]:

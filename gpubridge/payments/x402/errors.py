@@ -32,6 +32,7 @@ INVALID_TRANSACTION_STATE = "invalid_transaction_state"
 TRANSACTION_ALREADY_USED = "transaction_already_used"
 PAYMENT_REQUIRED = "Payment required"
 SETTLEMENT_PENDING = "settlement_pending"
+INVALID_PAYLOAD = "invalid_payload"
 """The SDK's settle error reason for a transaction sent but not confirmed yet."""
 
 

@@ -6,6 +6,9 @@ Version 2: the ``PaymentRequired`` object (``x402Version: 2``, ``resource``, ``a
 ``maxAmountRequired`` and the network's v1 name. The body also carries the v2 object under
 ``paymentRequired``, so one response serves clients of either version.
 
+A metered job (priced per token or per second) is also offered as ``upto`` in version 2: the
+client authorizes the ceiling through Permit2, and the server settles what the job used.
+
 Both describe the resource for discovery: the v2 object names the service (``resource``'s
 ``serviceName``, ``tags``, ``iconUrl``) and carries the offer's extensions (the Bazaar
 extension, ``bazaar.py``); a v1 requirement carries the Bazaar description in ``outputSchema``.
@@ -21,6 +24,7 @@ from gpubridge.payments.x402.bazaar import BAZAAR, v1_output_schema
 from gpubridge.payments.x402.config import X402Config
 
 SCHEME_EXACT = "exact"
+SCHEME_UPTO = "upto"
 
 
 @dataclass(frozen=True)
@@ -33,6 +37,9 @@ class Offer:
     mime_type: str = "application/json"
     extensions: Mapping[str, Any] = field(default_factory=dict)
     """x402 extensions of the challenge, keyed by name (``bazaar``: how to call the resource)."""
+    upto_facilitator: str | None = None
+    """Who settles a metered (``upto``) payment for this request; None when the request is
+    not metered or this server cannot settle one: then only ``exact`` is offered."""
 
 
 def _extra(config: X402Config) -> dict[str, Any]:
@@ -49,6 +56,28 @@ def requirements_v2(config: X402Config, offer: Offer) -> dict[str, Any]:
         "maxTimeoutSeconds": config.max_timeout_s,
         "extra": _extra(config),
     }
+
+
+def requirements_upto(config: X402Config, offer: Offer) -> dict[str, Any]:
+    """The ``upto`` requirement: authorize up to the ceiling with Permit2; the server settles
+    what the job used, after it ends."""
+    return {
+        **requirements_v2(config, offer),
+        "scheme": SCHEME_UPTO,
+        "extra": {
+            **_extra(config),
+            "assetTransferMethod": "permit2",
+            "facilitatorAddress": offer.upto_facilitator,
+        },
+    }
+
+
+def accepts_v2(config: X402Config, offer: Offer) -> list[dict[str, Any]]:
+    """What a version 2 client may pay with: ``exact`` always, ``upto`` for metered jobs."""
+    accepts = [requirements_v2(config, offer)]
+    if offer.upto_facilitator is not None:
+        accepts.append(requirements_upto(config, offer))
+    return accepts
 
 
 def requirements_v1(config: X402Config, offer: Offer) -> dict[str, Any]:
@@ -92,7 +121,7 @@ def payment_required(config: X402Config, offer: Offer, error: str) -> dict[str, 
         "x402Version": 2,
         "error": error,
         "resource": resource_info(config, offer),
-        "accepts": [requirements_v2(config, offer)],
+        "accepts": accepts_v2(config, offer),
     }
     if offer.extensions:
         required["extensions"] = dict(offer.extensions)

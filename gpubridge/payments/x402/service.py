@@ -25,6 +25,7 @@ from gpubridge.payments.x402.codec import (
     ExactPayment,
     Payment,
     TxHashPayment,
+    UptoPayment,
     payment_identifier_declaration,
 )
 from gpubridge.payments.x402.config import X402Config, x402_off_reason
@@ -35,6 +36,7 @@ from gpubridge.payments.x402.errors import (
     Unconfirmed,
     X402Required,
 )
+from gpubridge.payments.x402.metering import Metering, receipt
 from gpubridge.payments.x402.requirements import Offer, challenge_body, payment_required
 from gpubridge.payments.x402.screening import DenyList, OracleScreen, Screen, Screening
 from gpubridge.payments.x402.settlement import (
@@ -70,6 +72,9 @@ class Accepted:
     version: int
     receipt: dict[str, Any]
     """The x402 SettleResponse object (``success``, ``transaction``, ``network``, ``payer``)."""
+    metered: bool = False
+    """An ``upto`` authorization: settled for what the job used once it ends
+    (``X402.finish_metered``); until then ``receipt`` moved nothing."""
 
     @property
     def payer(self) -> str:
@@ -102,6 +107,8 @@ class X402:
             self.settlement = FacilitatorSettlement(config, self._facilitator_client())
         elif config.settlement_key is not None:
             self.settlement = DirectSettlement(config, self.chain)
+        self.metering = Metering(config, db) if config.settlement_key is not None else None
+        """Metered (``upto``) payments, settled in process with the settlement key."""
 
     @classmethod
     def from_settings(cls, settings: Settings, db: Database) -> X402 | None:
@@ -124,6 +131,8 @@ class X402:
         """Talk to this chain client instead of ``rpc_url`` (a local node, tests)."""
         self._chain = chain
         self._owns_chain = False
+        if self.metering is not None:
+            self.metering.engine.use_web3(chain.sync_web3())
 
     def _facilitator_client(self) -> httpx.AsyncClient:
         if self._http is None:
@@ -145,12 +154,20 @@ class X402:
         resource: str,
         description: str,
         extensions: Mapping[str, Any] | None = None,
+        *,
+        metered: bool = False,
     ) -> Offer:
         """What a request costs; ``extensions`` go into its 402 (``bazaar``: how to call it),
         with ``payment-identifier`` (a paid retry naming the same identifier gets the first
-        result)."""
+        result). A ``metered`` request (priced per token or second) is also offered as
+        ``upto`` when this server settles itself."""
         declared = {**(extensions or {}), PAYMENT_IDENTIFIER: payment_identifier_declaration()}
-        return Offer(amount_micros, resource, description, extensions=declared)
+        facilitator = (
+            self.metering.engine.facilitator if metered and self.metering is not None else None
+        )
+        return Offer(
+            amount_micros, resource, description, extensions=declared, upto_facilitator=facilitator
+        )
 
     def required(
         self,
@@ -195,14 +212,22 @@ class X402:
 
     # -- accepting a payment --------------------------------------------------------------
     async def accept(
-        self, payment: Payment, offer: Offer, binding: RequestBinding | None = None
+        self,
+        payment: Payment,
+        offer: Offer,
+        binding: RequestBinding | None = None,
+        *,
+        job_id: str | None = None,
     ) -> Accepted:
         """Screen, verify, reserve, settle and credit ``payment``; ``X402Required`` (402) when
-        it does not pay for ``offer``, ``SanctionedPayer`` (403) for a listed payer."""
+        it does not pay for ``offer``, ``SanctionedPayer`` (403) for a listed payer. A metered
+        (``upto``) payment is authorized for the job ``job_id`` and settled once it ends."""
         await self.screening.check(payment.payer)
         try:
             if isinstance(payment, TxHashPayment):
                 return await self._accept_tx_hash(payment, offer, binding)
+            if isinstance(payment, UptoPayment):
+                return await self._accept_upto(payment, offer, job_id)
             return await self._accept_exact(payment, offer)
         except PaymentRejected as exc:
             log.info("x402 payment refused", extra={"reason": exc.reason})
@@ -264,6 +289,28 @@ class X402:
             _receipt(tx_hash, network, auth.payer, auth.value),
         )
 
+    async def _accept_upto(
+        self, payment: UptoPayment, offer: Offer, job_id: str | None
+    ) -> Accepted:
+        if self.metering is None or offer.upto_facilitator is None or job_id is None:
+            raise PaymentRejected(
+                errors.UNSUPPORTED_SCHEME, "this request is not offered with scheme upto"
+            )
+        account, payment_id = await self.metering.authorize(payment, offer, job_id)
+        authorized = receipt(self.config.network, payment.payer, None)
+        return Accepted(account, payment_id, payment.authorization.amount, 2, authorized, True)
+
+    async def finish_metered(self, payment: Accepted, *, abandoned: bool = False) -> Accepted:
+        """``payment`` settled for what its job used once the job has ended (or nothing when
+        ``abandoned``: the job was never created); unchanged while the job runs."""
+        if not payment.metered or self.metering is None:
+            return payment
+        settled = await self.metering.finish(payment.payment_id, abandoned=abandoned)
+        if settled is None:
+            return payment
+        done = receipt(self.config.network, payment.payer, settled)
+        return Accepted(payment.account, payment.payment_id, settled.amount_micros, 2, done, True)
+
     async def _accept_tx_hash(
         self, payment: TxHashPayment, offer: Offer, binding: RequestBinding | None
     ) -> Accepted:
@@ -310,10 +357,12 @@ class X402:
     # -- settlements not confirmed in time --------------------------------------------------
     async def reconcile(self) -> None:
         """Settle or release reservations whose request gave up with the outcome unknown
-        (``pending.reconcile``)."""
+        (``pending.reconcile``), and settle the metered payments whose job has ended."""
         from gpubridge.payments.x402.pending import reconcile
 
         await reconcile(self)
+        if self.metering is not None:
+            await self.metering.finish_due()
 
     async def resolve(self, payment_id: str, version: int) -> Accepted | Released | None:
         """What became of a payment whose settlement was not confirmed in time: ``Accepted``

@@ -181,3 +181,50 @@ def test_the_payment_identifier_is_read_and_checked_as_the_x402_sdk_defines_it()
     assert codec.from_object(v2(None)).identifier is None  # type: ignore[union-attr]
     with pytest.raises(MalformedPayment):
         codec.from_object(v2([]))
+
+
+METERED = Offer(3000, "https://api.example/run", "a metered job", upto_facilitator=TEST_RECIPIENT)
+
+
+def test_only_a_metered_offer_adds_upto_after_exact_for_the_same_ceiling():
+    assert [a["scheme"] for a in payment_required(CONFIG, OFFER, "x")["accepts"]] == ["exact"]
+    exact, upto = payment_required(CONFIG, METERED, "x")["accepts"]
+    assert (exact["scheme"], upto["scheme"]) == ("exact", "upto")
+    assert upto["amount"] == exact["amount"] == "3000"
+    assert upto["extra"]["facilitatorAddress"] == TEST_RECIPIENT
+    assert upto["extra"]["assetTransferMethod"] == "permit2"
+    body = challenge_body(CONFIG, METERED, "x", "m", payment_required(CONFIG, METERED, "x"))
+    assert [a["scheme"] for a in body["accepts"]] == ["exact"]  # upto is x402 version 2 only
+
+
+def test_an_sdk_upto_payment_decodes_into_a_permit2_authorization():
+    from x402.mechanisms.evm.upto.client import UptoEvmScheme
+
+    payer = Account.create()
+    accepted = payment_required(CONFIG, METERED, "x")["accepts"][1]
+    requirements = PaymentRequirements.model_validate(accepted)
+    inner = UptoEvmScheme(EthAccountSigner(payer)).create_payment_payload(requirements)
+    header = encode_payment_signature_header(
+        PaymentPayload(x402_version=2, payload=inner, accepted=requirements)
+    )
+    payment = codec.decode_header(header)
+    assert isinstance(payment, codec.UptoPayment)
+    auth = payment.authorization
+    assert auth.payer == payer.address.lower()
+    assert (auth.amount, auth.to, auth.facilitator) == (
+        3000,
+        TEST_RECIPIENT.lower(),
+        TEST_RECIPIENT.lower(),
+    )
+    assert auth.spender == "0x4020a4f3b7b90cca423b9fabcc0ce57c6c240002"
+    assert payment.scheme == "upto" and payment.version == 2
+
+
+def test_an_upto_payment_with_a_bad_field_is_malformed():
+    document = {
+        "x402Version": 2,
+        "accepted": {"scheme": "upto", "network": CONFIG.network},
+        "payload": {"signature": "0x00", "permit2Authorization": {"from": "0x12"}},
+    }
+    with pytest.raises(MalformedPayment):
+        codec.from_object(document)

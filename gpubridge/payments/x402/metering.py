@@ -1,0 +1,178 @@
+"""Metered (``upto``) payments from the authorization to the settlement of what the job used.
+
+``authorize`` verifies a Permit2 authorization of the job's ceiling with the SDK's scheme
+(``upto.UptoEngine``) and credits it to the payer's wallet account for the job (``metered``).
+``finish`` runs once the job has ended: it settles the job's cost on chain (nothing when the
+job failed or cost nothing) and takes the unused rest back. The maintenance loop calls
+``finish_due`` for every payment whose job has ended, so a settlement survives a restart; a
+claim that a crash interrupted is resolved from Permit2's nonce: spent means settled.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from gpubridge.db import Database
+from gpubridge.db.engine import utcnow
+from gpubridge.payments.accounts import Account
+from gpubridge.payments.x402 import errors, metered
+from gpubridge.payments.x402.codec import UptoPayment
+from gpubridge.payments.x402.config import X402Config, same_address
+from gpubridge.payments.x402.errors import PaymentRejected
+from gpubridge.payments.x402.metered import RELEASED, SETTLING, UNPAID, MeteredPayment
+from gpubridge.payments.x402.requirements import Offer
+from gpubridge.payments.x402.store import SETTLED, AlreadyUsed
+from gpubridge.payments.x402.upto import UptoEngine
+from gpubridge.payments.x402.wallets import ensure_wallet_account
+
+log = logging.getLogger(__name__)
+
+SETTLING_STALE_AFTER = timedelta(minutes=5)
+"""A claim older than this without an outcome was interrupted (the process stopped)."""
+
+
+@dataclass(frozen=True)
+class Settled:
+    """What a metered payment settled for (0 when nothing moved) and its transaction."""
+
+    amount_micros: int
+    tx_hash: str
+    status: str
+
+
+class Metering:
+    """Authorizes and settles metered payments with this server's settlement key."""
+
+    def __init__(self, config: X402Config, db: Database) -> None:
+        self.config = config
+        self.db = db
+        self.engine = UptoEngine(config)
+
+    async def authorize(
+        self, payment: UptoPayment, offer: Offer, job_id: str
+    ) -> tuple[Account, str]:
+        """Verify ``payment`` for ``offer`` and credit its maximum to the payer's wallet
+        account for the job ``job_id``: that account and the payment's id."""
+        auth = payment.authorization
+        if not same_address(auth.token, self.config.asset):
+            raise PaymentRejected(
+                errors.REQUIREMENTS_MISMATCH, f"the asset must be {self.config.asset}"
+            )
+        await self.engine.verify(payment, offer)
+        account = await ensure_wallet_account(self.db, auth.payer)
+        try:
+            payment_id = await metered.authorize(
+                self.db,
+                network=self.config.network,
+                asset=self.config.asset,
+                payer=auth.payer,
+                nonce=auth.nonce,
+                deadline=auth.deadline,
+                maximum=auth.amount,
+                document=payment.document,
+                account_id=account.id,
+                job_id=job_id,
+            )
+        except AlreadyUsed:
+            raise PaymentRejected(
+                errors.NONCE_ALREADY_USED,
+                "this authorization already pays (or is paying) for another request",
+            ) from None
+        return account, payment_id
+
+    async def finish(self, payment_id: str, *, abandoned: bool = False) -> Settled | None:
+        """Settle the payment if its job has ended (or ``abandoned`` and its job was never
+        created); what it settled, or None while the job runs or another replica settles."""
+        payment = await metered.get(self.db, payment_id)
+        if payment is None:
+            return None
+        if payment.status != metered.AUTHORIZED:
+            return _outcome(payment) if payment.status != SETTLING else None
+        cost = await metered.job_cost(self.db, payment.job_id)
+        if cost is None and not (
+            abandoned and not await metered.job_exists(self.db, payment.job_id)
+        ):
+            return None
+        if not await metered.claim(self.db, payment.id):
+            return None
+        return await self._settle(payment, cost or 0)
+
+    async def finish_due(self) -> None:
+        """Settle every payment whose job has ended; resolve interrupted claims."""
+        for payment in await metered.due(self.db, utcnow() - SETTLING_STALE_AFTER):
+            try:
+                if payment.status == SETTLING:
+                    await self._resume(payment)
+                else:
+                    await self.finish(payment.id, abandoned=True)
+            except Exception:
+                log.warning(
+                    "a metered x402 payment could not be settled yet",
+                    extra={"payment_id": payment.id},
+                    exc_info=True,
+                )
+
+    async def _settle(self, payment: MeteredPayment, cost: int) -> Settled:
+        amount = min(cost, payment.maximum)
+        if amount == 0:
+            await metered.close(self.db, payment, RELEASED)
+            return Settled(0, "", RELEASED)
+        offer = Offer(amount, "", "")
+        try:
+            tx_hash = await self.engine.settle(payment.document, offer, amount)
+        except PaymentRejected as exc:
+            if await self.engine.nonce_used(payment.payer, payment.nonce):
+                # Settled meanwhile (an earlier attempt's transaction landed after all).
+                await metered.close(self.db, payment, SETTLED, settled=amount)
+                return Settled(amount, "", SETTLED)
+            log.error(
+                "a metered x402 settlement was refused: the job's cost is owed",
+                extra={"payment_id": payment.id, "reason": exc.reason},
+            )
+            await metered.close(self.db, payment, UNPAID, error=exc.reason)
+            return Settled(0, "", UNPAID)
+        # Any other failure (the node did not answer) leaves the claim: ``_resume`` finds
+        # out from the chain whether the transfer happened.
+        await metered.close(self.db, payment, SETTLED, settled=amount, tx_hash=tx_hash)
+        return Settled(amount, tx_hash, SETTLED)
+
+    async def _resume(self, payment: MeteredPayment) -> None:
+        cost = await metered.job_cost(self.db, payment.job_id) or 0
+        amount = min(cost, payment.maximum)
+        if amount and await self.engine.nonce_used(payment.payer, payment.nonce):
+            await metered.close(self.db, payment, SETTLED, settled=amount)
+        elif amount and payment.deadline > int(utcnow().timestamp()):
+            await self._settle(payment, amount)
+        else:
+            status = UNPAID if amount else RELEASED
+            await metered.close(self.db, payment, status, error="authorization expired")
+
+
+def _outcome(payment: MeteredPayment) -> Settled:
+    return Settled(payment.settled, payment.tx_hash or "", payment.status)
+
+
+def receipt(network: str, payer: str, settled: Settled | None) -> dict[str, Any]:
+    """The ``PAYMENT-RESPONSE`` of a metered payment: what it settled for once its job has
+    ended; before that, an authorization that has moved nothing yet."""
+    if settled is None:
+        return {
+            "success": True,
+            "transaction": "",
+            "network": network,
+            "payer": payer,
+            "amount": "0",
+        }
+    body: dict[str, Any] = {
+        "success": settled.status in (SETTLED, RELEASED),
+        "transaction": settled.tx_hash,
+        "network": network,
+        "payer": payer,
+        "amount": str(settled.amount_micros),
+    }
+    if settled.status == UNPAID:
+        body["errorReason"] = errors.TRANSACTION_FAILED
+    return body

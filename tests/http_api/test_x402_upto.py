@@ -1,0 +1,209 @@
+"""Metered x402 payments (scheme ``upto``) through ``POST /run`` on a local chain with Permit2:
+the official SDK client authorizes the job's ceiling, the server settles what the job used
+after it ends, never more, and nothing when the job fails. On SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy import select
+
+from gpubridge.db.tables import x402_payments
+from tests.http_api.test_x402 import serving
+from tests.support.local_chain import OPERATOR_KEY, LocalChain
+from tests.support.x402_app import PROMPT, b64, paid_app, unb64
+
+
+@pytest.fixture(scope="module")
+def chain() -> Iterator[LocalChain]:
+    yield LocalChain()
+
+
+@pytest.fixture
+async def paid(database, database_url: str, tmp_path: Path, upstream, chain) -> AsyncIterator[Any]:
+    async with paid_app(chain, database_url, tmp_path, upstream.base_url) as pair:
+        yield pair
+    upstream.behaviour.reset()
+
+
+def operator_address() -> str:
+    from eth_account import Account
+
+    return str(Account.from_key(OPERATOR_KEY).address)
+
+
+async def offers(client: httpx.AsyncClient, body: dict[str, Any] = PROMPT) -> dict[str, Any]:
+    response = await client.post("/run", json=body)
+    assert response.status_code == 402, response.text
+    return {a["scheme"]: a for a in unb64(response.headers["payment-required"])["accepts"]}
+
+
+def sdk_client(chain: LocalChain, payer: Any) -> Any:
+    """The x402 SDK client paying with ``upto`` only, the local token allowed."""
+    from x402 import x402Client
+    from x402.mechanisms.evm.signers import EthAccountSigner
+    from x402.mechanisms.evm.upto.client import UptoEvmScheme
+
+    sdk = x402Client()
+    sdk.register(f"eip155:{chain.chain_id}", UptoEvmScheme(EthAccountSigner(payer)))
+    sdk.set_spend_controls(
+        {
+            "allowed_assets": [
+                {
+                    "network": f"eip155:{chain.chain_id}",
+                    "asset": chain.usdc.address,
+                    "max_amount_per_payment": "100000",
+                }
+            ]
+        }
+    )
+    return sdk
+
+
+async def sdk_run(app: Any, chain: LocalChain, payer: Any) -> httpx.Response:
+    from x402.http.clients.httpx import x402HttpxClient
+
+    async with (
+        serving(app) as base_url,
+        x402HttpxClient(sdk_client(chain, payer), base_url=base_url) as client,
+    ):
+        return await client.post("/run", json=PROMPT)
+
+
+async def payment_row(app: Any, payer: Any) -> Any:
+    async with app.state.gateway.db.connect() as conn:
+        return (
+            await conn.execute(
+                select(x402_payments).where(x402_payments.c.payer == payer.address.lower())
+            )
+        ).one()
+
+
+async def wallet_balance(app: Any, payer: Any) -> int:
+    from gpubridge.payments import ledger
+    from gpubridge.payments.x402.wallets import find_wallet_account
+
+    account = await find_wallet_account(app.state.gateway.db, payer.address)
+    assert account is not None
+    async with app.state.gateway.db.connect() as conn:
+        return await ledger.available_balance(conn, account.id)
+
+
+async def test_a_metered_job_is_offered_upto_beside_exact_with_this_server_as_facilitator(paid):
+    _, client = paid
+    accepts = await offers(client)
+    assert set(accepts) == {"exact", "upto"}
+    upto = accepts["upto"]
+    assert upto["amount"] == accepts["exact"]["amount"]
+    assert upto["extra"]["assetTransferMethod"] == "permit2"
+    assert upto["extra"]["facilitatorAddress"] == operator_address()
+    assert upto["extra"]["name"] == "USD Coin"
+
+
+async def test_the_sdk_client_authorizes_the_ceiling_and_is_charged_what_the_job_used(paid, chain):
+    app, client = paid
+    ceiling = int((await offers(client))["upto"]["amount"])
+    payer = chain.new_payer(1_000_000, eth=True)
+    chain.approve_permit2(payer)
+    before = chain.balance(chain.recipient)
+
+    response = await sdk_run(app, chain, payer)
+
+    assert response.status_code == 200, response.text
+    job = response.json()
+    assert job["status"] == "completed"
+    cost = round(job["cost_usd"] * 1_000_000)
+    assert 0 < cost < ceiling
+    receipt = unb64(response.headers["payment-response"])
+    assert receipt["success"] is True
+    assert receipt["amount"] == str(cost)
+    assert receipt["transaction"].startswith("0x")
+    assert chain.balance(payer.address) == 1_000_000 - cost
+    assert chain.balance(chain.recipient) == before + cost
+    row = await payment_row(app, payer)
+    assert (row.kind, row.status, row.amount_micros, row.authorized_micros) == (
+        "upto",
+        "settled",
+        cost,
+        ceiling,
+    )
+    assert await wallet_balance(app, payer) == 0  # the unused rest was taken back
+    report = await app.state.gateway.check_ledger()
+    assert report.ok, report.summary()
+
+
+async def test_a_failed_job_settles_nothing_and_leaves_the_authorization_unspent(
+    paid, chain, upstream
+):
+    app, _ = paid
+    upstream.behaviour.fail_status = 500
+    payer = chain.new_payer(1_000_000, eth=True)
+    chain.approve_permit2(payer)
+
+    response = await sdk_run(app, chain, payer)
+
+    assert response.status_code == 200, response.text
+    assert response.json()["status"] == "failed"
+    receipt = unb64(response.headers["payment-response"])
+    assert receipt["amount"] == "0" and receipt["transaction"] == ""
+    assert chain.balance(payer.address) == 1_000_000
+    row = await payment_row(app, payer)
+    assert (row.status, row.amount_micros) == ("released", 0)
+    assert not chain.permit2_nonce_used(payer.address, int(row.nonce, 16))
+    assert await wallet_balance(app, payer) == 0
+    assert (await app.state.gateway.check_ledger()).ok
+
+
+async def test_one_authorization_pays_one_job(paid, chain):
+    app, client = paid
+    payer = chain.new_payer(1_000_000, eth=True)
+    chain.approve_permit2(payer)
+    captured: list[str] = []
+
+    def keep(request: httpx.Request) -> None:
+        if "payment-signature" in request.headers:
+            captured.append(request.headers["payment-signature"])
+
+    from x402.http.clients.httpx import x402HttpxClient
+
+    async with (
+        serving(app) as base_url,
+        x402HttpxClient(
+            sdk_client(chain, payer), base_url=base_url, event_hooks={"request": [keep]}
+        ) as sdk,
+    ):
+        first = await sdk.post("/run", json=PROMPT)
+    assert first.status_code == 200, first.text
+    assert captured
+
+    again = await client.post("/run", json=PROMPT, headers={"PAYMENT-SIGNATURE": captured[-1]})
+    assert again.status_code == 402
+    assert again.json()["error"] == "invalid_exact_evm_nonce_already_used"
+
+
+async def test_an_authorization_above_what_the_payer_approved_is_refused_before_any_work(
+    paid, chain
+):
+    app, client = paid
+    payer = chain.new_payer(1_000_000, eth=True)  # Permit2 not approved
+    upto = (await offers(client))["upto"]
+    from x402.mechanisms.evm.signers import EthAccountSigner
+    from x402.mechanisms.evm.upto.client import UptoEvmScheme
+    from x402.schemas import PaymentRequirements
+
+    scheme = UptoEvmScheme(EthAccountSigner(payer))
+    payload = scheme.create_payment_payload(PaymentRequirements.model_validate(upto))
+    document = {"x402Version": 2, "accepted": upto, "payload": payload}
+    response = await client.post("/run", json=PROMPT, headers={"PAYMENT-SIGNATURE": b64(document)})
+    assert response.status_code == 402, response.text
+    async with app.state.gateway.db.connect() as conn:
+        rows = (
+            await conn.execute(
+                select(x402_payments).where(x402_payments.c.payer == payer.address.lower())
+            )
+        ).all()
+    assert rows == []
