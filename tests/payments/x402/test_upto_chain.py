@@ -8,6 +8,7 @@ import re
 from collections.abc import Iterator
 from typing import Any
 
+import httpx
 import pytest
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
@@ -20,7 +21,7 @@ from x402.mechanisms.evm.upto.facilitator import UptoEvmScheme as UptoFacilitato
 from x402.schemas import PaymentPayload, PaymentRequirements
 
 from tests.support.local_chain import LocalChain
-from tests.support.x402_facilitator import FACILITATOR_KEY
+from tests.support.x402_facilitator import FACILITATOR_KEY, facilitator_app
 
 OTHER_FACILITATOR_KEY = "0x" + "00" * 31 + "04"
 MAX = 50_000
@@ -192,3 +193,28 @@ def test_verify_simulates_the_settlement(chain):
     chain.blacklist(payer.address)
     verdict = facilitator(chain).verify(sent, requirements(chain))
     assert verdict.invalid_reason == "invalid_upto_evm_transaction_failed"
+
+
+async def test_the_facilitator_app_verifies_and_settles_upto(chain):
+    payer = paid(chain)
+    sent = payment(chain, payer)
+    app = facilitator_app(chain)
+    before = chain.balance(chain.recipient)
+
+    def body(amount: int) -> dict[str, Any]:
+        return {
+            "x402Version": 2,
+            "paymentPayload": sent.model_dump(by_alias=True, exclude_none=True),
+            "paymentRequirements": requirements(chain, amount).model_dump(
+                by_alias=True, exclude_none=True
+            ),
+        }
+
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://facilitator.test") as http:
+        verified = (await http.post("/verify", json=body(MAX))).json()
+        settled = (await http.post("/settle", json=body(ACTUAL))).json()
+    assert verified["isValid"] is True, verified
+    assert (settled["success"], settled["amount"]) == (True, str(ACTUAL)), settled
+    assert chain.balance(chain.recipient) == before + ACTUAL
+    assert app.state.calls == ["verify", "settle"]
