@@ -1,5 +1,6 @@
 """A local EVM chain in the test process (eth-tester on py-evm) with a USDC-like EIP-3009 token
-and a sanctions oracle, both compiled from ``tests/support/chain/`` (see ``compile.js``).
+and a sanctions oracle, both compiled from ``tests/support/chain/`` (see ``compile.js``), and,
+from genesis, Uniswap's Permit2 and x402's upto Permit2 proxy at the addresses the x402 SDK uses.
 
 Payers sign with ``eth-account``'s own EIP-712 and EIP-191 code, independently of gpubridge's.
 """
@@ -16,6 +17,12 @@ from typing import Any
 from eth_account import Account
 from eth_account.messages import encode_defunct, encode_typed_data
 from eth_account.signers.local import LocalAccount
+from eth_tester import EthereumTester, PyEVMBackend
+from eth_tester.backends.pyevm.main import (
+    generate_genesis_state_for_keys,
+    get_default_account_keys,
+)
+from eth_utils import to_canonical_address
 from web3 import AsyncWeb3, EthereumTesterProvider, Web3
 from web3.providers.eth_tester import AsyncEthereumTesterProvider
 
@@ -25,6 +32,10 @@ CONTRACTS = Path(__file__).parent / "chain" / "contracts.json"
 # eth-tester's funded accounts use the private keys 1, 2, 3, ...
 DEPLOYER_KEY = "0x" + "00" * 31 + "01"
 OPERATOR_KEY = "0x" + "00" * 31 + "02"
+# Where the x402 SDK expects them (x402.mechanisms.evm.constants).
+PERMIT2_ADDRESS = "0x000000000022D473030F116dDEE9F6B43aC78BA3"
+UPTO_PROXY_ADDRESS = "0x4020A4f3b7b90ccA423B9fabCc0CE57C6C240002"
+MAX_UINT256 = 2**256 - 1
 TRANSFER_TYPES = {
     "EIP712Domain": [
         {"name": "name", "type": "string"},
@@ -49,12 +60,33 @@ def compiled() -> dict[str, Any]:
     return data
 
 
+def genesis_state() -> dict[bytes, dict[str, Any]]:
+    """eth-tester's ten funded accounts, plus Permit2 and the upto proxy as runtime code."""
+    state: dict[bytes, dict[str, Any]] = generate_genesis_state_for_keys(
+        get_default_account_keys(10)
+    )
+    for name, address in (
+        ("Permit2", PERMIT2_ADDRESS),
+        ("X402UptoPermit2Proxy", UPTO_PROXY_ADDRESS),
+    ):
+        runtime = bytes.fromhex(compiled()[name]["runtime"][2:])
+        state[to_canonical_address(address)] = {
+            "balance": 0,
+            "nonce": 1,
+            "code": runtime,
+            "storage": {},
+        }
+    return state
+
+
 class LocalChain:
-    """One chain with the token (``usdc``), a second token (``other``) and the oracle."""
+    """One chain with the token (``usdc``), a second token (``other``), the oracle, Permit2
+    (``permit2``) and the upto proxy (``upto_proxy``)."""
 
     def __init__(self) -> None:
+        self.tester = EthereumTester(PyEVMBackend(genesis_state=genesis_state()))
         self.provider = AsyncEthereumTesterProvider()
-        self.tester = self.provider.ethereum_tester
+        self.provider.ethereum_tester = self.tester
         self.w3 = Web3(EthereumTesterProvider(self.tester))
         self.chain_id = int(self.w3.eth.chain_id)
         self.deployer = Account.from_key(DEPLOYER_KEY)
@@ -63,6 +95,8 @@ class LocalChain:
         self.usdc = self.deploy("TestUSDC", "USD Coin", "2")
         self.other = self.deploy("TestUSDC", "USD Coin", "2")
         self.oracle = self.deploy("SanctionsOracle")
+        self.permit2 = self.at("Permit2", PERMIT2_ADDRESS)
+        self.upto_proxy = self.at("X402UptoPermit2Proxy", UPTO_PROXY_ADDRESS)
 
     # -- contracts and accounts ---------------------------------------------------------
     def deploy(self, name: str, *args: Any) -> Any:
@@ -71,6 +105,9 @@ class LocalChain:
         tx = factory.constructor(*args).transact({"from": self.deployer.address})
         receipt = self.w3.eth.wait_for_transaction_receipt(tx)
         return self.w3.eth.contract(address=receipt["contractAddress"], abi=spec["abi"])
+
+    def at(self, name: str, address: str) -> Any:
+        return self.w3.eth.contract(address=address, abi=compiled()[name]["abi"])
 
     def gateway_chain(self) -> Chain:
         """A gpubridge chain client on this chain."""
@@ -106,6 +143,27 @@ class LocalChain:
 
     def balance(self, address: str, *, token: Any = None) -> int:
         return int((token or self.usdc).functions.balanceOf(address).call())
+
+    def approve_permit2(
+        self, payer: LocalAccount, amount: int = MAX_UINT256, *, token: Any = None
+    ) -> None:
+        """Let Permit2 move ``payer``'s tokens (``payer`` needs ETH: ``new_payer(eth=True)``)."""
+        contract = token or self.usdc
+        tx = contract.functions.approve(PERMIT2_ADDRESS, amount).build_transaction(
+            {
+                "from": payer.address,
+                "nonce": self.w3.eth.get_transaction_count(payer.address),
+                "chainId": self.chain_id,
+            }
+        )
+        sent = self.w3.eth.send_raw_transaction(payer.sign_transaction(tx).raw_transaction)
+        receipt = self.w3.eth.wait_for_transaction_receipt(sent)
+        assert receipt["status"] == 1, receipt
+
+    def permit2_nonce_used(self, owner: str, nonce: int) -> bool:
+        """Whether Permit2 has spent ``owner``'s unordered signature nonce."""
+        bitmap = int(self.permit2.functions.nonceBitmap(owner, nonce >> 8).call())
+        return bool(bitmap >> (nonce & 0xFF) & 1)
 
     def sanction(self, address: str) -> None:
         self.oracle.functions.addToSanctionsList([address]).transact(

@@ -1,5 +1,6 @@
 """An x402 facilitator on the local chain: the official SDK's facilitator (``exact`` on EVM,
-v1 and v2) behind ``POST /verify`` and ``POST /settle``, as an in-process ASGI app."""
+v1 and v2, and ``upto`` through Permit2, v2) behind ``POST /verify`` and ``POST /settle``, as an
+in-process ASGI app."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from web3 import EthereumTesterProvider, Web3
 from x402 import x402FacilitatorSync
 from x402.mechanisms.evm.exact import register_exact_evm_facilitator
 from x402.mechanisms.evm.signers import FacilitatorWeb3Signer
+from x402.mechanisms.evm.upto import UptoEvmFacilitatorScheme
 from x402.schemas import PaymentPayload, PaymentRequirements
 from x402.schemas.v1 import PaymentPayloadV1, PaymentRequirementsV1
 
@@ -26,7 +28,9 @@ def facilitator_app(chain: LocalChain) -> Starlette:
     signer = FacilitatorWeb3Signer(FACILITATOR_KEY, rpc_url="http://127.0.0.1:9")
     signer._w3 = Web3(EthereumTesterProvider(chain.tester))  # the local chain, not a URL
     facilitator = x402FacilitatorSync()
-    register_exact_evm_facilitator(facilitator, signer, networks=f"eip155:{chain.chain_id}")
+    network = f"eip155:{chain.chain_id}"
+    register_exact_evm_facilitator(facilitator, signer, networks=network)
+    facilitator.register([network], UptoEvmFacilitatorScheme(signer))  # the SDK has no helper
     calls: list[str] = []
 
     def parse(body: dict[str, Any]) -> tuple[Any, Any]:
