@@ -1,5 +1,6 @@
 """CPU time of verifying one x402 v2 ``exact`` (EIP-3009) payment: gpubridge's own checks against
-the official x402 SDK's ``exact`` EVM scheme, on the same payments.
+the official x402 SDK's ``exact`` EVM scheme, on the same payments; and of one ``upto`` (Permit2)
+payment, which only the SDK's scheme verifies.
 
 Off chain (what needs no node): decode the header, check scheme, network, recipient, amount
 and time window, and recover the EIP-712 signer.
@@ -166,6 +167,40 @@ async def main(count: int) -> None:
     print("with the chain (py-evm in process):")
     print(f"  ours  (+ authorizationState + balanceOf):            {ours_on * 1000:.3f} ms CPU")
     print(f"  SDK   (ExactEvmScheme.verify: code, asset, simulate): {sdk_on * 1000:.3f} ms CPU")
+    upto_on = await upto_verify_cpu(chain, config, count)
+    print("scheme upto (Permit2), with the chain, the SDK's scheme being the only engine:")
+    print(
+        f"  SDK   (UptoEngine.verify: signature, allowance, balance, simulate): "
+        f"{upto_on * 1000:.3f} ms CPU"
+    )
+
+
+async def upto_verify_cpu(chain: LocalChain, config: X402Config, count: int) -> float:
+    """CPU per ``upto`` verification through gpubridge's engine (the SDK's facilitator code,
+    in a worker thread), on fresh Permit2 authorizations of one approved payer."""
+    from x402.mechanisms.evm.signers import EthAccountSigner
+    from x402.mechanisms.evm.upto.client import UptoEvmScheme
+
+    from gpubridge.payments.x402.requirements import requirements_upto
+    from gpubridge.payments.x402.upto import UptoEngine
+
+    engine = UptoEngine(config)
+    engine.use_web3(Web3(EthereumTesterProvider(chain.tester)))
+    offer = Offer(PRICE, "http://gpubridge.test/run", "job", upto_facilitator=engine.facilitator)
+    accepted = requirements_upto(config, offer)
+    payer = chain.new_payer(PRICE * 2, eth=True)
+    chain.approve_permit2(payer)
+    client = UptoEvmScheme(EthAccountSigner(payer))
+    payments = []
+    for _ in range(count + 1):
+        payload = client.create_payment_payload(PaymentRequirements.model_validate(accepted))
+        document = {"x402Version": 2, "accepted": accepted, "payload": payload}
+        payments.append(codec.from_object(document))
+    await engine.verify(payments[0], offer)  # warm caches and imports
+    started = time.process_time()
+    for payment in payments[1:]:
+        await engine.verify(payment, offer)  # type: ignore[arg-type]
+    return (time.process_time() - started) / count
 
 
 def _decode(value: str) -> ExactPayment:

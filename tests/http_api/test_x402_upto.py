@@ -158,48 +158,40 @@ async def test_a_failed_job_settles_nothing_and_leaves_the_authorization_unspent
     assert (await app.state.gateway.check_ledger()).ok
 
 
-async def test_one_authorization_pays_one_job(paid, chain):
-    app, client = paid
-    payer = chain.new_payer(1_000_000, eth=True)
-    chain.approve_permit2(payer)
-    captured: list[str] = []
-
-    def keep(request: httpx.Request) -> None:
-        if "payment-signature" in request.headers:
-            captured.append(request.headers["payment-signature"])
-
-    from x402.http.clients.httpx import x402HttpxClient
-
-    async with (
-        serving(app) as base_url,
-        x402HttpxClient(
-            sdk_client(chain, payer), base_url=base_url, event_hooks={"request": [keep]}
-        ) as sdk,
-    ):
-        first = await sdk.post("/run", json=PROMPT)
-    assert first.status_code == 200, first.text
-    assert captured
-
-    again = await client.post("/run", json=PROMPT, headers={"PAYMENT-SIGNATURE": captured[-1]})
-    assert again.status_code == 402
-    assert again.json()["error"] == "invalid_exact_evm_nonce_already_used"
-
-
-async def test_an_authorization_above_what_the_payer_approved_is_refused_before_any_work(
-    paid, chain
-):
-    app, client = paid
-    payer = chain.new_payer(1_000_000, eth=True)  # Permit2 not approved
-    upto = (await offers(client))["upto"]
+def upto_header(payer: Any, upto: dict[str, Any]) -> dict[str, str]:
+    """``PAYMENT-SIGNATURE`` with the SDK upto client's authorization of ``upto``."""
     from x402.mechanisms.evm.signers import EthAccountSigner
     from x402.mechanisms.evm.upto.client import UptoEvmScheme
     from x402.schemas import PaymentRequirements
 
     scheme = UptoEvmScheme(EthAccountSigner(payer))
     payload = scheme.create_payment_payload(PaymentRequirements.model_validate(upto))
-    document = {"x402Version": 2, "accepted": upto, "payload": payload}
-    response = await client.post("/run", json=PROMPT, headers={"PAYMENT-SIGNATURE": b64(document)})
+    return {"PAYMENT-SIGNATURE": b64({"x402Version": 2, "accepted": upto, "payload": payload})}
+
+
+async def test_one_authorization_pays_one_job(paid, chain):
+    _, client = paid
+    payer = chain.new_payer(1_000_000, eth=True)
+    chain.approve_permit2(payer)
+    header = upto_header(payer, (await offers(client))["upto"])
+
+    first = await client.post("/run", json=PROMPT, headers=header)
+    assert first.status_code == 200, first.text
+    again = await client.post("/run", json=PROMPT, headers=header)
+    assert again.status_code == 402
+    assert again.json()["error"] == "invalid_exact_evm_nonce_already_used"
+    cost = round(first.json()["cost_usd"] * 1_000_000)
+    assert chain.balance(payer.address) == 1_000_000 - cost
+
+
+async def test_a_payer_that_has_not_approved_permit2_is_refused_before_any_work(paid, chain):
+    app, client = paid
+    payer = chain.new_payer(1_000_000, eth=True)
+    response = await client.post(
+        "/run", json=PROMPT, headers=upto_header(payer, (await offers(client))["upto"])
+    )
     assert response.status_code == 402, response.text
+    assert response.json()["error"] == "permit2_allowance_required"
     async with app.state.gateway.db.connect() as conn:
         rows = (
             await conn.execute(
@@ -207,3 +199,19 @@ async def test_an_authorization_above_what_the_payer_approved_is_refused_before_
             )
         ).all()
     assert rows == []
+
+
+async def test_an_upto_payment_for_another_facilitator_or_amount_is_refused(paid, chain):
+    _, client = paid
+    payer = chain.new_payer(1_000_000, eth=True)
+    chain.approve_permit2(payer)
+    upto = (await offers(client))["upto"]
+    for changed in (
+        {"extra": {**upto["extra"], "facilitatorAddress": chain.recipient}},
+        {"amount": str(int(upto["amount"]) - 1)},
+    ):
+        response = await client.post(
+            "/run", json=PROMPT, headers=upto_header(payer, {**upto, **changed})
+        )
+        assert response.status_code == 402, response.text
+    assert chain.balance(payer.address) == 1_000_000

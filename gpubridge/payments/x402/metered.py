@@ -27,7 +27,6 @@ from sqlalchemy.exc import IntegrityError
 from gpubridge.db import Database
 from gpubridge.db.engine import utcnow
 from gpubridge.db.tables import jobs, x402_payments
-from gpubridge.jobs.status import TERMINAL, JobStatus
 from gpubridge.payments import ledger
 from gpubridge.payments.x402.store import SETTLED, AlreadyUsed
 
@@ -36,6 +35,8 @@ AUTHORIZED = "authorized"
 SETTLING = "settling"
 RELEASED = "released"
 UNPAID = "unpaid"
+JOB_ENDED = ("completed", "failed", "cancelled")
+"""The job statuses after which nothing more is captured (only ``completed`` costs)."""
 ABANDONED_AFTER = timedelta(minutes=10)
 """An authorization whose job was never created (the request failed in between) is released
 after this long."""
@@ -112,6 +113,17 @@ async def authorize(
     return payment_id
 
 
+async def taken(db: Database, asset: str, payer: str, nonce: int) -> bool:
+    """Whether this authorization already pays (or paid) for a request here."""
+    query = select(x402_payments.c.id).where(
+        x402_payments.c.asset == asset.lower(),
+        x402_payments.c.payer == payer.lower(),
+        x402_payments.c.nonce == nonce_text(nonce),
+    )
+    async with db.connect() as conn:
+        return (await conn.execute(query)).first() is not None
+
+
 def _record(row: Any) -> MeteredPayment:
     return MeteredPayment(
         id=row.id,
@@ -144,7 +156,6 @@ async def get(db: Database, payment_id: str) -> MeteredPayment | None:
 async def due(db: Database, settling_since: datetime) -> list[MeteredPayment]:
     """Authorized payments whose job has ended (or was never created, long enough ago), and
     settlements claimed before ``settling_since`` that never finished (a crash)."""
-    ended = [status.value for status in TERMINAL]
     query = (
         select(x402_payments)
         .outerjoin(jobs, jobs.c.id == x402_payments.c.job_id)
@@ -153,7 +164,7 @@ async def due(db: Database, settling_since: datetime) -> list[MeteredPayment]:
             (
                 (x402_payments.c.status == AUTHORIZED)
                 & (
-                    jobs.c.status.in_(ended)
+                    jobs.c.status.in_(JOB_ENDED)
                     | (
                         jobs.c.id.is_(None)
                         & (x402_payments.c.created_at < utcnow() - ABANDONED_AFTER)
@@ -177,9 +188,9 @@ async def job_cost(db: Database, job_id: str) -> int | None:
         row = (
             await conn.execute(select(jobs.c.status, jobs.c.cost_micros).where(jobs.c.id == job_id))
         ).first()
-    if row is None or JobStatus(row.status) not in TERMINAL:
+    if row is None or row.status not in JOB_ENDED:
         return None
-    if row.status != JobStatus.COMPLETED:
+    if row.status != "completed":
         return 0
     return int(row.cost_micros or 0)
 

@@ -133,12 +133,15 @@ class UptoEngine:
 
     async def nonce_used(self, payer: str, nonce: int) -> bool:
         """Whether Permit2 has spent ``payer``'s ``nonce`` (the authorization was settled)."""
+        from web3 import Web3
         from x402.mechanisms.evm.constants import PERMIT2_ADDRESS
+
+        owner = Web3.to_checksum_address(payer)
 
         def read() -> bool:
             signer = self._scheme._signer
             word = signer.read_contract(
-                PERMIT2_ADDRESS, PERMIT2_NONCE_BITMAP_ABI, "nonceBitmap", payer, nonce >> 8
+                PERMIT2_ADDRESS, PERMIT2_NONCE_BITMAP_ABI, "nonceBitmap", owner, nonce >> 8
             )
             return bool((int(word) >> (nonce & 0xFF)) & 1)
 

@@ -108,3 +108,9 @@ async def test_due_lists_authorizations_whose_job_ended_or_never_existed(databas
     assert finished in due and waiting not in due
     assert await metered.job_cost(database, ended) == 0
     assert await metered.job_cost(database, running) is None
+
+
+def test_the_ended_job_statuses_are_the_jobs_terminal_ones():
+    from gpubridge.jobs.status import TERMINAL
+
+    assert set(metered.JOB_ENDED) == {status.value for status in TERMINAL}
