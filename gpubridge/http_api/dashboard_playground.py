@@ -4,6 +4,8 @@ page, which follows the job's event stream when scripts run and shows its result
 
 from __future__ import annotations
 
+import re
+import uuid
 from typing import Any
 
 from starlette.datastructures import FormData
@@ -38,6 +40,9 @@ from gpubridge.jobs.store import JobRecord
 PLAYGROUND_PATH = f"{PATH}/playground"
 JOBS_PATH = f"{PATH}/jobs"
 FIRST_SERVICE = "llm-4090"
+RUN_ID = re.compile(r"^[0-9a-f-]{36}$")
+"""Each rendered form carries a fresh run id, sent as the job's Idempotency-Key: a form sent
+twice (a double click, a reload that posts again) runs and charges once."""
 
 
 def _service_key(gateway: Gateway, wanted: str | None) -> str:
@@ -82,6 +87,7 @@ async def _form_page(
             # The example's curl; the page's script rewrites it as the form is filled in.
             curl=curl_command(server_url(request), key, example_input(service.input_schema)),
             run_url=f"{server_url(request)}/run",
+            run_id=str(uuid.uuid4()),
             **extra,
         ),
         status_code,
@@ -112,7 +118,9 @@ async def run_in_playground(request: Request) -> Response:
         values = _values(form)
         try:
             payload, media = await read_input(schema, form)
-            submitted = await gateway.submit(account, key, payload, media=media or None)
+            submitted = await gateway.submit(
+                account, key, payload, media=media or None, idempotency_key=_run_key(form)
+            )
         except InvalidInput as exc:
             found = exc.details.get("violations") or []
             return await _form_page(
@@ -133,7 +141,15 @@ async def run_in_playground(request: Request) -> Response:
 
 def _values(form: FormData) -> dict[str, Any]:
     """What the form held (text fields only), to show it again beside its errors."""
-    return {k: v for k, v in form.multi_items() if isinstance(v, str) and k != "csrf_token"}
+    hidden = {"csrf_token", "run_id"}
+    return {k: v for k, v in form.multi_items() if isinstance(v, str) and k not in hidden}
+
+
+def _run_key(form: FormData) -> str | None:
+    run_id = form.get("run_id")
+    if not isinstance(run_id, str) or not RUN_ID.match(run_id):
+        return None  # an older page: it runs, without protection against a second send
+    return f"playground-{run_id}"
 
 
 async def _own_job(gateway: Gateway, account_id: str, job_id: str) -> JobRecord:

@@ -85,6 +85,28 @@ async def test_running_a_service_charges_the_account_and_shows_the_result(
     assert re.search(r"<td>llm-4090</td><td class=\"num\">2</td>", account_page.text)
 
 
+async def test_a_form_sent_twice_runs_and_charges_once(gateway) -> None:
+    app, client = gateway
+    key, csrf = await signed_in_client(app, client)
+    page = await client.get(PLAYGROUND, params={"service": "llm-4090"})
+    found = re.search(r'name="run_id" value="([0-9a-f-]{36})"', page.text)
+    assert found, "the form carries a run id"
+    fields = {
+        "prompt": (None, "Say hello"),
+        "max_tokens": (None, "8"),
+        "csrf_token": (None, csrf),
+        "run_id": (None, found.group(1)),
+    }
+    jobs = await total_jobs(client, key)
+    first = await client.post(f"{PLAYGROUND}/llm-4090", files=fields)
+    second = await client.post(f"{PLAYGROUND}/llm-4090", files=fields)  # a double click
+    assert first.status_code == second.status_code == 303
+    assert first.headers["location"] == second.headers["location"]
+    assert await total_jobs(client, key) == jobs + 1
+    again = await client.get(PLAYGROUND, params={"service": "llm-4090"})
+    assert found.group(1) not in again.text  # the next form runs anew
+
+
 async def test_invalid_input_shows_the_form_again_with_the_fields_error_and_charges_nothing(
     gateway,
 ) -> None:

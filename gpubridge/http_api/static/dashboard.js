@@ -119,9 +119,20 @@ function liveCurl() {
   update();
 }
 
+// One click runs once: the button waits for the answer (the server also runs a form's run id
+// once), and is ready again when the page comes back from the browser's history.
+function runOnce() {
+  const form = document.getElementById("playground-form");
+  const button = document.getElementById("run");
+  if (!form || !button) return;
+  form.addEventListener("submit", () => { button.disabled = true; });
+  window.addEventListener("pageshow", () => { button.disabled = false; });
+}
+
 document.addEventListener("DOMContentLoaded", () => {
   enableCopyButtons();
   autosubmitPickers();
   followJob();
   liveCurl();
+  runOnce();
 });
