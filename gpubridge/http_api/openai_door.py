@@ -15,6 +15,7 @@ from gpubridge.catalog import Service
 from gpubridge.engines.base import MediaInput
 from gpubridge.errors import BadRequest, Conflict, InvalidInput, NotFound
 from gpubridge.gateway.discovery import Describe
+from gpubridge.gateway.paid_intake import PaidSubmission
 from gpubridge.http_api.openai_errors import JobEnded
 from gpubridge.http_api.requests import (
     account_or_x402,
@@ -137,6 +138,8 @@ class Door:
     headers: dict[str, str]
     created: bool
     """False when an Idempotency-Key returned an earlier job."""
+    paid: PaidSubmission | None = None
+    """The x402 submission, when the job was paid without a key."""
 
 
 async def caller(request: Request) -> Account | None:
@@ -158,6 +161,7 @@ async def submit(
     gateway = gateway_of(request)
     priority = priority_of(request)
     key = idempotency_key_of(request)
+    paid: PaidSubmission | None = None
     if account is None:
         paid = await gateway.submit_paid(
             payment_of(request),
@@ -179,7 +183,7 @@ async def submit(
         )
         headers = {}
     job = submitted.job
-    return Door(job, account, {**headers, JOB_HEADER: job.id}, submitted.created)
+    return Door(job, account, {**headers, JOB_HEADER: job.id}, submitted.created, paid)
 
 
 def _describer(request: Request) -> Describe:
@@ -218,6 +222,7 @@ async def finish(request: Request, door: Door) -> JobRecord:
             timed_out = True
         except Conflict:
             job = await gateway.get(job.id)  # it ended in the meantime
+    await _settle_metered(request, door)
     if job.status == JobStatus.COMPLETED:
         return job
     if timed_out:
@@ -228,6 +233,16 @@ async def finish(request: Request, door: Door) -> JobRecord:
             headers={**door.headers, "x-should-retry": "false"},
         )
     raise job_error(job, door.headers)
+
+
+async def _settle_metered(request: Request, door: Door) -> None:
+    """A metered x402 payment settled for what the ended job used, its receipt in the
+    answer's headers."""
+    paid = door.paid
+    if paid is None or paid.payment is None or not paid.payment.metered:
+        return
+    settled = await gateway_of(request).finish_metered(paid)
+    door.headers.update(receipt_headers(settled.payment))
 
 
 async def _wait_while_connected(request: Request, door: Door, limit: float) -> JobRecord | None:

@@ -97,8 +97,9 @@ class ToolCalls:
         if as_task and not job.status.is_terminal:
             return self.tasks.created(job)
         result = self._render(service, job, caller, failed_is_error=True)
-        if payer.result_meta:
-            result.meta = {**(result.meta or {}), **payer.result_meta}
+        meta = await self.payments.result_meta(payer, job.status.is_terminal)
+        if meta:
+            result.meta = {**(result.meta or {}), **meta}
         return result
 
     async def get_job(

@@ -22,6 +22,7 @@ from gpubridge.catalog.portable import portable_schema
 from gpubridge.errors import PaymentRequired
 from gpubridge.gateway import Gateway, Submitted
 from gpubridge.gateway.discovery import accepted_job_example, example_input
+from gpubridge.gateway.paid_intake import PaidSubmission
 from gpubridge.mcp_server.caller import X402_PAYMENT_RESPONSE_META_KEY, Caller
 from gpubridge.mcp_server.errors import error_result
 from gpubridge.mcp_server.schemas import job_result_schema
@@ -41,6 +42,8 @@ class Payer:
     """Merged into the tool result's ``_meta`` (where a payment receipt goes)."""
     submitted: Submitted | None = None
     """The job an x402 payment already created; None when the tool call still submits it."""
+    paid: PaidSubmission | None = None
+    """The x402 submission (a metered payment settles once the job has ended)."""
 
 
 def tool_resource(tool: str) -> str:
@@ -102,7 +105,17 @@ class Payments:
         receipt = (
             {} if paid.payment is None else {X402_PAYMENT_RESPONSE_META_KEY: paid.payment.receipt}
         )
-        return Payer(paid.account, receipt, paid.submitted)
+        return Payer(paid.account, receipt, paid.submitted, paid)
+
+    async def result_meta(self, payer: Payer, ended: bool) -> dict[str, Any]:
+        """The tool result's ``_meta`` for ``payer``: a metered payment's receipt says what
+        it settled for once the job has ``ended`` (until then, that nothing moved yet)."""
+        paid = payer.paid
+        if not ended or paid is None or paid.payment is None or not paid.payment.metered:
+            return payer.result_meta
+        settled = await self.gateway.finish_metered(paid)
+        assert settled.payment is not None
+        return {**payer.result_meta, X402_PAYMENT_RESPONSE_META_KEY: settled.payment.receipt}
 
     async def unpaid(
         self, caller: Caller, tool: str, arguments: dict[str, Any], estimate: dict[str, Any]

@@ -215,3 +215,24 @@ async def test_an_upto_payment_for_another_facilitator_or_amount_is_refused(paid
         )
         assert response.status_code == 402, response.text
     assert chain.balance(payer.address) == 1_000_000
+
+
+async def test_an_openai_chat_completion_paid_with_upto_settles_before_it_answers(paid, chain):
+    _, client = paid
+    chat = {"model": "llama-3.1-8b-instant", "messages": [{"role": "user", "content": "Hi"}]}
+    payer = chain.new_payer(1_000_000, eth=True)
+    chain.approve_permit2(payer)
+    asked = await client.post("/v1/chat/completions", json=chat)
+    assert asked.status_code == 402, asked.text
+    accepts = unb64(asked.headers["payment-required"])["accepts"]
+    upto = next(a for a in accepts if a["scheme"] == "upto")
+
+    response = await client.post(
+        "/v1/chat/completions", json=chat, headers=upto_header(payer, upto)
+    )
+
+    assert response.status_code == 200, response.text
+    job = (await client.get(f"/status/{response.headers['x-gpubridge-job-id']}")).json()
+    cost = round(job["cost_usd"] * 1_000_000)
+    assert unb64(response.headers["payment-response"])["amount"] == str(cost)
+    assert chain.balance(payer.address) == 1_000_000 - cost

@@ -171,6 +171,35 @@ async def test_a_paid_retry_runs_the_job_once_and_the_same_payment_cannot_pay_ag
     assert await paid.all_jobs() == 1
 
 
+async def test_a_metered_upto_payment_settles_what_the_call_used_in_its_receipt(paid, chain):
+    from x402.mechanisms.evm.signers import EthAccountSigner
+    from x402.mechanisms.evm.upto.client import UptoEvmScheme
+    from x402.schemas import PaymentRequirements
+
+    async with paid.client() as client:
+        asked = await client.call_tool(TOOL, LLM_CALL)
+    upto = next(a for a in asked.structured_content["accepts"] if a["scheme"] == "upto")
+    payer = chain.new_payer(1_000_000, eth=True)
+    chain.approve_permit2(payer)
+    scheme = UptoEvmScheme(EthAccountSigner(payer))
+    document = {
+        "x402Version": 2,
+        "resource": {"url": f"mcp://tool/{TOOL}"},
+        "accepted": upto,
+        "payload": scheme.create_payment_payload(PaymentRequirements.model_validate(upto)),
+    }
+
+    async with paid.client() as client:
+        result = await client.call_tool(TOOL, LLM_CALL, meta={PAYMENT: document})
+
+    assert not result.is_error, texts(result)
+    cost = round(result.structured_content["cost_usd"] * 1_000_000)
+    assert 0 < cost <= int(upto["amount"])
+    receipt = result.meta[PAYMENT_RESPONSE]
+    assert receipt["success"] is True and receipt["amount"] == str(cost)
+    assert chain.balance(payer.address) == 1_000_000 - cost
+
+
 async def test_a_payment_for_the_wrong_amount_is_refused_and_charges_nothing(paid, chain):
     accepted = await requirements(paid)
     price = int(accepted["amount"])
