@@ -10,7 +10,9 @@ import pytest
 
 from tests.support.gateway_app import openai_backend, running_app, settings_for, write_catalog
 from tests.support.hf_cache import use_hub
+from tests.support.local_chain import LocalChain
 from tests.support.openai_upstream import serve_openai_upstream
+from tests.support.x402_app import paid_app
 
 
 @pytest.fixture(scope="module")
@@ -52,3 +54,17 @@ async def packaged(
     catalog = write_catalog(tmp_path / "catalog.yaml")
     async with running_app(settings_for(database_url, tmp_path, catalog)) as pair:
         yield pair
+
+
+@pytest.fixture(scope="module")
+def chain() -> Iterator[LocalChain]:
+    """A local chain with the token, Permit2 and the oracle, shared by a module's tests."""
+    yield LocalChain()
+
+
+@pytest.fixture
+async def paid(database, database_url: str, tmp_path: Path, upstream, chain) -> AsyncIterator[Any]:
+    """(app, client) taking x402 payments on ``chain``, the upstream behind llm-4090."""
+    async with paid_app(chain, database_url, tmp_path, upstream.base_url) as pair:
+        yield pair
+    upstream.behaviour.reset()

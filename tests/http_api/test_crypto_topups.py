@@ -8,7 +8,7 @@ import contextlib
 import hashlib
 import json
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,11 +25,6 @@ from tests.support.x402_app import PROMPT, tx_header, upstream_catalog
 
 PRICE_10 = 10_050_000
 """credits_10: $10 plus the 0.5% fee, in USDC atomic units."""
-
-
-@pytest.fixture(scope="module")
-def chain() -> Iterator[LocalChain]:
-    yield LocalChain()
 
 
 @dataclass

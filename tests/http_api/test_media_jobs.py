@@ -157,11 +157,6 @@ async def test_an_unknown_file_is_a_404(app_client):
     assert response.json()["error"]["code"] == "file_not_found"
 
 
-@pytest.fixture(scope="module")
-def chain() -> Iterator[LocalChain]:
-    yield LocalChain()
-
-
 @pytest.fixture
 async def x402_media(
     database: Any, database_url: str, tmp_path: Path, chain: LocalChain

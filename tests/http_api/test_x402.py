@@ -7,14 +7,12 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import timedelta
-from pathlib import Path
 from typing import Any
 
 import httpx
-import pytest
 import uvicorn
 from sqlalchemy import select
 
@@ -22,9 +20,10 @@ from gpubridge.db.engine import utcnow
 from gpubridge.db.tables import x402_payments
 from gpubridge.payments.x402.wallets import claim_message
 from tests.support.gateway_app import auth
-from tests.support.local_chain import LocalChain, personal_sign
+from tests.support.local_chain import personal_sign
 from tests.support.x402_app import (
     PROMPT,
+    allow_local_token,
     b64,
     challenge,
     claim_key,
@@ -37,18 +36,6 @@ from tests.support.x402_app import (
 from tests.support.x402_facilitator import facilitator_app
 
 SERVER = "http://gpubridge.test"
-
-
-@pytest.fixture(scope="module")
-def chain() -> Iterator[LocalChain]:
-    yield LocalChain()
-
-
-@pytest.fixture
-async def paid(database, database_url: str, tmp_path: Path, upstream, chain) -> AsyncIterator[Any]:
-    async with paid_app(chain, database_url, tmp_path, upstream.base_url) as pair:
-        yield pair
-    upstream.behaviour.reset()
 
 
 async def wallet_state(client: httpx.AsyncClient, payer: Any) -> tuple[int, list[dict[str, Any]]]:
@@ -554,18 +541,7 @@ async def test_the_x402_sdk_client_pays_and_gets_the_result(paid, chain):
     payer = chain.new_payer(1_000_000)
     sdk = x402Client()
     register_exact_evm_client(sdk, EthAccountSigner(payer))
-    # The SDK pays only assets it knows, up to $1: allow the local token explicitly.
-    sdk.set_spend_controls(
-        {
-            "allowed_assets": [
-                {
-                    "network": f"eip155:{chain.chain_id}",
-                    "asset": chain.usdc.address,
-                    "max_amount_per_payment": "100000",
-                }
-            ]
-        }
-    )
+    allow_local_token(sdk, chain)
     before = chain.balance(chain.recipient)
     async with serving(app) as base_url, x402HttpxClient(sdk, base_url=base_url) as client:
         response = await client.post("/run", json=PROMPT)

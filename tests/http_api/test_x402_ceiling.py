@@ -4,7 +4,7 @@ payer's credit. On SQLite and PostgreSQL."""
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -12,18 +12,12 @@ import pytest
 
 from gpubridge.catalog.tokens import MESSAGE_ALLOWANCE, TokenCounter
 from gpubridge.money import ceil_div
-from tests.support.local_chain import LocalChain
 from tests.support.x402_app import challenge, paid_app, v2_header, wallet_balance
 
 CJK_4000 = ("我们今天在北京的公园里散步。天气很好" * 223)[:4000]
 BODY = {"service": "llm-4090", "input": {"prompt": CJK_4000, "max_tokens": 100}}
 # 12,000 UTF-8 bytes and the template allowance at $0.59/M, 100 output tokens at $0.79/M.
 CEILING = ceil_div((12_000 + 2 * MESSAGE_ALLOWANCE) * 590_000 + 100 * 790_000, 1_000_000)
-
-
-@pytest.fixture(scope="module")
-def chain() -> Iterator[LocalChain]:
-    yield LocalChain()
 
 
 @pytest.fixture

@@ -17,7 +17,15 @@ from sqlalchemy import select
 from gpubridge.db.tables import x402_payments
 from tests.http_api.test_x402 import serving, wallet_state
 from tests.support.local_chain import LocalChain
-from tests.support.x402_app import PROMPT, b64, challenge, paid_app, unb64, v2_header
+from tests.support.x402_app import (
+    PROMPT,
+    allow_local_token,
+    b64,
+    challenge,
+    paid_app,
+    unb64,
+    v2_header,
+)
 
 SETTLE_TIMEOUT_S = 0.5
 
@@ -152,17 +160,7 @@ def sdk_client(chain: LocalChain, payer: Any, identifier: str) -> Any:
     sdk = x402Client()
     register_exact_evm_client(sdk, EthAccountSigner(payer))
     sdk.register_extension(PaymentId(identifier))
-    sdk.set_spend_controls(
-        {
-            "allowed_assets": [
-                {
-                    "network": f"eip155:{chain.chain_id}",
-                    "asset": chain.usdc.address,
-                    "max_amount_per_payment": "100000",
-                }
-            ]
-        }
-    )
+    allow_local_token(sdk, chain)
     return sdk
 
 

@@ -5,29 +5,12 @@ SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
 from typing import Any
-
-import pytest
 
 from gpubridge.payments import ledger
 from gpubridge.payments.x402.wallets import find_wallet_account
 from tests.http_api.test_x402 import serving, wallet_state
-from tests.support.local_chain import LocalChain
-from tests.support.x402_app import PROMPT, paid_app, unb64
-
-
-@pytest.fixture(scope="module")
-def chain() -> Iterator[LocalChain]:
-    yield LocalChain()
-
-
-@pytest.fixture
-async def paid(database, database_url: str, tmp_path: Path, upstream, chain) -> AsyncIterator[Any]:
-    async with paid_app(chain, database_url, tmp_path, upstream.base_url) as pair:
-        yield pair
-    upstream.behaviour.reset()
+from tests.support.x402_app import PROMPT, allow_local_token, unb64
 
 
 async def credit(database, address: str, micros: int) -> None:
@@ -79,17 +62,7 @@ async def test_a_returning_payer_signs_in_with_the_sdk_client_and_spends_its_cre
     sdk.register_extension(
         create_siwx_client_extension(CreateSIWxClientExtensionOptions(signers=[payer]))
     )
-    sdk.set_spend_controls(
-        {
-            "allowed_assets": [
-                {
-                    "network": f"eip155:{chain.chain_id}",
-                    "asset": chain.usdc.address,
-                    "max_amount_per_payment": "100000",
-                }
-            ]
-        }
-    )
+    allow_local_token(sdk, chain)
     async with serving(app) as base_url, x402HttpxClient(sdk, base_url=base_url) as http:
         # A first visit: no wallet account yet, so the sign-in is answered 402 and it pays.
         first = await http.post("/run", json=PROMPT)

@@ -9,15 +9,10 @@ import asyncio
 import hashlib
 import json
 import time
-from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
 from typing import Any
-
-import pytest
 
 from gpubridge.payments.x402.chain import Chain
 from gpubridge.payments.x402.txproof import RequestBinding, binding_message
-from tests.support.local_chain import LocalChain
 from tests.support.openai_upstream import closed_port
 from tests.support.x402_app import (
     PROMPT,
@@ -31,17 +26,6 @@ from tests.support.x402_app import (
 
 BODY = json.dumps(PROMPT).encode()
 JSON = {"Content-Type": "application/json"}
-
-
-@pytest.fixture(scope="module")
-def chain() -> Iterator[LocalChain]:
-    yield LocalChain()
-
-
-@pytest.fixture
-async def paid(database, database_url: str, tmp_path: Path, upstream, chain) -> AsyncIterator[Any]:
-    async with paid_app(chain, database_url, tmp_path, upstream.base_url) as pair:
-        yield pair
 
 
 async def price_of(client: Any) -> int:

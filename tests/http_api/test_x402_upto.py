@@ -4,30 +4,15 @@ after it ends, never more, and nothing when the job fails. On SQLite and Postgre
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
-import pytest
 from sqlalchemy import select
 
 from gpubridge.db.tables import x402_payments
 from tests.http_api.test_x402 import serving
 from tests.support.local_chain import OPERATOR_KEY, LocalChain
-from tests.support.x402_app import PROMPT, b64, paid_app, unb64
-
-
-@pytest.fixture(scope="module")
-def chain() -> Iterator[LocalChain]:
-    yield LocalChain()
-
-
-@pytest.fixture
-async def paid(database, database_url: str, tmp_path: Path, upstream, chain) -> AsyncIterator[Any]:
-    async with paid_app(chain, database_url, tmp_path, upstream.base_url) as pair:
-        yield pair
-    upstream.behaviour.reset()
+from tests.support.x402_app import PROMPT, allow_local_token, b64, unb64
 
 
 def operator_address() -> str:
@@ -50,17 +35,7 @@ def sdk_client(chain: LocalChain, payer: Any) -> Any:
 
     sdk = x402Client()
     sdk.register(f"eip155:{chain.chain_id}", UptoEvmScheme(EthAccountSigner(payer)))
-    sdk.set_spend_controls(
-        {
-            "allowed_assets": [
-                {
-                    "network": f"eip155:{chain.chain_id}",
-                    "asset": chain.usdc.address,
-                    "max_amount_per_payment": "100000",
-                }
-            ]
-        }
-    )
+    allow_local_token(sdk, chain)
     return sdk
 
 

@@ -49,6 +49,22 @@ async def paid_app(
         yield app, client
 
 
+def allow_local_token(sdk: Any, chain: LocalChain) -> None:
+    """Let the x402 SDK client pay with the local token: it pays only assets it knows, up to
+    $1, unless told otherwise."""
+    sdk.set_spend_controls(
+        {
+            "allowed_assets": [
+                {
+                    "network": f"eip155:{chain.chain_id}",
+                    "asset": chain.usdc.address,
+                    "max_amount_per_payment": "100000",
+                }
+            ]
+        }
+    )
+
+
 def b64(value: dict[str, Any]) -> str:
     return base64.b64encode(json.dumps(value).encode()).decode()
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Iterator
 from datetime import timedelta
 
 import pytest
@@ -15,25 +14,12 @@ from sqlalchemy import insert, select, update
 from gpubridge.db.engine import utcnow
 from gpubridge.db.tables import jobs, x402_payments
 from gpubridge.payments import ledger
-from gpubridge.payments.x402 import X402, X402Config, codec, metered
+from gpubridge.payments.x402 import X402, codec, metered
 from gpubridge.payments.x402.service import Accepted
-from gpubridge.settings import Settings
 from tests.support.local_chain import LocalChain
 
 CEILING = 8000
 COST = 3100
-
-
-@pytest.fixture(scope="module")
-def chain() -> Iterator[LocalChain]:
-    yield LocalChain()
-
-
-@pytest.fixture
-def x402(database, chain) -> X402:
-    service = X402(X402Config.from_settings(Settings(**chain.settings())), database)
-    service.use_chain(chain.gateway_chain())
-    return service
 
 
 async def authorized(x402: X402, chain: LocalChain) -> tuple[Accepted, str, object]:

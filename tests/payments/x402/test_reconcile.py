@@ -4,32 +4,17 @@ from what the chain says, on SQLite and PostgreSQL."""
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from datetime import timedelta
 
-import pytest
 from sqlalchemy import select, update
 
 from gpubridge.db.engine import utcnow
 from gpubridge.db.tables import x402_payments
 from gpubridge.payments import ledger
-from gpubridge.payments.x402 import X402, X402Config, codec, store
+from gpubridge.payments.x402 import codec, store
 from gpubridge.payments.x402.codec import ExactPayment
 from gpubridge.payments.x402.wallets import find_wallet_account
-from gpubridge.settings import Settings
 from tests.support.local_chain import LocalChain
-
-
-@pytest.fixture(scope="module")
-def chain() -> Iterator[LocalChain]:
-    yield LocalChain()
-
-
-@pytest.fixture
-def x402(database, chain) -> X402:
-    service = X402(X402Config.from_settings(Settings(**chain.settings())), database)
-    service.use_chain(chain.gateway_chain())
-    return service
 
 
 async def reserve_old(database, chain: LocalChain, payload: dict) -> str:

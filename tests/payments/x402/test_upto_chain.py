@@ -5,7 +5,6 @@ any amount up to the signed maximum, once, through Permit2 and the upto proxy.""
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -26,11 +25,6 @@ from tests.support.x402_facilitator import FACILITATOR_KEY, facilitator_app
 OTHER_FACILITATOR_KEY = "0x" + "00" * 31 + "04"
 MAX = 50_000
 ACTUAL = 12_345
-
-
-@pytest.fixture(scope="module")
-def chain() -> Iterator[LocalChain]:
-    yield LocalChain()
 
 
 def facilitator(chain: LocalChain, key: str = FACILITATOR_KEY) -> UptoFacilitator:
