@@ -45,6 +45,13 @@ class PaymentRejected(Exception):
         self.message = message
 
 
+def authorization_used() -> PaymentRejected:
+    """An authorization that already pays (or is paying) for another request here."""
+    return PaymentRejected(
+        NONCE_ALREADY_USED, "this authorization already pays (or is paying) for another request"
+    )
+
+
 class X402Required(PaymentRequired):
     """402 carrying the payment requirements: the v2 PaymentRequired object (header, MCP) and
     the body, which also carries the v1 ``accepts`` array."""

@@ -62,7 +62,7 @@ class Metering:
                 errors.REQUIREMENTS_MISMATCH, f"the asset must be {self.config.asset}"
             )
         if await metered.taken(self.db, self.config.asset, auth.payer, auth.nonce):
-            raise _used()  # known here: no need to ask the chain
+            raise errors.authorization_used()  # known here: no need to ask the chain
         await self.engine.verify(payment, offer)
         account = await ensure_wallet_account(self.db, auth.payer)
         try:
@@ -79,7 +79,7 @@ class Metering:
                 job_id=job_id,
             )
         except AlreadyUsed:
-            raise _used() from None
+            raise errors.authorization_used() from None
         return account, payment_id
 
     async def finish(self, payment_id: str, *, abandoned: bool = False) -> Settled | None:
@@ -148,13 +148,6 @@ class Metering:
         else:
             status = UNPAID if amount else RELEASED
             await metered.close(self.db, payment, status, error="authorization expired")
-
-
-def _used() -> PaymentRejected:
-    return PaymentRejected(
-        errors.NONCE_ALREADY_USED,
-        "this authorization already pays (or is paying) for another request",
-    )
 
 
 def _outcome(payment: MeteredPayment) -> Settled:

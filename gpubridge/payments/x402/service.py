@@ -255,10 +255,7 @@ class X402:
                 amount_micros=auth.value,
             )
         except store.AlreadyUsed:
-            raise PaymentRejected(
-                errors.NONCE_ALREADY_USED,
-                "this authorization already pays (or is paying) for another request",
-            ) from None
+            raise errors.authorization_used() from None
 
         async def sent(tx_hash: str) -> None:
             await store.record_transaction(self.db, payment_id, tx_hash)
