@@ -38,6 +38,8 @@ class PaymentRails:
         x402: dict[str, Any] = {"offered": self.x402 is not None}
         if self.x402 is not None:
             x402.update(_x402_terms(self.x402.config))
+            # upto: metered jobs (per token or second), settled with the settlement key.
+            x402["schemes"] = ["exact", "upto"] if self.x402.metering is not None else ["exact"]
         usdc: dict[str, Any] = {"offered": self.crypto_topups.config is not None}
         if self.crypto_topups.config is not None:
             config = self.crypto_topups.config

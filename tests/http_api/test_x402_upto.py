@@ -79,6 +79,12 @@ async def test_a_metered_job_is_offered_upto_beside_exact_with_this_server_as_fa
     assert upto["extra"]["name"] == "USD Coin"
 
 
+async def test_the_catalog_names_both_schemes(paid):
+    _, client = paid
+    x402 = (await client.get("/catalog")).json()["payments"]["x402"]
+    assert x402["schemes"] == ["exact", "upto"] and x402["scheme"] == "exact"
+
+
 async def test_the_sdk_client_authorizes_the_ceiling_and_is_charged_what_the_job_used(paid, chain):
     app, client = paid
     ceiling = int((await offers(client))["upto"]["amount"])
