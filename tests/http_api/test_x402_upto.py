@@ -217,3 +217,56 @@ async def test_an_openai_chat_completion_paid_with_upto_settles_before_it_answer
     cost = round(job["cost_usd"] * 1_000_000)
     assert unb64(response.headers["payment-response"])["amount"] == str(cost)
     assert chain.balance(payer.address) == 1_000_000 - cost
+
+
+def _mangled(document: dict[str, Any]) -> list[dict[str, Any]]:
+    """Hostile variants of a good upto payment: each must be refused, never crash."""
+    import copy
+
+    variants = []
+    for path, value in [
+        (("payload", "signature"), "0x00"),
+        (("payload", "signature"), "0x" + "ff" * 65),
+        (("payload", "signature"), "0x" + "00" * 200),
+        (("payload", "permit2Authorization", "nonce"), str(2**256 - 1)),
+        (("payload", "permit2Authorization", "deadline"), "0"),
+        (("payload", "permit2Authorization", "deadline"), str(2**256 - 1)),
+        (("payload", "permit2Authorization", "permitted", "amount"), "0"),
+        (("payload", "permit2Authorization", "permitted", "amount"), str(2**256 - 1)),
+        (("payload", "permit2Authorization", "permitted", "token"), "0x" + "00" * 20),
+        (("payload", "permit2Authorization", "spender"), "0x" + "11" * 20),
+        (("payload", "permit2Authorization", "witness", "validAfter"), str(2**255)),
+        (("payload", "permit2Authorization", "from"), "0x" + "00" * 20),
+        (("accepted", "network"), "eip155:1"),
+        (("accepted", "amount"), "-1"),
+        (("accepted", "extra"), None),
+    ]:
+        variant = copy.deepcopy(document)
+        target = variant
+        for key in path[:-1]:
+            target = target[key]
+        target[path[-1]] = value
+        variants.append(variant)
+    return variants
+
+
+async def test_hostile_upto_payments_are_refused_with_a_4xx_and_charge_nothing(paid, chain):
+    app, client = paid
+    payer = chain.new_payer(1_000_000, eth=True)
+    chain.approve_permit2(payer)
+    header = upto_header(payer, (await offers(client))["upto"])
+    document = unb64(header["PAYMENT-SIGNATURE"])
+    for variant in _mangled(document):
+        response = await client.post(
+            "/run", json=PROMPT, headers={"PAYMENT-SIGNATURE": b64(variant)}
+        )
+        assert response.status_code in (400, 402), (variant, response.text)
+        assert "error" in response.json()
+    assert chain.balance(payer.address) == 1_000_000
+    async with app.state.gateway.db.connect() as conn:
+        rows = (
+            await conn.execute(
+                select(x402_payments).where(x402_payments.c.payer == payer.address.lower())
+            )
+        ).all()
+    assert rows == []

@@ -34,6 +34,10 @@ SETTLING_STALE_AFTER = timedelta(minutes=5)
 """A claim older than this without an outcome was interrupted (the process stopped)."""
 
 
+class SettlementDeferred(Exception):
+    """The settlement was refused while the authorization still lasts: tried again later."""
+
+
 @dataclass(frozen=True)
 class Settled:
     """What a metered payment settled for (0 when nothing moved) and its transaction."""
@@ -97,7 +101,17 @@ class Metering:
             return None
         if not await metered.claim(self.db, payment.id):
             return None
-        return await self._settle(payment, cost or 0)
+        try:
+            return await self._settle(payment, cost or 0)
+        except Exception:
+            # The node did not answer: the claim stays, and the maintenance loop finds out
+            # from Permit2 whether the transfer happened (``_resume``).
+            log.warning(
+                "a metered x402 settlement did not finish; it is resumed later",
+                extra={"payment_id": payment.id},
+                exc_info=True,
+            )
+            return None
 
     async def finish_due(self) -> None:
         """Settle every payment whose job has ended; resolve interrupted claims."""
@@ -127,6 +141,10 @@ class Metering:
                 # Settled meanwhile (an earlier attempt's transaction landed after all).
                 await metered.close(self.db, payment, SETTLED, settled=amount)
                 return Settled(amount, "", SETTLED)
+            if payment.deadline > int(utcnow().timestamp()):
+                # Maybe passing (gas, a busy node): the maintenance loop tries again while
+                # the authorization lasts.
+                raise SettlementDeferred(exc.reason) from None
             log.error(
                 "a metered x402 settlement was refused: the job's cost is owed",
                 extra={"payment_id": payment.id, "reason": exc.reason},

@@ -14,18 +14,21 @@ SDK and the Ethereum libraries are imported with the first metered payment.
 from __future__ import annotations
 
 import asyncio
+import logging
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from gpubridge.payments.x402 import errors
 from gpubridge.payments.x402.codec import UptoPayment
-from gpubridge.payments.x402.config import X402Config
-from gpubridge.payments.x402.errors import PaymentRejected
+from gpubridge.payments.x402.config import X402Config, same_address
+from gpubridge.payments.x402.errors import PaymentNetworkUnavailable, PaymentRejected
 from gpubridge.payments.x402.requirements import SCHEME_UPTO, Offer, requirements_upto
 from gpubridge.recursion import keep_recursion_limit
 
 if TYPE_CHECKING:
     from web3 import Web3
+
+log = logging.getLogger(__name__)
 
 PERMIT2_NONCE_BITMAP_ABI: list[dict[str, Any]] = [
     {
@@ -103,6 +106,7 @@ class UptoEngine:
             raise PaymentRejected(errors.NETWORK_MISMATCH, f"payments are on {self.config.network}")
         if payment.accepted.get("scheme") != SCHEME_UPTO:
             raise PaymentRejected(errors.UNSUPPORTED_SCHEME, "the payment is not an upto one")
+        _check_accepted(self.config, payment.accepted, offer)
         offer = _with_facilitator(offer, self.facilitator)
         try:
             payload = self._payload(payment.document)
@@ -111,12 +115,30 @@ class UptoEngine:
                 errors.INVALID_PAYLOAD, f"the payment is malformed: {exc}"
             ) from None
         requirements = self._requirements(offer, offer.amount_micros)
-        result = await asyncio.to_thread(self._scheme.verify, payload, requirements)
+        try:
+            result = await asyncio.to_thread(self._scheme.verify, payload, requirements)
+        except Exception as exc:  # the node did not answer (the SDK reports refusals itself)
+            log.warning("an upto payment could not be checked: %s: %s", type(exc).__name__, exc)
+            raise PaymentNetworkUnavailable(
+                "the chain could not be reached to check the authorization; retry later"
+            ) from None
         if not result.is_valid:
+            # The SDK reports a node that does not answer as a failed check: tell them apart.
+            if not await asyncio.to_thread(self._node_answers):
+                raise PaymentNetworkUnavailable(
+                    "the chain could not be reached to check the authorization; retry later"
+                )
             raise PaymentRejected(
                 str(result.invalid_reason or errors.INVALID_PAYLOAD),
                 str(result.invalid_message or "the Permit2 authorization does not pay"),
             )
+
+    def _node_answers(self) -> bool:
+        try:
+            self._scheme._signer._w3.eth.block_number  # noqa: B018 (a read, for its error)
+        except Exception:
+            return False
+        return True
 
     async def settle(self, document: dict[str, Any], offer: Offer, amount: int) -> str:
         """Move ``amount`` (at most the authorized maximum) to ``payTo``; the transaction hash
@@ -146,6 +168,19 @@ class UptoEngine:
             return bool((int(word) >> (nonce & 0xFF)) & 1)
 
         return await asyncio.to_thread(read)
+
+
+def _check_accepted(config: X402Config, accepted: dict[str, Any], offer: Offer) -> None:
+    """The requirements the client says it pays must be this request's."""
+    asset, pay_to = accepted.get("asset"), accepted.get("payTo")
+    if not isinstance(asset, str) or not same_address(asset, config.asset):
+        raise PaymentRejected(errors.REQUIREMENTS_MISMATCH, f"the asset must be {config.asset}")
+    if not isinstance(pay_to, str) or not same_address(pay_to, config.pay_to):
+        raise PaymentRejected(errors.RECIPIENT_MISMATCH, f"payTo must be {config.pay_to}")
+    if accepted.get("amount") != str(offer.amount_micros):
+        raise PaymentRejected(
+            errors.VALUE_MISMATCH, f"authorize up to {offer.amount_micros} atomic units"
+        )
 
 
 def _with_facilitator(offer: Offer, facilitator: str) -> Offer:

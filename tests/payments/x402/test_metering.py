@@ -157,3 +157,59 @@ def _offer():
     from gpubridge.payments.x402.requirements import Offer
 
     return Offer(COST, "", "")
+
+
+async def test_an_unreachable_node_refuses_an_authorization_with_a_503_and_defers_a_settlement(
+    x402, chain
+):
+    from web3 import HTTPProvider, Web3
+
+    from gpubridge.payments.x402.errors import PaymentNetworkUnavailable
+
+    assert x402.metering is not None
+    engine = x402.metering.engine
+    accepted, job_id, payer = await authorized(x402, chain)
+    await add_job(x402, accepted, job_id, "completed")
+    engine.use_web3(Web3(HTTPProvider("http://127.0.0.1:9")))  # nothing listens there
+
+    with pytest.raises(PaymentNetworkUnavailable):
+        await authorized(x402, chain)
+    unchanged = await x402.finish_metered(accepted)
+    assert unchanged.receipt["amount"] == "0"
+    assert (await row(x402, accepted.payment_id)).status == "settling"
+
+    x402.use_chain(chain.gateway_chain())  # the node is back
+    async with x402.db.begin() as conn:
+        await conn.execute(
+            update(x402_payments)
+            .where(x402_payments.c.id == accepted.payment_id)
+            .values(settled_at=utcnow() - timedelta(hours=1))
+        )
+    await x402.reconcile()
+    assert (await row(x402, accepted.payment_id)).status == "settled"
+    assert chain.balance(payer.address) == 100_000 - COST
+
+
+async def test_a_refused_settlement_is_retried_while_it_lasts_then_the_cost_is_owed(x402, chain):
+    accepted, job_id, payer = await authorized(x402, chain)
+    await add_job(x402, accepted, job_id, "completed")
+    chain.approve_permit2(payer, 0)  # the payer takes the approval back after the job
+
+    unchanged = await x402.finish_metered(accepted)
+    assert unchanged.receipt["amount"] == "0"
+    assert (await row(x402, accepted.payment_id)).status == "settling"  # tried again later
+
+    async with x402.db.begin() as conn:  # the authorization has expired meanwhile
+        await conn.execute(
+            update(x402_payments)
+            .where(x402_payments.c.id == accepted.payment_id)
+            .values(valid_before=1, settled_at=utcnow() - timedelta(hours=1))
+        )
+    await x402.reconcile()
+
+    unpaid = await row(x402, accepted.payment_id)
+    assert (unpaid.status, unpaid.amount_micros) == ("unpaid", 0)
+    assert chain.balance(payer.address) == 100_000
+    async with x402.db.connect() as conn:
+        owed = await ledger.available_balance(conn, accepted.account.id)
+    assert owed == -COST  # the job ran: the wallet account owes its cost
