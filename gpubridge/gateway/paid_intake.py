@@ -108,6 +108,7 @@ class PaidIntake(Intake):
         # audio priced per second, the whole time limit). Whoever has not paid makes this
         # server fetch and decode nothing.
         quote = self.catalog.quote(service, model, payload)
+        await self.x402.prepare()
         offer = self.x402.offer(
             quote.ceiling_micros,
             resource,

@@ -44,6 +44,7 @@ async def well_known_x402(request: Request) -> Response:
             code="x402_disabled",
         )
     base_url = server_url(request)
+    await gateway.x402.prepare()
     items = run_resources(gateway.catalog, gateway.x402, base_url, gateway.started_at)
     document: dict[str, Any] = {
         "version": 1,

@@ -579,7 +579,7 @@ async def test_a_configured_facilitator_verifies_and_settles_the_payment(
         refused = await client.post("/run", json=PROMPT, headers=v2_header(chain, broke, accepted))
         assert refused.status_code == 402
         assert refused.json()["error"].startswith("invalid_exact_evm_")
-        assert facilitator.state.calls == ["verify"]
+        assert facilitator.state.calls == ["supported", "verify"]  # upto's address, asked once
 
         payer = chain.new_payer(price)
         response = await client.post("/run", json=PROMPT, headers=v2_header(chain, payer, accepted))
@@ -587,7 +587,7 @@ async def test_a_configured_facilitator_verifies_and_settles_the_payment(
         assert response.json()["status"] == "completed"
         receipt = unb64(response.headers["payment-response"])
         assert chain.w3.eth.get_transaction_receipt(receipt["transaction"])["status"] == 1
-        assert facilitator.state.calls == ["verify", "verify", "settle"]
+        assert facilitator.state.calls == ["supported", "verify", "verify", "settle"]
         await settlement.client.aclose()
     assert chain.balance(chain.recipient) == before + price
     assert chain.balance(payer.address) == 0

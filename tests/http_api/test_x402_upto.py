@@ -270,3 +270,41 @@ async def test_hostile_upto_payments_are_refused_with_a_4xx_and_charge_nothing(p
             )
         ).all()
     assert rows == []
+
+
+async def test_through_a_facilitator_upto_names_its_address_and_it_settles_the_cost(
+    database, database_url, tmp_path, upstream, chain
+):
+    from eth_account import Account
+
+    from tests.support.x402_app import paid_app
+    from tests.support.x402_facilitator import FACILITATOR_KEY, facilitator_app
+
+    facilitator = facilitator_app(chain)
+    async with paid_app(
+        chain,
+        database_url,
+        tmp_path,
+        upstream.base_url,
+        x402_facilitator_url="http://facilitator.test",
+        x402_settlement_key=None,
+    ) as (app, client):
+        settlement = app.state.gateway.x402.settlement
+        await settlement.client.aclose()
+        settlement.client = httpx.AsyncClient(transport=httpx.ASGITransport(app=facilitator))
+        upto = (await offers(client))["upto"]
+        assert upto["extra"]["facilitatorAddress"] == Account.from_key(FACILITATOR_KEY).address
+        payer = chain.new_payer(1_000_000, eth=True)
+        chain.approve_permit2(payer)
+        before = chain.balance(chain.recipient)
+
+        response = await client.post("/run", json=PROMPT, headers=upto_header(payer, upto))
+
+        assert response.status_code == 200, response.text
+        cost = round(response.json()["cost_usd"] * 1_000_000)
+        receipt = unb64(response.headers["payment-response"])
+        assert receipt["amount"] == str(cost) and receipt["transaction"].startswith("0x")
+        assert facilitator.state.calls == ["supported", "verify", "settle"]
+        await settlement.client.aclose()
+    assert chain.balance(chain.recipient) == before + cost
+    assert chain.balance(payer.address) == 1_000_000 - cost

@@ -1,6 +1,6 @@
 """An x402 facilitator on the local chain: the official SDK's facilitator (``exact`` on EVM,
-v1 and v2, and ``upto`` through Permit2, v2) behind ``POST /verify`` and ``POST /settle``, as an
-in-process ASGI app."""
+v1 and v2, and ``upto`` through Permit2, v2) behind ``POST /verify``, ``POST /settle`` and
+``GET /supported``, as an in-process ASGI app."""
 
 from __future__ import annotations
 
@@ -54,10 +54,16 @@ def facilitator_app(chain: LocalChain) -> Starlette:
         result = facilitator.settle(*parse(await request.json()))
         return JSONResponse(result.model_dump(by_alias=True, exclude_none=True))
 
+    async def supported(request: Request) -> Response:
+        calls.append("supported")
+        answer = facilitator.get_supported()
+        return JSONResponse(answer.model_dump(by_alias=True, exclude_none=True))
+
     app = Starlette(
         routes=[
             Route("/verify", verify, methods=["POST"]),
             Route("/settle", settle, methods=["POST"]),
+            Route("/supported", supported, methods=["GET"]),
         ]
     )
     app.state.calls = calls

@@ -114,6 +114,15 @@ class Chain:
         provider = AsyncHTTPProvider(rpc_url, request_kwargs={"timeout": RPC_TIMEOUT_S})
         return cls(AsyncWeb3(provider))
 
+    async def permit2_nonce_used(self, owner: str, nonce: int) -> bool:
+        """Whether Permit2 has spent ``owner``'s unordered nonce (an upto payment settled)."""
+        from gpubridge.payments.x402.upto import PERMIT2_ADDRESS, PERMIT2_NONCE_BITMAP_ABI
+
+        permit2 = self._contract(PERMIT2_ADDRESS, PERMIT2_NONCE_BITMAP_ABI)
+        owner = self.w3.to_checksum_address(owner)
+        word = await self._call(permit2.functions.nonceBitmap(owner, nonce >> 8).call())
+        return bool((int(word) >> (nonce & 0xFF)) & 1)
+
     def sync_web3(self) -> Any:
         """A synchronous ``Web3`` on the same node (the x402 SDK's facilitator code is
         synchronous): an in-process test chain is shared, a node is reached at its URL."""

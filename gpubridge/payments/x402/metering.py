@@ -25,7 +25,7 @@ from gpubridge.payments.x402.errors import PaymentRejected
 from gpubridge.payments.x402.metered import RELEASED, SETTLING, UNPAID, MeteredPayment
 from gpubridge.payments.x402.requirements import Offer
 from gpubridge.payments.x402.store import SETTLED, AlreadyUsed
-from gpubridge.payments.x402.upto import UptoEngine
+from gpubridge.payments.x402.upto import UptoSettler
 from gpubridge.payments.x402.wallets import ensure_wallet_account
 
 log = logging.getLogger(__name__)
@@ -48,12 +48,13 @@ class Settled:
 
 
 class Metering:
-    """Authorizes and settles metered payments with this server's settlement key."""
+    """Authorizes and settles metered payments, with this server's settlement key or through
+    the facilitator (``engine``)."""
 
-    def __init__(self, config: X402Config, db: Database) -> None:
+    def __init__(self, config: X402Config, db: Database, engine: UptoSettler) -> None:
         self.config = config
         self.db = db
-        self.engine = UptoEngine(config)
+        self.engine = engine
 
     async def authorize(
         self, payment: UptoPayment, offer: Offer, job_id: str

@@ -45,6 +45,8 @@ from gpubridge.payments.x402.settlement import (
     Settlement,
 )
 from gpubridge.payments.x402.txproof import RequestBinding
+from gpubridge.payments.x402.upto import UptoEngine
+from gpubridge.payments.x402.upto_remote import RemoteUptoEngine
 from gpubridge.payments.x402.wallets import ensure_wallet_account
 from gpubridge.settings import Settings
 
@@ -103,12 +105,16 @@ class X402:
             screens.append(OracleScreen(self.chain, config.sanctions_oracle))
         self.screening = Screening(screens)
         self.settlement: Settlement | None = None
+        self.metering: Metering | None = None
+        """Metered (``upto``) payments: through the facilitator, or in process with the
+        settlement key."""
         if config.facilitator_url is not None:
-            self.settlement = FacilitatorSettlement(config, self._facilitator_client())
+            remote = FacilitatorSettlement(config, self._facilitator_client())
+            self.settlement = remote
+            self.metering = Metering(config, db, RemoteUptoEngine(config, remote, self.chain))
         elif config.settlement_key is not None:
             self.settlement = DirectSettlement(config, self.chain)
-        self.metering = Metering(config, db) if config.settlement_key is not None else None
-        """Metered (``upto``) payments, settled in process with the settlement key."""
+            self.metering = Metering(config, db, UptoEngine(config))
 
     @classmethod
     def from_settings(cls, settings: Settings, db: Database) -> X402 | None:
@@ -146,6 +152,11 @@ class X402:
             await self._http.aclose()
         if self._chain is not None and self._owns_chain:
             await self._chain.close()
+
+    async def prepare(self) -> None:
+        """Learn what the challenge needs from elsewhere (the facilitator's upto address)."""
+        if self.metering is not None:
+            await self.metering.engine.prepare()
 
     # -- the challenge --------------------------------------------------------------------
     def offer(

@@ -123,11 +123,16 @@ class FacilitatorSettlement:
             "paymentRequirements": requirements,
         }
 
-    async def _post(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
+    async def ask(self, path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
+        """The facilitator's JSON answer to ``body`` (a GET without one);
+        ``PaymentNetworkUnavailable`` when it has none."""
         import httpx  # imported by the client this class was given
 
         try:
-            response = await self.client.post(f"{self.url}{path}", json=body)
+            if body is None:
+                response = await self.client.get(f"{self.url}{path}")
+            else:
+                response = await self.client.post(f"{self.url}{path}", json=body)
             answer = parse_json(response.content)
         except (httpx.HTTPError, ValueError):
             raise PaymentNetworkUnavailable("the x402 facilitator could not be reached") from None
@@ -136,7 +141,7 @@ class FacilitatorSettlement:
         return answer
 
     async def verify(self, payment: ExactPayment, offer: Offer) -> None:
-        answer = await self._post("/verify", self._request(payment, offer))
+        answer = await self.ask("/verify", self._request(payment, offer))
         if answer.get("isValid") is not True:
             reason = str(answer.get("invalidReason") or "invalid_payload")
             raise PaymentRejected(
@@ -144,7 +149,7 @@ class FacilitatorSettlement:
             )
 
     async def settle(self, payment: ExactPayment, offer: Offer, on_sent: OnSent) -> str:
-        answer = await self._post("/settle", self._request(payment, offer))
+        answer = await self.ask("/settle", self._request(payment, offer))
         transaction = answer.get("transaction")
         if (
             answer.get("success") is not True

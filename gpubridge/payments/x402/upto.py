@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from functools import cached_property
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from gpubridge.payments.x402 import errors
 from gpubridge.payments.x402.codec import UptoPayment
@@ -30,6 +30,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+PERMIT2_ADDRESS = "0x000000000022D473030F116dDEE9F6B43aC78BA3"
+"""Uniswap's Permit2, at the same address on every EVM chain."""
 PERMIT2_NONCE_BITMAP_ABI: list[dict[str, Any]] = [
     {
         "name": "nonceBitmap",
@@ -42,6 +44,30 @@ PERMIT2_NONCE_BITMAP_ABI: list[dict[str, Any]] = [
         "outputs": [{"name": "", "type": "uint256"}],
     }
 ]
+
+
+class SettlementUnknown(Exception):
+    """A settlement whose outcome is not known (no answer, or not landed yet): Permit2's nonce
+    tells later whether it happened."""
+
+
+class UptoSettler(Protocol):
+    """Who verifies and settles metered payments: this server (``UptoEngine``) or the
+    configured facilitator (``upto_remote.RemoteUptoEngine``)."""
+
+    @property
+    def facilitator(self) -> str | None:
+        """The address a payer's witness must name; None while it is not known."""
+
+    async def prepare(self) -> None: ...
+
+    def use_web3(self, w3: Any) -> None: ...
+
+    async def verify(self, payment: UptoPayment, offer: Offer) -> None: ...
+
+    async def settle(self, document: dict[str, Any], offer: Offer, amount: int) -> str: ...
+
+    async def nonce_used(self, payer: str, nonce: int) -> bool: ...
 
 
 def settlement_address(settlement_key: str) -> str:
@@ -65,6 +91,9 @@ class UptoEngine:
     @cached_property
     def facilitator(self) -> str:
         return settlement_address(self._key)
+
+    async def prepare(self) -> None:
+        """Nothing to learn: this server settles with its own key."""
 
     def use_web3(self, w3: Web3) -> None:
         """Talk to this node instead of ``rpc_url`` (a local chain, tests)."""
@@ -106,8 +135,8 @@ class UptoEngine:
             raise PaymentRejected(errors.NETWORK_MISMATCH, f"payments are on {self.config.network}")
         if payment.accepted.get("scheme") != SCHEME_UPTO:
             raise PaymentRejected(errors.UNSUPPORTED_SCHEME, "the payment is not an upto one")
-        _check_accepted(self.config, payment.accepted, offer)
-        offer = _with_facilitator(offer, self.facilitator)
+        check_accepted(self.config, payment.accepted, offer)
+        offer = with_facilitator(offer, self.facilitator)
         try:
             payload = self._payload(payment.document)
         except ValueError as exc:
@@ -143,7 +172,7 @@ class UptoEngine:
     async def settle(self, document: dict[str, Any], offer: Offer, amount: int) -> str:
         """Move ``amount`` (at most the authorized maximum) to ``payTo``; the transaction hash
         ("" when the amount is zero and nothing moves). ``PaymentRejected`` when it fails."""
-        offer = _with_facilitator(offer, self.facilitator)
+        offer = with_facilitator(offer, self.facilitator)
         requirements = self._requirements(offer, amount)
         result = await asyncio.to_thread(self._scheme.settle, self._payload(document), requirements)
         if not result.success:
@@ -156,7 +185,6 @@ class UptoEngine:
     async def nonce_used(self, payer: str, nonce: int) -> bool:
         """Whether Permit2 has spent ``payer``'s ``nonce`` (the authorization was settled)."""
         from web3 import Web3
-        from x402.mechanisms.evm.constants import PERMIT2_ADDRESS
 
         owner = Web3.to_checksum_address(payer)
 
@@ -170,7 +198,7 @@ class UptoEngine:
         return await asyncio.to_thread(read)
 
 
-def _check_accepted(config: X402Config, accepted: dict[str, Any], offer: Offer) -> None:
+def check_accepted(config: X402Config, accepted: dict[str, Any], offer: Offer) -> None:
     """The requirements the client says it pays must be this request's."""
     asset, pay_to = accepted.get("asset"), accepted.get("payTo")
     if not isinstance(asset, str) or not same_address(asset, config.asset):
@@ -183,7 +211,7 @@ def _check_accepted(config: X402Config, accepted: dict[str, Any], offer: Offer) 
         )
 
 
-def _with_facilitator(offer: Offer, facilitator: str) -> Offer:
+def with_facilitator(offer: Offer, facilitator: str) -> Offer:
     if offer.upto_facilitator == facilitator:
         return offer
     from dataclasses import replace
