@@ -30,7 +30,7 @@ from gpubridge.errors import (
     Conflict,
     ServiceUnavailable,
 )
-from gpubridge.gateway.money_path import MoneyPath
+from gpubridge.gateway.money_path import Funding, MoneyPath
 from gpubridge.gateway.notices import Notices
 from gpubridge.gateway.payment_rails import PaymentRails
 from gpubridge.gateway.runner import JobRunner
@@ -231,9 +231,11 @@ class Intake:
         priority: str | None,
         uploaded: frozenset[str] = frozenset(),
         job_id: str | None = None,
+        funding: Funding | None = None,
     ) -> Submitted:
         """Hold the job's ceiling on ``account`` and create the job (under ``job_id`` when
-        given: one its client was promised)."""
+        given: one its client was promised); ``funding`` credits the hold in the same
+        transaction (a metered payment's authorization, for this job alone)."""
         digests = {f: hashlib.sha256(media[f].data).hexdigest() for f in sorted(uploaded)}
         request_hash = _request_hash(service.key, payload, webhook_url, digests)
         if idempotency_key is not None:
@@ -259,6 +261,7 @@ class Intake:
                 extra=(lambda conn: self.files.record_inputs(conn, job_id, inputs))
                 if inputs
                 else None,
+                funding=funding,
                 on_late=self._start,
                 created_at=now,
                 id=job_id,

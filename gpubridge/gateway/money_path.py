@@ -40,6 +40,8 @@ from gpubridge.payments import ledger
 from gpubridge.payments.auto_topup import DISARM, disarm_below_threshold
 
 Extra = Callable[[AsyncConnection], Awaitable[None]]
+Funding = Callable[[AsyncConnection, int], Awaitable[None]]
+"""Credits the job's hold (given) to its account in the transaction that holds it."""
 
 # The writer's hot statements, compiled once for the SQLite driver (see ``Prepared``).
 _HOLD = Prepared(ledger.HOLD)
@@ -83,18 +85,22 @@ class MoneyPath:
         /,
         *,
         extra: Extra | None = None,
+        funding: Funding | None = None,
         on_late: Callable[[JobRecord], None] | None = None,
         **job: Any,
     ) -> JobRecord:
         """Hold ``hold_micros`` on the job's account (the UTC day ``today`` counts toward its
         daily limit) and insert the job (``job``: its column values). ``extra`` runs in the
-        same transaction (recording the job's input files). ``on_late`` gets the job when the
-        caller was cancelled while the SQLite writer committed it."""
+        same transaction (recording the job's input files), and ``funding`` before the hold
+        (credit that only this job may spend). ``on_late`` gets the job when the caller was
+        cancelled while the SQLite writer committed it."""
         values, record = store.new_job(**job)
         account = record.account_id
         entry = ledger.hold_entry(account, hold_micros, job_id=record.id)
-        if extra is not None:
-            return await self._admit_in_transaction(hold_micros, today, values, record, extra)
+        if extra is not None or funding is not None:
+            return await self._admit_in_transaction(
+                hold_micros, today, values, record, extra, funding
+            )
         if self.writer is not None:
             hold = {"account": account, "micros": hold_micros, "today": today}
             row = {**_JOB_DEFAULTS, **values}
@@ -117,7 +123,7 @@ class MoneyPath:
                     refusal = (await conn.execute(ledger.refusal_query(account, today))).first()
                     raise ledger.hold_refusal(refusal, hold_micros)
             return record
-        return await self._admit_in_transaction(hold_micros, today, values, record, None)
+        return await self._admit_in_transaction(hold_micros, today, values, record, None, None)
 
     async def _admit_in_transaction(
         self,
@@ -126,8 +132,11 @@ class MoneyPath:
         values: dict[str, Any],
         record: JobRecord,
         extra: Extra | None,
+        funding: Funding | None,
     ) -> JobRecord:
         async with self.db.begin() as conn:
+            if funding is not None:
+                await funding(conn, hold_micros)
             await ledger.hold(conn, record.account_id, hold_micros, job_id=record.id, today=today)
             await store.insert_job(conn, **values)
             if extra is not None:

@@ -194,6 +194,7 @@ class PaidIntake(Intake):
                 priority=priority,
                 uploaded=frozenset(media or ()),
                 job_id=job_id,
+                funding=self.x402.funding(accepted),
             )
         except BaseException:
             if kept is not None:  # no job: a retry with this identifier is a new request

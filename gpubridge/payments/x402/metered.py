@@ -1,15 +1,17 @@
 """Metered (``upto``) x402 payments in the database: authorized before the job, settled after.
 
 An upto payment authorizes a maximum (the job's ceiling). Accepting it reserves the
-authorization (unique per asset, payer and Permit2 nonce) and credits the maximum to the
-payer's wallet account in one transaction, so the job is held and captured there like any
-other (status ``authorized``). Once the job has ended, the payment is claimed (``settling``,
-by one replica), the job's cost is settled on chain, and the unused rest of the maximum is
-taken back from the wallet account (``settled``). A job that cost nothing settles nothing
-(``released``). A settlement the chain refuses for good leaves the job unpaid: the whole
-maximum is taken back, and the wallet account owes the job's cost (``unpaid``).
+authorization (unique per asset, payer and Permit2 nonce: ``reserved``). The job's hold is
+then credited to the payer's wallet account in the very transaction that holds it and creates
+the job (``fund``: ``authorized``), so that credit can pay for that job alone, and the job is
+captured there like any other. Once the job has ended, the payment is claimed (``settling``,
+by one replica), the job's cost is settled on chain, and the unused rest of the credit is
+taken back from the wallet account (``settled``). A job that cost nothing settles nothing,
+and a reservation whose job was never created credited nothing (``released``). A settlement
+the chain refuses for good leaves the job unpaid: the whole credit is taken back, and the
+wallet account owes the job's cost (``unpaid``).
 
-So the x402 house account holds, at any time, the maximum of authorized payments and what
+So the x402 house account holds, at any time, what authorized payments credited and what
 settled payments moved on chain (``ledger_check``), and the payer's other credit is never
 touched by a metered payment.
 """
@@ -23,14 +25,17 @@ from typing import Any
 
 from sqlalchemy import insert, select, update
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from gpubridge.db import Database
 from gpubridge.db.engine import utcnow
 from gpubridge.db.tables import jobs, x402_payments
+from gpubridge.errors import Conflict
 from gpubridge.payments import ledger
 from gpubridge.payments.x402.store import SETTLED, AlreadyUsed
 
 KIND_UPTO = "upto"
+RESERVED = "reserved"
 AUTHORIZED = "authorized"
 SETTLING = "settling"
 RELEASED = "released"
@@ -54,8 +59,8 @@ class MeteredPayment:
     document: dict[str, Any]
     status: str
     created_at: datetime
-    settled: int
-    """What it settled for (the maximum while authorized)."""
+    amount: int
+    """What the job's hold was credited (while authorized), then what it settled for."""
     tx_hash: str | None
 
 
@@ -63,7 +68,7 @@ def nonce_text(nonce: int) -> str:
     return f"0x{nonce:064x}"
 
 
-async def authorize(
+async def reserve(
     db: Database,
     *,
     network: str,
@@ -76,8 +81,8 @@ async def authorize(
     account_id: str,
     job_id: str,
 ) -> str:
-    """Reserve the authorization and credit its maximum; ``AlreadyUsed`` when its nonce
-    already pays (or paid) for another request."""
+    """Reserve the authorization for the job ``job_id`` (nothing credited yet);
+    ``AlreadyUsed`` when its nonce already pays (or paid) for another request."""
     payment_id = str(uuid.uuid4())
     try:
         async with db.begin() as conn:
@@ -90,27 +95,58 @@ async def authorize(
                     payer=payer.lower(),
                     nonce=nonce_text(nonce),
                     valid_before=min(deadline, 2**63 - 1),
-                    amount_micros=maximum,
+                    amount_micros=0,
                     authorized_micros=maximum,
-                    status=AUTHORIZED,
+                    status=RESERVED,
                     account_id=account_id,
                     job_id=job_id,
                     document=document,
                     created_at=utcnow(),
                 )
             )
-            await ledger.credit(
-                conn,
-                account_id,
-                maximum,
-                house="x402",
-                kind="x402",
-                memo="x402 upto authorization (the unused part is taken back)",
-                reference=f"x402:{payment_id}",
-            )
     except IntegrityError:
         raise AlreadyUsed from None
     return payment_id
+
+
+async def fund(conn: AsyncConnection, payment_id: str, account_id: str, micros: int) -> None:
+    """Credit ``micros`` (the job's hold, at most the maximum) to the wallet account, in the
+    caller's transaction: the one that holds it for the job."""
+    result = await conn.execute(
+        update(x402_payments)
+        .where(
+            x402_payments.c.id == payment_id,
+            x402_payments.c.status == RESERVED,
+            x402_payments.c.authorized_micros >= micros,
+        )
+        .values(status=AUTHORIZED, amount_micros=micros)
+    )
+    if result.rowcount != 1:
+        raise Conflict(
+            "the upto authorization does not cover this job's hold",
+            code="authorization_does_not_cover",
+        )
+    if micros:
+        await ledger.credit(
+            conn,
+            account_id,
+            micros,
+            house="x402",
+            kind="x402",
+            memo="x402 upto authorization, for its job (what it does not use is taken back)",
+            reference=f"x402:{payment_id}",
+        )
+
+
+async def abandon(db: Database, payment_id: str) -> bool:
+    """Release a reservation whose job was never created (nothing was credited)."""
+    async with db.begin() as conn:
+        result = await conn.execute(
+            update(x402_payments)
+            .where(x402_payments.c.id == payment_id, x402_payments.c.status == RESERVED)
+            .values(status=RELEASED, settled_at=utcnow())
+        )
+    return result.rowcount == 1
 
 
 async def taken(db: Database, asset: str, payer: str, nonce: int) -> bool:
@@ -136,7 +172,7 @@ def _record(row: Any) -> MeteredPayment:
         document=row.document,
         status=row.status,
         created_at=row.created_at,
-        settled=int(row.amount_micros),
+        amount=int(row.amount_micros),
         tx_hash=row.tx_hash,
     )
 
@@ -154,22 +190,19 @@ async def get(db: Database, payment_id: str) -> MeteredPayment | None:
 
 
 async def due(db: Database, settling_since: datetime) -> list[MeteredPayment]:
-    """Authorized payments whose job has ended (or was never created, long enough ago), and
-    settlements claimed before ``settling_since`` that never finished (a crash)."""
+    """Authorized payments whose job has ended, reservations whose job was never created
+    (long enough ago), and settlements claimed before ``settling_since`` that never finished
+    (a crash)."""
     query = (
         select(x402_payments)
         .outerjoin(jobs, jobs.c.id == x402_payments.c.job_id)
         .where(x402_payments.c.kind == KIND_UPTO)
         .where(
-            (
-                (x402_payments.c.status == AUTHORIZED)
-                & (
-                    jobs.c.status.in_(JOB_ENDED)
-                    | (
-                        jobs.c.id.is_(None)
-                        & (x402_payments.c.created_at < utcnow() - ABANDONED_AFTER)
-                    )
-                )
+            ((x402_payments.c.status == AUTHORIZED) & jobs.c.status.in_(JOB_ENDED))
+            | (
+                (x402_payments.c.status == RESERVED)
+                & jobs.c.id.is_(None)
+                & (x402_payments.c.created_at < utcnow() - ABANDONED_AFTER)
             )
             | ((x402_payments.c.status == SETTLING) & (x402_payments.c.settled_at < settling_since))
         )
@@ -221,10 +254,11 @@ async def close(
     tx_hash: str | None = None,
     error: str | None = None,
 ) -> bool:
-    """End a claimed payment: ``settled`` moved on chain, the rest of the maximum is taken
-    back from the wallet account. False when it was not being settled (already closed)."""
-    if not 0 <= settled <= payment.maximum or (status != SETTLED and settled):
-        raise ValueError("a metered settlement is at most its maximum, and only when settled")
+    """End a claimed payment: ``settled`` moved on chain, the rest of what was credited is
+    taken back from the wallet account. False when it was not being settled (already
+    closed)."""
+    if not 0 <= settled <= payment.amount or (status != SETTLED and settled):
+        raise ValueError("a metered settlement is at most its credit, and only when settled")
     values: dict[str, Any] = {"status": status, "amount_micros": settled, "settled_at": utcnow()}
     if tx_hash:
         values["tx_hash"] = tx_hash.lower()
@@ -238,10 +272,10 @@ async def close(
         )
         if result.rowcount != 1:
             return False
-        unused = payment.maximum - settled
+        unused = payment.amount - settled
         if unused:
             memo = {
-                SETTLED: f"x402 upto: {settled} of {payment.maximum} settled, the rest unused",
+                SETTLED: f"x402 upto: {settled} of {payment.amount} settled, the rest unused",
                 RELEASED: "x402 upto: nothing to settle, the authorization is unused",
                 UNPAID: "x402 upto: the settlement failed, the job's cost is owed",
             }[status]

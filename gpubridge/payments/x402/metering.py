@@ -1,7 +1,8 @@
 """Metered (``upto``) payments from the authorization to the settlement of what the job used.
 
 ``authorize`` verifies a Permit2 authorization of the job's ceiling with the SDK's scheme
-(``upto.UptoEngine``) and credits it to the payer's wallet account for the job (``metered``).
+(``upto.UptoEngine``, or the facilitator) and reserves it for the job; ``funding`` credits the
+job's hold to the payer's wallet account in the transaction that holds it (``metered``).
 ``finish`` runs once the job has ended: it settles the job's cost on chain (nothing when the
 job failed or cost nothing) and takes the unused rest back. The maintenance loop calls
 ``finish_due`` for every payment whose job has ended, so a settlement survives a restart; a
@@ -11,9 +12,12 @@ claim that a crash interrupted is resolved from Permit2's nonce: spent means set
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from gpubridge.db import Database
 from gpubridge.db.engine import utcnow
@@ -29,6 +33,9 @@ from gpubridge.payments.x402.upto import UptoSettler
 from gpubridge.payments.x402.wallets import ensure_wallet_account
 
 log = logging.getLogger(__name__)
+
+Funding = Callable[[AsyncConnection, int], Awaitable[None]]
+"""Credits a job's hold (given) in the transaction that holds it."""
 
 SETTLING_STALE_AFTER = timedelta(minutes=5)
 """A claim older than this without an outcome was interrupted (the process stopped)."""
@@ -59,8 +66,8 @@ class Metering:
     async def authorize(
         self, payment: UptoPayment, offer: Offer, job_id: str
     ) -> tuple[Account, str]:
-        """Verify ``payment`` for ``offer`` and credit its maximum to the payer's wallet
-        account for the job ``job_id``: that account and the payment's id."""
+        """Verify ``payment`` for ``offer`` and reserve it for the job ``job_id``: the payer's
+        wallet account and the payment's id."""
         auth = payment.authorization
         if not same_address(auth.token, self.config.asset):
             raise PaymentRejected(
@@ -71,7 +78,7 @@ class Metering:
         await self.engine.verify(payment, offer)
         account = await ensure_wallet_account(self.db, auth.payer)
         try:
-            payment_id = await metered.authorize(
+            payment_id = await metered.reserve(
                 self.db,
                 network=self.config.network,
                 asset=self.config.asset,
@@ -87,19 +94,30 @@ class Metering:
             raise errors.authorization_used() from None
         return account, payment_id
 
+    def funding(self, payment_id: str, account_id: str) -> Funding:
+        """What credits the job's hold, in the transaction that holds it."""
+
+        async def fund(conn: AsyncConnection, hold_micros: int) -> None:
+            await metered.fund(conn, payment_id, account_id, hold_micros)
+
+        return fund
+
     async def finish(self, payment_id: str, *, abandoned: bool = False) -> Settled | None:
         """Settle the payment if its job has ended (or ``abandoned`` and its job was never
         created); what it settled, or None while the job runs or another replica settles."""
         payment = await metered.get(self.db, payment_id)
         if payment is None:
             return None
+        if payment.status == metered.RESERVED:
+            if abandoned and not await metered.job_exists(self.db, payment.job_id):
+                await metered.abandon(self.db, payment.id)
+                return Settled(0, "", RELEASED)
+            return None
         if payment.status != metered.AUTHORIZED:
             return _outcome(payment) if payment.status != SETTLING else None
         cost = await metered.job_cost(self.db, payment.job_id)
-        if cost is None and not (
-            abandoned and not await metered.job_exists(self.db, payment.job_id)
-        ):
-            return None
+        if cost is None:
+            return None  # the job runs (an authorized payment's job exists)
         if not await metered.claim(self.db, payment.id):
             return None
         try:
@@ -130,7 +148,7 @@ class Metering:
                 )
 
     async def _settle(self, payment: MeteredPayment, cost: int) -> Settled:
-        amount = min(cost, payment.maximum)
+        amount = min(cost, payment.amount)
         if amount == 0:
             await metered.close(self.db, payment, RELEASED)
             return Settled(0, "", RELEASED)
@@ -159,7 +177,7 @@ class Metering:
 
     async def _resume(self, payment: MeteredPayment) -> None:
         cost = await metered.job_cost(self.db, payment.job_id) or 0
-        amount = min(cost, payment.maximum)
+        amount = min(cost, payment.amount)
         if amount and await self.engine.nonce_used(payment.payer, payment.nonce):
             await metered.close(self.db, payment, SETTLED, settled=amount)
         elif amount and payment.deadline > int(utcnow().timestamp()):
@@ -170,7 +188,7 @@ class Metering:
 
 
 def _outcome(payment: MeteredPayment) -> Settled:
-    return Settled(payment.settled, payment.tx_hash or "", payment.status)
+    return Settled(payment.amount, payment.tx_hash or "", payment.status)
 
 
 def receipt(network: str, payer: str, settled: Settled | None) -> dict[str, Any]:

@@ -36,7 +36,7 @@ from gpubridge.payments.x402.errors import (
     Unconfirmed,
     X402Required,
 )
-from gpubridge.payments.x402.metering import Metering, receipt
+from gpubridge.payments.x402.metering import Funding, Metering, receipt
 from gpubridge.payments.x402.requirements import Offer, challenge_body, payment_required
 from gpubridge.payments.x402.screening import DenyList, OracleScreen, Screen, Screening
 from gpubridge.payments.x402.settlement import (
@@ -307,6 +307,13 @@ class X402:
         account, payment_id = await self.metering.authorize(payment, offer, job_id)
         authorized = receipt(self.config.network, payment.payer, None)
         return Accepted(account, payment_id, payment.authorization.amount, 2, authorized, True)
+
+    def funding(self, payment: Accepted | None) -> Funding | None:
+        """For a metered payment: what credits its job's hold, in the transaction that holds
+        it (the credit pays that job alone). None for any other payment."""
+        if payment is None or not payment.metered or self.metering is None:
+            return None
+        return self.metering.funding(payment.payment_id, payment.account.id)
 
     async def finish_metered(self, payment: Accepted, *, abandoned: bool = False) -> Accepted:
         """``payment`` settled for what its job used once the job has ended (or nothing when

@@ -12,6 +12,7 @@ from sqlalchemy import insert
 
 from gpubridge.db.engine import utcnow
 from gpubridge.db.tables import jobs
+from gpubridge.errors import Conflict
 from gpubridge.payments import ledger
 from gpubridge.payments.ledger_check import check_ledger
 from gpubridge.payments.x402 import metered
@@ -24,8 +25,17 @@ MAXIMUM = 6000
 
 
 async def authorize(database, nonce: int, job_id: str) -> str:
+    """A reservation funded with its maximum, as the job's hold funds it."""
+    payment_id = await reserve(database, nonce, job_id)
     account = await ensure_wallet_account(database, PAYER)
-    return await metered.authorize(
+    async with database.begin() as conn:
+        await metered.fund(conn, payment_id, account.id, MAXIMUM)
+    return payment_id
+
+
+async def reserve(database, nonce: int, job_id: str) -> str:
+    account = await ensure_wallet_account(database, PAYER)
+    return await metered.reserve(
         database,
         network="eip155:8453",
         asset=ASSET,
@@ -45,11 +55,20 @@ async def balance(database) -> int:
         return await ledger.available_balance(conn, account.id)
 
 
-async def test_an_authorization_credits_its_maximum_once(database):
+async def test_an_authorization_is_reserved_once_and_funds_its_job_once(database):
     nonce = uuid.uuid4().int
     first = await authorize(database, nonce, str(uuid.uuid4()))
     with pytest.raises(AlreadyUsed):
-        await authorize(database, nonce, str(uuid.uuid4()))
+        await reserve(database, nonce, str(uuid.uuid4()))
+    assert await balance(database) == MAXIMUM
+    account = await ensure_wallet_account(database, PAYER)
+    with pytest.raises(Conflict):
+        async with database.begin() as conn:
+            await metered.fund(conn, first, account.id, MAXIMUM)
+    second = await reserve(database, uuid.uuid4().int, str(uuid.uuid4()))
+    with pytest.raises(Conflict):  # never more than the payer authorized
+        async with database.begin() as conn:
+            await metered.fund(conn, second, account.id, MAXIMUM + 1)
     assert await balance(database) == MAXIMUM
     payment = await metered.get(database, first)
     assert payment is not None and payment.nonce == nonce and payment.maximum == MAXIMUM
@@ -69,7 +88,7 @@ async def test_one_claim_wins_and_closing_takes_back_only_the_unused_part(databa
     assert not await metered.close(database, payment, SETTLED, settled=2500)
     assert await balance(database) == 2500  # the job's capture would spend exactly this
     closed = await metered.get(database, payment_id)
-    assert closed is not None and (closed.status, closed.settled) == (SETTLED, 2500)
+    assert closed is not None and (closed.status, closed.amount) == (SETTLED, 2500)
 
 
 async def test_a_released_or_unpaid_payment_takes_back_the_whole_maximum(database):

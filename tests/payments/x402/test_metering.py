@@ -23,7 +23,7 @@ COST = 3100
 
 
 async def authorized(x402: X402, chain: LocalChain) -> tuple[Accepted, str, object]:
-    """A payer's upto authorization of ``CEILING``, accepted for a job id not created yet."""
+    """A payer's upto authorization of ``CEILING``, reserved for a job id not created yet."""
     from x402.mechanisms.evm.signers import EthAccountSigner
     from x402.mechanisms.evm.upto.client import UptoEvmScheme
     from x402.schemas import PaymentRequirements
@@ -47,6 +47,9 @@ async def authorized(x402: X402, chain: LocalChain) -> tuple[Accepted, str, obje
 async def add_job(x402: X402, accepted: Accepted, job_id: str, status: str) -> None:
     """The job, held on the wallet account (and captured if it ``completed``)."""
     async with x402.db.begin() as conn:
+        funding = x402.funding(accepted)
+        assert funding is not None
+        await funding(conn, CEILING)  # as the gateway's hold does
         await ledger.hold(conn, accepted.account.id, CEILING, job_id=job_id)
         await conn.execute(
             insert(jobs).values(
@@ -97,6 +100,7 @@ async def test_nothing_settles_while_the_job_runs_then_the_maintenance_loop_sett
 ):
     accepted, job_id, payer = await authorized(x402, chain)
     assert (await x402.finish_metered(accepted)).receipt["amount"] == "0"  # no job yet
+    assert (await row(x402, accepted.payment_id)).status == "reserved"
     await add_job(x402, accepted, job_id, "running")
     await x402.reconcile()
     assert (await row(x402, accepted.payment_id)).status == "authorized"
@@ -213,3 +217,29 @@ async def test_a_refused_settlement_is_retried_while_it_lasts_then_the_cost_is_o
     async with x402.db.connect() as conn:
         owed = await ledger.available_balance(conn, accepted.account.id)
     assert owed == -COST  # the job ran: the wallet account owes its cost
+
+
+async def test_a_reservation_whose_job_never_came_is_released_having_credited_nothing(x402, chain):
+    accepted, _, payer = await authorized(x402, chain)
+    released = await x402.finish_metered(accepted, abandoned=True)
+    assert released.receipt["amount"] == "0"
+    assert (await row(x402, accepted.payment_id)).status == "released"
+    async with x402.db.connect() as conn:
+        assert await ledger.available_balance(conn, accepted.account.id) == 0
+    assert chain.balance(payer.address) == 100_000
+
+
+async def test_the_credit_exists_only_inside_the_jobs_own_hold(x402, chain):
+    """Nothing else can spend a metered payment's credit: without its job's hold in the same
+    transaction there is no credit at all."""
+    accepted, job_id, _ = await authorized(x402, chain)
+    async with x402.db.connect() as conn:
+        assert await ledger.available_balance(conn, accepted.account.id) == 0
+    await add_job(x402, accepted, job_id, "running")
+    async with x402.db.connect() as conn:
+        assert await ledger.available_balance(conn, accepted.account.id) == 0  # all held
+    funding = x402.funding(accepted)
+    assert funding is not None
+    with pytest.raises(Exception):  # funded once: a second funding is refused
+        async with x402.db.begin() as conn:
+            await funding(conn, CEILING)
