@@ -177,11 +177,13 @@ class PaidIntake(Intake):
             try:
                 fetched = await self._media(payload, media)
             except GpubridgeError as exc:
-                # The payment is settled: it stays in the wallet account, as after a failed job.
-                exc.message = (
-                    f"{exc.message}; the payment was credited to the wallet account of "
-                    f"{accepted.payer}, claim it with POST /account/wallet/claim"
-                )
+                if accepted.metered:  # nothing moved: the authorization is released below
+                    exc.message = f"{exc.message}; the upto authorization was not used"
+                else:  # settled: it stays in the wallet account, as after a failed job
+                    exc.message = (
+                        f"{exc.message}; the payment was credited to the wallet account of "
+                        f"{accepted.payer}, claim it with POST /account/wallet/claim"
+                    )
                 raise
             submitted = await self._create(
                 accepted.account,

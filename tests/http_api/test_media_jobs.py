@@ -39,7 +39,8 @@ PNG = png_bytes(16, 16)
 
 
 class EchoMediaEngine:
-    """Answers with the image it was given (as a stored file) and a generated WAV."""
+    """Answers with the image it was given (as a stored file) and a generated WAV, or a line of
+    text for audio."""
 
     def __init__(self, name: str) -> None:
         self.name = name
@@ -50,6 +51,8 @@ class EchoMediaEngine:
 
     async def run(self, request: EngineRequest, emit: Emit) -> EngineResult:
         self.seen.append(request)
+        if "audio_url" in request.media:  # transcription: a line of text
+            return EngineResult({"text": "echo", "language": "en"}, Usage(compute_seconds=0.5))
         image = request.media["image_url"]
         output = {
             "image": OutputFile(image.data, image.content_type, {"width": 16}),
@@ -313,3 +316,42 @@ async def test_an_unreachable_object_store_is_a_503_and_no_charge(
         response = await runs.client.get("/files/0123456789abcdef.png")
         assert response.status_code == 503, response.text
         assert response.json()["error"]["code"] == "service_unavailable"
+
+
+async def test_audio_paid_with_upto_is_charged_its_seconds_and_a_bad_url_uses_nothing(
+    x402_media, media, chain
+):
+    from sqlalchemy import select
+
+    from gpubridge.db.tables import x402_payments
+    from tests.http_api.test_x402_upto import upto_header
+
+    runs = x402_media
+    audio = f"{uuid.uuid4().hex}.wav"
+    media.add(audio, wav_bytes(1.0), "audio/wav")
+    whisper = {"service": "whisper-l4", "input": {"audio_url": media.url(audio)}}
+    asked = await runs.client.post("/run", json=whisper)
+    upto = unb64(asked.headers["payment-required"])["accepts"][1]
+    assert upto["scheme"] == "upto"
+    payer = chain.new_payer(10_000_000, eth=True)
+    chain.approve_permit2(payer)
+
+    paid = await runs.client.post("/run", json=whisper, headers=upto_header(payer, upto))
+    assert paid.status_code == 200, paid.text
+    cost = round(paid.json()["cost_usd"] * 1_000_000)
+    assert 0 < cost < int(upto["amount"])  # one second, not the whole time limit
+    assert unb64(paid.headers["payment-response"])["amount"] == str(cost)
+    assert chain.balance(payer.address) == 10_000_000 - cost
+
+    missing = {"service": "whisper-l4", "input": {"audio_url": media.url("missing.wav")}}
+    refused = await runs.client.post("/run", json=missing, headers=upto_header(payer, upto))
+    assert refused.status_code == 422, refused.text
+    assert "upto authorization was not used" in refused.json()["error"]["message"]
+    assert chain.balance(payer.address) == 10_000_000 - cost
+    async with runs.app.state.gateway.db.connect() as conn:
+        statuses = (
+            await conn.execute(
+                select(x402_payments.c.status).where(x402_payments.c.payer == payer.address.lower())
+            )
+        ).scalars()
+        assert sorted(statuses) == ["released", "settled"]
