@@ -44,9 +44,9 @@ from gpubridge.payments.x402 import paid_requests as requests
 from gpubridge.payments.x402.bazaar import BAZAAR
 from gpubridge.payments.x402.codec import ExactPayment
 from gpubridge.payments.x402.errors import PaymentUnconfirmed, SettlementPending
+from gpubridge.payments.x402.outcomes import Released
 from gpubridge.payments.x402.paid_requests import PaidRequest
 from gpubridge.payments.x402.requirements import Offer
-from gpubridge.payments.x402.service import Released
 from gpubridge.payments.x402.wallets import find_wallet_account
 
 log = logging.getLogger(__name__)

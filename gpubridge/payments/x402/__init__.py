@@ -22,8 +22,9 @@ from gpubridge.payments.x402.errors import (
     SettlementPending,
     X402Required,
 )
+from gpubridge.payments.x402.outcomes import Accepted
 from gpubridge.payments.x402.requirements import Offer
-from gpubridge.payments.x402.service import X402, Accepted
+from gpubridge.payments.x402.service import X402
 from gpubridge.payments.x402.txproof import RequestBinding
 
 __all__ = [

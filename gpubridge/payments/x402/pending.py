@@ -19,7 +19,8 @@ from gpubridge.payments.x402 import store
 from gpubridge.payments.x402.wallets import ensure_wallet_account
 
 if TYPE_CHECKING:
-    from gpubridge.payments.x402.service import X402, Accepted, Released
+    from gpubridge.payments.x402.outcomes import Accepted, Released
+    from gpubridge.payments.x402.service import X402
 
 log = logging.getLogger(__name__)
 
@@ -28,7 +29,7 @@ RECONCILE_GRACE_S = 60.0
 
 async def resolve(x402: X402, payment_id: str, version: int) -> Accepted | Released | None:
     from gpubridge.payments.x402.chain import ChainUnavailable
-    from gpubridge.payments.x402.service import Released
+    from gpubridge.payments.x402.outcomes import Released
 
     record = await store.payment(x402.db, payment_id)
     if record is None:

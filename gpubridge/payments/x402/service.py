@@ -14,11 +14,9 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from gpubridge.db import Database
-from gpubridge.payments.accounts import Account
 from gpubridge.payments.x402 import codec, errors, store
 from gpubridge.payments.x402.codec import (
     PAYMENT_IDENTIFIER,
@@ -37,6 +35,7 @@ from gpubridge.payments.x402.errors import (
     X402Required,
 )
 from gpubridge.payments.x402.metering import Funding, Metering, receipt
+from gpubridge.payments.x402.outcomes import Accepted, Released, settled_receipt
 from gpubridge.payments.x402.requirements import Offer, challenge_body, payment_required
 from gpubridge.payments.x402.screening import DenyList, OracleScreen, Screen, Screening
 from gpubridge.payments.x402.settlement import (
@@ -62,30 +61,6 @@ ALREADY_USED = (
     "this transaction was already used: it paid for a request or a top-up, or was credited "
     "to its sender's wallet account"
 )
-
-
-@dataclass(frozen=True)
-class Accepted:
-    """A settled payment, credited to ``account``."""
-
-    account: Account
-    payment_id: str
-    amount_micros: int
-    version: int
-    receipt: dict[str, Any]
-    """The x402 SettleResponse object (``success``, ``transaction``, ``network``, ``payer``)."""
-    metered: bool = False
-    """An ``upto`` authorization: settled for what the job used once it ends
-    (``X402.finish_metered``); until then ``receipt`` moved nothing."""
-
-    @property
-    def payer(self) -> str:
-        """The paying wallet (its wallet account holds what the payment did not pay for)."""
-        return str(self.receipt["payer"]).lower()
-
-    @property
-    def response_header(self) -> str:
-        return codec.PAYMENT_RESPONSE if self.version == 2 else codec.X_PAYMENT_RESPONSE
 
 
 class X402:
@@ -280,7 +255,7 @@ class X402:
         except Unconfirmed as exc:
             log.warning("x402 settlement not confirmed in time", extra={"payment_id": payment_id})
             receipt = {
-                **_receipt(exc.tx_hash, network, auth.payer, auth.value),
+                **settled_receipt(exc.tx_hash, network, auth.payer, auth.value),
                 "success": False,
                 "errorReason": errors.SETTLEMENT_PENDING,
             }
@@ -294,7 +269,7 @@ class X402:
             payment_id,
             auth.value,
             payment.version,
-            _receipt(tx_hash, network, auth.payer, auth.value),
+            settled_receipt(tx_hash, network, auth.payer, auth.value),
         )
 
     async def _accept_upto(
@@ -366,7 +341,7 @@ class X402:
                 f"{payment.payer.lower()}, claim it with POST /account/wallet/claim",
             )
         paid = verified.amount
-        receipt = _receipt(payment.tx_hash, self.config.network_v1, payment.payer, paid)
+        receipt = settled_receipt(payment.tx_hash, self.config.network_v1, payment.payer, paid)
         return Accepted(account, payment_id, paid, 1, receipt)
 
     # -- settlements not confirmed in time --------------------------------------------------
@@ -393,7 +368,7 @@ class X402:
             return None
         account = await ensure_wallet_account(self.db, record.payer)
         network = record.network if version == 2 else self.config.network_v1
-        receipt = _receipt(record.tx_hash or "", network, record.payer, record.amount_micros)
+        receipt = settled_receipt(record.tx_hash or "", network, record.payer, record.amount_micros)
         return Accepted(account, payment_id, record.amount_micros, version, receipt)
 
     def check_signed(self, payment: Payment, offer: Offer) -> None:
@@ -407,20 +382,3 @@ class X402:
             check(self.config, payment, offer, self.clock())
         except PaymentRejected as exc:
             raise self.required(offer, exc.reason, exc.message) from None
-
-
-@dataclass(frozen=True)
-class Released:
-    """A reservation that will never pay: the transfer did not land."""
-
-    reason: str
-
-
-def _receipt(tx_hash: str, network: str, payer: str, amount: int) -> dict[str, Any]:
-    return {
-        "success": True,
-        "transaction": tx_hash,
-        "network": network,
-        "payer": payer,
-        "amount": str(amount),
-    }

@@ -15,7 +15,7 @@ from gpubridge.db.engine import utcnow
 from gpubridge.db.tables import jobs, x402_payments
 from gpubridge.payments import ledger
 from gpubridge.payments.x402 import X402, codec, metered
-from gpubridge.payments.x402.service import Accepted
+from gpubridge.payments.x402.outcomes import Accepted
 from tests.support.local_chain import LocalChain
 
 CEILING = 8000

@@ -7,7 +7,7 @@ from __future__ import annotations
 from gpubridge.payments import ledger
 from gpubridge.payments.x402 import codec, store
 from gpubridge.payments.x402.codec import ExactPayment
-from gpubridge.payments.x402.service import Accepted, Released
+from gpubridge.payments.x402.outcomes import Accepted, Released
 from gpubridge.payments.x402.wallets import find_wallet_account
 from tests.support.local_chain import LocalChain
 
