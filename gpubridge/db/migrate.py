@@ -85,6 +85,6 @@ def _state(conn: Connection) -> str:
 
 
 def _create(conn: Connection) -> None:
-    metadata.create_all(conn)
-    VERSION_TABLE.create(conn)
+    metadata.create_all(conn, checkfirst=False)
+    VERSION_TABLE.create(conn, checkfirst=False)
     conn.execute(VERSION_TABLE.insert().values(version_num=HEAD_REVISION))
