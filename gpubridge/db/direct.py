@@ -1,0 +1,137 @@
+"""Hot statements sent on PostgreSQL through asyncpg itself.
+
+SQLAlchemy's async engine costs each statement a pool checkout through a greenlet, a look-up
+in its compiled cache, its parameter processing and its result layers: a few tenths of a
+millisecond, twice on every paid request. ``Direct`` runs a SQLAlchemy statement compiled once
+with the engine's dialect (the very SQL text the engine sends, with the same parameter
+processing) on a pool of plain asyncpg connections, where asyncpg's statement cache prepares it
+once per connection.
+
+Its errors are SQLAlchemy's: a constraint violation is an ``IntegrityError``, any other
+database error a ``DBAPIError``, neither showing the parameters.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any, cast
+
+from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.elements import ClauseElement
+
+if TYPE_CHECKING:
+    import asyncpg
+
+_REQUIRED = object()
+
+SQLALCHEMY_ONLY_OPTIONS = ("prepared_statement_cache_size", "prepared_statement_name_func")
+"""Connect options of SQLAlchemy's own asyncpg connection wrapper, not of asyncpg.connect."""
+
+
+def connect_arguments(engine: AsyncEngine) -> tuple[list[Any], dict[str, Any]]:
+    """What ``asyncpg.connect`` takes to reach the engine's server as the engine does."""
+    args, options = engine.dialect.create_connect_args(engine.url)
+    for name in SQLALCHEMY_ONLY_OPTIONS:
+        options.pop(name, None)
+    return list(args), dict(options)
+
+
+class DirectStatement:
+    """A statement compiled for asyncpg: its SQL (``$n`` parameters) and how named values
+    become its positional arguments."""
+
+    def __init__(self, statement: ClauseElement, engine: AsyncEngine) -> None:
+        dialect = engine.dialect
+        compiled = cast(SQLCompiler, statement.compile(dialect=dialect))
+        names = compiled.positiontup
+        if names is None:
+            raise ValueError("the dialect does not compile positional parameters")
+        if compiled.insert_prefetch or compiled.update_prefetch:
+            # The engine computes these per execution; here they would be sent as NULL.
+            raise ValueError("a direct statement gives every column's value itself")
+        self.sql = compiled.string
+        required = {bind.key for bind in compiled.binds.values() if bind.required}
+        fixed = compiled.construct_params(dict.fromkeys(required)) or {}
+        binds = {name: bind for name, bind in compiled.binds.items()}
+        self._slots: list[tuple[str, Any, Callable[[Any], Any] | None]] = [
+            (
+                name,
+                _REQUIRED if name in required else fixed[name],
+                binds[name].type.dialect_impl(dialect).bind_processor(dialect),
+            )
+            for name in names
+        ]
+
+    def arguments(self, params: Mapping[str, Any]) -> list[Any]:
+        """The positional arguments for ``params`` (a ``KeyError`` names a missing one)."""
+        values = []
+        for name, fixed, process in self._slots:
+            value = params[name] if fixed is _REQUIRED else fixed
+            values.append(process(value) if process is not None else value)
+        return values
+
+
+class Direct:
+    """A pool of plain asyncpg connections to the engine's server, opened on first use;
+    ``max_size`` connections at most, each closed after five idle minutes."""
+
+    def __init__(self, engine: AsyncEngine, max_size: int) -> None:
+        self.engine = engine
+        self.max_size = max_size
+        self._pool: asyncpg.Pool | None = None
+        self._opening = asyncio.Lock()
+        self._compiled: dict[int, tuple[ClauseElement, DirectStatement]] = {}
+
+    def compiled(self, statement: ClauseElement) -> DirectStatement:
+        """``statement`` compiled once for as long as it lives."""
+        kept = self._compiled.get(id(statement))
+        if kept is None or kept[0] is not statement:
+            kept = (statement, DirectStatement(statement, self.engine))
+            self._compiled[id(statement)] = kept
+        return kept[1]
+
+    async def fetchrow(
+        self, statement: ClauseElement, params: Mapping[str, Any]
+    ) -> asyncpg.Record | None:
+        """Run ``statement`` by itself (it commits on its own) and return its first row."""
+        import asyncpg
+
+        direct = self.compiled(statement)
+        arguments = direct.arguments(params)
+        pool = self._pool or await self._open()
+        try:
+            async with pool.acquire() as conn:
+                row: asyncpg.Record | None = await conn.fetchrow(direct.sql, *arguments)
+                return row
+        except asyncpg.IntegrityConstraintViolationError as exc:
+            raise IntegrityError(direct.sql, None, exc, hide_parameters=True) from exc
+        except (asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            raise DBAPIError(direct.sql, None, exc, hide_parameters=True) from exc
+
+    async def _open(self) -> asyncpg.Pool:
+        import asyncpg
+
+        async with self._opening:
+            if self._pool is None:
+                args, options = connect_arguments(self.engine)
+                self._pool = await asyncpg.create_pool(
+                    *args,
+                    min_size=0,
+                    max_size=self.max_size,
+                    reset=_keep_as_is,
+                    **options,
+                )
+            return self._pool
+
+    async def close(self) -> None:
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            await pool.close()
+
+
+async def _keep_as_is(_conn: asyncpg.Connection) -> None:
+    """A returned connection needs no reset query (one round trip each time): the statements
+    sent on it each commit by themselves and change nothing of the session."""

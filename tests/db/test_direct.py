@@ -1,0 +1,137 @@
+"""Statements sent through asyncpg itself: the engine's SQL and parameters, SQLAlchemy's
+errors, a pool that keeps its connections."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import AsyncIterator
+
+import pytest
+from sqlalchemy import bindparam, func, insert, literal, select
+from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from gpubridge.db.direct import Direct, DirectStatement, connect_arguments
+from gpubridge.db.engine import Database, utcnow
+from gpubridge.db.tables import accounts, jobs
+
+URL = "postgresql+asyncpg://someone:secret@db.example:5433/gateway?prepared_statement_cache_size=5"
+
+
+def test_a_statement_binds_its_parameters_by_position_as_the_engine_does() -> None:
+    engine = create_async_engine(URL)
+    statement = select(
+        bindparam("data", type_=jobs.c.input.type),
+        literal(7),
+        bindparam("name", type_=jobs.c.service.type),
+        bindparam("data", type_=jobs.c.input.type),
+    )
+    direct = DirectStatement(statement, engine)
+    assert direct.sql == str(statement.compile(dialect=engine.dialect))
+    assert len(set(re.findall(r"\$\d+", direct.sql))) == 3  # a name used twice is one
+    arguments = direct.arguments({"data": {"a": [1, None]}, "name": "s", "unused": 1})
+    assert sorted(map(str, arguments)) == sorted(['{"a": [1, null]}', "7", "s"])
+    with pytest.raises(KeyError, match="name"):
+        direct.arguments({"data": {}})
+
+
+def test_a_statement_that_leaves_a_column_to_its_python_default_is_refused() -> None:
+    with pytest.raises(ValueError, match="every column"):
+        DirectStatement(insert(accounts).values(id=bindparam("id")), create_async_engine(URL))
+
+
+def test_connections_are_made_as_the_engines_but_without_its_own_options() -> None:
+    args, options = connect_arguments(create_async_engine(URL))
+    assert args == []
+    assert options == {
+        "host": "db.example",
+        "port": 5433,
+        "user": "someone",
+        "password": "secret",
+        "database": "gateway",
+    }
+
+
+@pytest.fixture
+async def postgres(postgres_url: str) -> AsyncIterator[Database]:
+    database = Database(postgres_url, pool_size=3)
+    await database.drop_all()
+    await database.create_all()
+    yield database
+    await database.dispose()
+
+
+def an_account() -> dict[str, object]:
+    return {
+        "id": str(uuid.uuid4()),
+        "webhook_secret": "s",
+        "balance_micros": 0,
+        "lifetime_spend_micros": 0,
+        "daily_limit_micros": 1,
+        "spend_day_micros": 0,
+        "created_at": utcnow(),
+        "auto_topup_enabled": 0,
+        "auto_topup_armed": 1,
+    }
+
+
+ADD_ACCOUNT = (
+    insert(accounts)
+    .values({name: bindparam(name) for name in an_account()})
+    .returning(accounts.c.id)
+)
+
+
+@pytest.mark.postgres
+async def test_a_statement_commits_by_itself_with_the_rows_the_engine_writes(postgres) -> None:
+    direct = postgres.direct
+    assert direct is not None
+    by_direct = an_account()
+    by_engine = {**an_account(), "created_at": by_direct["created_at"]}
+    assert (await direct.fetchrow(ADD_ACCOUNT, by_direct))["id"] == by_direct["id"]
+    async with postgres.begin() as conn:
+        await conn.execute(ADD_ACCOUNT, by_engine)
+    async with postgres.connect() as conn:
+        rows = {row.id: row._asdict() for row in await conn.execute(select(accounts))}
+    written = [{**rows[made["id"]], "id": None} for made in (by_direct, by_engine)]
+    assert written[0] == written[1]
+    assert written[0]["created_at"] == by_direct["created_at"]
+
+
+@pytest.mark.postgres
+async def test_errors_are_sqlalchemys_and_keep_the_parameters_out(postgres) -> None:
+    direct = postgres.direct
+    account = an_account()
+    account["webhook_secret"] = "very-secret-value"
+    await direct.fetchrow(ADD_ACCOUNT, account)
+    with pytest.raises(IntegrityError) as duplicate:
+        await direct.fetchrow(ADD_ACCOUNT, account)
+    assert "very-secret-value" not in str(duplicate.value)
+    with pytest.raises(DBAPIError):
+        await direct.fetchrow(
+            select(literal(1) / bindparam("zero", type_=jobs.c.cost_micros.type)), {"zero": 0}
+        )
+
+
+@pytest.mark.postgres
+async def test_the_pool_keeps_its_connections(postgres) -> None:
+    direct = postgres.direct
+    backend = select(func.pg_backend_pid())
+    pids = {(await direct.fetchrow(backend, {}))[0] for _ in range(5)}
+    assert len(pids) == 1  # one caller at a time: the same connection every time
+    await direct.close()
+    assert (await direct.fetchrow(backend, {}))[0] not in pids  # opened again
+
+
+async def test_sqlite_has_no_direct_pool(tmp_path) -> None:
+    database = Database(f"sqlite+aiosqlite:///{tmp_path / 'g.db'}")
+    try:
+        assert database.direct is None
+    finally:
+        await database.dispose()
+
+
+def test_a_direct_pool_opens_nothing_until_used() -> None:
+    direct = Direct(create_async_engine(URL), 2)
+    assert direct._pool is None
