@@ -126,10 +126,15 @@ class Direct:
                 )
             return self._pool
 
-    async def close(self) -> None:
+    async def close(self, grace_s: float = 5.0) -> None:
+        """Close the connections once their statements end (after ``grace_s`` at most)."""
         pool, self._pool = self._pool, None
-        if pool is not None:
-            await pool.close()
+        if pool is None:
+            return
+        try:
+            await asyncio.wait_for(pool.close(), grace_s)
+        except TimeoutError:
+            pool.terminate()
 
 
 async def _keep_as_is(_conn: asyncpg.Connection) -> None:

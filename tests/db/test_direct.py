@@ -3,6 +3,7 @@ errors, a pool that keeps its connections."""
 
 from __future__ import annotations
 
+import asyncio
 import re
 import uuid
 from collections.abc import AsyncIterator
@@ -122,6 +123,17 @@ async def test_the_pool_keeps_its_connections(postgres) -> None:
     assert len(pids) == 1  # one caller at a time: the same connection every time
     await direct.close()
     assert (await direct.fetchrow(backend, {}))[0] not in pids  # opened again
+
+
+@pytest.mark.postgres
+async def test_closing_ends_a_statement_that_outlives_the_grace(postgres) -> None:
+    direct = postgres.direct
+    slow = asyncio.create_task(direct.fetchrow(select(func.pg_sleep(30)), {}))
+    await asyncio.sleep(0.3)
+    async with asyncio.timeout(10):
+        await direct.close(grace_s=0.1)
+        with pytest.raises(DBAPIError):
+            await slow
 
 
 async def test_sqlite_has_no_direct_pool(tmp_path) -> None:
