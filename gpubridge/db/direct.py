@@ -53,13 +53,15 @@ class DirectStatement:
             # The engine computes these per execution; here they would be sent as NULL.
             raise ValueError("a direct statement gives every column's value itself")
         self.sql = compiled.string
-        required = {bind.key for bind in compiled.binds.values() if bind.required}
+        binds = compiled.binds
+        required = {bind.key for bind in binds.values() if bind.required}
         fixed = compiled.construct_params(dict.fromkeys(required)) or {}
-        binds = {name: bind for name, bind in compiled.binds.items()}
+        # Per parameter, in order: the key a caller gives it by (a required one) or the value
+        # the statement gives it, and the type's processing of the value.
         self._slots: list[tuple[str, Any, Callable[[Any], Any] | None]] = [
             (
-                name,
-                _REQUIRED if name in required else fixed[name],
+                binds[name].key,
+                _REQUIRED if binds[name].required else fixed[name],
                 binds[name].type.dialect_impl(dialect).bind_processor(dialect),
             )
             for name in names
@@ -68,8 +70,8 @@ class DirectStatement:
     def arguments(self, params: Mapping[str, Any]) -> list[Any]:
         """The positional arguments for ``params`` (a ``KeyError`` names a missing one)."""
         values = []
-        for name, fixed, process in self._slots:
-            value = params[name] if fixed is _REQUIRED else fixed
+        for key, fixed, process in self._slots:
+            value = params[key] if fixed is _REQUIRED else fixed
             values.append(process(value) if process is not None else value)
         return values
 
