@@ -77,14 +77,22 @@ class DirectStatement:
 
 
 class Direct:
-    """A pool of plain asyncpg connections to the engine's server, opened on first use;
-    ``max_size`` connections at most, each closed after five idle minutes."""
+    """Plain asyncpg connections to the engine's server, opened as statements need them:
+    ``max_size`` statements at once at most, each on a connection of its own, which is kept
+    for the next (as many as were ever busy together).
+
+    A connection is never shared and never reset: the statements sent on it each commit by
+    themselves and change nothing of the session. One whose statement was cancelled or lost
+    its connection is dropped, not reused; one the server refused a statement on is kept."""
 
     def __init__(self, engine: AsyncEngine, max_size: int) -> None:
         self.engine = engine
         self.max_size = max_size
-        self._pool: asyncpg.Pool | None = None
-        self._opening = asyncio.Lock()
+        self._slots = asyncio.Semaphore(max_size)
+        self._idle: list[asyncpg.Connection] = []
+        self._busy: set[asyncpg.Connection] = set()
+        self._drained = asyncio.Event()
+        self._drained.set()
         self._compiled: dict[int, tuple[ClauseElement, DirectStatement]] = {}
 
     def compiled(self, statement: ClauseElement) -> DirectStatement:
@@ -103,42 +111,58 @@ class Direct:
 
         direct = self.compiled(statement)
         arguments = direct.arguments(params)
-        pool = self._pool or await self._open()
-        try:
-            async with pool.acquire() as conn:
+        async with self._slots:
+            conn = await self._connection()
+            self._busy.add(conn)
+            self._drained.clear()
+            kept = False
+            try:
                 row: asyncpg.Record | None = await conn.fetchrow(direct.sql, *arguments)
+                kept = True
                 return row
-        except asyncpg.IntegrityConstraintViolationError as exc:
-            raise IntegrityError(direct.sql, None, exc, hide_parameters=True) from exc
-        except (asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-            raise DBAPIError(direct.sql, None, exc, hide_parameters=True) from exc
+            except asyncpg.PostgresError as exc:
+                kept = True  # the server refused the statement; the connection is sound
+                if isinstance(exc, asyncpg.IntegrityConstraintViolationError):
+                    raise IntegrityError(direct.sql, None, exc, hide_parameters=True) from exc
+                raise DBAPIError(direct.sql, None, exc, hide_parameters=True) from exc
+            except asyncpg.InterfaceError as exc:
+                raise DBAPIError(direct.sql, None, exc, hide_parameters=True) from exc
+            finally:
+                self._busy.discard(conn)
+                if kept and not conn.is_closed():
+                    self._idle.append(conn)
+                else:
+                    conn.terminate()
+                if not self._busy:
+                    self._drained.set()
 
-    async def _open(self) -> asyncpg.Pool:
+    async def _connection(self) -> asyncpg.Connection:
         import asyncpg
 
-        async with self._opening:
-            if self._pool is None:
-                args, options = connect_arguments(self.engine)
-                self._pool = await asyncpg.create_pool(
-                    *args,
-                    min_size=0,
-                    max_size=self.max_size,
-                    reset=_keep_as_is,
-                    **options,
-                )
-            return self._pool
+        while self._idle:
+            conn = self._idle.pop()
+            if not conn.is_closed():
+                return conn
+        args, options = connect_arguments(self.engine)
+        return await asyncpg.connect(*args, **options)
 
     async def close(self, grace_s: float = 5.0) -> None:
-        """Close the connections once their statements end (after ``grace_s`` at most)."""
-        pool, self._pool = self._pool, None
-        if pool is None:
-            return
+        """Close the connections once their statements end (after ``grace_s`` at most); the
+        next statement opens new ones."""
+        import asyncpg
+
         try:
-            await asyncio.wait_for(pool.close(), grace_s)
+            await asyncio.wait_for(self._drained.wait(), grace_s)
         except TimeoutError:
-            pool.terminate()
-
-
-async def _keep_as_is(_conn: asyncpg.Connection) -> None:
-    """A returned connection needs no reset query (one round trip each time): the statements
-    sent on it each commit by themselves and change nothing of the session."""
+            for conn in list(self._busy):
+                conn.terminate()
+        idle, self._idle = self._idle, []
+        for conn in idle:
+            try:
+                await asyncio.wait_for(conn.close(), grace_s)
+            except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError):
+                conn.terminate()
+        # Fresh ones, for whichever event loop comes next.
+        self._slots = asyncio.Semaphore(self.max_size)
+        self._drained = asyncio.Event()
+        self._drained.set()

@@ -146,4 +146,52 @@ async def test_sqlite_has_no_direct_pool(tmp_path) -> None:
 
 def test_a_direct_pool_opens_nothing_until_used() -> None:
     direct = Direct(create_async_engine(URL), 2)
-    assert direct._pool is None
+    assert direct._idle == [] and direct._busy == set()
+
+
+PID = select(func.pg_backend_pid())
+
+
+@pytest.mark.postgres
+async def test_no_more_statements_run_at_once_than_the_pool_has_connections(postgres) -> None:
+    direct = postgres.direct  # three connections
+    slow = select(func.pg_backend_pid(), func.pg_sleep(0.05))
+    async with asyncio.timeout(30):
+        rows = await asyncio.gather(*(direct.fetchrow(slow, {}) for _ in range(12)))
+    assert len({row[0] for row in rows}) == 3
+    assert len(direct._idle) == 3 and not direct._busy
+
+
+@pytest.mark.postgres
+async def test_a_cancelled_statement_drops_its_connection_and_a_refused_one_keeps_it(
+    postgres,
+) -> None:
+    direct = postgres.direct
+    first = (await direct.fetchrow(PID, {}))[0]
+    account = an_account()
+    await direct.fetchrow(ADD_ACCOUNT, account)
+    with pytest.raises(IntegrityError):
+        await direct.fetchrow(ADD_ACCOUNT, account)
+    assert (await direct.fetchrow(PID, {}))[0] == first  # refused: kept
+    slow = asyncio.create_task(direct.fetchrow(select(func.pg_sleep(30)), {}))
+    await asyncio.sleep(0.3)
+    slow.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await slow
+    assert (await direct.fetchrow(PID, {}))[0] != first  # cancelled: never reused
+
+
+@pytest.mark.postgres
+async def test_a_connection_the_server_ended_fails_one_statement_then_is_replaced(
+    postgres,
+) -> None:
+    direct = postgres.direct
+    ended = (await direct.fetchrow(PID, {}))[0]
+    async with postgres.connect() as conn:
+        await conn.execute(select(func.pg_terminate_backend(ended)))
+    await asyncio.sleep(0.2)
+    try:
+        again = (await direct.fetchrow(PID, {}))[0]
+    except DBAPIError:
+        again = (await direct.fetchrow(PID, {}))[0]
+    assert again != ended
