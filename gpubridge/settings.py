@@ -66,7 +66,11 @@ class Settings(PaymentSettings):
         repr=False,  # may hold a password
     )
     database_pool_size: int = Field(
-        default=10, description="PostgreSQL connections a process keeps (as many more at peaks)."
+        default=10,
+        description=(
+            "PostgreSQL connections a process keeps (as many more at peaks), and at most as "
+            "many again for the money path's statements."
+        ),
     )
     auto_migrate: bool = Field(
         default=True, description="Apply database migrations when the server starts."

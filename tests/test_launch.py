@@ -54,3 +54,49 @@ def test_the_module_runs_the_command_line() -> None:
     )
     assert done.returncode == 0, done.stderr
     assert "llama-3.3-70b-versatile" in done.stdout.splitlines()[1]
+
+
+def _run(script: str) -> list[str]:
+    done = subprocess.run(
+        [sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout.split()
+
+
+def test_the_command_loads_the_gateway_without_the_orm() -> None:
+    script = (
+        "import importlib, sys, types\n"
+        "import gpubridge.launch as launch\n"
+        "def main():\n"
+        "    del sys.modules['gpubridge.cli']\n"
+        "    importlib.import_module('gpubridge.cli')\n"
+        "    importlib.import_module('gpubridge.app')\n"
+        "    return 'sqlalchemy.orm' in sys.modules\n"
+        "sys.modules['gpubridge.cli'] = types.SimpleNamespace(main=main)\n"
+        "print(launch.main())\n"
+    )
+    assert _run(script) == ["False"]
+
+
+def test_the_async_engine_package_answers_every_name_it_has() -> None:
+    names = (
+        "import sys\n"
+        "import sqlalchemy.ext.asyncio as package\n"
+        "def said(v): return getattr(v, '__module__', '') + '.' + getattr(v, '__qualname__', '')\n"
+        "print(sorted(n + '=' + said(v) for n, v in vars(package).items() if n[0] != '_'))\n"
+    )
+    plain = _run(names)
+    script = (
+        "import sys\n"
+        "from gpubridge.launch import load_async_engine\n"
+        "load_async_engine()\n"
+        "from sqlalchemy.ext.asyncio import AsyncEngine, AsyncConnection, create_async_engine\n"
+        "print('sqlalchemy.orm' in sys.modules)\n"
+        "from sqlalchemy.ext.asyncio import AsyncSession\n"
+        "print('sqlalchemy.orm' in sys.modules, AsyncSession.__module__)\n" + names
+    )
+    loaded, *rest = _run(script)
+    assert loaded == "False"
+    assert rest[:2] == ["True", "sqlalchemy.ext.asyncio.session"]
+    assert rest[2:] == plain

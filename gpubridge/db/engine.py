@@ -13,6 +13,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
+from gpubridge.db.direct import Direct
 from gpubridge.db.logs import keep_secrets_out_of_logs
 from gpubridge.db.tables import metadata
 
@@ -49,6 +50,9 @@ class Database:
             # failure invalidates the pool, so the next transactions reconnect.
             kwargs.update(pool_size=pool_size, max_overflow=pool_size)
         self.engine: AsyncEngine = create_async_engine(url, **kwargs)
+        self.direct = Direct(self.engine, pool_size) if self.is_postgres else None
+        """PostgreSQL's pool for the hot statements sent through asyncpg itself (see
+        ``direct``); None on SQLite."""
         keep_secrets_out_of_logs(self.engine, sqlite=self.is_sqlite)
         if self.is_sqlite:
             event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
@@ -75,6 +79,8 @@ class Database:
             await conn.run_sync(metadata.drop_all)
 
     async def dispose(self) -> None:
+        if self.direct is not None:
+            await self.direct.close()
         await self.engine.dispose()
 
 

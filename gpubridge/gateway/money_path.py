@@ -7,9 +7,10 @@
 
 On SQLite each is a function submitted to the database's single writer (``Writer``), which
 commits whatever is queued together: one thread hop and one commit per batch. On PostgreSQL
-each is one statement (``money_statements``), sent in autocommit: one round trip, and the
-account's row lock is held only while that statement runs, never across round trips, so one
-account's concurrent requests do not queue behind each other's network latency.
+each is one statement (``money_statements``) that commits by itself, sent through asyncpg
+itself (``Database.direct``): one round trip, and the account's row lock is held only while that
+statement runs, never across round trips, so one account's concurrent requests do not queue
+behind each other's network latency.
 
 Where a transaction needs more than that (media inputs to record, an auto top-up rail that is
 on, a SQLite ``file:`` URI that a second connection may not share), it runs as before:
@@ -18,8 +19,7 @@ the ledger and store functions inside one ``db.begin()`` transaction.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import date
 from typing import Any
@@ -114,14 +114,13 @@ class MoneyPath:
                 return record
 
             return await self.writer.run(work, on_late=on_late)
-        if self.db.is_postgres:
+        if self.db.direct is not None:
             params = sql.admit_params(account, hold_micros, today, entry, values)
             queued = record.status == JobStatus.PENDING
-            async with self._autocommit() as conn:
-                created = (await conn.execute(sql.admit_statement(queued), params)).first()
-                if created is None:
+            if await self.db.direct.fetchrow(sql.admit_statement(queued), params) is None:
+                async with self.db.connect() as conn:
                     refusal = (await conn.execute(ledger.refusal_query(account, today))).first()
-                    raise ledger.hold_refusal(refusal, hold_micros)
+                raise ledger.hold_refusal(refusal, hold_micros)
             return record
         return await self._admit_in_transaction(hold_micros, today, values, record, None, None)
 
@@ -196,11 +195,10 @@ class MoneyPath:
                 return Settled(finished, top_up)
 
             return await self.writer.run(work)
-        if self.db.is_postgres and not (auto_topup and captured):
+        if self.db.direct is not None and not (auto_topup and captured):
             notice = status_payload(job.id, status)
             params = sql.settle_params(finish, notice, entries, give_back)
-            async with self._autocommit() as conn:
-                done = (await conn.execute(sql.settle_statement(len(entries)), params)).first()
+            done = await self.db.direct.fetchrow(sql.settle_statement(len(entries)), params)
             return Settled(finished if done is not None else None)
         return await self._settle_in_transaction(
             job, status, values, entries, give_back, auto_topup and captured
@@ -233,10 +231,3 @@ class MoneyPath:
             await conn.execute(ledger.GIVE_BACK, give_back)
             top_up = auto_topup and await disarm_below_threshold(conn, job.account_id)
         return Settled(finished, top_up)
-
-    @asynccontextmanager
-    async def _autocommit(self) -> AsyncIterator[AsyncConnection]:
-        """A pooled connection on which each statement commits by itself (no BEGIN, no
-        COMMIT: one round trip per statement)."""
-        async with self.db.engine.connect() as conn:
-            yield await conn.execution_options(isolation_level="AUTOCOMMIT")

@@ -9,7 +9,6 @@ from contextlib import aclosing
 from typing import Any
 
 import anyio
-from sse_starlette.sse import EventSourceResponse
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
@@ -201,6 +200,8 @@ async def stream_chat(request: Request, door: Door, *, include_usage: bool) -> R
     # created, so its task has not run yet and no token can have gone out before this.
     first = await anext(events)
     chunks = _chunks(request, door, _prepend(first, events), include_usage)
+    from sse_starlette.sse import EventSourceResponse  # loaded by the first stream
+
     return EventSourceResponse(chunks, headers=door.headers, ping=15)
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from sse_starlette.sse import EventSourceResponse
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
@@ -257,6 +256,8 @@ async def stream(request: Request) -> Response:
     async def events() -> Any:
         async for item in gateway.stream(job_id):
             yield {"event": item["event"], "data": json.dumps(item["data"])}
+
+    from sse_starlette.sse import EventSourceResponse  # loaded by the first stream
 
     return EventSourceResponse(events(), ping=15)
 

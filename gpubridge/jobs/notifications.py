@@ -25,6 +25,7 @@ from sqlalchemy import ColumnElement, String, bindparam, func
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from gpubridge.db import Database
+from gpubridge.db.direct import connect_arguments
 from gpubridge.db.tables import jobs
 from gpubridge.jobs.status import JobStatus
 
@@ -98,10 +99,7 @@ class JobListener:
         """A listener on ``db``'s PostgreSQL server, connecting as its engine does."""
         import asyncpg
 
-        args, options = db.engine.dialect.create_connect_args(db.engine.url)
-        # Options of SQLAlchemy's own connection wrapper, not of asyncpg.connect.
-        for name in ("prepared_statement_cache_size", "prepared_statement_name_func"):
-            options.pop(name, None)
+        args, options = connect_arguments(db.engine)
         connect = functools.partial(asyncpg.connect, *args, **options)
         return cls(connect, **kwargs)
 

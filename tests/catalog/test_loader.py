@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import json
 from pathlib import Path
 from typing import Any
 
@@ -123,3 +124,32 @@ def test_the_fast_yaml_loader_reads_the_catalog_as_the_safe_loader_does() -> Non
     assert loader.parse_yaml("when: 2024-01-02\nn: 1") == yaml.safe_load("when: 2024-01-02\nn: 1")
     with pytest.raises(yaml.YAMLError):
         loader.parse_yaml("!!python/object/apply:os.system ['true']")
+
+
+def test_the_shipped_parsed_catalog_is_the_packaged_yaml_parsed() -> None:
+    kept = json.loads(loader.PARSED.read_text("utf-8"))
+    parsed = yaml.safe_load(packaged_catalog_text())
+    assert kept["catalog"] == parsed and loader.packaged_catalog_data() == parsed, (
+        "the packaged catalog.yaml changed: run `.venv/bin/python -c 'from "
+        "gpubridge.catalog.loader import write_parsed; write_parsed()'` and commit "
+        "gpubridge/catalog/catalog.parsed.json"
+    )
+
+
+def test_the_parsed_catalog_is_read_only_while_it_matches_the_yaml(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    kept = tmp_path / "catalog.parsed.json"
+    monkeypatch.setattr(loader, "PARSED", kept)
+    digest = json.loads(Path(loader.__file__).with_name("catalog.parsed.json").read_text())
+    marker = {"services": {"marker": {}}}
+    kept.write_text(json.dumps({"digest": digest["digest"], "catalog": marker}))
+    assert loader.packaged_catalog_data() == marker  # read instead of the YAML
+    kept.write_text(json.dumps({"digest": "of another text", "catalog": marker}))
+    assert loader.packaged_catalog_data() == yaml.safe_load(packaged_catalog_text())
+    kept.write_text("not json")
+    assert loader.packaged_catalog_data() == yaml.safe_load(packaged_catalog_text())
+    kept.unlink()
+    assert loader.packaged_catalog_data() == yaml.safe_load(packaged_catalog_text())
+    assert loader.write_parsed() == kept
+    assert json.loads(kept.read_text())["digest"] == digest["digest"]

@@ -16,7 +16,7 @@ from alembic import command
 from alembic.script import ScriptDirectory
 
 from gpubridge.db import Database
-from gpubridge.db.migrate import HEAD_REVISION, alembic_config, prepare_schema
+from gpubridge.db.migrate import HEAD_REVISION, VERSION_TABLE, alembic_config, prepare_schema
 from gpubridge.db.tables import metadata
 from tests.db.test_migrations import (
     differences,
@@ -108,6 +108,52 @@ async def test_replicas_starting_together_on_a_fresh_database_create_it_once(pos
         assert await on_connection(postgres_url, versions) == [HEAD_REVISION]
     finally:
         await empty(postgres_url)
+
+
+CATALOG = (
+    "SELECT table_name || '.' || column_name || ' ' || data_type || ' '"
+    " || is_nullable || ' ' || coalesce(column_default, '')"
+    " FROM information_schema.columns WHERE table_schema = 'public'",
+    "SELECT conrelid::regclass || ' ' || conname || ' ' || pg_get_constraintdef(oid)"
+    " FROM pg_constraint WHERE connamespace = 'public'::regnamespace",
+    "SELECT indexdef FROM pg_indexes WHERE schemaname = 'public'",
+    "SELECT version_num FROM alembic_version",
+)
+"""What PostgreSQL says of a schema: columns with defaults, every constraint (checks too),
+every index, and the revision."""
+
+
+async def postgres_catalog(url: str) -> list[list[str]]:
+    db = Database(url)
+    try:
+        async with db.connect() as conn:
+            return [sorted((await conn.exec_driver_sql(q)).scalars()) for q in CATALOG]
+    finally:
+        await db.dispose()
+
+
+@pytest.mark.postgres
+async def test_on_postgresql_the_one_script_builds_what_the_statements_one_by_one_build(
+    postgres_url: str,
+):
+    await empty(postgres_url)
+    try:
+        assert await prepared(postgres_url) == "created"
+        scripted = await postgres_catalog(postgres_url)
+        await empty(postgres_url)
+        db = Database(postgres_url)
+        try:
+            await db.create_all()
+            async with db.begin() as conn:
+                await conn.run_sync(VERSION_TABLE.create)
+                await conn.execute(VERSION_TABLE.insert().values(version_num=HEAD_REVISION))
+        finally:
+            await db.dispose()
+        one_by_one = await postgres_catalog(postgres_url)
+    finally:
+        await empty(postgres_url)
+    assert scripted == one_by_one
+    assert len(scripted[1]) > len(metadata.tables) and scripted[3] == [HEAD_REVISION]
 
 
 def test_a_fresh_start_and_a_current_one_never_import_alembic(tmp_path: Path) -> None:

@@ -191,26 +191,128 @@ async def postgres(postgres_url: str) -> AsyncIterator[Any]:
 
 
 @pytest.mark.postgres
-async def test_on_postgresql_each_transaction_is_one_statement(postgres):
+async def test_on_postgresql_each_transaction_is_one_statement_sent_through_asyncpg(
+    postgres, monkeypatch
+):
+    import asyncpg
+
     database = postgres
     money = MoneyPath(database)
     account = await funded(database, 10_000)
-    sent: list[str] = []
+    engine: list[str] = []
+    direct: list[str] = []
 
     def count(conn, cursor, statement, params, context, executemany):  # type: ignore[no-untyped-def]
-        sent.append(statement)
+        engine.append(statement)
 
+    fetchrow = asyncpg.Connection.fetchrow
+
+    async def sent(self, query, *args, **kwargs):  # type: ignore[no-untyped-def]
+        direct.append(query)
+        return await fetchrow(self, query, *args, **kwargs)
+
+    monkeypatch.setattr(asyncpg.Connection, "fetchrow", sent)
     event.listen(database.engine.sync_engine, "before_cursor_execute", count)
     try:
         job = await admit(money, account, 4_000)
-        admitted = list(sent)
+        admitted = list(direct)
         await money.settle(job, JobStatus.COMPLETED, cost_micros=1_000)
     finally:
         event.remove(database.engine.sync_engine, "before_cursor_execute", count)
         await money.close()
+    assert engine == []
     assert len(admitted) == 1 and admitted[0].startswith("WITH held AS")
-    assert len(sent) == 2 and sent[1].startswith("WITH acct AS")
+    assert len(direct) == 2 and direct[1].startswith("WITH acct AS")
     assert await balance(database, account) == 9_000
+
+
+async def _rows(database, job_id: str) -> list[list[dict[str, Any]]]:
+    """The job and its ledger entries (the house's too), less what differs by construction
+    (ids, the account, the time an entry was made)."""
+    from gpubridge.db.tables import jobs
+
+    async with database.connect() as conn:
+        made = [
+            [
+                row._asdict()
+                for row in await conn.execute(select(table).where(where).order_by(order))
+            ]
+            for table, where, order in (
+                (jobs, jobs.c.id == job_id, jobs.c.id),
+                (ledger_entries, ledger_entries.c.job_id == job_id, ledger_entries.c.id),
+            )
+        ]
+    drop = {"id", "account_id", "job_id", "posting_id", "reference", "created_at"}
+    return [[{k: v for k, v in row.items() if k not in drop} for row in rows] for rows in made]
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("status", [JobStatus.COMPLETED, JobStatus.FAILED])
+async def test_the_statements_through_asyncpg_write_what_the_engine_writes(postgres, status):
+    """Each money statement sent directly and through SQLAlchemy, on two accounts alike."""
+    from gpubridge.gateway import money_statements as sql
+
+    database = postgres
+    money = MoneyPath(database)
+    accounts_made = [await funded(database, 10_000), await funded(database, 10_000)]
+
+    async def through_engine(statement, params):  # type: ignore[no-untyped-def]
+        async with database.engine.connect() as conn:
+            conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
+            return (await conn.execute(statement, params)).first()
+
+    # One job's values and end, made once: each account's job differs by its id alone.
+    template, started = store.new_job(
+        id=str(uuid.uuid4()),
+        account_id="",
+        service="llm-4090",
+        model="m",
+        input={"prompt": "hi", "nested": [1, None, {"a": "é"}]},
+        status=JobStatus.RUNNING.value,
+        claimed_by="here",
+        hold_micros=4_000,
+        webhook_url="https://example.com/hook",
+        request_hash="h",
+    )
+    completed = status == JobStatus.COMPLETED
+    finished = store.finished_values(
+        started,
+        status,
+        output={"text": "ok"} if completed else None,
+        error=None if completed else {"code": "x", "message": "m"},
+        usage={"output_tokens": 2},
+        cost_micros=1_500 if completed else 0,
+        backend="remote-1",
+    )
+    spent = 1_500 if completed else 0
+    made = []
+    try:
+        today = utcnow().date()
+        for account, run in zip(accounts_made, (database.direct.fetchrow, through_engine)):
+            job_id = str(uuid.uuid4())
+            made.append(job_id)
+            values = {**template, "id": job_id, "account_id": account}
+            entry = ledger.hold_entry(account, 4_000, job_id=job_id)
+            admitted = await run(
+                sql.admit_statement(False), sql.admit_params(account, 4_000, today, entry, values)
+            )
+            assert admitted is not None
+            if completed:
+                entries = ledger.capture_entries(
+                    account, job_id=job_id, held_micros=4_000, cost=1_500
+                )
+            else:
+                entries = [ledger.refund_entry(account, job_id=job_id, held_micros=4_000, memo="x")]
+            give_back = ledger.give_back(account, 4_000, spent, started.created_at.date())
+            finish = {"job": job_id, **{f"new_{k}": v for k, v in finished.items()}}
+            params = sql.settle_params(finish, "{}", entries, give_back)
+            assert await run(sql.settle_statement(len(entries)), params) is not None
+        by_direct, by_engine = [await _rows(database, job_id) for job_id in made]
+    finally:
+        await money.close()
+    assert by_direct == by_engine
+    assert len(by_direct[0]) == 1 and len(by_direct[1]) == 1 + len(entries)
+    assert [await balance(database, a) for a in accounts_made] == [10_000 - spent] * 2
 
 
 async def test_a_sqlite_uri_database_admits_and_settles_in_plain_transactions(tmp_path):
