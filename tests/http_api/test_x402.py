@@ -27,13 +27,13 @@ from tests.support.x402_app import (
     b64,
     challenge,
     claim_key,
+    facilitated_app,
     now,
     paid_app,
     unb64,
     v1_header,
     v2_header,
 )
-from tests.support.x402_facilitator import facilitator_app
 
 SERVER = "http://gpubridge.test"
 
@@ -559,18 +559,11 @@ async def test_the_x402_sdk_client_pays_and_gets_the_result(paid, chain):
 async def test_a_configured_facilitator_verifies_and_settles_the_payment(
     database, database_url, tmp_path, upstream, chain
 ):
-    facilitator = facilitator_app(chain)
-    async with paid_app(
-        chain,
-        database_url,
-        tmp_path,
-        upstream.base_url,
-        x402_facilitator_url="http://facilitator.test",
-        x402_settlement_key=None,
-    ) as (app, client):
-        settlement = app.state.gateway.x402.settlement
-        await settlement.client.aclose()
-        settlement.client = httpx.AsyncClient(transport=httpx.ASGITransport(app=facilitator))
+    async with facilitated_app(chain, database_url, tmp_path, upstream.base_url) as (
+        _,
+        client,
+        facilitator,
+    ):
         accepted = await challenge(client)
         price = int(accepted["amount"])
         before = chain.balance(chain.recipient)
@@ -588,6 +581,5 @@ async def test_a_configured_facilitator_verifies_and_settles_the_payment(
         receipt = unb64(response.headers["payment-response"])
         assert chain.w3.eth.get_transaction_receipt(receipt["transaction"])["status"] == 1
         assert facilitator.state.calls == ["supported", "verify", "verify", "settle"]
-        await settlement.client.aclose()
     assert chain.balance(chain.recipient) == before + price
     assert chain.balance(payer.address) == 0

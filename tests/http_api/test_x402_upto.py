@@ -49,13 +49,18 @@ async def sdk_run(app: Any, chain: LocalChain, payer: Any) -> httpx.Response:
         return await client.post("/run", json=PROMPT)
 
 
-async def payment_row(app: Any, payer: Any) -> Any:
+async def payment_rows(app: Any, payer: Any) -> list[Any]:
     async with app.state.gateway.db.connect() as conn:
-        return (
+        return list(
             await conn.execute(
                 select(x402_payments).where(x402_payments.c.payer == payer.address.lower())
             )
-        ).one()
+        )
+
+
+async def payment_row(app: Any, payer: Any) -> Any:
+    (row,) = await payment_rows(app, payer)
+    return row
 
 
 async def wallet_balance(app: Any, payer: Any) -> int:
@@ -173,13 +178,7 @@ async def test_a_payer_that_has_not_approved_permit2_is_refused_before_any_work(
     )
     assert response.status_code == 402, response.text
     assert response.json()["error"] == "permit2_allowance_required"
-    async with app.state.gateway.db.connect() as conn:
-        rows = (
-            await conn.execute(
-                select(x402_payments).where(x402_payments.c.payer == payer.address.lower())
-            )
-        ).all()
-    assert rows == []
+    assert await payment_rows(app, payer) == []
 
 
 async def test_an_upto_payment_for_another_facilitator_or_amount_is_refused(paid, chain):
@@ -263,13 +262,7 @@ async def test_hostile_upto_payments_are_refused_with_a_4xx_and_charge_nothing(p
         assert response.status_code in (400, 402), (variant, response.text)
         assert "error" in response.json()
     assert chain.balance(payer.address) == 1_000_000
-    async with app.state.gateway.db.connect() as conn:
-        rows = (
-            await conn.execute(
-                select(x402_payments).where(x402_payments.c.payer == payer.address.lower())
-            )
-        ).all()
-    assert rows == []
+    assert await payment_rows(app, payer) == []
 
 
 async def test_through_a_facilitator_upto_names_its_address_and_it_settles_the_cost(
@@ -277,21 +270,14 @@ async def test_through_a_facilitator_upto_names_its_address_and_it_settles_the_c
 ):
     from eth_account import Account
 
-    from tests.support.x402_app import paid_app
-    from tests.support.x402_facilitator import FACILITATOR_KEY, facilitator_app
+    from tests.support.x402_app import facilitated_app
+    from tests.support.x402_facilitator import FACILITATOR_KEY
 
-    facilitator = facilitator_app(chain)
-    async with paid_app(
-        chain,
-        database_url,
-        tmp_path,
-        upstream.base_url,
-        x402_facilitator_url="http://facilitator.test",
-        x402_settlement_key=None,
-    ) as (app, client):
-        settlement = app.state.gateway.x402.settlement
-        await settlement.client.aclose()
-        settlement.client = httpx.AsyncClient(transport=httpx.ASGITransport(app=facilitator))
+    async with facilitated_app(chain, database_url, tmp_path, upstream.base_url) as (
+        _,
+        client,
+        facilitator,
+    ):
         upto = (await offers(client))["upto"]
         assert upto["extra"]["facilitatorAddress"] == Account.from_key(FACILITATOR_KEY).address
         payer = chain.new_payer(1_000_000, eth=True)
@@ -305,6 +291,5 @@ async def test_through_a_facilitator_upto_names_its_address_and_it_settles_the_c
         receipt = unb64(response.headers["payment-response"])
         assert receipt["amount"] == str(cost) and receipt["transaction"].startswith("0x")
         assert facilitator.state.calls == ["supported", "verify", "settle"]
-        await settlement.client.aclose()
     assert chain.balance(chain.recipient) == before + cost
     assert chain.balance(payer.address) == 1_000_000 - cost

@@ -49,6 +49,32 @@ async def paid_app(
         yield app, client
 
 
+@asynccontextmanager
+async def facilitated_app(
+    chain: LocalChain, database_url: str, tmp_path: Path, upstream_url: str
+) -> AsyncIterator[tuple[Starlette, httpx.AsyncClient, Starlette]]:
+    """The app settling through the SDK's facilitator on ``chain`` (no settlement key): the
+    app, its client and the facilitator app (``state.calls`` lists what it was asked)."""
+    from tests.support.x402_facilitator import facilitator_app
+
+    facilitator = facilitator_app(chain)
+    async with paid_app(
+        chain,
+        database_url,
+        tmp_path,
+        upstream_url,
+        x402_facilitator_url="http://facilitator.test",
+        x402_settlement_key=None,
+    ) as (app, client):
+        settlement = app.state.gateway.x402.settlement
+        await settlement.client.aclose()
+        settlement.client = httpx.AsyncClient(transport=httpx.ASGITransport(app=facilitator))
+        try:
+            yield app, client, facilitator
+        finally:
+            await settlement.client.aclose()
+
+
 def allow_local_token(sdk: Any, chain: LocalChain) -> None:
     """Let the x402 SDK client pay with the local token: it pays only assets it knows, up to
     $1, unless told otherwise."""

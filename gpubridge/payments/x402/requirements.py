@@ -20,8 +20,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from gpubridge.payments.x402 import errors
 from gpubridge.payments.x402.bazaar import BAZAAR, v1_output_schema
-from gpubridge.payments.x402.config import X402Config
+from gpubridge.payments.x402.config import X402Config, same_address
+from gpubridge.payments.x402.errors import PaymentRejected
 
 SCHEME_EXACT = "exact"
 SCHEME_UPTO = "upto"
@@ -139,3 +141,17 @@ def challenge_body(
         "accepts": [requirements_v1(config, offer)],
         "paymentRequired": v2,
     }
+
+
+def check_stated(config: X402Config, accepted: dict[str, Any], offer: Offer) -> None:
+    """``PaymentRejected`` unless the requirements a v2 client says it pays (``accepted``)
+    are this request's: its asset, its recipient and its amount."""
+    asset, pay_to = accepted.get("asset"), accepted.get("payTo")
+    if not isinstance(asset, str) or not same_address(asset, config.asset):
+        raise PaymentRejected(errors.REQUIREMENTS_MISMATCH, f"the asset must be {config.asset}")
+    if not isinstance(pay_to, str) or not same_address(pay_to, config.pay_to):
+        raise PaymentRejected(errors.RECIPIENT_MISMATCH, f"payTo must be {config.pay_to}")
+    if accepted.get("amount") != str(offer.amount_micros):
+        raise PaymentRejected(
+            errors.VALUE_MISMATCH, f"this request's amount is {offer.amount_micros} atomic units"
+        )

@@ -24,7 +24,7 @@ from gpubridge.payments.x402 import errors
 from gpubridge.payments.x402.codec import ExactPayment
 from gpubridge.payments.x402.config import X402Config, same_address
 from gpubridge.payments.x402.errors import PaymentRejected
-from gpubridge.payments.x402.requirements import SCHEME_EXACT, Offer
+from gpubridge.payments.x402.requirements import SCHEME_EXACT, Offer, check_stated
 from gpubridge.recursion import keep_recursion_limit
 
 
@@ -46,7 +46,7 @@ def check(config: X402Config, payment: ExactPayment, offer: Offer, now: float) -
             errors.NETWORK_MISMATCH, f"payments are on {network}, not {payment.network}"
         )
     if payment.accepted is not None:
-        _check_accepted(config, payment.accepted, offer)
+        check_stated(config, payment.accepted, offer)
     constants, eip712, types, verify = _sdk()
     auth = payment.authorization
     if not same_address(auth.to, config.pay_to):
@@ -93,16 +93,3 @@ def _low_s(signature: bytes) -> bool:
     """USDC's ``ecrecover`` path refuses high-``s`` signatures (EIP-2): so do we, before a
     settlement that would revert."""
     return 0 < int.from_bytes(signature[32:64], "big") <= SECP256K1_HALF_N
-
-
-def _check_accepted(config: X402Config, accepted: dict[str, object], offer: Offer) -> None:
-    asset = accepted.get("asset")
-    pay_to = accepted.get("payTo")
-    if not isinstance(asset, str) or not same_address(asset, config.asset):
-        raise PaymentRejected(errors.REQUIREMENTS_MISMATCH, f"the asset must be {config.asset}")
-    if not isinstance(pay_to, str) or not same_address(pay_to, config.pay_to):
-        raise PaymentRejected(errors.RECIPIENT_MISMATCH, f"payTo must be {config.pay_to}")
-    if accepted.get("amount") != str(offer.amount_micros):
-        raise PaymentRejected(
-            errors.VALUE_MISMATCH, f"this request costs {offer.amount_micros} atomic units"
-        )

@@ -20,9 +20,14 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from gpubridge.payments.x402 import errors
 from gpubridge.payments.x402.codec import UptoPayment
-from gpubridge.payments.x402.config import X402Config, same_address
+from gpubridge.payments.x402.config import X402Config
 from gpubridge.payments.x402.errors import PaymentNetworkUnavailable, PaymentRejected
-from gpubridge.payments.x402.requirements import SCHEME_UPTO, Offer, requirements_upto
+from gpubridge.payments.x402.requirements import (
+    SCHEME_UPTO,
+    Offer,
+    check_stated,
+    requirements_upto,
+)
 from gpubridge.recursion import keep_recursion_limit
 
 if TYPE_CHECKING:
@@ -135,7 +140,7 @@ class UptoEngine:
             raise PaymentRejected(errors.NETWORK_MISMATCH, f"payments are on {self.config.network}")
         if payment.accepted.get("scheme") != SCHEME_UPTO:
             raise PaymentRejected(errors.UNSUPPORTED_SCHEME, "the payment is not an upto one")
-        check_accepted(self.config, payment.accepted, offer)
+        check_stated(self.config, payment.accepted, offer)
         offer = with_facilitator(offer, self.facilitator)
         try:
             payload = self._payload(payment.document)
@@ -196,19 +201,6 @@ class UptoEngine:
             return bool((int(word) >> (nonce & 0xFF)) & 1)
 
         return await asyncio.to_thread(read)
-
-
-def check_accepted(config: X402Config, accepted: dict[str, Any], offer: Offer) -> None:
-    """The requirements the client says it pays must be this request's."""
-    asset, pay_to = accepted.get("asset"), accepted.get("payTo")
-    if not isinstance(asset, str) or not same_address(asset, config.asset):
-        raise PaymentRejected(errors.REQUIREMENTS_MISMATCH, f"the asset must be {config.asset}")
-    if not isinstance(pay_to, str) or not same_address(pay_to, config.pay_to):
-        raise PaymentRejected(errors.RECIPIENT_MISMATCH, f"payTo must be {config.pay_to}")
-    if accepted.get("amount") != str(offer.amount_micros):
-        raise PaymentRejected(
-            errors.VALUE_MISMATCH, f"authorize up to {offer.amount_micros} atomic units"
-        )
 
 
 def with_facilitator(offer: Offer, facilitator: str) -> Offer:

@@ -18,9 +18,14 @@ from gpubridge.payments.x402 import errors
 from gpubridge.payments.x402.codec import UptoPayment
 from gpubridge.payments.x402.config import X402Config
 from gpubridge.payments.x402.errors import PaymentNetworkUnavailable, PaymentRejected
-from gpubridge.payments.x402.requirements import SCHEME_UPTO, Offer, requirements_upto
+from gpubridge.payments.x402.requirements import (
+    SCHEME_UPTO,
+    Offer,
+    check_stated,
+    requirements_upto,
+)
 from gpubridge.payments.x402.settlement import FacilitatorSettlement
-from gpubridge.payments.x402.upto import SettlementUnknown, check_accepted, with_facilitator
+from gpubridge.payments.x402.upto import SettlementUnknown, with_facilitator
 
 if TYPE_CHECKING:
     from gpubridge.payments.x402.chain import Chain
@@ -83,7 +88,7 @@ class RemoteUptoEngine:
         """``PaymentRejected`` unless the facilitator finds ``payment`` good for ``offer``."""
         if self.facilitator is None:
             raise PaymentRejected(errors.UNSUPPORTED_SCHEME, "upto is not offered right now")
-        check_accepted(self.config, payment.accepted, offer)
+        check_stated(self.config, payment.accepted, offer)
         offer = with_facilitator(offer, self.facilitator)
         answer = await self._remote.ask("/verify", self._body(payment.document, offer))
         if answer.get("isValid") is not True:

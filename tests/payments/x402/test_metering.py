@@ -88,6 +88,16 @@ async def end_job(x402: X402, accepted: Accepted, job_id: str) -> None:
         await _capture(conn, accepted, job_id)
 
 
+async def age_claim(x402: X402, accepted: Accepted, **values: object) -> None:
+    """Date the payment's claim an hour back (an interrupted one, for the maintenance loop)."""
+    async with x402.db.begin() as conn:
+        await conn.execute(
+            update(x402_payments)
+            .where(x402_payments.c.id == accepted.payment_id)
+            .values(settled_at=utcnow() - timedelta(hours=1), **values)
+        )
+
+
 async def row(x402: X402, payment_id: str) -> object:
     async with x402.db.connect() as conn:
         return (
@@ -142,12 +152,7 @@ async def test_a_settlement_a_crash_interrupted_is_resolved_from_permit2(x402, c
     assert payment is not None
     if landed:  # ... after its transaction was sent
         await x402.metering.engine.settle(payment.document, _offer(), COST)
-    async with x402.db.begin() as conn:
-        await conn.execute(
-            update(x402_payments)
-            .where(x402_payments.c.id == accepted.payment_id)
-            .values(settled_at=utcnow() - timedelta(hours=1))
-        )
+    await age_claim(x402, accepted)
 
     await x402.reconcile()
 
@@ -183,12 +188,7 @@ async def test_an_unreachable_node_refuses_an_authorization_with_a_503_and_defer
     assert (await row(x402, accepted.payment_id)).status == "settling"
 
     x402.use_chain(chain.gateway_chain())  # the node is back
-    async with x402.db.begin() as conn:
-        await conn.execute(
-            update(x402_payments)
-            .where(x402_payments.c.id == accepted.payment_id)
-            .values(settled_at=utcnow() - timedelta(hours=1))
-        )
+    await age_claim(x402, accepted)
     await x402.reconcile()
     assert (await row(x402, accepted.payment_id)).status == "settled"
     assert chain.balance(payer.address) == 100_000 - COST
@@ -203,12 +203,7 @@ async def test_a_refused_settlement_is_retried_while_it_lasts_then_the_cost_is_o
     assert unchanged.receipt["amount"] == "0"
     assert (await row(x402, accepted.payment_id)).status == "settling"  # tried again later
 
-    async with x402.db.begin() as conn:  # the authorization has expired meanwhile
-        await conn.execute(
-            update(x402_payments)
-            .where(x402_payments.c.id == accepted.payment_id)
-            .values(valid_before=1, settled_at=utcnow() - timedelta(hours=1))
-        )
+    await age_claim(x402, accepted, valid_before=1)  # the authorization expired meanwhile
     await x402.reconcile()
 
     unpaid = await row(x402, accepted.payment_id)
