@@ -18,13 +18,11 @@ touched by a metered payment.
 
 from __future__ import annotations
 
-import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import insert, select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from gpubridge.db import Database
@@ -32,10 +30,10 @@ from gpubridge.db.engine import utcnow
 from gpubridge.db.tables import jobs, x402_payments
 from gpubridge.errors import Conflict
 from gpubridge.payments import ledger
-from gpubridge.payments.x402.store import SETTLED, AlreadyUsed
+from gpubridge.payments.x402 import store
+from gpubridge.payments.x402.store import RESERVED, SETTLED
 
 KIND_UPTO = "upto"
-RESERVED = "reserved"
 AUTHORIZED = "authorized"
 SETTLING = "settling"
 RELEASED = "released"
@@ -83,30 +81,20 @@ async def reserve(
 ) -> str:
     """Reserve the authorization for the job ``job_id`` (nothing credited yet);
     ``AlreadyUsed`` when its nonce already pays (or paid) for another request."""
-    payment_id = str(uuid.uuid4())
-    try:
-        async with db.begin() as conn:
-            await conn.execute(
-                insert(x402_payments).values(
-                    id=payment_id,
-                    kind=KIND_UPTO,
-                    network=network,
-                    asset=asset.lower(),
-                    payer=payer.lower(),
-                    nonce=nonce_text(nonce),
-                    valid_before=min(deadline, 2**63 - 1),
-                    amount_micros=0,
-                    authorized_micros=maximum,
-                    status=RESERVED,
-                    account_id=account_id,
-                    job_id=job_id,
-                    document=document,
-                    created_at=utcnow(),
-                )
-            )
-    except IntegrityError:
-        raise AlreadyUsed from None
-    return payment_id
+    return await store.reserve(
+        db,
+        kind=KIND_UPTO,
+        network=network,
+        asset=asset,
+        payer=payer,
+        nonce=nonce_text(nonce),
+        valid_before=deadline,
+        amount_micros=0,
+        authorized_micros=maximum,
+        account_id=account_id,
+        job_id=job_id,
+        document=document,
+    )
 
 
 async def fund(conn: AsyncConnection, payment_id: str, account_id: str, micros: int) -> None:

@@ -22,7 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from gpubridge.db import Database
 from gpubridge.db.engine import utcnow
 from gpubridge.payments.accounts import Account
-from gpubridge.payments.x402 import errors, metered
+from gpubridge.payments.x402 import errors, metered, store
 from gpubridge.payments.x402.codec import UptoPayment
 from gpubridge.payments.x402.config import X402Config, same_address
 from gpubridge.payments.x402.errors import PaymentRejected
@@ -108,7 +108,7 @@ class Metering:
         payment = await metered.get(self.db, payment_id)
         if payment is None:
             return None
-        if payment.status == metered.RESERVED:
+        if payment.status == store.RESERVED:
             if abandoned and not await metered.job_exists(self.db, payment.job_id):
                 await metered.abandon(self.db, payment.id)
                 return Settled(0, "", RELEASED)

@@ -13,7 +13,7 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import insert, select, update
 from sqlalchemy.exc import IntegrityError
@@ -62,21 +62,44 @@ async def reserve_authorization(
     amount_micros: int,
 ) -> str:
     """Reserve an authorization; ``AlreadyUsed`` when another request holds it."""
+    return await reserve(
+        db,
+        kind=KIND_EXACT,
+        network=network,
+        asset=asset,
+        payer=payer,
+        nonce="0x" + nonce.hex(),
+        valid_before=valid_before,
+        amount_micros=amount_micros,
+    )
+
+
+async def reserve(
+    db: Database,
+    *,
+    kind: str,
+    asset: str,
+    payer: str,
+    nonce: str,
+    valid_before: int,
+    **columns: Any,
+) -> str:
+    """Reserve a signed authorization of any scheme under its unique (asset, payer, nonce);
+    its id, or ``AlreadyUsed`` when another request holds it."""
     payment_id = str(uuid.uuid4())
     try:
         async with db.begin() as conn:
             await conn.execute(
                 insert(x402_payments).values(
                     id=payment_id,
-                    kind=KIND_EXACT,
-                    network=network,
+                    kind=kind,
                     asset=asset.lower(),
                     payer=payer.lower(),
-                    nonce="0x" + nonce.hex(),
+                    nonce=nonce,
                     valid_before=min(valid_before, 2**63 - 1),
-                    amount_micros=amount_micros,
                     status=RESERVED,
                     created_at=utcnow(),
+                    **columns,
                 )
             )
     except IntegrityError:
