@@ -21,10 +21,12 @@ the writer's lock through ``busy_timeout``, as they would for any other SQLite w
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import queue
 import sqlite3
+import threading
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
@@ -58,6 +60,19 @@ class _Item(Generic[T]):
     on_late: Callable[[T], None] | None
 
 
+Outcomes = list[tuple[bool, Any]]
+
+
+@dataclass
+class _Batch:
+    """What the writer thread is handed: transactions to commit together, or (``works`` None)
+    the order to disconnect and stop; ``done`` is set on ``loop`` once that is over."""
+
+    works: list[Work[Any]] | None
+    done: asyncio.Future[Outcomes]
+    loop: asyncio.AbstractEventLoop
+
+
 class Writer:
     """The single writer of one SQLite database file (``url``: a SQLAlchemy SQLite URL, with
     or without the async driver)."""
@@ -74,7 +89,10 @@ class Writer:
         if isinstance(logger, logging.Logger):
             logger.addFilter(DROP_DEBUG)
         self._conn: Connection | None = None
-        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite-writer")
+        # A thread of its own fed through a plain queue, rather than an executor: a batch is
+        # handed over and answered with one queue put and one loop callback.
+        self._inbox: queue.SimpleQueue[_Batch] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
         self._queue: asyncio.Queue[_Item[Any] | None] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
         self._closed = False
@@ -106,11 +124,13 @@ class Writer:
         if self._task is not None:
             self._queue.put_nowait(None)
             await self._task
-        await asyncio.get_running_loop().run_in_executor(self._thread, self._disconnect)
-        self._thread.shutdown(wait=True)
+        if self._thread is None:
+            self._engine.dispose()
+            return
+        await self._hand_over(None)
+        await asyncio.to_thread(self._thread.join)
 
     async def _serve(self) -> None:
-        loop = asyncio.get_running_loop()
         stopping = False
         while not stopping:
             first = await self._queue.get()
@@ -123,9 +143,7 @@ class Writer:
             if not batch:
                 continue
             try:
-                outcomes = await asyncio.shield(
-                    loop.run_in_executor(self._thread, self._commit, [i.work for i in batch])
-                )
+                outcomes = await self._hand_over([i.work for i in batch])
             except Exception as exc:  # no connection: answer, and try again for the next batch
                 log.exception("the database writer could not run a batch")
                 outcomes = [(False, _failed(exc)) for _ in batch]
@@ -139,7 +157,35 @@ class Writer:
             taken.append(self._queue.get_nowait())
         return taken
 
+    async def _hand_over(self, works: list[Work[Any]] | None) -> Outcomes:
+        """Have the writer thread commit ``works`` (or, None, disconnect and stop)."""
+        if self._thread is None:
+            self._thread = threading.Thread(
+                target=self._thread_main, name="sqlite-writer", daemon=True
+            )
+            self._thread.start()
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[Outcomes] = loop.create_future()
+        self._inbox.put(_Batch(works, done, loop))
+        # Shielded: a cancelled serving task must not drop what the thread goes on to commit.
+        return await asyncio.shield(done)
+
     # -- on the writer thread -----------------------------------------------------------
+    def _thread_main(self) -> None:
+        while True:
+            batch = self._inbox.get()
+            outcome: Outcomes | BaseException
+            try:
+                outcome = self._commit(batch.works) if batch.works is not None else []
+                if batch.works is None:
+                    self._disconnect()
+            except Exception as exc:
+                outcome = exc
+            with contextlib.suppress(RuntimeError):  # a closed loop: nobody is left to answer
+                batch.loop.call_soon_threadsafe(_resolve, batch.done, outcome)
+            if batch.works is None:
+                return
+
     def _connection(self) -> Connection:
         if self._conn is None:
             # The driver's own transaction handling is off: this class says BEGIN and COMMIT.
@@ -198,6 +244,15 @@ class Writer:
         self._engine.dispose()
 
 
+def _resolve(done: asyncio.Future[Outcomes], outcome: Outcomes | BaseException) -> None:
+    if done.cancelled():
+        return
+    if isinstance(outcome, BaseException):
+        done.set_exception(outcome)
+    else:
+        done.set_result(outcome)
+
+
 def _failed(cause: Exception) -> WriteFailed:
     failed = WriteFailed(f"the transaction was not committed: {type(cause).__name__}")
     failed.__cause__ = cause
@@ -230,7 +285,7 @@ class Prepared:
         self._statement = statement
         self._columns = list(columns) if columns is not None else None
         self._sql: str | None = None
-        self._order: list[tuple[str, Callable[[Any], Any] | None, Any, bool]] = []
+        self._order: list[tuple[str, Callable[[Any], Any] | None, Any, bool, Any]] = []
 
     def _compile(self) -> str:
         dialect = self._dialect
@@ -238,15 +293,20 @@ class Prepared:
         for name in compiled.positiontup or ():
             bind = compiled.binds[name]
             processor = bind.type.dialect_impl(dialect).bind_processor(dialect)
-            self._order.append((name, processor, bind.value, bind.required))
+            # What the column type stores for None (JSON's "null"), worked out once: most of
+            # a new job's columns are None.
+            stored_none = None if processor is None else processor(None)
+            self._order.append((name, processor, bind.value, bind.required, stored_none))
         self._sql = compiled.string
         return self._sql
 
     def _values(self, params: Mapping[str, Any]) -> tuple[Any, ...]:
         values = []
-        for name, processor, default, required in self._order:
+        for name, processor, default, required, stored_none in self._order:
             value = params[name] if required else params.get(name, default)
-            values.append(value if processor is None else processor(value))
+            if processor is not None:
+                value = stored_none if value is None else processor(value)
+            values.append(value)
         return tuple(values)
 
     def run(self, conn: Connection, params: Mapping[str, Any]) -> int:
