@@ -104,6 +104,9 @@ class Availability:
     async def state(self) -> MachineState:
         """What the machine holds, read again in a thread when older than ``ttl_s``; callers
         that arrive during a reading share it."""
+        state = self._state
+        if state is not None and self._clock() - state.read_at < self.ttl_s:
+            return state  # fresh: no need to queue behind the lock
         async with self._lock:
             state = self._state
             if state is None or self._clock() - state.read_at >= self.ttl_s:
@@ -124,7 +127,7 @@ class Availability:
 
     async def require(self, service: Service, model: ModelSpec) -> None:
         """Refuse a job of ``model`` that cannot run now (503, before any charge)."""
-        verdict = (await self.report(service)).models.get(model.id, AVAILABLE)
+        verdict = self.verdict(service, model, await self.state())
         if not verdict.available:
             raise ServiceUnavailable(
                 verdict.reason or "unavailable", code=verdict.code, model=model.id
@@ -133,13 +136,19 @@ class Availability:
     # -- verdicts -------------------------------------------------------------------------
     def evaluate(self, service: Service, state: MachineState) -> ServiceReport:
         if not service.backends:
-            none = Verdict(NO_BACKEND, f"{service.key} has no backend configured on this server")
+            none = _no_backend(service)
             return ServiceReport(none, {m.id: none for m in service.models})
         here = self._runs_here(service.key)
         models = {m.id: self._model(service, m, state, here) for m in service.models}
         if any(v.available for v in models.values()):
             return ServiceReport(AVAILABLE, models)
         return ServiceReport(models[service.default_model.id], models)
+
+    def verdict(self, service: Service, model: ModelSpec, state: MachineState) -> Verdict:
+        """The verdict on one model of ``service`` (what ``evaluate`` says of it)."""
+        if not service.backends:
+            return _no_backend(service)
+        return self._model(service, model, state, self._runs_here(service.key))
 
     def _runs_here(self, service_key: str) -> bool:
         """Whether this machine runs the service's local runtimes: in this process, or in
@@ -230,3 +239,7 @@ def summary(catalog: Catalog, reports: Mapping[str, ServiceReport]) -> list[str]
         why = hints.get(code, code)
         lines.append(f"{len(keys)} services not available, {why}: " + ", ".join(keys))
     return lines
+
+
+def _no_backend(service: Service) -> Verdict:
+    return Verdict(NO_BACKEND, f"{service.key} has no backend configured on this server")

@@ -89,6 +89,9 @@ class EngineRegistry:
         self.context.secrets.update(secrets or {})
         self._factories: dict[str, str | EngineFactory] = dict(BUILTIN_TYPES)
         self._engines: dict[tuple[str, str], Engine] = {}
+        # Each backend's key, by the config object itself (configs are not changed once
+        # loaded): serializing a config for every job cost more than the rest of ``get``.
+        self._keys: dict[int, tuple[BackendConfig, tuple[str, str]]] = {}
         self._missing: dict[str, str] = {}
         self._replaced: set[str] = set()
 
@@ -116,7 +119,12 @@ class EngineRegistry:
 
     def get(self, backend: BackendConfig) -> Engine:
         """The engine for ``backend``, built the first time it is asked for."""
-        key = _key(backend)
+        known = self._keys.get(id(backend))
+        if known is not None and known[0] is backend:
+            key = known[1]
+        else:
+            key = _key(backend)
+            self._keys[id(backend)] = (backend, key)
         engine = self._engines.get(key)
         if engine is None:
             if self.workers is not None and self.runs_in_worker(backend.type):

@@ -11,7 +11,6 @@ import hashlib
 import json
 import logging
 import re
-import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -34,6 +33,7 @@ from gpubridge.gateway.money_path import Funding, MoneyPath
 from gpubridge.gateway.notices import Notices
 from gpubridge.gateway.payment_rails import PaymentRails
 from gpubridge.gateway.runner import JobRunner
+from gpubridge.ids import random_uuid
 from gpubridge.jobs import store
 from gpubridge.jobs.dispatcher import Dispatcher
 from gpubridge.jobs.files import FileStore, expiry
@@ -246,7 +246,7 @@ class Intake:
         quote = self.catalog.quote(
             service, model, payload, await _audio_seconds(service, model, media)
         )
-        job_id = job_id or str(uuid.uuid4())
+        job_id = job_id or random_uuid()
         sync = service.mode == "sync"
         tier = tier_for(account.lifetime_spend_micros)
         hold_micros = discounted(quote.ceiling_micros, tier.percent)

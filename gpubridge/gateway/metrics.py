@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import os
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from prometheus_client.metrics import MetricWrapperBase
 
 from gpubridge.jobs.store import JobRecord
 from gpubridge.payments.ledger_check import LedgerReport
@@ -18,6 +20,7 @@ class GatewayMetrics:
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
+        self._children: dict[tuple[int, tuple[str, ...]], Any] = {}
         self.submitted = Counter(
             "gpubridge_jobs_submitted", "Jobs accepted", ["service"], registry=self.registry
         )
@@ -71,14 +74,23 @@ class GatewayMetrics:
         self.ledger_checked_at.set_to_current_time()
 
     def job_submitted(self, job: JobRecord) -> None:
-        self.submitted.labels(job.service).inc()
+        self._child(self.submitted, job.service).inc()
 
     def job_finished(self, job: JobRecord) -> None:
-        self.finished.labels(job.service, job.status.value).inc()
+        self._child(self.finished, job.service, job.status.value).inc()
         if job.execution_ms is not None and job.status.value == "completed":
-            self.execution.labels(job.service).observe(job.execution_ms / 1000)
+            self._child(self.execution, job.service).observe(job.execution_ms / 1000)
         if job.cost_micros:
-            self.charged.labels(job.service).inc(job.cost_micros)
+            self._child(self.charged, job.service).inc(job.cost_micros)
+
+    def _child(self, metric: MetricWrapperBase, *labels: str) -> Any:
+        """``metric.labels(*labels)``, kept: the label sets are few (services, statuses) and
+        looking one up anew costs a lock and several checks on every job."""
+        key = (id(metric), labels)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = metric.labels(*labels)
+        return child
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

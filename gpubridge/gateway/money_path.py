@@ -47,10 +47,6 @@ Funding = Callable[[AsyncConnection, int], Awaitable[None]]
 _HOLD = Prepared(ledger.HOLD)
 _INSERT_ENTRY = Prepared(ledger.INSERT_ENTRY, [c.name for c in ledger_entries.c if c.name != "id"])
 _INSERT_JOB = Prepared(store.INSERT_JOB, [c.name for c in jobs.c])
-_JOB_DEFAULTS: dict[str, Any] = {c.name: None for c in jobs.c} | {
-    "expired": 0,
-    "discount_percent": 0,
-}
 _FINISH_RUNNING = Prepared(store.FINISH_RUNNING)
 _GIVE_BACK = Prepared(ledger.GIVE_BACK)
 _DISARM = Prepared(DISARM)
@@ -103,7 +99,7 @@ class MoneyPath:
             )
         if self.writer is not None:
             hold = {"account": account, "micros": hold_micros, "today": today}
-            row = {**_JOB_DEFAULTS, **values}
+            row = {**store.NEW_JOB_ROW, **values}
 
             def work(conn: Connection) -> JobRecord:
                 if _HOLD.run(conn, hold) != 1:

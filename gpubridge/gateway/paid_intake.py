@@ -18,7 +18,6 @@ keep the request beyond that:
 from __future__ import annotations
 
 import logging
-import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -37,6 +36,7 @@ from gpubridge.errors import (
 )
 from gpubridge.gateway.discovery import Describe
 from gpubridge.gateway.intake import Intake, Submitted, _request_hash
+from gpubridge.ids import random_uuid
 from gpubridge.jobs import store as jobs
 from gpubridge.payments.accounts import Account
 from gpubridge.payments.x402 import Accepted, Payment, RequestBinding
@@ -137,7 +137,7 @@ class PaidIntake(Intake):
             replayed = await self._replay_identified(decoded, identifier, offer, request_hash)
             if replayed is not None:
                 return replayed
-        job_id = str(uuid.uuid4())
+        job_id = random_uuid()
         try:
             accepted = await self.x402.accept(decoded, offer, binding, job_id=job_id)
         except PaymentUnconfirmed as unconfirmed:

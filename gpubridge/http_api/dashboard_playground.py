@@ -5,7 +5,6 @@ page, which follows the job's event stream when scripts run and shows its result
 from __future__ import annotations
 
 import re
-import uuid
 from typing import Any
 
 from starlette.datastructures import FormData
@@ -35,6 +34,7 @@ from gpubridge.http_api.playground_forms import (
 )
 from gpubridge.http_api.requests import gateway_of
 from gpubridge.http_api.x402 import server_url
+from gpubridge.ids import random_uuid
 from gpubridge.jobs.store import JobRecord
 
 PLAYGROUND_PATH = f"{PATH}/playground"
@@ -87,7 +87,7 @@ async def _form_page(
             # The example's curl; the page's script rewrites it as the form is filled in.
             curl=curl_command(server_url(request), key, example_input(service.input_schema)),
             run_url=f"{server_url(request)}/run",
-            run_id=str(uuid.uuid4()),
+            run_id=random_uuid(),
             **extra,
         ),
         status_code,

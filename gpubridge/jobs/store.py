@@ -90,15 +90,20 @@ async def insert_job(conn: AsyncConnection, **values: Any) -> JobRecord:
     return record
 
 
+NEW_JOB_ROW: dict[str, Any] = {column.name: None for column in jobs.c} | {
+    "expired": 0,
+    "discount_percent": 0,
+}
+"""A new job's columns before its own values: what the table's defaults store."""
+
+
 def new_job(**values: Any) -> tuple[dict[str, Any], JobRecord]:
     """A new job's column values (times filled in) and its record as it will be stored."""
     now = values.setdefault("created_at", utcnow())
     values.setdefault("updated_at", now)
     if values.get("status") == JobStatus.RUNNING:
         values.setdefault("started_at", now)
-    row: dict[str, Any] = {column.name: None for column in jobs.c}
-    row.update(expired=0, discount_percent=0, cost_micros=None)
-    row.update(values)
+    row = {**NEW_JOB_ROW, **values}
     return values, JobRecord.from_mapping(row)
 
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
-import uuid
 from dataclasses import dataclass
 
 from sqlalchemy import insert, select, update
@@ -17,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from gpubridge.db.engine import utcnow
 from gpubridge.db.tables import worker_tokens
+from gpubridge.ids import random_uuid
 
 PREFIX = "gpubw_"
 
@@ -40,7 +40,7 @@ async def create(conn: AsyncConnection, name: str, services: list[str]) -> str:
     token = PREFIX + secrets.token_urlsafe(32)
     await conn.execute(
         insert(worker_tokens).values(
-            id=str(uuid.uuid4()),
+            id=random_uuid(),
             name=name,
             token_hash=_digest(token),
             services=services,

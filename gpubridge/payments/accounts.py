@@ -8,7 +8,6 @@ import hmac
 import secrets
 import time
 import unicodedata
-import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -22,6 +21,7 @@ from gpubridge.db import Database
 from gpubridge.db.engine import utcnow
 from gpubridge.db.tables import accounts
 from gpubridge.errors import BadRequest, Conflict, InvalidInput, NotFound, Unauthorized
+from gpubridge.ids import random_uuid
 from gpubridge.money import usd_to_micros
 
 KEY_PREFIX = "gpub_"
@@ -112,7 +112,7 @@ class Accounts:
         address = normalize_email(email)
         api_key = new_api_key()
         account = Account(
-            id=str(uuid.uuid4()),
+            id=random_uuid(),
             email=address,
             daily_limit_micros=self.default_daily_limit_micros,
             webhook_secret=new_webhook_secret(),

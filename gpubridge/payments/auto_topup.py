@@ -11,7 +11,6 @@ some other credit does, so a declined card is not retried on every job.
 from __future__ import annotations
 
 import logging
-import uuid
 from typing import Any
 
 from sqlalchemy import bindparam, insert, select, update
@@ -22,6 +21,7 @@ from gpubridge.db import Database
 from gpubridge.db.engine import as_utc, utcnow
 from gpubridge.db.tables import accounts, auto_topups, ledger_entries
 from gpubridge.errors import Conflict, InvalidInput, NotFound
+from gpubridge.ids import random_uuid
 from gpubridge.money import micros_to_usd, usd_limit_to_micros, usd_to_micros
 from gpubridge.payments import ledger
 from gpubridge.payments.packages import Package, package_named
@@ -258,7 +258,7 @@ class AutoTopups:
         if self.api is None or not row.stripe_customer_id or not row.auto_topup_package:
             return None
         package = package_named(row.auto_topup_package)
-        attempt_id = str(uuid.uuid4())
+        attempt_id = random_uuid()
         async with self.db.begin() as conn:
             await conn.execute(
                 insert(auto_topups).values(

@@ -22,7 +22,6 @@ from __future__ import annotations
 import logging
 import random
 import time
-import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -36,6 +35,7 @@ from gpubridge.db import Database
 from gpubridge.db.engine import as_utc
 from gpubridge.db.tables import chain_cursors, crypto_invoices, x402_payments
 from gpubridge.errors import Conflict, InvalidInput, NotFound, ServiceUnavailable
+from gpubridge.ids import random_uuid
 from gpubridge.money import micros_to_usd
 from gpubridge.payments import ledger
 from gpubridge.payments.auto_topup import credit_once
@@ -188,7 +188,7 @@ class CryptoTopups:
             amount = base + random.choice(free)
             now = self._now()
             row = {
-                "id": str(uuid.uuid4()),
+                "id": random_uuid(),
                 "account_id": account_id,
                 "package": package.name,
                 "credits_micros": package.credits_micros,

@@ -22,7 +22,6 @@ functions here take the caller's transaction; ``ledger_check`` proves the invari
 
 from __future__ import annotations
 
-import uuid
 from datetime import date
 from typing import Any
 
@@ -38,6 +37,7 @@ from gpubridge.errors import (
     NotFound,
     SpendingLimitExceeded,
 )
+from gpubridge.ids import random_uuid
 from gpubridge.money import micros_to_usd
 
 LedgerEntry = dict[str, Any]
@@ -62,7 +62,7 @@ def _row(
     return {
         "account_id": account_id,
         "house": None,
-        "posting_id": posting or str(uuid.uuid4()),
+        "posting_id": posting or random_uuid(),
         "job_id": job_id,
         "job_phase": phase,
         "kind": kind,

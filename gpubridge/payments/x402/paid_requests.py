@@ -11,7 +11,6 @@ it finds the first request (``by_identifier``).
 
 from __future__ import annotations
 
-import uuid
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -22,6 +21,7 @@ from sqlalchemy.exc import IntegrityError
 from gpubridge.db import Database
 from gpubridge.db.engine import utcnow
 from gpubridge.db.tables import x402_requests
+from gpubridge.ids import random_uuid
 
 PENDING = "settlement_pending"
 SUBMITTED = "submitted"
@@ -90,7 +90,7 @@ async def record(
 ) -> PaidRequest:
     """Keep a paid request; ``IdentifierTaken`` when its payer used the identifier already."""
     values: dict[str, Any] = {
-        "id": str(uuid.uuid4()),
+        "id": random_uuid(),
         "job_id": job_id,
         "payment_id": payment_id,
         "payer": payer.lower(),

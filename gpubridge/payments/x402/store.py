@@ -9,7 +9,6 @@ The credit's ledger reference (``x402:<payment id>``) is unique too.
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -21,6 +20,7 @@ from sqlalchemy.exc import IntegrityError
 from gpubridge.db import Database
 from gpubridge.db.engine import utcnow
 from gpubridge.db.tables import crypto_invoices, x402_payments
+from gpubridge.ids import random_uuid
 from gpubridge.payments import ledger
 from gpubridge.payments.transfers import X402, X402_CREDIT, consume, consumed_by
 
@@ -86,7 +86,7 @@ async def reserve(
 ) -> str:
     """Reserve a signed authorization of any scheme under its unique (asset, payer, nonce);
     its id, or ``AlreadyUsed`` when another request holds it."""
-    payment_id = str(uuid.uuid4())
+    payment_id = random_uuid()
     try:
         async with db.begin() as conn:
             await conn.execute(
@@ -179,7 +179,7 @@ async def record_tx_payment(
     With ``refused`` (the x402 reason) the transfer paid no request: it is recorded as
     ``credited`` and its amount stays in the account as credit.
     """
-    payment_id = str(uuid.uuid4())
+    payment_id = random_uuid()
     amount_micros = sum(t.value for t in transfers)
     now = utcnow()
     try:

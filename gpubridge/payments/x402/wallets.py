@@ -9,7 +9,6 @@ credits can be spent like any account's. Each claim must be newer than the last 
 from __future__ import annotations
 
 import re
-import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -21,6 +20,7 @@ from gpubridge.db import Database
 from gpubridge.db.engine import utcnow
 from gpubridge.db.tables import accounts
 from gpubridge.errors import BadRequest, Conflict, NotFound, Unauthorized
+from gpubridge.ids import random_uuid
 from gpubridge.payments.accounts import (
     MAX_DAILY_LIMIT_MICROS,
     Account,
@@ -80,7 +80,7 @@ async def ensure_wallet_account(db: Database, address: str) -> Account:
     if found is not None:
         return found
     account = Account(
-        id=str(uuid.uuid4()),
+        id=random_uuid(),
         email=None,
         # Every job of a wallet account is paid before it runs: the daily limit protects
         # prepaid balances against runaway keys, so a wallet starts at the highest one.
