@@ -1,4 +1,5 @@
-"""The composition root: a server process freezes what its start-up made, then collects."""
+"""The composition root: a server process freezes what its start-up made, then collects
+with a young generation sized for its requests."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ import sys
 from pathlib import Path
 
 import pytest
+
+from gpubridge.app import GC_YOUNG_THRESHOLD
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -22,7 +25,7 @@ async def main(tmp, freeze):
     app = create_app(settings, freeze=freeze)
     gc.disable()  # as the command line loads the program
     async with app.router.lifespan_context(app):
-        print(gc.isenabled(), gc.get_freeze_count())
+        print(gc.isenabled(), gc.get_freeze_count(), gc.get_threshold()[0])
 
 asyncio.run(main(Path(sys.argv[1]), sys.argv[2] == "freeze"))
 """
@@ -35,9 +38,11 @@ def test_a_server_freezes_its_start_up_objects_and_nothing_else_does(
     argv = [sys.executable, "-c", SCRIPT, str(tmp_path), "freeze" if freeze else "no"]
     done = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
-    enabled, frozen = done.stdout.split()[-2:]
+    enabled, frozen, young = done.stdout.split()[-3:]
     assert int(frozen) > 50_000 if freeze else int(frozen) == 0
     assert enabled == str(freeze)  # a server turns the collector on once started
+    # ...with a young generation sized for requests; nothing else changes the collector
+    assert int(young) == (GC_YOUNG_THRESHOLD if freeze else 700)
 
 
 STARTED = """
