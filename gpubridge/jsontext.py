@@ -55,7 +55,7 @@ def parse_json(data: str | bytes | bytearray) -> Any:
     if nests_too_deep(text):
         raise InvalidJSON(f"the JSON nests deeper than {MAX_DEPTH} levels")
     try:
-        value = json.loads(text, parse_int=_int)
+        value = _DECODER.decode(text)
     except InvalidJSON:
         raise
     except RecursionError:
@@ -71,6 +71,11 @@ def _int(literal: str) -> int:
     if len(literal) - literal.startswith("-") > MAX_INT_DIGITS:
         raise InvalidJSON(f"the JSON has an integer longer than {MAX_INT_DIGITS} digits")
     return int(literal)
+
+
+_DECODER = json.JSONDecoder(parse_int=_int)
+"""``json.loads`` with ``parse_int`` builds a decoder on every call; this one serves them all
+(it keeps no state between documents)."""
 
 
 def _has_lone_surrogate(value: Any) -> bool:

@@ -181,10 +181,9 @@ class Catalog:
             units = max(1, math.ceil(self.time_limit_for(service)))
         return _Ceiling(units, max(ceil_div(units * price.micros, price.per), price.minimum_micros))
 
-    def actual_cost(self, quote: Quote, usage: Usage) -> int:
-        """The metered cost of a finished job from what its runtime reported (never below the
-        minimum charge); the caller caps it at what the job holds."""
-        price = quote.price
+    def actual_cost(self, price: Price, usage: Usage) -> int:
+        """The metered cost at ``price`` of a finished job from what its runtime reported
+        (never below the minimum charge); the caller caps it at what the job holds."""
         if price.unit == "token":
             cost = _token_cost(price, usage.prompt_tokens, usage.completion_tokens)
         elif price.unit == "audio_second":

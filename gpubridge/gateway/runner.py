@@ -114,10 +114,8 @@ class JobRunner:
             log.exception("job failed unexpectedly", extra={"job_id": job.id})
             return await self.fail(job, "internal_error", f"{type(exc).__name__}: {exc}")
         usage = routed.result.usage
-        audio_priced = service.price_for(model).unit == "audio_second"
-        seconds = usage.audio_seconds if audio_priced else None
-        quote = self.catalog.quote(service, model, job.input, seconds or None)
-        metered = discounted(self.catalog.actual_cost(quote, usage), job.discount_percent)
+        price = service.price_for(model)
+        metered = discounted(self.catalog.actual_cost(price, usage), job.discount_percent)
         if metered > job.hold_micros:
             # The hold is the job's ceiling, so this means the ceiling missed something.
             log.warning(
@@ -154,6 +152,8 @@ class JobRunner:
 
     async def _store_files(self, job_id: str, output: dict[str, Any]) -> dict[str, Any]:
         """The output with each ``OutputFile`` stored and replaced by its public view."""
+        if not _holds_files(output):
+            return output  # text and numbers (an LLM's answer): nothing to store or walk
         expires_at = expiry(self.settings.result_ttl_s)
 
         async def walk(value: Any, field: str | None) -> Any:
@@ -242,6 +242,16 @@ class _ProgressWriter:
             self._last_stage = stage
             async with self.runner.db.begin() as conn:
                 await store.set_progress(conn, self.job_id, event.data)
+
+
+def _holds_files(value: Any) -> bool:
+    if isinstance(value, OutputFile):
+        return True
+    if isinstance(value, dict):
+        return any(_holds_files(v) for v in value.values())
+    if isinstance(value, list | tuple):
+        return any(_holds_files(v) for v in value)
+    return False
 
 
 def _usage_dict(usage: Any) -> dict[str, Any]:

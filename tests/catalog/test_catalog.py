@@ -443,16 +443,16 @@ def test_actual_token_cost_is_the_metered_usage_floored_at_the_minimum(
     assert quote.estimated_micros == 12_372
 
     short = Usage(prompt_tokens=10, completion_tokens=5)
-    assert catalog.actual_cost(quote, short) == 3000
+    assert catalog.actual_cost(quote.price, short) == 3000
 
     between = Usage(prompt_tokens=10_000, completion_tokens=1000)
-    assert catalog.actual_cost(quote, between) == ceil_div(
+    assert catalog.actual_cost(quote.price, between) == ceil_div(
         10_000 * 590_000 + 1000 * 790_000, 1_000_000
     )
 
     # Above the estimate, it is still what was used: the runner caps it at the hold.
     runaway = Usage(prompt_tokens=1_000_000, completion_tokens=100_000)
-    assert catalog.actual_cost(quote, runaway) == ceil_div(
+    assert catalog.actual_cost(quote.price, runaway) == ceil_div(
         1_000_000 * 590_000 + 100_000 * 790_000, 1_000_000
     )
 
@@ -463,16 +463,16 @@ def test_actual_compute_cost_is_the_metered_seconds_floored_at_the_minimum(
     service = catalog.service("video")
     quote = catalog.quote(service, service.default_model, {}, seconds=200)
     rate = service.price.micros
-    assert catalog.actual_cost(quote, Usage(compute_seconds=150.0)) == 150 * rate
-    assert catalog.actual_cost(quote, Usage(compute_seconds=900.0)) == 900 * rate
-    assert catalog.actual_cost(quote, Usage(compute_seconds=1.0)) == usd_to_micros("0.30")
+    assert catalog.actual_cost(quote.price, Usage(compute_seconds=150.0)) == 150 * rate
+    assert catalog.actual_cost(quote.price, Usage(compute_seconds=900.0)) == 900 * rate
+    assert catalog.actual_cost(quote.price, Usage(compute_seconds=1.0)) == usd_to_micros("0.30")
 
 
 def test_actual_audio_cost_is_floored_at_the_minimum(catalog: Catalog) -> None:
     service = catalog.service("whisper-l4")
     quote = catalog.quote(service, service.default_model, {}, seconds=3600)
-    assert catalog.actual_cost(quote, Usage(audio_seconds=12.5)) == usd_to_micros("0.05")
-    hour = catalog.actual_cost(quote, Usage(audio_seconds=3600.0))
+    assert catalog.actual_cost(quote.price, Usage(audio_seconds=12.5)) == usd_to_micros("0.05")
+    hour = catalog.actual_cost(quote.price, Usage(audio_seconds=3600.0))
     assert hour == 3600 * service.price.micros == quote.estimated_micros
 
 
@@ -480,8 +480,8 @@ def test_actual_output_cost_counts_the_outputs_made(catalog: Catalog) -> None:
     service = catalog.service("image-4090")
     payload = {"prompt": "A fox", "num_outputs": 4}
     quote = catalog.quote(service, service.default_model, payload)
-    assert catalog.actual_cost(quote, Usage(outputs=2)) == 2 * 3000
-    assert catalog.actual_cost(quote, Usage(outputs=0)) == 3000
+    assert catalog.actual_cost(quote.price, Usage(outputs=2)) == 2 * 3000
+    assert catalog.actual_cost(quote.price, Usage(outputs=0)) == 3000
 
 
 # --- Broken catalogs ----------------------------------------------------------------------------
