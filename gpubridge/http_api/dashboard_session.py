@@ -13,6 +13,7 @@ from starlette.middleware import Middleware
 from starlette.middleware.sessions import SessionMiddleware
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, PlainTextResponse, RedirectResponse, Response
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from gpubridge.errors import GpubridgeError
 from gpubridge.gateway import Gateway
@@ -50,7 +51,7 @@ def session_middleware(settings: Settings) -> Middleware:
         )
         secret = secrets.token_urlsafe(32)
     return Middleware(
-        SessionMiddleware,
+        DashboardSessions,
         secret_key=secret,
         session_cookie="gpubridge_dashboard",
         max_age=SESSION_MAX_AGE_S,
@@ -58,6 +59,22 @@ def session_middleware(settings: Settings) -> Middleware:
         same_site="lax",
         https_only=settings.public_url.startswith("https://"),
     )
+
+
+class DashboardSessions:
+    """Starlette's ``SessionMiddleware`` on the dashboard's paths, where the cookie is sent;
+    every other request (the paid API) goes straight on, without a session to load or save."""
+
+    def __init__(self, app: ASGIApp, /, **options: Any) -> None:
+        self.app = app
+        self.sessions = SessionMiddleware(app, **options)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path = scope.get("path", "")
+        if path == PATH or path.startswith(f"{PATH}/"):
+            await self.sessions(scope, receive, send)
+        else:
+            await self.app(scope, receive, send)
 
 
 def csrf(request: Request) -> str:

@@ -53,3 +53,20 @@ async def test_a_signed_out_visitor_sees_the_sign_in_form_without_navigation(gat
     page = await client.get(PATH)
     assert 'action="/account/dashboard/sign-in"' in page.text
     assert "Playground</a>" not in page.text
+
+
+async def test_only_the_dashboards_paths_carry_a_session(gateway) -> None:
+    """The session cookie is read and written on the dashboard alone; the API beside it
+    never sets one, even for a signed-in browser that calls it."""
+    app, client = gateway
+    key = await funded_account_with_job(app, client)
+    page = await sign_in(client, EMAIL, key)
+    assert "Sign out" in page.text and "gpubridge_dashboard" in client.cookies
+    for response in (
+        await client.get("/catalog"),
+        await client.get("/account/balance", headers={"Authorization": f"Bearer {key}"}),
+    ):
+        assert response.status_code == 200
+        assert "set-cookie" not in response.headers
+    # Still signed in: the API calls left the dashboard's session as it was.
+    assert "Sign out" in (await client.get(PATH)).text
