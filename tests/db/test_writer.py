@@ -1,4 +1,5 @@
-"""The SQLite writer: group commit, a savepoint per transaction, nothing acknowledged early."""
+"""The SQLite writer: group commit, a savepoint per transaction, nothing acknowledged early, a
+lone transaction on the loop's own thread."""
 
 from __future__ import annotations
 
@@ -137,6 +138,8 @@ async def test_a_caller_cancelled_while_its_batch_runs_hands_the_result_on(tmp_p
     try:
         async with asyncio.timeout(30):
             caller = asyncio.ensure_future(writer.run(slow, on_late=late.append))
+            # Two in the batch: it runs on the writer thread (a lone one would run here).
+            beside = asyncio.ensure_future(writer.run(insert(6)))
             await asyncio.to_thread(started.wait, 10)
             caller.cancel()
             skipped = asyncio.ensure_future(writer.run(insert(8), on_late=late.append))
@@ -144,11 +147,71 @@ async def test_a_caller_cancelled_while_its_batch_runs_hands_the_result_on(tmp_p
             skipped.cancel()  # cancelled before its batch starts: never runs
             release.set()
             await writer.run(insert(9))
+            assert await beside == 6
     finally:
         release.set()
         await writer.close()
     assert late == [7]
-    assert stored(path) == {7, 9}
+    assert stored(path) == {6, 7, 9}
+
+
+async def test_a_lone_transaction_runs_on_the_loops_thread_and_a_batch_on_the_writers(tmp_path):
+    path, url = make_db(tmp_path)
+    writer = Writer(url)
+    threads: dict[int, int] = {}
+
+    def where(item: int):  # type: ignore[no-untyped-def]
+        def work(conn: Connection) -> int:
+            threads[item] = threading.get_ident()
+            conn.execute(INSERT, {"id": item})
+            return item
+
+        return work
+
+    try:
+        async with asyncio.timeout(30):
+            assert await writer.run(where(1)) == 1
+            assert await asyncio.gather(writer.run(where(2)), writer.run(where(3))) == [2, 3]
+    finally:
+        await writer.close()
+    here = threading.get_ident()
+    assert threads[1] == here
+    assert threads[2] == threads[3] != here
+    assert stored(path) == {1, 2, 3}
+
+
+async def test_a_lone_transaction_waits_for_another_writer_off_the_loop(tmp_path):
+    """Another connection holds the write lock: the transaction waits for it on the writer
+    thread, and the loop goes on meanwhile."""
+    path, url = make_db(tmp_path)
+    writer = Writer(url)
+    other = sqlite3.connect(path, isolation_level=None)
+    ran_on: list[int] = []
+
+    def work(conn: Connection) -> int:
+        ran_on.append(threading.get_ident())
+        conn.execute(INSERT, {"id": 5})
+        return 5
+
+    try:
+        async with asyncio.timeout(30):
+            assert await writer.run(insert(1)) == 1  # connected, on the loop's thread
+            other.execute("BEGIN IMMEDIATE")
+            other.execute("INSERT INTO items (id) VALUES (4)")
+            waiting = asyncio.ensure_future(writer.run(work))
+            ticks = 0
+            for _ in range(20):
+                await asyncio.sleep(0.01)
+                ticks += 1
+            assert ticks == 20 and not waiting.done()
+            other.execute("COMMIT")
+            assert await waiting == 5
+            assert await writer.run(insert(6)) == 6  # back on the loop's thread
+    finally:
+        other.close()
+        await writer.close()
+    assert ran_on and ran_on[0] != threading.get_ident()
+    assert stored(path) == {1, 4, 5, 6}
 
 
 async def test_close_answers_what_is_queued_then_refuses_more(tmp_path):
@@ -269,7 +332,9 @@ async def test_a_database_that_cannot_be_opened_fails_each_caller_instead_of_han
         await writer.close()
 
 
-async def test_the_writer_leaves_wal_checkpoints_to_their_own_task(tmp_path):
+async def test_the_writer_leaves_wal_checkpoints_to_their_own_task_and_waits_off_the_loop(
+    tmp_path,
+):
     _, url = make_db(tmp_path)
     writer = Writer(url, busy_timeout_ms=2_500)
 
@@ -278,6 +343,9 @@ async def test_the_writer_leaves_wal_checkpoints_to_their_own_task(tmp_path):
         return read("wal_autocheckpoint"), read("busy_timeout"), read("journal_mode")
 
     try:
-        assert await writer.run(pragmas) == (0, 2_500, "wal")
+        alone = await writer.run(pragmas)
+        together = await asyncio.gather(writer.run(pragmas), writer.run(pragmas))
     finally:
         await writer.close()
+    assert alone == (0, 0, "wal")  # on the loop's thread, which never waits for the lock
+    assert together == [(0, 2_500, "wal")] * 2  # the writer thread waits for it
