@@ -3,15 +3,17 @@
 SQLite takes one writer at a time. Rather than every request opening its own transaction and
 handing work to a driver thread statement by statement, the short transactions of the money
 path are submitted here as plain functions of a (synchronous) SQLAlchemy connection. One task
-owns the writer connection; it takes everything queued, runs it on the writer thread in one
+owns the writer connection; it takes everything queued and runs it in one
 ``BEGIN IMMEDIATE ... COMMIT`` with a SAVEPOINT per submitted function (one that raises rolls
 back only its own work), then answers each caller. So at low load a batch is one transaction,
-and under load many transactions share one thread hop and one commit.
+and under load many transactions share one commit.
 
-A transaction alone in its batch runs on the event loop's own thread instead, when it can
-take the write lock at once: the hop to the writer thread and back costs several times the
-transaction itself (about 100 us of CPU against 20 us here). Should another connection hold
-the lock, it goes to the writer thread, which waits for the lock there; the loop never does.
+A batch runs on the event loop's own thread when it can take the write lock at once: a
+hop to a writer thread and back costs several times the transaction itself (about 100 us of
+CPU against 20 us for a lone one), and under load far more, since the writer thread then waits
+for the GIL (5 ms at a time) before each of its steps: 10 ms a batch at 16 concurrent paid
+requests. Should another connection hold the lock, the batch goes to the writer thread, which
+waits for the lock there; the loop never does.
 
 Nothing is acknowledged before its commit: a caller's result (or its own error) is set only
 after ``COMMIT`` returned. When the commit fails, every caller of the batch gets ``WriteFailed``
@@ -27,19 +29,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import queue
-import sqlite3
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 from sqlalchemy import Connection, Engine, create_engine, event
-from sqlalchemy.dialects.sqlite.pysqlite import SQLiteDialect_pysqlite
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import DBAPIError
-from sqlalchemy.sql.dml import UpdateBase
 
 from gpubridge.db.engine import SQLITE_PRAGMAS
 from gpubridge.db.logs import DROP_DEBUG
@@ -70,21 +69,32 @@ Outcomes = list[tuple[bool, Any]]
 
 @dataclass
 class _Batch:
-    """What the writer thread is handed: transactions to commit together, or (``works`` None)
-    the order to disconnect and stop; ``done`` is set on ``loop`` once that is over."""
+    """What the writer thread is handed: ``job`` to run (a batch's commit, or the disconnection,
+    ``last`` before the thread ends); ``done`` is set on ``loop`` with what it returned."""
 
-    works: list[Work[Any]] | None
+    job: Callable[[], Outcomes]
     done: asyncio.Future[Outcomes]
     loop: asyncio.AbstractEventLoop
+    last: bool = False
 
 
 class Writer:
     """The single writer of one SQLite database file (``url``: a SQLAlchemy SQLite URL, with
     or without the async driver)."""
 
-    def __init__(self, url: str, *, max_batch: int = MAX_BATCH, busy_timeout_ms: int = 10_000):
+    def __init__(
+        self,
+        url: str,
+        *,
+        max_batch: int = MAX_BATCH,
+        busy_timeout_ms: int = 10_000,
+        on_loop: bool = True,
+    ):
         sync_url = make_url(url).set(drivername="sqlite+pysqlite")
         self.max_batch = max_batch
+        self.on_loop = on_loop
+        """Whether a batch runs on the loop's thread when the lock is free (else always on the
+        writer thread)."""
         self.batches = 0
         """Batches committed (or failed) so far."""
         self._busy_timeout_ms = busy_timeout_ms
@@ -136,7 +146,7 @@ class Writer:
         if self._thread is None:
             self._disconnect()
             return
-        await self._hand_over(None)
+        await self._hand_over(self._disconnected, last=True)
         await asyncio.to_thread(self._thread.join)
 
     async def _serve(self) -> None:
@@ -153,8 +163,12 @@ class Writer:
                 continue
             works = [i.work for i in batch]
             try:
-                here = self._commit_here(works) if len(works) == 1 else None
-                outcomes = here if here is not None else await self._hand_over(works)
+                here = self._commit_here(works) if self.on_loop else None
+                outcomes = (
+                    here
+                    if here is not None
+                    else await self._hand_over(functools.partial(self._commit, works))
+                )
             except Exception as exc:  # no connection: answer, and try again for the next batch
                 log.exception("the database writer could not run a batch")
                 outcomes = [(False, _failed(exc)) for _ in batch]
@@ -168,8 +182,8 @@ class Writer:
             taken.append(self._queue.get_nowait())
         return taken
 
-    async def _hand_over(self, works: list[Work[Any]] | None) -> Outcomes:
-        """Have the writer thread commit ``works`` (or, None, disconnect and stop)."""
+    async def _hand_over(self, job: Callable[[], Outcomes], *, last: bool = False) -> Outcomes:
+        """What ``job`` returns, run on the writer thread (its last job when ``last``)."""
         if self._thread is None:
             self._thread = threading.Thread(
                 target=self._thread_main, name="sqlite-writer", daemon=True
@@ -177,7 +191,7 @@ class Writer:
             self._thread.start()
         loop = asyncio.get_running_loop()
         done: asyncio.Future[Outcomes] = loop.create_future()
-        self._inbox.put(_Batch(works, done, loop))
+        self._inbox.put(_Batch(job, done, loop, last))
         # Shielded: a cancelled serving task must not drop what the thread goes on to commit.
         return await asyncio.shield(done)
 
@@ -206,15 +220,17 @@ class Writer:
             batch = self._inbox.get()
             outcome: Outcomes | BaseException
             try:
-                outcome = self._commit(batch.works) if batch.works is not None else []
-                if batch.works is None:
-                    self._disconnect()
+                outcome = batch.job()
             except Exception as exc:
                 outcome = exc
             with contextlib.suppress(RuntimeError):  # a closed loop: nobody is left to answer
                 batch.loop.call_soon_threadsafe(_resolve, batch.done, outcome)
-            if batch.works is None:
+            if batch.last:
                 return
+
+    def _disconnected(self) -> Outcomes:
+        self._disconnect()
+        return []
 
     def _connection(self) -> Connection:
         if self._conn is None:
@@ -304,64 +320,3 @@ def _answer(item: _Item[Any], ok: bool, value: Any) -> None:
             item.on_late(value)
         except Exception:
             log.exception("handing over the work of a caller that went away failed")
-
-
-class Prepared:
-    """A hot statement compiled once (on first use) to the SQLite driver's own SQL and run on
-    the writer's driver connection: the same SQL and the same stored values (the column
-    types' own conversions) as SQLAlchemy's, without its work on every execution.
-    ``columns`` names what an INSERT sets; each row must give all of them."""
-
-    _dialect = SQLiteDialect_pysqlite()
-
-    def __init__(self, statement: UpdateBase, columns: Sequence[str] | None = None) -> None:
-        self._statement = statement
-        self._columns = list(columns) if columns is not None else None
-        self._sql: str | None = None
-        self._order: list[tuple[str, Callable[[Any], Any] | None, Any, bool, Any]] = []
-
-    def _compile(self) -> str:
-        dialect = self._dialect
-        compiled = self._statement.compile(dialect=dialect, column_keys=self._columns)
-        for name in compiled.positiontup or ():
-            bind = compiled.binds[name]
-            processor = bind.type.dialect_impl(dialect).bind_processor(dialect)
-            # What the column type stores for None (JSON's "null"), worked out once: most of
-            # a new job's columns are None.
-            stored_none = None if processor is None else processor(None)
-            self._order.append((name, processor, bind.value, bind.required, stored_none))
-        self._sql = compiled.string
-        return self._sql
-
-    def _values(self, params: Mapping[str, Any]) -> tuple[Any, ...]:
-        values = []
-        for name, processor, default, required, stored_none in self._order:
-            value = params[name] if required else params.get(name, default)
-            if processor is not None:
-                value = stored_none if value is None else processor(value)
-            values.append(value)
-        return tuple(values)
-
-    def run(self, conn: Connection, params: Mapping[str, Any]) -> int:
-        """Execute with ``params``; the number of rows it changed. Driver errors are raised
-        as SQLAlchemy's (``IntegrityError`` for a constraint), as ``conn.execute`` would."""
-        sql = self._sql or self._compile()
-        raw = conn.connection.dbapi_connection
-        assert raw is not None
-        try:
-            return int(raw.execute(sql, self._values(params)).rowcount)
-        except sqlite3.Error as exc:
-            raise _wrapped(sql, exc) from exc
-
-    def run_many(self, conn: Connection, rows: Sequence[Mapping[str, Any]]) -> None:
-        sql = self._sql or self._compile()
-        raw = conn.connection.dbapi_connection
-        assert raw is not None
-        try:
-            raw.executemany(sql, [self._values(row) for row in rows])
-        except sqlite3.Error as exc:
-            raise _wrapped(sql, exc) from exc
-
-
-def _wrapped(sql: str, exc: sqlite3.Error) -> Exception:
-    return DBAPIError.instance(sql, None, exc, sqlite3.Error, hide_parameters=True)

@@ -29,8 +29,9 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from gpubridge.db import Database
 from gpubridge.db.engine import sqlite_file
+from gpubridge.db.prepared import Prepared
 from gpubridge.db.tables import jobs, ledger_entries
-from gpubridge.db.writer import Prepared, Writer
+from gpubridge.db.writer import Writer
 from gpubridge.gateway import money_statements as sql
 from gpubridge.jobs import store
 from gpubridge.jobs.notifications import status_payload

@@ -1,5 +1,5 @@
-"""The SQLite writer: group commit, a savepoint per transaction, nothing acknowledged early, a
-lone transaction on the loop's own thread."""
+"""The SQLite writer: group commit, a savepoint per transaction, nothing acknowledged early,
+batches on the loop's own thread while the lock is free."""
 
 from __future__ import annotations
 
@@ -94,7 +94,7 @@ async def test_a_failing_transaction_rolls_back_only_itself(tmp_path):
 
 async def test_nothing_is_acknowledged_before_its_batch_commits(tmp_path):
     path, url = make_db(tmp_path)
-    writer = Writer(url)
+    writer = Writer(url, on_loop=False)  # the loop goes on while the batch runs
     release = threading.Event()
     observed: dict[str, object] = {}
 
@@ -124,7 +124,7 @@ async def test_nothing_is_acknowledged_before_its_batch_commits(tmp_path):
 
 async def test_a_caller_cancelled_while_its_batch_runs_hands_the_result_on(tmp_path):
     path, url = make_db(tmp_path)
-    writer = Writer(url)
+    writer = Writer(url, on_loop=False)  # the loop goes on while the batch runs
     started = threading.Event()
     release = threading.Event()
     late: list[int] = []
@@ -138,7 +138,6 @@ async def test_a_caller_cancelled_while_its_batch_runs_hands_the_result_on(tmp_p
     try:
         async with asyncio.timeout(30):
             caller = asyncio.ensure_future(writer.run(slow, on_late=late.append))
-            # Two in the batch: it runs on the writer thread (a lone one would run here).
             beside = asyncio.ensure_future(writer.run(insert(6)))
             await asyncio.to_thread(started.wait, 10)
             caller.cancel()
@@ -155,9 +154,9 @@ async def test_a_caller_cancelled_while_its_batch_runs_hands_the_result_on(tmp_p
     assert stored(path) == {6, 7, 9}
 
 
-async def test_a_lone_transaction_runs_on_the_loops_thread_and_a_batch_on_the_writers(tmp_path):
+async def test_batches_run_on_the_loops_thread_unless_told_otherwise(tmp_path):
     path, url = make_db(tmp_path)
-    writer = Writer(url)
+    writer, apart = Writer(url), Writer(url, on_loop=False)
     threads: dict[int, int] = {}
 
     def where(item: int):  # type: ignore[no-untyped-def]
@@ -172,12 +171,14 @@ async def test_a_lone_transaction_runs_on_the_loops_thread_and_a_batch_on_the_wr
         async with asyncio.timeout(30):
             assert await writer.run(where(1)) == 1
             assert await asyncio.gather(writer.run(where(2)), writer.run(where(3))) == [2, 3]
+            assert await asyncio.gather(apart.run(where(4)), apart.run(where(5))) == [4, 5]
     finally:
         await writer.close()
+        await apart.close()
     here = threading.get_ident()
-    assert threads[1] == here
-    assert threads[2] == threads[3] != here
-    assert stored(path) == {1, 2, 3}
+    assert threads[1] == threads[2] == threads[3] == here
+    assert threads[4] == threads[5] != here
+    assert stored(path) == {1, 2, 3, 4, 5}
 
 
 async def test_a_lone_transaction_waits_for_another_writer_off_the_loop(tmp_path):
@@ -272,53 +273,6 @@ def test_a_crash_in_the_middle_of_a_batch_loses_nothing_acknowledged(tmp_path):
     assert stored(path) == acknowledged
 
 
-async def test_a_prepared_statement_stores_what_sqlalchemy_stores(tmp_path):
-    from datetime import UTC, datetime
-
-    from sqlalchemy import bindparam, create_engine, insert, update
-
-    from gpubridge.db.tables import jobs, metadata
-    from gpubridge.db.writer import Prepared
-
-    path = tmp_path / "same.db"
-    engine = create_engine(f"sqlite:///{path}")
-    metadata.create_all(engine)
-    engine.dispose()
-    row = {c.name: None for c in jobs.c} | {
-        "account_id": "a",
-        "service": "s",
-        "model": "m",
-        "input": {"prompt": "é", "n": [1, 2.5, None]},
-        "status": "running",
-        "hold_micros": 10**12,
-        "discount_percent": 5,
-        "created_at": datetime(2026, 1, 2, 3, 4, 5, 678901, tzinfo=UTC),
-        "updated_at": datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC),
-        "expired": 0,
-    }
-    prepared = Prepared(insert(jobs), [c.name for c in jobs.c])
-    writer = Writer(f"sqlite+aiosqlite:///{path}")
-    ended = update(jobs).where(jobs.c.id == bindparam("which")).values(output=None, error={"a": 1})
-
-    def both(conn: Connection) -> int:
-        conn.exec_driver_sql(
-            "INSERT INTO accounts (id, webhook_secret, balance_micros, lifetime_spend_micros,"
-            " daily_limit_micros, created_at) VALUES ('a', 's', 0, 0, 0, '2026-01-01')"
-        )
-        conn.execute(insert(jobs), {**row, "id": "by-sqlalchemy"})
-        prepared.run(conn, {**row, "id": "by-driver"})
-        conn.execute(ended, {"which": "by-sqlalchemy"})
-        return Prepared(ended).run(conn, {"which": "by-driver"})
-
-    try:
-        assert await writer.run(both) == 1
-    finally:
-        await writer.close()
-    with sqlite3.connect(path) as conn:
-        stored = {r[0]: r[1:] for r in conn.execute("SELECT * FROM jobs")}
-    assert stored["by-driver"] == stored["by-sqlalchemy"]
-
-
 async def test_a_database_that_cannot_be_opened_fails_each_caller_instead_of_hanging(tmp_path):
     from gpubridge.db.writer import WriteFailed
 
@@ -337,15 +291,17 @@ async def test_the_writer_leaves_wal_checkpoints_to_their_own_task_and_waits_off
 ):
     _, url = make_db(tmp_path)
     writer = Writer(url, busy_timeout_ms=2_500)
+    apart = Writer(url, busy_timeout_ms=2_500, on_loop=False)
 
     def pragmas(conn: Connection) -> tuple[int, int, str]:
         read = lambda name: conn.execute(text(f"PRAGMA {name}")).scalar_one()  # noqa: E731
         return read("wal_autocheckpoint"), read("busy_timeout"), read("journal_mode")
 
     try:
-        alone = await writer.run(pragmas)
-        together = await asyncio.gather(writer.run(pragmas), writer.run(pragmas))
+        here = await writer.run(pragmas)
+        there = await apart.run(pragmas)
     finally:
         await writer.close()
-    assert alone == (0, 0, "wal")  # on the loop's thread, which never waits for the lock
-    assert together == [(0, 2_500, "wal")] * 2  # the writer thread waits for it
+        await apart.close()
+    assert here == (0, 0, "wal")  # on the loop's thread, which never waits for the lock
+    assert there == (0, 2_500, "wal")  # the writer thread waits for it
