@@ -79,3 +79,33 @@ async def test_a_server_on_a_sqlite_file_runs_the_checkpoints(tmp_path: Path):
         assert checkpoints.path == tmp_path / "gpubridge.db"
         busy, pages, done = await checkpoints.checkpoint()
         assert (busy, done) == (0, pages)
+
+
+async def test_each_checkpoint_then_restarts_the_log_without_waiting(tmp_path: Path):
+    """After its PASSIVE copy a checkpoint asks for a RESTART, which leaves the log for the
+    next transaction to start again from its beginning (a PASSIVE copy alone, beside a writer
+    that never pauses, never lets it). The RESTART waits for no one: a writer holding the lock
+    is left to finish."""
+    path = tmp_path / "gpubridge.db"
+    db = await filled(path)
+    checkpoints = WalCheckpoints(path)
+    writer = sqlite3.connect(path, isolation_level=None)
+    asked: list[str] = []
+    try:
+        await checkpoints.checkpoint()
+        assert checkpoints._connection is not None
+        checkpoints._connection.set_trace_callback(asked.append)
+        writer.execute("BEGIN IMMEDIATE")
+        writer.execute("INSERT INTO blobs (data) VALUES (?)", (BLOB,))
+        async with asyncio.timeout(5):  # a writer holds the lock: the RESTART gives up at once
+            await checkpoints.checkpoint()
+        writer.execute("COMMIT")
+        busy, pages, done = await checkpoints.checkpoint()
+        assert (busy, done) == (0, pages) and pages > 0
+        passive, restart = "PRAGMA wal_checkpoint(PASSIVE)", "PRAGMA wal_checkpoint(RESTART)"
+        assert asked == [passive, restart] * 2
+        assert rows_in_the_database_file(path, tmp_path) == ROWS + 1
+    finally:
+        writer.close()
+        await checkpoints.stop()
+        await db.dispose()
