@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import functools
 import hashlib
 import hmac
 import secrets
@@ -107,6 +109,10 @@ class Accounts:
         self.default_daily_limit_micros = default_daily_limit_micros
         self.cache_s = cache_s
         self._cache: dict[str, tuple[float, Account]] = {}
+        # One lookup in flight per key: when a cached entry lapses under load, the requests
+        # that hold the key wait for one query rather than queue a query each.
+        self._lookups: dict[str, asyncio.Future[Account | None]] = {}
+        self._generation = 0  # moves on whenever the cache is dropped
 
     async def register(self, email: str) -> NewAccount:
         address = normalize_email(email)
@@ -148,6 +154,30 @@ class Accounts:
         now = time.monotonic()
         if cached and cached[0] > now:
             return cached[1]
+        lookup = self._lookups.get(digest)
+        if lookup is None:
+            lookup = asyncio.ensure_future(self._look_up(digest))
+            self._lookups[digest] = lookup
+            lookup.add_done_callback(functools.partial(self._looked_up, digest))
+        account = await asyncio.shield(lookup)
+        if account is None:
+            raise Unauthorized("invalid API key", code="invalid_api_key")
+        return account
+
+    def _looked_up(self, digest: str, lookup: asyncio.Future[Account | None]) -> None:
+        if self._lookups.get(digest) is lookup:  # not one started after a ``_forget``
+            del self._lookups[digest]
+
+    def _forget(self) -> None:
+        """Drop the cached authentications (a key or a limit changed here)."""
+        self._cache.clear()
+        self._lookups.clear()
+        self._generation += 1
+
+    async def _look_up(self, digest: str) -> Account | None:
+        """The account whose key hashes to ``digest``, read and cached; None when none does.
+        A lookup that the cache was dropped during is not cached (its key may have changed)."""
+        generation = self._generation
         async with self.db.connect() as conn:
             row = (
                 await conn.execute(
@@ -162,7 +192,7 @@ class Accounts:
                 )
             ).first()
         if row is None or not hmac.compare_digest(row.api_key_hash, digest):
-            raise Unauthorized("invalid API key", code="invalid_api_key")
+            return None
         account = Account(
             row.id,
             row.email,
@@ -170,9 +200,10 @@ class Accounts:
             row.webhook_secret,
             int(row.lifetime_spend_micros),
         )
-        if len(self._cache) > 10_000:
-            self._cache.clear()
-        self._cache[digest] = (now + self.cache_s, account)
+        if generation == self._generation:
+            if len(self._cache) > 10_000:
+                self._cache.clear()
+            self._cache[digest] = (time.monotonic() + self.cache_s, account)
         return account
 
     async def by_email(self, email: str) -> Account:
@@ -203,7 +234,7 @@ class Accounts:
                 .where(accounts.c.id == account.id)
                 .values(daily_limit_micros=limit_micros)
             )
-        self._cache.clear()
+        self._forget()
 
     @asynccontextmanager
     async def changing_keys(self) -> AsyncIterator[KeyChange]:
@@ -216,7 +247,7 @@ class Accounts:
             async with self.db.begin() as conn:
                 yield KeyChange(conn)
         finally:
-            self._cache.clear()
+            self._forget()
 
     async def regenerate_key(self, current_key: str) -> tuple[Account, str]:
         """A new API key in place of ``current_key``, which is invalid from then on (a second

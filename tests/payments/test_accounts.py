@@ -116,3 +116,36 @@ def test_an_address_without_a_domain_is_still_a_400() -> None:
     with pytest.raises(BadRequest) as caught:
         normalize_email("not-an-email")
     assert caught.value.code == "invalid_email"
+
+
+async def test_requests_that_find_a_lapsed_key_in_the_cache_share_one_lookup(database) -> None:
+    import asyncio
+
+    from sqlalchemy import event
+
+    from gpubridge.errors import Unauthorized
+    from gpubridge.payments.accounts import Accounts
+
+    accounts = Accounts(database, default_daily_limit_micros=50_000_000, cache_s=0.0)
+    new = await accounts.register("many@example.com")
+    lookups: list[str] = []
+
+    def count(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        if "FROM accounts" in statement:
+            lookups.append(statement)
+
+    event.listen(database.engine.sync_engine, "before_cursor_execute", count)
+    try:
+        found = await asyncio.gather(*(accounts.authenticate(new.api_key) for _ in range(16)))
+        assert {a.id for a in found} == {new.account.id}
+        assert len(lookups) == 1  # one query, every request answered
+        await accounts.authenticate(new.api_key)
+        assert len(lookups) == 2  # the entry lapsed (cache_s=0): read again
+        unknown = "gpub_" + "x" * 43
+        refused = await asyncio.gather(
+            *(accounts.authenticate(unknown) for _ in range(4)), return_exceptions=True
+        )
+        assert all(isinstance(r, Unauthorized) for r in refused)
+        assert len(lookups) == 3
+    finally:
+        event.remove(database.engine.sync_engine, "before_cursor_execute", count)
