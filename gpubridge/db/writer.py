@@ -205,7 +205,7 @@ class Writer:
             return None
         return self._commit(works, begun=True)
 
-    # -- on the writer thread (or, for a lone transaction, the loop's) -------------------
+    # -- on the writer thread, or the loop's while the lock is free ----------------------
     def _raw(self, *, waits: bool) -> Any:
         """The driver connection, its busy timeout on (``waits``) or off."""
         raw = self._connection().connection.dbapi_connection
