@@ -236,9 +236,11 @@ class Intake:
         """Hold the job's ceiling on ``account`` and create the job (under ``job_id`` when
         given: one its client was promised); ``funding`` credits the hold in the same
         transaction (a metered payment's authorization, for this job alone)."""
-        digests = {f: hashlib.sha256(media[f].data).hexdigest() for f in sorted(uploaded)}
-        request_hash = _request_hash(service.key, payload, webhook_url, digests)
+        # Only a job with a key can be replayed, so only its request is hashed (and kept).
+        request_hash: str | None = None
         if idempotency_key is not None:
+            digests = {f: hashlib.sha256(media[f].data).hexdigest() for f in sorted(uploaded)}
+            request_hash = _request_hash(service.key, payload, webhook_url, digests)
             earlier = await self._idempotent_replay(account, idempotency_key, request_hash)
             if earlier is not None:
                 return Submitted(earlier, created=False)
@@ -305,7 +307,7 @@ class Intake:
         return await claim(self.accounts, address, message, signature, server=server)
 
     async def _idempotent_replay(
-        self, account: Account, key: str, request_hash: str
+        self, account: Account, key: str, request_hash: str | None
     ) -> JobRecord | None:
         async with self.db.connect() as conn:
             earlier = await store.find_by_idempotency_key(conn, account.id, key)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from datetime import timedelta
 
-from sqlalchemy import update
+from sqlalchemy import select, update
 
 from gpubridge.db.engine import utcnow
 from gpubridge.db.tables import jobs
@@ -152,6 +152,20 @@ async def test_the_same_idempotency_key_returns_the_first_job_and_charges_once(g
     conflict = await client.post("/run", json=other, headers=headers)
     assert conflict.status_code == 409
     assert conflict.json()["error"]["code"] == "idempotency_key_reused"
+
+
+async def test_only_a_job_with_an_idempotency_key_keeps_its_request_hash(gateway):
+    app, client = gateway
+    key = await funded(app, client)
+    plain = (await client.post("/run", json=PROMPT, headers=auth(key))).json()
+    keyed_headers = {**auth(key), "Idempotency-Key": "order-7"}
+    keyed = (await client.post("/run", json=PROMPT, headers=keyed_headers)).json()
+    async with app.state.gateway.db.connect() as conn:
+        hashes = dict((await conn.execute(select(jobs.c.id, jobs.c.request_hash))).all())
+    assert hashes[plain["id"]] is None
+    assert isinstance(hashes[keyed["id"]], str) and len(hashes[keyed["id"]]) == 64
+    replay = await client.post("/run", json=PROMPT, headers=keyed_headers)
+    assert replay.json()["id"] == keyed["id"]
 
 
 async def test_status_of_an_unknown_job_is_404_and_of_an_old_one_expired(gateway):
