@@ -61,6 +61,24 @@ async def test_many_concurrent_transactions_all_commit_in_shared_batches(tmp_pat
     assert 1 <= writer.batches < 300
 
 
+async def test_a_transaction_submitted_on_the_next_turn_of_the_loop_joins_the_batch(tmp_path):
+    path, url = make_db(tmp_path)
+    writer = Writer(url)
+    loop = asyncio.get_running_loop()
+    later: list[asyncio.Task[int]] = []
+    try:
+        first = writer.run(insert(1))
+        # Submitted from a callback of the loop's next turn, after the writer woke up.
+        loop.call_soon(lambda: later.append(loop.create_task(writer.run(insert(2)))))
+        async with asyncio.timeout(30):
+            assert await first == 1
+            assert await later[0] == 2
+    finally:
+        await writer.close()
+    assert writer.batches == 1
+    assert stored(path) == {1, 2}
+
+
 async def test_a_failing_transaction_rolls_back_only_itself(tmp_path):
     path, url = make_db(tmp_path)
     writer = Writer(url)
