@@ -37,7 +37,7 @@ from gpubridge.errors import (
     NotFound,
     SpendingLimitExceeded,
 )
-from gpubridge.ids import random_uuid
+from gpubridge.ids import ordered_uuid
 from gpubridge.money import micros_to_usd
 
 LedgerEntry = dict[str, Any]
@@ -62,7 +62,7 @@ def _row(
     return {
         "account_id": account_id,
         "house": None,
-        "posting_id": posting or random_uuid(),
+        "posting_id": posting or ordered_uuid(),
         "job_id": job_id,
         "job_phase": phase,
         "kind": kind,

@@ -169,6 +169,8 @@ async def test_every_movement_is_a_posting_that_sums_to_zero_against_a_house(dat
     assert set(sums.values()) == {0}
     houses = {(house, kind, int(amount)) for _, house, kind, amount in rows if house}
     assert houses == {("grants", "grant", -10_000), ("revenue", "capture", 1_000)}
+    # Time-ordered, so that each new posting goes at the end of its index.
+    assert {uuid.UUID(posting).version for posting in sums} == {7}
 
 
 async def test_a_job_cannot_be_captured_twice_or_captured_and_refunded(database):
