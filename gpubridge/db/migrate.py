@@ -27,7 +27,7 @@ if TYPE_CHECKING:
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
-HEAD_REVISION = "0013"
+HEAD_REVISION = "0014"
 """The newest migration's revision (tests check it against the migrations folder)."""
 
 VERSION_TABLE = Table(

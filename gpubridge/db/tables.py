@@ -91,9 +91,10 @@ ledger_entries = Table(
     Column("reference", String(200), nullable=True, unique=True),
     Column("created_at", UtcTime, nullable=False),
     CheckConstraint("(account_id IS NULL) <> (house IS NULL)", name="one_owner"),
+    # Also the index of a job's entries (``job_id`` comes first).
     UniqueConstraint("job_id", "job_phase", name="uq_ledger_entries_job_phase"),
     Index("ix_ledger_account_created", "account_id", "created_at"),
-    Index("ix_ledger_job", "job_id"),
+    # Posting ids are time-ordered (``ordered_uuid``): new ones go at the index's end.
     Index("ix_ledger_posting", "posting_id"),
 )
 
