@@ -233,6 +233,32 @@ async def test_a_lone_transaction_waits_for_another_writer_off_the_loop(tmp_path
     assert stored(path) == {1, 4, 5, 6}
 
 
+async def test_a_lock_held_briefly_is_waited_for_on_the_loops_thread(tmp_path):
+    """Another connection holds the write lock for a few milliseconds (a checkpoint's restart,
+    say): the batch tries again on the loop's thread rather than going to the writer thread."""
+    path, url = make_db(tmp_path)
+    writer = Writer(url)
+    other = sqlite3.connect(path, isolation_level=None)
+    ran_on: list[int] = []
+
+    def work(conn: Connection) -> int:
+        ran_on.append(threading.get_ident())
+        conn.execute(INSERT, {"id": 5})
+        return 5
+
+    try:
+        async with asyncio.timeout(30):
+            assert await writer.run(insert(1)) == 1  # connected, on the loop's thread
+            other.execute("BEGIN IMMEDIATE")
+            asyncio.get_running_loop().call_later(0.01, other.execute, "COMMIT")
+            assert await writer.run(work) == 5
+    finally:
+        other.close()
+        await writer.close()
+    assert ran_on == [threading.get_ident()]
+    assert stored(path) == {1, 5}
+
+
 async def test_close_answers_what_is_queued_then_refuses_more(tmp_path):
     path, url = make_db(tmp_path)
     writer = Writer(url)
