@@ -33,8 +33,12 @@ def stored(path: Path) -> set[int]:
         return {row[0] for row in conn.execute("SELECT id FROM items")}
 
 
-def insert(item: int):  # type: ignore[no-untyped-def]
+def insert(item: int, ran_on: list[int] | None = None):  # type: ignore[no-untyped-def]
+    """A transaction that inserts ``item`` (and notes in ``ran_on`` the thread it ran on)."""
+
     def work(conn: Connection) -> int:
+        if ran_on is not None:
+            ran_on.append(threading.get_ident())
         conn.execute(INSERT, {"id": item})
         return item
 
@@ -206,11 +210,7 @@ async def test_a_lone_transaction_waits_for_another_writer_off_the_loop(tmp_path
     writer = Writer(url)
     other = sqlite3.connect(path, isolation_level=None)
     ran_on: list[int] = []
-
-    def work(conn: Connection) -> int:
-        ran_on.append(threading.get_ident())
-        conn.execute(INSERT, {"id": 5})
-        return 5
+    work = insert(5, ran_on)
 
     try:
         async with asyncio.timeout(30):
@@ -240,11 +240,7 @@ async def test_a_lock_held_briefly_is_waited_for_on_the_loops_thread(tmp_path):
     writer = Writer(url)
     other = sqlite3.connect(path, isolation_level=None)
     ran_on: list[int] = []
-
-    def work(conn: Connection) -> int:
-        ran_on.append(threading.get_ident())
-        conn.execute(INSERT, {"id": 5})
-        return 5
+    work = insert(5, ran_on)
 
     try:
         async with asyncio.timeout(30):
