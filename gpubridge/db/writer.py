@@ -213,11 +213,9 @@ class Writer:
         short transaction). Handed to the writer thread, a batch waited for the GIL at each of
         its steps instead: at 16 concurrent paid requests, every checkpoint made a whole round
         of requests some 20 ms late."""
-        outcomes = self._commit_here(works)
-        if outcomes is not None:
-            return outcomes
         loop = asyncio.get_running_loop()
         deadline = loop.time() + LOCK_WAIT_ON_LOOP_S
+        outcomes = self._commit_here(works)
         while outcomes is None and loop.time() < deadline:
             await asyncio.sleep(0.001)
             outcomes = self._commit_here(works)
