@@ -4,11 +4,13 @@ batches on the loop's own thread while the lock is free."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sqlite3
 import subprocess
 import sys
 import textwrap
 import threading
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -43,6 +45,22 @@ def insert(item: int, ran_on: list[int] | None = None):  # type: ignore[no-untyp
         return item
 
     return work
+
+
+@contextlib.asynccontextmanager
+async def writer_beside(tmp_path: Path) -> AsyncIterator[tuple[Path, Writer, sqlite3.Connection]]:
+    """A writer already connected (item 1 committed on the loop's thread) beside another
+    autocommit connection to the same file; both closed on the way out."""
+    path, url = make_db(tmp_path)
+    writer = Writer(url)
+    other = sqlite3.connect(path, isolation_level=None)
+    try:
+        async with asyncio.timeout(30):
+            assert await writer.run(insert(1)) == 1
+            yield path, writer, other
+    finally:
+        other.close()
+        await writer.close()
 
 
 async def test_many_concurrent_transactions_all_commit_in_shared_batches(tmp_path):
@@ -206,29 +224,19 @@ async def test_batches_run_on_the_loops_thread_unless_told_otherwise(tmp_path):
 async def test_a_lone_transaction_waits_for_another_writer_off_the_loop(tmp_path):
     """Another connection holds the write lock: the transaction waits for it on the writer
     thread, and the loop goes on meanwhile."""
-    path, url = make_db(tmp_path)
-    writer = Writer(url)
-    other = sqlite3.connect(path, isolation_level=None)
     ran_on: list[int] = []
-    work = insert(5, ran_on)
-
-    try:
-        async with asyncio.timeout(30):
-            assert await writer.run(insert(1)) == 1  # connected, on the loop's thread
-            other.execute("BEGIN IMMEDIATE")
-            other.execute("INSERT INTO items (id) VALUES (4)")
-            waiting = asyncio.ensure_future(writer.run(work))
-            ticks = 0
-            for _ in range(20):
-                await asyncio.sleep(0.01)
-                ticks += 1
-            assert ticks == 20 and not waiting.done()
-            other.execute("COMMIT")
-            assert await waiting == 5
-            assert await writer.run(insert(6)) == 6  # back on the loop's thread
-    finally:
-        other.close()
-        await writer.close()
+    async with writer_beside(tmp_path) as (path, writer, other):
+        other.execute("BEGIN IMMEDIATE")
+        other.execute("INSERT INTO items (id) VALUES (4)")
+        waiting = asyncio.ensure_future(writer.run(insert(5, ran_on)))
+        ticks = 0
+        for _ in range(20):
+            await asyncio.sleep(0.01)
+            ticks += 1
+        assert ticks == 20 and not waiting.done()
+        other.execute("COMMIT")
+        assert await waiting == 5
+        assert await writer.run(insert(6)) == 6  # back on the loop's thread
     assert ran_on and ran_on[0] != threading.get_ident()
     assert stored(path) == {1, 4, 5, 6}
 
@@ -236,21 +244,11 @@ async def test_a_lone_transaction_waits_for_another_writer_off_the_loop(tmp_path
 async def test_a_lock_held_briefly_is_waited_for_on_the_loops_thread(tmp_path):
     """Another connection holds the write lock for a few milliseconds (a checkpoint's restart,
     say): the batch tries again on the loop's thread rather than going to the writer thread."""
-    path, url = make_db(tmp_path)
-    writer = Writer(url)
-    other = sqlite3.connect(path, isolation_level=None)
     ran_on: list[int] = []
-    work = insert(5, ran_on)
-
-    try:
-        async with asyncio.timeout(30):
-            assert await writer.run(insert(1)) == 1  # connected, on the loop's thread
-            other.execute("BEGIN IMMEDIATE")
-            asyncio.get_running_loop().call_later(0.01, other.execute, "COMMIT")
-            assert await writer.run(work) == 5
-    finally:
-        other.close()
-        await writer.close()
+    async with writer_beside(tmp_path) as (path, writer, other):
+        other.execute("BEGIN IMMEDIATE")
+        asyncio.get_running_loop().call_later(0.01, other.execute, "COMMIT")
+        assert await writer.run(insert(5, ran_on)) == 5
     assert ran_on == [threading.get_ident()]
     assert stored(path) == {1, 5}
 
