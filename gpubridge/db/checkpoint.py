@@ -15,6 +15,14 @@ copies the few frames written since, and leaves the log for the next transaction
 from its beginning. The writer then waits for that short copy (7-35 ms measured here), never
 for a whole checkpoint (about 100 ms). A TRUNCATE, which would also empty the file, held the
 writer up longer.
+
+The PASSIVE copy runs on a thread of the lowest CPU priority (Linux sets it per thread): where
+the server shares a core, the copy takes the time that requests leave idle, rather than a slice
+in the middle of a burst (median c=16 p99 of four paired runs here: 24 ms before, 20 ms after). A
+server that is never idle would then rarely copy, and the log would grow, so after a copy that
+found more than ``LOW_PRIORITY_PAGES`` pages the next runs at normal priority. The RESTART always
+runs at normal priority: it holds the write lock, and no request should wait for a thread that
+the scheduler keeps waiting.
 """
 
 from __future__ import annotations
@@ -22,21 +30,36 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import sqlite3
+import sys
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 log = logging.getLogger(__name__)
 
 CHECKPOINT_EVERY_S = 1.0
+LOW_PRIORITY_PAGES = 32_768
+"""A copy that found more pages in the log than this (128 MB of 4 KB pages) is followed by one
+at normal priority."""
+LOWEST_PRIORITY = 19
 
 
 class WalCheckpoints:
     """Checkpoints the write-ahead log of the SQLite database at ``path`` every ``every_s``."""
 
-    def __init__(self, path: Path, every_s: float = CHECKPOINT_EVERY_S) -> None:
+    def __init__(
+        self,
+        path: Path,
+        every_s: float = CHECKPOINT_EVERY_S,
+        low_priority_pages: int = LOW_PRIORITY_PAGES,
+    ) -> None:
         self.path = path
         self.every_s = every_s
+        self.low_priority_pages = low_priority_pages
+        self._pages_found = 0
+        self._spare_time: ThreadPoolExecutor | None = None
         self._connection: sqlite3.Connection | None = None
         self._task: asyncio.Task[None] | None = None
         self._lock = threading.Lock()  # the connection: one checkpoint, or the close, at a time
@@ -53,10 +76,28 @@ class WalCheckpoints:
             self._task = None
         # A checkpoint that the cancel left running in its thread finishes first.
         await asyncio.to_thread(self._close)
+        if self._spare_time is not None:
+            self._spare_time.shutdown(wait=False)
+            self._spare_time = None
 
     async def checkpoint(self) -> tuple[int, int, int]:
         """One PASSIVE checkpoint now: (busy, pages in the log, pages checkpointed)."""
-        return await asyncio.to_thread(self._checkpoint)
+        if self._pages_found > self.low_priority_pages:
+            busy, pages, done = await asyncio.to_thread(self._passive)
+        else:
+            loop = asyncio.get_running_loop()
+            busy, pages, done = await loop.run_in_executor(self._spare_time_thread(), self._passive)
+        self._pages_found = pages
+        if not busy and pages:
+            await asyncio.to_thread(self._restart)
+        return busy, pages, done
+
+    def _spare_time_thread(self) -> ThreadPoolExecutor:
+        if self._spare_time is None:
+            self._spare_time = ThreadPoolExecutor(
+                1, "sqlite-wal-checkpoint", initializer=_lowest_priority
+            )
+        return self._spare_time
 
     async def _loop(self) -> None:
         while True:
@@ -66,7 +107,7 @@ class WalCheckpoints:
             except sqlite3.Error as exc:
                 log.warning("SQLite WAL checkpoint failed: %s", exc)
 
-    def _checkpoint(self) -> tuple[int, int, int]:
+    def _passive(self) -> tuple[int, int, int]:
         with self._lock:
             if self._connection is None:
                 # Autocommit (no implicit transactions); used by one thread at a time, in turn.
@@ -78,12 +119,22 @@ class WalCheckpoints:
             busy, pages, done = self._connection.execute(
                 "PRAGMA wal_checkpoint(PASSIVE)"
             ).fetchone()
-            if not busy and pages:
-                self._connection.execute("PRAGMA wal_checkpoint(RESTART)").fetchone()
         return int(busy), int(pages), int(done)
+
+    def _restart(self) -> None:
+        with self._lock:
+            if self._connection is not None:
+                self._connection.execute("PRAGMA wal_checkpoint(RESTART)").fetchone()
 
     def _close(self) -> None:
         with self._lock:
             if self._connection is not None:
                 self._connection.close()
                 self._connection = None
+
+
+def _lowest_priority() -> None:
+    """Lower the calling thread to the lowest CPU priority, where the system sets it per thread."""
+    if sys.platform == "linux":
+        with contextlib.suppress(OSError):
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), LOWEST_PRIORITY)

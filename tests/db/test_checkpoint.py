@@ -3,18 +3,23 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import shutil
 import sqlite3
+import sys
+import threading
 from pathlib import Path
 
+import pytest
 from sqlalchemy import text
 
 from gpubridge.db import Database
-from gpubridge.db.checkpoint import WalCheckpoints
+from gpubridge.db.checkpoint import LOWEST_PRIORITY, WalCheckpoints
 from tests.support.gateway_app import running_app, settings_for, write_catalog
 
 ROWS = 600
 BLOB = b"x" * 8000  # two pages or more per commit
+PASSIVE, RESTART = "PRAGMA wal_checkpoint(PASSIVE)", "PRAGMA wal_checkpoint(RESTART)"
 
 
 async def filled(path: Path) -> Database:
@@ -102,10 +107,49 @@ async def test_each_checkpoint_then_restarts_the_log_without_waiting(tmp_path: P
         writer.execute("COMMIT")
         busy, pages, done = await checkpoints.checkpoint()
         assert (busy, done) == (0, pages) and pages > 0
-        passive, restart = "PRAGMA wal_checkpoint(PASSIVE)", "PRAGMA wal_checkpoint(RESTART)"
-        assert asked == [passive, restart] * 2
+        assert asked == [PASSIVE, RESTART] * 2
         assert rows_in_the_database_file(path, tmp_path) == ROWS + 1
     finally:
         writer.close()
+        await checkpoints.stop()
+        await db.dispose()
+
+
+def own_priority() -> int:
+    return os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="Linux sets CPU priorities per thread")
+async def test_the_copy_takes_spare_cpu_time_unless_the_log_grew_large(tmp_path: Path):
+    """The PASSIVE copy runs at the lowest CPU priority and the RESTART, which holds the write
+    lock, at the server's own; after a copy that found a large log the next one runs at the
+    server's priority too, so a server that is never idle still keeps its log bounded."""
+    path = tmp_path / "gpubridge.db"
+    db = await filled(path)  # a log of more than 1,000 pages
+    checkpoints = WalCheckpoints(path, low_priority_pages=1000)
+    server = own_priority()
+    seen: list[tuple[str, int]] = []
+
+    async def one_more_row_then_a_checkpoint() -> int:
+        async with db.begin() as conn:
+            await conn.execute(text("INSERT INTO blobs (data) VALUES (:data)"), {"data": BLOB})
+        busy, pages, done = await checkpoints.checkpoint()
+        assert (busy, done) == (0, pages)
+        return pages
+
+    try:
+        assert await one_more_row_then_a_checkpoint() > 1000
+        assert checkpoints._connection is not None
+        checkpoints._connection.set_trace_callback(lambda sql: seen.append((sql, own_priority())))
+        assert await one_more_row_then_a_checkpoint() < 1000
+        assert await one_more_row_then_a_checkpoint() < 1000
+        assert seen == [
+            (PASSIVE, server),
+            (RESTART, server),
+            (PASSIVE, LOWEST_PRIORITY),
+            (RESTART, server),
+        ]
+        assert server < LOWEST_PRIORITY
+    finally:
         await checkpoints.stop()
         await db.dispose()
