@@ -179,6 +179,20 @@ class Gateway(PaidIntake):
             pass
         return await self.get(job.id)
 
+    async def wait_to_answer(self, job: JobRecord, timeout_s: float, *, unseen: bool) -> JobRecord:
+        """``wait`` for a job that its caller just submitted, to answer with it if it ends in
+        time. While the caller waits, the end of an ``unseen`` job (``Submitted.unseen``) is
+        not announced to other replicas: nobody can wait for it there, since its id is first
+        shown in this answer. Once the wait gives up, the id is about to be shown (a 202), and
+        the job's end is announced as usual."""
+        if not unseen:
+            return await self.wait(job, timeout_s)
+        self.runner.waited_here.add(job.id)
+        try:
+            return await self.wait(job, timeout_s)
+        finally:
+            self.runner.waited_here.discard(job.id)
+
     # -- read ---------------------------------------------------------------------------
     async def get(self, job_id: str) -> JobRecord:
         async with self.db.connect() as conn:

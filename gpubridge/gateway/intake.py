@@ -58,6 +58,9 @@ class Submitted:
     job: JobRecord
     created: bool
     """False when an Idempotency-Key returned an earlier job."""
+    unseen: bool = False
+    """The job was just created under an id made for it and shown to no one yet (no
+    Idempotency-Key can return it, no payer was promised it)."""
 
 
 class Intake:
@@ -248,6 +251,7 @@ class Intake:
         quote = self.catalog.quote(
             service, model, payload, await _audio_seconds(service, model, media)
         )
+        unseen = job_id is None and idempotency_key is None
         job_id = job_id or random_uuid()
         sync = service.mode == "sync"
         tier = tier_for(account.lifetime_spend_micros)
@@ -290,7 +294,7 @@ class Intake:
                 raise
             return Submitted(earlier, created=False)
         self._start(job)
-        return Submitted(job, created=True)
+        return Submitted(job, created=True, unseen=unseen)
 
     def _start(self, job: JobRecord) -> None:
         """A job just created: run it here (sync) or wake a dispatcher (async)."""

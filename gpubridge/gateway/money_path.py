@@ -152,11 +152,13 @@ class MoneyPath:
         backend: str | None = None,
         memo: str = "",
         auto_topup: bool = False,
+        tell_replicas: bool = True,
     ) -> Settled:
         """End a running ``job`` with ``status``: a completed job is charged ``cost_micros``
         of its hold (the rest released), any other gets its whole hold back (``memo`` says
         why). With ``auto_topup`` (the rail is on), a capture also claims a crossing of the
-        account's auto top-up threshold."""
+        account's auto top-up threshold. Without ``tell_replicas`` (nobody elsewhere can be
+        waiting for the job) the one-statement path sends no notice of the end."""
         values = store.finished_values(
             job,
             status,
@@ -193,9 +195,10 @@ class MoneyPath:
 
             return await self.writer.run(work)
         if self.db.direct is not None and not (auto_topup and captured):
-            notice = status_payload(job.id, status)
+            notice = status_payload(job.id, status) if tell_replicas else None
             params = sql.settle_params(finish, notice, entries, give_back)
-            done = await self.db.direct.fetchrow(sql.settle_statement(len(entries)), params)
+            statement = sql.settle_statement(len(entries), tell_replicas)
+            done = await self.db.direct.fetchrow(statement, params)
             return Settled(finished if done is not None else None)
         return await self._settle_in_transaction(
             job, status, values, entries, give_back, auto_topup and captured

@@ -8,7 +8,10 @@ Settle: ``WITH acct AS (SELECT ... FOR NO KEY UPDATE), fin AS (UPDATE jobs ... g
 WHERE EXISTS (acct) RETURNING id, pg_notify(...)), entries AS (INSERT ... SELECT ... FROM fin),
 acc AS (UPDATE accounts ... WHERE EXISTS (fin)) SELECT fin.id FROM fin``: the account row is
 locked before the job row, in the order every other money transaction takes them, and a job
-that is no longer running gets neither entries nor a balance change.
+that is no longer running gets neither entries nor a balance change. A job that nobody on
+another replica can be waiting for ends without the notice: besides its own cost, a notice
+makes its transaction take a lock, cluster-wide, that it holds until its commit is done, so
+PostgreSQL commits the transactions that notify one at a time.
 
 The statements are built once per shape and reuse the ledger's and the store's guarded
 statements, so the rules (balance, daily limit, status guards) are written once.
@@ -80,20 +83,19 @@ def admit_params(
 
 
 @functools.cache
-def settle_statement(entry_count: int) -> Select[Any]:
+def settle_statement(entry_count: int, notify: bool = True) -> Select[Any]:
     """End the running job, its ``entry_count`` ledger entries and the account's balance
-    change, in one statement that also notifies listeners of the end."""
+    change, in one statement that also notifies listeners of the end (unless not ``notify``)."""
     acct = (
         select(accounts.c.id)
         .where(accounts.c.id == bindparam("account"))
         .with_for_update(key_share=True)
         .cte("acct")
     )
+    finish = store.FINISH_RUNNING.where(exists(select(acct.c.id)))
     fin = (
-        store.FINISH_RUNNING.where(exists(select(acct.c.id)))
-        .returning(jobs.c.id, status_notice())
-        .cte("fin")
-    )
+        finish.returning(jobs.c.id, status_notice()) if notify else finish.returning(jobs.c.id)
+    ).cte("fin")
     entries = _entries_from(fin, entry_count)
     balance = ledger.GIVE_BACK.where(exists(select(fin.c.id))).returning(accounts.c.id).cte("acc")
     return select(fin.c.id).add_cte(entries, balance)
@@ -101,11 +103,14 @@ def settle_statement(entry_count: int) -> Select[Any]:
 
 def settle_params(
     finish: dict[str, Any],
-    notice: str,
+    notice: str | None,
     entries: list[ledger.LedgerEntry],
     give_back: dict[str, Any],
 ) -> dict[str, Any]:
-    params = {**finish, **give_back, "notice": notice}
+    """The values of ``settle_statement``; ``notice`` None for the statement without one."""
+    params = {**finish, **give_back}
+    if notice is not None:
+        params["notice"] = notice
     for i, entry in enumerate(entries):
         params.update({f"e{i}_{name}": value for name, value in entry.items()})
     return params

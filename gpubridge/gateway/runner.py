@@ -65,6 +65,9 @@ class JobRunner:
         self._background: set[asyncio.Task[Any]] = set()
         self.started: set[str] = set()
         """Jobs of this process that a backend has taken (the others still wait for a slot)."""
+        self.waited_here: set[str] = set()
+        """Jobs whose id nobody has seen, whose caller waits here for the answer that will show
+        it: no other replica can be waiting for their end, so it is not announced there."""
 
     async def close(self) -> None:
         """Stop webhook deliveries still under way."""
@@ -138,6 +141,7 @@ class JobRunner:
             cost_micros=cost,
             backend=routed.backend,
             auto_topup=auto_topup,
+            tell_replicas=job.id not in self.waited_here,
         )
         if settled.top_up and self.auto_topups is not None:
             self._spawn(self.auto_topups.charge(job.account_id))
@@ -173,7 +177,13 @@ class JobRunner:
         self, job: JobRecord, code: str, message: str, **details: Any
     ) -> JobRecord | None:
         error = {"code": code, "message": message, **_jsonable(details)}
-        settled = await self.money.settle(job, JobStatus.FAILED, error=error, memo=code)
+        settled = await self.money.settle(
+            job,
+            JobStatus.FAILED,
+            error=error,
+            memo=code,
+            tell_replicas=job.id not in self.waited_here,
+        )
         if settled.job is not None:
             self.announce(settled.job)
         return settled.job

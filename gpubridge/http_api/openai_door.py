@@ -140,6 +140,8 @@ class Door:
     """False when an Idempotency-Key returned an earlier job."""
     paid: PaidSubmission | None = None
     """The x402 submission, when the job was paid without a key."""
+    unseen: bool = False
+    """Its id is shown to no one before the answer (``Submitted.unseen``)."""
 
 
 async def caller(request: Request) -> Account | None:
@@ -183,7 +185,8 @@ async def submit(
         )
         headers = {}
     job = submitted.job
-    return Door(job, account, {**headers, JOB_HEADER: job.id}, submitted.created, paid)
+    headers = {**headers, JOB_HEADER: job.id}
+    return Door(job, account, headers, submitted.created, paid, submitted.unseen)
 
 
 def _describer(request: Request) -> Describe:
@@ -252,7 +255,7 @@ async def _wait_while_connected(request: Request, door: Door, limit: float) -> J
     async with anyio.create_task_group() as group:
 
         async def wait() -> None:
-            waited.append(await gateway.wait(door.job, limit))
+            waited.append(await gateway.wait_to_answer(door.job, limit, unseen=door.unseen))
             group.cancel_scope.cancel()
 
         async def watch() -> None:

@@ -193,7 +193,9 @@ async def run(request: Request) -> Response:
     job = submitted.job
     service = gateway.catalog.service(job.service)
     if service.mode == "sync" and not job.status.is_terminal:
-        job = await gateway.wait(job, gateway.settings.sync_wait_s)
+        job = await gateway.wait_to_answer(
+            job, gateway.settings.sync_wait_s, unseen=submitted.unseen
+        )
     if job.status.is_terminal:
         if paid is not None and paid.payment is not None and paid.payment.metered:
             headers = receipt_headers((await gateway.finish_metered(paid)).payment)

@@ -3,7 +3,9 @@
 A statement that queues a job or ends one carries a ``pg_notify`` in its RETURNING clause
 (``queued_notice``, ``status_notice``): the notice is sent by the transaction that makes the
 change, so PostgreSQL delivers it only once that commits, and never for a change rolled back or
-refused by its guard (no row, no notice).
+refused by its guard (no row, no notice). A sync job answered inline ends without one: its id is
+first shown in that answer, so no other replica can be waiting for it
+(``Gateway.wait_to_answer``).
 
 Each replica holds one dedicated connection that LISTENs on both channels (``JobListener``) and
 reconnects with backoff when it drops; what it hears goes to callbacks. SQLite has no such

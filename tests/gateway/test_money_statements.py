@@ -56,15 +56,17 @@ def test_admission_is_one_statement_binding_every_parameter_it_names(queued):
     assert needed(compiled) == set(params)
 
 
+@pytest.mark.parametrize("notify", [True, False])
 @pytest.mark.parametrize("entries", [1, 2, 3])
-def test_settlement_is_one_statement_binding_every_parameter_it_names(entries):
+def test_settlement_is_one_statement_binding_every_parameter_it_names(entries, notify):
     job = a_job()
     values = store.finished_values(job, JobStatus.COMPLETED, cost_micros=1)
     finish = {"job": job.id, **{f"new_{k}": v for k, v in values.items()}}
     rows = ledger.capture_entries("acct", job_id=job.id, held_micros=4_000, cost=1)[:entries]
     give_back = ledger.give_back("acct", 4_000, 1, job.created_at.date())
-    compiled = sql.settle_statement(entries).compile(dialect=DIALECT)
-    params = sql.settle_params(finish, "{}", rows, give_back)
+    compiled = sql.settle_statement(entries, notify).compile(dialect=DIALECT)
+    assert ("pg_notify" in str(compiled)) is notify
+    params = sql.settle_params(finish, "{}" if notify else None, rows, give_back)
     assert needed(compiled) == set(params)
 
 

@@ -206,3 +206,65 @@ async def test_a_replica_that_was_not_listening_claims_what_was_queued_meanwhile
         with anyio.fail_after(10):
             done = await a.gateway.wait(queued, timeout_s=LONG_POLL_S, poll_s=LONG_POLL_S)
         assert done.status == JobStatus.COMPLETED
+
+
+def ends_heard_by(replica: Replica) -> list[str]:
+    """The ids of the job ends that ``replica`` hears of from here on (its own listener)."""
+    listener = replica.gateway.notices.listener
+    assert listener is not None
+    heard: list[str] = []
+    on_status = listener.on_status
+
+    def hear(job_id: str, status: JobStatus) -> None:
+        heard.append(job_id)
+        on_status(job_id, status)
+
+    listener.on_status = hear
+    return heard
+
+
+async def test_a_sync_job_answered_inline_is_announced_to_no_other_replica(
+    postgres_url: str, tmp_path: Path, upstream: Upstream
+) -> None:
+    """Its id is first shown in the answer, so nobody elsewhere can be waiting for its end, and
+    its end costs no notice. A job that an Idempotency-Key can return is announced."""
+    async with two_replicas(postgres_url, tmp_path, upstream) as (a, b, key):
+        heard = ends_heard_by(b)
+        run = {"service": "llm-4090", "input": PROMPT}
+        inline = await a.client.post("/run", json=run, headers=auth(key))
+        chat = await a.client.post(
+            "/v1/chat/completions",
+            json={"messages": [{"role": "user", "content": "Hello"}]},
+            headers=auth(key),
+        )
+        keyed = await a.client.post(
+            "/run", json=run, headers={**auth(key), "Idempotency-Key": "k1"}
+        )
+        for response in (inline, chat, keyed):
+            assert response.status_code == 200, response.text
+        assert inline.json()["status"] == keyed.json()["status"] == "completed"
+        with anyio.fail_after(10):
+            while not heard:
+                await asyncio.sleep(0.01)
+        # Notices come in the order of their commits: the first two jobs' would have come first.
+        assert heard == [keyed.json()["job_id"]]
+        assert chat.headers["x-gpubridge-job-id"] not in heard
+
+
+async def test_a_job_whose_caller_stopped_waiting_is_announced(
+    postgres_url: str, tmp_path: Path, upstream: Upstream
+) -> None:
+    upstream.behaviour.delay_s = 0.3
+    async with two_replicas(postgres_url, tmp_path, upstream) as (a, b, _key):
+        account = await a.gateway.accounts.by_email("you@example.com")
+        submitted = await a.gateway.submit(account, "llm-4090", dict(PROMPT))
+        assert submitted.unseen
+        job = await a.gateway.wait_to_answer(submitted.job, 0.01, unseen=True)
+        assert job.status == JobStatus.RUNNING  # its caller now shows its id (a 202)
+        with anyio.fail_after(10):
+            done = await b.gateway.wait(job, timeout_s=LONG_POLL_S, poll_s=LONG_POLL_S)
+        assert done.status == JobStatus.COMPLETED
+        keyed = await a.gateway.submit(account, "llm-4090", dict(PROMPT), idempotency_key="k2")
+        again = await a.gateway.submit(account, "llm-4090", dict(PROMPT), idempotency_key="k2")
+        assert keyed.created and not keyed.unseen
+        assert not again.created and not again.unseen
