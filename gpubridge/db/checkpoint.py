@@ -18,9 +18,10 @@ writer up longer.
 
 The PASSIVE copy runs on a thread of the lowest CPU priority (Linux sets it per thread): where
 the server shares a core, the copy takes the time that requests leave idle, rather than a slice
-in the middle of a burst (median c=16 p99 of four paired runs here: 24 ms before, 20 ms after). A
-server that is never idle would then rarely copy, and the log would grow, so after a copy that
-found more than ``LOW_PRIORITY_PAGES`` pages the next runs at normal priority. The RESTART always
+in the middle of a burst. In paired runs here the c=16 p99 fell from a median of 24 ms to 20 ms
+while the server had idle time, and did not change on a slower day with less of it. A server
+that is never idle would then rarely copy, and the log would grow, so after a copy that found
+more than ``LOW_PRIORITY_PAGES`` pages the next runs at normal priority. The RESTART always
 runs at normal priority: it holds the write lock, and no request should wait for a thread that
 the scheduler keeps waiting.
 """
