@@ -93,7 +93,9 @@ class ToolCalls:
         long_running = is_long_running(self.gateway.catalog.services[service], self.wait_s)
         if as_task and long_running and not submitted.job.status.is_terminal:
             return self.tasks.created(submitted.job)
-        job = await self._wait(submitted.job, self.wait_s, progress, owner=payer.account)
+        job = await self._wait(
+            submitted.job, self.wait_s, progress, owner=payer.account, unseen=submitted.unseen
+        )
         if as_task and not job.status.is_terminal:
             return self.tasks.created(job)
         result = self._render(service, job, caller, failed_is_error=True)
@@ -136,15 +138,22 @@ class ToolCalls:
         return estimate_result(estimate)
 
     async def _wait(
-        self, job: JobRecord, wait_s: float, progress: Progress, *, owner: Account | None
+        self,
+        job: JobRecord,
+        wait_s: float,
+        progress: Progress,
+        *,
+        owner: Account | None,
+        unseen: bool = False,
     ) -> JobRecord:
         """Wait for the job with progress; a call the client abandons cancels the job it
-        started (refunded in full)."""
+        started (refunded in full). An ``unseen`` job is one the call answers with
+        (``Gateway.wait_to_answer``)."""
         if job.status.is_terminal or wait_s <= 0:
             return job
         try:
             async with progress_while_waiting(self.gateway, job, progress):
-                return await self.gateway.wait(job, wait_s)
+                return await self.gateway.wait_to_answer(job, wait_s, unseen=unseen)
         except asyncio.CancelledError:
             if owner is not None:
                 await self.gateway.abandon(owner, job.id)

@@ -15,6 +15,7 @@ from typing import Any
 import anyio
 import httpx
 import pytest
+from mcp import Client
 from sqlalchemy import func, select, text
 from starlette.applications import Starlette
 
@@ -22,6 +23,7 @@ from gpubridge.db import Database
 from gpubridge.db.tables import accounts, jobs, ledger_entries
 from gpubridge.gateway import Gateway
 from gpubridge.jobs.status import JobStatus
+from gpubridge.mcp_server import build_server
 from gpubridge.payments.ledger_check import check_ledger
 from tests.http_api.conftest import use_upstream
 from tests.support.gateway_app import auth, register, running_app, settings_for, write_catalog
@@ -226,8 +228,9 @@ def ends_heard_by(replica: Replica) -> list[str]:
 async def test_a_sync_job_answered_inline_is_announced_to_no_other_replica(
     postgres_url: str, tmp_path: Path, upstream: Upstream
 ) -> None:
-    """Its id is first shown in the answer, so nobody elsewhere can be waiting for its end, and
-    its end costs no notice. A job that an Idempotency-Key can return is announced."""
+    """Its id is first shown in the answer (of ``/run``, the OpenAI door or an MCP tool call),
+    so nobody elsewhere can be waiting for its end, and its end costs no notice. A job that an
+    Idempotency-Key can return is announced."""
     async with two_replicas(postgres_url, tmp_path, upstream) as (a, b, key):
         heard = ends_heard_by(b)
         run = {"service": "llm-4090", "input": PROMPT}
@@ -237,16 +240,20 @@ async def test_a_sync_job_answered_inline_is_announced_to_no_other_replica(
             json={"messages": [{"role": "user", "content": "Hello"}]},
             headers=auth(key),
         )
+        async with Client(build_server(a.gateway, local_api_key=key)) as mcp:
+            called = await mcp.call_tool("llm-4090", dict(PROMPT))
         keyed = await a.client.post(
             "/run", json=run, headers={**auth(key), "Idempotency-Key": "k1"}
         )
         for response in (inline, chat, keyed):
             assert response.status_code == 200, response.text
         assert inline.json()["status"] == keyed.json()["status"] == "completed"
+        assert not called.is_error and called.structured_content is not None
+        assert called.structured_content["status"] == "completed"
         with anyio.fail_after(10):
             while not heard:
                 await asyncio.sleep(0.01)
-        # Notices come in the order of their commits: the first two jobs' would have come first.
+        # Notices come in the order of their commits: the first three jobs' would have come first.
         assert heard == [keyed.json()["job_id"]]
         assert chat.headers["x-gpubridge-job-id"] not in heard
 
