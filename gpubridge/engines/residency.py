@@ -88,9 +88,8 @@ class ModelCache:
         if entry is not None:
             self._loaded.move_to_end(key)
             return cast(T, entry.value)
-        name = label or key[1]
-        if emit is not None:
-            await emit(EngineEvent("progress", {"stage": "loading_model", "model": name}))
+        # The load is joined (or started) before the event is sent: a load that ended while
+        # this call awaited the event would otherwise be started again.
         started = time.perf_counter()
         pending = self._loading.get(key)
         if pending is None:
@@ -98,6 +97,9 @@ class ModelCache:
             self._loading[key] = pending
             generation = self._generation.get(key[0], 0)
             pending.add_done_callback(lambda f: self._settle(key, generation, f))
+        name = label or key[1]
+        if emit is not None:
+            await emit(EngineEvent("progress", {"stage": "loading_model", "model": name}))
         entry = await asyncio.shield(pending)
         if emit is not None:
             seconds = round(time.perf_counter() - started, 3)

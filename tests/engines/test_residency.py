@@ -138,3 +138,28 @@ async def test_a_runtime_that_sets_device_memory_aside_counts_as_what_it_reserve
     assert cache.resident_bytes == 700
     await engine.get("second", lambda: Reserved(object(), 600))
     assert cache.keys() == [("llm", "second")]  # 1300 > 1000: the first went
+
+
+async def test_a_load_that_ends_while_a_use_reports_waiting_is_not_started_again() -> None:
+    """A job's ``loading_model`` event goes through the store, which takes a while: a load
+    that ends meanwhile (another job's) is the one this use gets."""
+    resident: Resident[str] = Resident()
+    loads: list[int] = []
+    reporting, go_on = asyncio.Event(), asyncio.Event()
+
+    def load() -> str:
+        loads.append(1)
+        return "model"
+
+    async def slow_emit(event: EngineEvent) -> None:
+        if event.data["stage"] == "loading_model":
+            reporting.set()
+            await go_on.wait()
+
+    async with asyncio.timeout(10):
+        waiting = asyncio.ensure_future(resident.get("src", load, emit=slow_emit))
+        await reporting.wait()
+        assert await resident.get("src", load) == "model"  # another use, without events
+        go_on.set()
+        assert await waiting == "model"
+    assert len(loads) == 1
