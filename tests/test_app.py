@@ -60,7 +60,7 @@ async def main(tmp):
     async with app.router.lifespan_context(app):
         print(" ".join(sorted(m for m in LAZY if m in sys.modules)) or "none")
 
-LAZY = ("alembic", "asyncpg", "httpx", "jinja2", "rich", "sse_starlette")
+LAZY = ("alembic", "asyncpg", "httpx", "jinja2", "jsonschema", "rich", "sse_starlette")
 asyncio.run(main(Path(sys.argv[1])))
 """
 
@@ -69,8 +69,9 @@ def test_a_started_server_on_sqlite_has_not_imported_what_requests_may_never_nee
     tmp_path: Path,
 ) -> None:
     """Migrations (the schema is current or created), PostgreSQL's driver, the outbound HTTP
-    client (media, webhooks, x402 facilitator), the dashboard's templates and the event
-    streams load on first use."""
+    client (media, webhooks, x402 facilitator), the dashboard's templates, the event streams
+    and the JSON Schema validator (the catalog's own schemas are proven already) load on first
+    use."""
     argv = [sys.executable, "-c", STARTED, str(tmp_path)]
     done = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr

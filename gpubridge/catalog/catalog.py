@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-
-from jsonschema import Draft202012Validator, TypeChecker
-from jsonschema.protocols import Validator
-from jsonschema.validators import extend
+from typing import TYPE_CHECKING, Any
 
 from gpubridge.catalog.explain import summary, violations
 from gpubridge.catalog.loader import load_catalog_file
@@ -20,6 +17,10 @@ from gpubridge.engines.base import Usage
 from gpubridge.errors import InvalidInput, NotFound
 from gpubridge.money import ceil_div
 from gpubridge.suggest import did_you_mean
+
+if TYPE_CHECKING:
+    from jsonschema import TypeChecker
+    from jsonschema.protocols import Validator
 
 CHARS_PER_TOKEN = 4
 """Rough prompt size for the typical estimate shown to callers; holds count with
@@ -36,12 +37,25 @@ def _is_integer(_checker: TypeChecker, instance: object) -> bool:
     return isinstance(instance, int) and not isinstance(instance, bool)
 
 
-InputValidator: type[Validator] = extend(  # type: ignore[no-untyped-call]
-    Draft202012Validator,
-    type_checker=Draft202012Validator.TYPE_CHECKER.redefine("integer", _is_integer),
-)
-"""JSON Schema 2020-12, except that ``8000.0`` is not an integer: an integer field gets an
-``int`` or a 422, so no float reaches the hold's arithmetic or an engine that wants a count."""
+@functools.cache
+def _input_validator_class() -> type[Validator]:
+    # jsonschema loads here, with the first input to validate, not with the gateway (its
+    # import is some 60 ms of a start).
+    from jsonschema import Draft202012Validator
+    from jsonschema.validators import extend
+
+    checker = Draft202012Validator.TYPE_CHECKER.redefine("integer", _is_integer)
+    made: type[Validator] = extend(  # type: ignore[no-untyped-call]
+        Draft202012Validator, type_checker=checker
+    )
+    return made
+
+
+def input_validator(schema: dict[str, Any]) -> Validator:
+    """A validator of ``schema``: JSON Schema 2020-12, except that ``8000.0`` is not an
+    integer: an integer field gets an ``int`` or a 422, so no float reaches the hold's
+    arithmetic or an engine that wants a count."""
+    return _input_validator_class()(schema)
 
 
 @dataclass(frozen=True)
@@ -76,9 +90,8 @@ class Catalog:
         """The most seconds a job may run (the job timeout); bounds per-second ceilings."""
         self.tokens = tokens or TokenCounter()
         self.services: dict[str, Service] = document.services
-        self._validators = {
-            key: InputValidator(service.input_schema) for key, service in self.services.items()
-        }
+        self._validators: dict[str, Validator] = {}
+        """Each service's input validator, made when its first input comes."""
 
     @classmethod
     def load(
@@ -107,7 +120,10 @@ class Catalog:
 
     def validate_input(self, service: Service, payload: Any) -> ModelSpec:
         """Check ``payload`` against the service's schema; return the model it selects."""
-        found = violations(self._validators[service.key], payload)
+        validator = self._validators.get(service.key)
+        if validator is None:
+            validator = self._validators[service.key] = input_validator(service.input_schema)
+        found = violations(validator, payload)
         if found:
             raise InvalidInput(
                 f"input does not match the {service.key} schema: {summary(found)}",

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from typing import Any
-
-from jsonschema.exceptions import ValidationError, best_match
-from jsonschema.protocols import Validator
+from typing import TYPE_CHECKING, Any
 
 from gpubridge.suggest import did_you_mean
+
+if TYPE_CHECKING:
+    from jsonschema.exceptions import ValidationError
+    from jsonschema.protocols import Validator
 
 ROOT = "(input)"
 """The path of a violation of the input object as a whole."""
@@ -137,6 +138,8 @@ def _alternatives(validator: Validator, error: ValidationError) -> dict[str, Any
     # The value has the type of one choice: what that choice refuses is the problem.
     meant = [e for e in error.context or () if e.validator != "type"]
     if meant:
+        from jsonschema.exceptions import best_match  # loaded by the validator already
+
         closest = best_match(meant)
         if closest is not None:
             return _explain(validator, closest)[0]

@@ -5,8 +5,6 @@ from __future__ import annotations
 from functools import cached_property
 from typing import Any, Literal
 
-from jsonschema import Draft202012Validator
-from jsonschema.exceptions import SchemaError
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -16,7 +14,7 @@ from pydantic import (
     model_validator,
 )
 
-from gpubridge.catalog.schemacheck import SchemaChecks
+from gpubridge.catalog.schemacheck import InvalidSchema, SchemaChecks, check_schema
 from gpubridge.engines.base import BackendConfig, ModelRef
 from gpubridge.money import usd_to_micros
 
@@ -107,9 +105,9 @@ class Service(BaseModel):
             if isinstance(checks, SchemaChecks):
                 checks.check(schema)
             else:
-                Draft202012Validator.check_schema(schema)
-        except SchemaError as exc:
-            raise ValueError(f"not a valid JSON Schema: {exc.message}") from exc
+                check_schema(schema)
+        except InvalidSchema as exc:
+            raise ValueError(f"not a valid JSON Schema: {exc}") from exc
         if schema.get("type") != "object":
             raise ValueError("input_schema must describe an object")
         return schema

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from gpubridge.catalog.catalog import Catalog, InputValidator
+from gpubridge.catalog.catalog import Catalog, input_validator
 from gpubridge.catalog.explain import ROOT, summary, violations
 
 
@@ -16,7 +16,7 @@ def catalog() -> Catalog:
 
 
 def explain(catalog: Catalog, key: str, payload: Any) -> list[dict[str, Any]]:
-    return violations(InputValidator(catalog.service(key).input_schema), payload)
+    return violations(input_validator(catalog.service(key).input_schema), payload)
 
 
 def test_a_mistyped_field_names_the_field_that_was_meant_and_the_choices(
@@ -108,20 +108,20 @@ ONE_OF = {
 
 def test_a_one_of_choice_sent_twice_asks_for_only_one() -> None:
     both = {"image_url": "https://example.com/a.png", "image_base64": "AAAA"}
-    assert violations(InputValidator(ONE_OF), both) == [
+    assert violations(input_validator(ONE_OF), both) == [
         {"path": ROOT, "message": "send only one of `image_url` or `image_base64`"}
     ]
-    assert violations(InputValidator(ONE_OF), {}) == [
+    assert violations(input_validator(ONE_OF), {}) == [
         {"path": ROOT, "message": "send `image_url` or `image_base64`"}
     ]
 
 
 def test_other_alternatives_that_fit_twice_or_never_are_still_explained() -> None:
     schema = {"oneOf": [{"type": "integer"}, {"type": "number"}]}
-    assert violations(InputValidator(schema), 3) == [
+    assert violations(input_validator(schema), 3) == [
         {"path": ROOT, "message": "fits more than one of the allowed forms; send one"}
     ]
     ranges = {"anyOf": [{"minimum": 10}, {"maximum": 1}]}
-    found = violations(InputValidator(ranges), 5)
+    found = violations(input_validator(ranges), 5)
     assert len(found) == 1 and found[0]["path"] == ROOT
     assert "not valid under any" not in found[0]["message"]

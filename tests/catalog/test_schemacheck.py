@@ -8,11 +8,15 @@ from typing import Any
 import pytest
 import yaml
 from jsonschema import Draft202012Validator
-from jsonschema.exceptions import SchemaError
 
 from gpubridge.catalog.catalog import Catalog
 from gpubridge.catalog.loader import packaged_catalog_text
-from gpubridge.catalog.schemacheck import SchemaChecks, packaged_digests, schema_digest
+from gpubridge.catalog.schemacheck import (
+    InvalidSchema,
+    SchemaChecks,
+    packaged_digests,
+    schema_digest,
+)
 
 GOOD: dict[str, Any] = {"type": "object", "properties": {"prompt": {"type": "string"}}}
 BAD: dict[str, Any] = {"type": "object", "properties": {"prompt": {"type": "text"}}}
@@ -27,7 +31,7 @@ def test_the_digest_is_of_the_content_whatever_the_order_of_its_keys() -> None:
 def test_an_invalid_schema_is_refused_every_time_and_never_remembered(tmp_path: Path) -> None:
     checks = SchemaChecks(tmp_path / "checked")
     for _ in range(2):
-        with pytest.raises(SchemaError):
+        with pytest.raises(InvalidSchema):
             checks.check(BAD)
     checks.save()
     assert schema_digest(BAD) not in checks.known
