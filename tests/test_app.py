@@ -60,7 +60,9 @@ async def main(tmp):
     async with app.router.lifespan_context(app):
         print(" ".join(sorted(m for m in LAZY if m in sys.modules)) or "none")
 
-LAZY = ("alembic", "asyncpg", "httpx", "jinja2", "jsonschema", "rich", "sse_starlette")
+LAZY = (
+    "alembic", "asyncpg", "httpx", "jinja2", "jsonschema", "jsonschema_rs", "rich", "sse_starlette"
+)
 asyncio.run(main(Path(sys.argv[1])))
 """
 

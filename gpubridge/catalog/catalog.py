@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import functools
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from gpubridge.catalog.explain import summary, violations
+from gpubridge.catalog.explain import summary
+from gpubridge.catalog.inputcheck import InputCheck
 from gpubridge.catalog.loader import load_catalog_file
 from gpubridge.catalog.models import CatalogFile, ModelSpec, Price, Service
 from gpubridge.catalog.schemacheck import SchemaChecks
@@ -17,10 +17,6 @@ from gpubridge.engines.base import Usage
 from gpubridge.errors import InvalidInput, NotFound
 from gpubridge.money import ceil_div
 from gpubridge.suggest import did_you_mean
-
-if TYPE_CHECKING:
-    from jsonschema import TypeChecker
-    from jsonschema.protocols import Validator
 
 CHARS_PER_TOKEN = 4
 """Rough prompt size for the typical estimate shown to callers; holds count with
@@ -31,31 +27,6 @@ FALLBACK_MAX_TOKENS = 256
 
 DEFAULT_TIME_LIMIT_S = 600.0
 """The time limit of a job when the catalog is built without one (the settings' default)."""
-
-
-def _is_integer(_checker: TypeChecker, instance: object) -> bool:
-    return isinstance(instance, int) and not isinstance(instance, bool)
-
-
-@functools.cache
-def _input_validator_class() -> type[Validator]:
-    # jsonschema loads here, with the first input to validate, not with the gateway (its
-    # import is some 60 ms of a start).
-    from jsonschema import Draft202012Validator
-    from jsonschema.validators import extend
-
-    checker = Draft202012Validator.TYPE_CHECKER.redefine("integer", _is_integer)
-    made: type[Validator] = extend(  # type: ignore[no-untyped-call]
-        Draft202012Validator, type_checker=checker
-    )
-    return made
-
-
-def input_validator(schema: dict[str, Any]) -> Validator:
-    """A validator of ``schema``: JSON Schema 2020-12, except that ``8000.0`` is not an
-    integer: an integer field gets an ``int`` or a 422, so no float reaches the hold's
-    arithmetic or an engine that wants a count."""
-    return _input_validator_class()(schema)
 
 
 @dataclass(frozen=True)
@@ -90,8 +61,8 @@ class Catalog:
         """The most seconds a job may run (the job timeout); bounds per-second ceilings."""
         self.tokens = tokens or TokenCounter()
         self.services: dict[str, Service] = document.services
-        self._validators: dict[str, Validator] = {}
-        """Each service's input validator, made when its first input comes."""
+        self._checks: dict[str, InputCheck] = {}
+        """Each service's input check, made when its first input comes."""
 
     @classmethod
     def load(
@@ -120,10 +91,10 @@ class Catalog:
 
     def validate_input(self, service: Service, payload: Any) -> ModelSpec:
         """Check ``payload`` against the service's schema; return the model it selects."""
-        validator = self._validators.get(service.key)
-        if validator is None:
-            validator = self._validators[service.key] = input_validator(service.input_schema)
-        found = violations(validator, payload)
+        check = self._checks.get(service.key)
+        if check is None:
+            check = self._checks[service.key] = InputCheck(service.input_schema)
+        found = check.violations(payload)
         if found:
             raise InvalidInput(
                 f"input does not match the {service.key} schema: {summary(found)}",

@@ -6,8 +6,9 @@ from typing import Any
 
 import pytest
 
-from gpubridge.catalog.catalog import Catalog, input_validator
+from gpubridge.catalog.catalog import Catalog
 from gpubridge.catalog.explain import ROOT, summary, violations
+from gpubridge.catalog.inputcheck import input_validator
 
 
 @pytest.fixture(scope="module")
