@@ -5,6 +5,7 @@ the migrations."""
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import subprocess
 import sys
 from collections.abc import AsyncIterator
@@ -14,6 +15,8 @@ from typing import Any
 import pytest
 from alembic import command
 from alembic.script import ScriptDirectory
+from sqlalchemy import event
+from sqlalchemy.exc import DatabaseError
 
 from gpubridge.db import Database
 from gpubridge.db.migrate import HEAD_REVISION, VERSION_TABLE, alembic_config, prepare_schema
@@ -123,6 +126,18 @@ CATALOG = (
 every index, and the revision."""
 
 
+async def create_one_statement_at_a_time(url: str) -> None:
+    """The schema as ``metadata.create_all`` builds it, stamped with the newest revision."""
+    db = Database(url)
+    try:
+        await db.create_all()
+        async with db.begin() as conn:
+            await conn.run_sync(VERSION_TABLE.create)
+            await conn.execute(VERSION_TABLE.insert().values(version_num=HEAD_REVISION))
+    finally:
+        await db.dispose()
+
+
 async def postgres_catalog(url: str) -> list[list[str]]:
     db = Database(url)
     try:
@@ -141,14 +156,7 @@ async def test_on_postgresql_the_one_script_builds_what_the_statements_one_by_on
         assert await prepared(postgres_url) == "created"
         scripted = await postgres_catalog(postgres_url)
         await empty(postgres_url)
-        db = Database(postgres_url)
-        try:
-            await db.create_all()
-            async with db.begin() as conn:
-                await conn.run_sync(VERSION_TABLE.create)
-                await conn.execute(VERSION_TABLE.insert().values(version_num=HEAD_REVISION))
-        finally:
-            await db.dispose()
+        await create_one_statement_at_a_time(postgres_url)
         one_by_one = await postgres_catalog(postgres_url)
     finally:
         await empty(postgres_url)
@@ -176,3 +184,61 @@ def test_a_fresh_start_and_a_current_one_never_import_alembic(tmp_path: Path) ->
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ["created", "current", "False"]
+
+
+def sqlite_schema(path: Path) -> list[tuple[str, str, str]]:
+    conn = sqlite3.connect(path)
+    try:
+        return sorted(conn.execute("SELECT type, name, sql FROM sqlite_master").fetchall())
+    finally:
+        conn.close()
+
+
+async def test_on_sqlite_the_one_connection_builds_what_the_statements_one_by_one_build(
+    tmp_path: Path,
+) -> None:
+    scripted, one_by_one = tmp_path / "scripted.db", tmp_path / "one_by_one.db"
+    db = Database(f"sqlite+aiosqlite:///{scripted}")
+    sent: list[str] = []
+    event.listen(db.engine.sync_engine, "before_cursor_execute", lambda *a: sent.append(a[2]))
+    try:
+        assert await prepare_schema(db) == "created"
+    finally:
+        await db.dispose()
+    assert sent == []  # none of it through the engine, a hop to its thread per statement
+    await create_one_statement_at_a_time(f"sqlite+aiosqlite:///{one_by_one}")
+    assert sqlite_schema(scripted) == sqlite_schema(one_by_one)
+    assert len(sqlite_schema(scripted)) > len(metadata.tables)
+    assert await on_connection(f"sqlite+aiosqlite:///{scripted}", versions) == [HEAD_REVISION]
+
+
+async def test_starts_together_on_a_fresh_sqlite_file_create_it_once(tmp_path: Path) -> None:
+    url = f"sqlite+aiosqlite:///{tmp_path / 'gpubridge.db'}"
+    outcomes = await asyncio.gather(*(prepared(url) for _ in range(3)))
+    assert sorted(outcomes) == ["created", "current", "current"]
+    assert await on_connection(url, versions) == [HEAD_REVISION]
+
+
+async def test_a_sqlite_file_with_other_tables_only_gets_the_schema_beside_them(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "gpubridge.db"
+    conn = sqlite3.connect(path)
+    conn.execute("CREATE TABLE notes (body TEXT)")
+    conn.execute("INSERT INTO notes VALUES ('kept')")
+    conn.commit()
+    conn.close()
+    assert await prepared(f"sqlite+aiosqlite:///{path}") == "created"
+    conn = sqlite3.connect(path)
+    try:
+        assert conn.execute("SELECT body FROM notes").fetchall() == [("kept",)]
+    finally:
+        conn.close()
+
+
+async def test_a_file_that_is_not_a_database_is_refused_as_before(tmp_path: Path) -> None:
+    path = tmp_path / "gpubridge.db"
+    path.write_bytes(b"this is not a SQLite database, " * 64)
+    with pytest.raises(DatabaseError, match="not a database"):
+        await prepared(f"sqlite+aiosqlite:///{path}")
+    assert path.read_bytes() == b"this is not a SQLite database, " * 64
