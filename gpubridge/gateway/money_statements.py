@@ -34,6 +34,20 @@ from gpubridge.payments import ledger
 _ENTRY_COLUMNS = [c for c in ledger_entries.c if c.name != "id"]
 _JOB_COLUMNS = list(jobs.c)
 _JOB_DEFAULTS: dict[str, Any] = {"expired": 0, "discount_percent": 0}
+_JOB_KEYS = [(f"j_{c.name}", c.name) for c in _JOB_COLUMNS]
+"""Each job column's bind name, made once rather than on every admit."""
+
+
+@functools.cache
+def _entry_keys(index: int) -> dict[str, str]:
+    """The bind name of each column of ledger entry ``index`` (``e<index>_<column>``)."""
+    return {c.name: f"e{index}_{c.name}" for c in _ENTRY_COLUMNS}
+
+
+def _put_entry(params: dict[str, Any], index: int, entry: ledger.LedgerEntry) -> None:
+    keys = _entry_keys(index)
+    for name, value in entry.items():
+        params[keys.get(name) or f"e{index}_{name}"] = value
 
 
 def _entries_from(source: CTE, count: int) -> CTE:
@@ -76,9 +90,10 @@ def admit_params(
     values: dict[str, Any],
 ) -> dict[str, Any]:
     params: dict[str, Any] = {"account": account, "micros": micros, "today": today}
-    params.update({f"e0_{name}": value for name, value in entry.items()})
+    _put_entry(params, 0, entry)
     job = {**_JOB_DEFAULTS, **values}
-    params.update({f"j_{c.name}": job.get(c.name) for c in _JOB_COLUMNS})
+    for key, name in _JOB_KEYS:
+        params[key] = job.get(name)
     return params
 
 
@@ -112,5 +127,5 @@ def settle_params(
     if notice is not None:
         params["notice"] = notice
     for i, entry in enumerate(entries):
-        params.update({f"e{i}_{name}": value for name, value in entry.items()})
+        _put_entry(params, i, entry)
     return params
