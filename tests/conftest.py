@@ -108,6 +108,19 @@ async def database(database_url: str) -> AsyncIterator[object]:
     assert report.ok, report.summary()
 
 
+@pytest.fixture
+async def postgres(postgres_url: str) -> AsyncIterator[object]:
+    """A fresh schema on PostgreSQL alone, for what only PostgreSQL shows: its driver, and
+    transactions that run side by side (on SQLite they take turns)."""
+    from gpubridge.db import Database
+
+    db = Database(postgres_url, pool_size=5)
+    await db.drop_all()
+    await db.create_all()
+    yield db
+    await db.dispose()
+
+
 @pytest.fixture(scope="session")
 def tiny_llm_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny random Llama-style model with a chat template."""

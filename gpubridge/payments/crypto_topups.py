@@ -286,18 +286,7 @@ class CryptoTopups:
         account_id: str | None,
     ) -> tuple[str, dict[str, Any] | None]:
         config = self.require_config()
-        if await consumed_by(conn, config.chain_id, tx) is not None:
-            return "already_used", None
-        used = await conn.scalar(
-            select(crypto_invoices.c.id).where(crypto_invoices.c.tx_hash == tx)
-        )
-        if used is None:
-            # The settlement of an x402 authorization (recorded when it is sent), or a
-            # tx-hash payment from before consumed transfers existed.
-            used = await conn.scalar(
-                select(x402_payments.c.id).where(x402_payments.c.tx_hash == tx)
-            )
-        if used is not None:
+        if await _used(conn, config.chain_id, tx):
             return "already_used", None
         query = select(crypto_invoices).where(
             crypto_invoices.c.open_amount_units == transfer.value,
@@ -307,6 +296,10 @@ class CryptoTopups:
             query = query.where(crypto_invoices.c.account_id == account_id)
         row = (await conn.execute(query)).first()
         if row is None:
+            # On PostgreSQL each statement sees what was committed before it: a caller that
+            # paid the invoice with this hash after the first look closed it, and is seen now.
+            if await _used(conn, config.chain_id, tx):
+                return "already_used", None
             return "no_match", None
         expires_at = as_utc(row.expires_at)
         created_at = as_utc(row.created_at)
@@ -533,3 +526,15 @@ def _tx_hash(value: object) -> str:
             violations=[{"path": "txHash", "message": "not a transaction hash"}],
         ) from None
     return value.lower()
+
+
+async def _used(conn: AsyncConnection, chain_id: int, tx: str) -> bool:
+    """Whether the hash ``tx`` already paid: for anything (a consumed transfer), an invoice, or
+    an x402 payment (the settlement of an authorization, recorded when it is sent, or a tx-hash
+    payment from before consumed transfers existed)."""
+    if await consumed_by(conn, chain_id, tx) is not None:
+        return True
+    for table in (crypto_invoices, x402_payments):
+        if await conn.scalar(select(table.c.id).where(table.c.tx_hash == tx)) is not None:
+            return True
+    return False

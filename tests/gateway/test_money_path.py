@@ -178,18 +178,6 @@ async def test_a_capture_below_the_threshold_claims_one_auto_top_up(database, mo
     assert [s.top_up for s in settled] == [False, True, False]
 
 
-@pytest.fixture
-async def postgres(postgres_url: str) -> AsyncIterator[Any]:
-    """PostgreSQL alone: on SQLite the money transactions go to the writer instead."""
-    from gpubridge.db import Database
-
-    database = Database(postgres_url, pool_size=5)
-    await database.drop_all()
-    await database.create_all()
-    yield database
-    await database.dispose()
-
-
 @pytest.mark.postgres
 async def test_on_postgresql_each_transaction_is_one_statement_sent_through_asyncpg(
     postgres, monkeypatch

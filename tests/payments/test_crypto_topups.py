@@ -8,8 +8,12 @@ import logging
 import socket
 import time
 import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
 
 import pytest
+from sqlalchemy import Select
 from web3 import AsyncHTTPProvider, AsyncWeb3
 
 from gpubridge.payments import ledger
@@ -88,6 +92,60 @@ async def test_one_transfer_pays_one_invoice_once_even_when_applied_at_once(data
     assert await topups.open_amounts() == set()
     # The hash paid an invoice: x402 cannot take it as a payment proof.
     assert await store.tx_hash_used(database, topups.config.chain_id, TX)
+
+
+class PaidJustBeforeTheSearch:
+    """A database whose transactions, just before they search for an open invoice, let
+    ``other`` pay the invoice with the same transfer (and commit)."""
+
+    def __init__(self, database: Any, other: CryptoTopups, amount: int) -> None:
+        self.database, self.other, self.amount = database, other, amount
+        self.outcomes: list[str] = []
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.database, name)
+
+    @asynccontextmanager
+    async def begin(self) -> AsyncIterator[Any]:
+        async with self.database.begin() as conn:
+            yield _Searching(conn, self)
+
+
+class _Searching:
+    def __init__(self, conn: Any, paid: PaidJustBeforeTheSearch) -> None:
+        self.conn, self.paid = conn, paid
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.conn, name)
+
+    async def execute(self, statement: Any, *args: Any, **kwargs: Any) -> Any:
+        searching = isinstance(statement, Select) and "open_amount_units" in str(
+            statement.whereclause
+        )
+        if searching and not self.paid.outcomes:
+            paid = self.paid
+            outcome, _ = await paid.other.apply_transfer(TX, transfer(paid.amount), time.time())
+            paid.outcomes.append(outcome)
+        return await self.conn.execute(statement, *args, **kwargs)
+
+
+@pytest.mark.postgres
+async def test_a_hash_that_paid_the_invoice_between_two_looks_is_already_used(postgres):
+    """The hash has paid nothing when a caller first looks; another caller pays the invoice
+    with it just before the first searches for the invoice. The first is told the hash was
+    used, not that no invoice matches (which would send a payer whose payment was credited to
+    check its amount). PostgreSQL alone: SQLite's one connection runs the two in turn."""
+    database = postgres
+    topups = topups_on(database)
+    account = await new_account(database)
+    invoice = await topups.create_invoice(account, "credits_10")
+    paid = PaidJustBeforeTheSearch(database, topups_on(database), int(invoice["amount_units"]))
+    topups.db = paid
+    async with asyncio.timeout(60):
+        outcome, row = await topups.apply_transfer(TX, transfer(paid.amount), time.time())
+    assert paid.outcomes == ["credited"]
+    assert (outcome, row) == ("already_used", None)
+    assert await balance(database, account) == 10_000_000
 
 
 async def test_a_hash_that_paid_x402_cannot_pay_an_invoice(database):
