@@ -33,14 +33,14 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from gpubridge.db import Database
 from gpubridge.db.engine import as_utc
-from gpubridge.db.tables import chain_cursors, crypto_invoices, x402_payments
+from gpubridge.db.tables import chain_cursors, crypto_invoices
 from gpubridge.errors import Conflict, InvalidInput, NotFound, ServiceUnavailable
 from gpubridge.ids import random_uuid
 from gpubridge.money import micros_to_usd
 from gpubridge.payments import ledger
 from gpubridge.payments.auto_topup import credit_once
 from gpubridge.payments.packages import Package, package_named
-from gpubridge.payments.transfers import USDC, consume, consumed_by
+from gpubridge.payments.transfers import USDC, consume, hash_used
 from gpubridge.payments.x402.config import X402Config, recipient_missing, same_address
 from gpubridge.payments.x402.txlogs import Transfer, transfers_in
 from gpubridge.settings import Settings
@@ -286,7 +286,7 @@ class CryptoTopups:
         account_id: str | None,
     ) -> tuple[str, dict[str, Any] | None]:
         config = self.require_config()
-        if await _used(conn, config.chain_id, tx):
+        if await hash_used(conn, config.chain_id, tx):
             return "already_used", None
         query = select(crypto_invoices).where(
             crypto_invoices.c.open_amount_units == transfer.value,
@@ -298,7 +298,7 @@ class CryptoTopups:
         if row is None:
             # On PostgreSQL each statement sees what was committed before it: a caller that
             # paid the invoice with this hash after the first look closed it, and is seen now.
-            if await _used(conn, config.chain_id, tx):
+            if await hash_used(conn, config.chain_id, tx):
                 return "already_used", None
             return "no_match", None
         expires_at = as_utc(row.expires_at)
@@ -526,15 +526,3 @@ def _tx_hash(value: object) -> str:
             violations=[{"path": "txHash", "message": "not a transaction hash"}],
         ) from None
     return value.lower()
-
-
-async def _used(conn: AsyncConnection, chain_id: int, tx: str) -> bool:
-    """Whether the hash ``tx`` already paid: for anything (a consumed transfer), an invoice, or
-    an x402 payment (the settlement of an authorization, recorded when it is sent, or a tx-hash
-    payment from before consumed transfers existed)."""
-    if await consumed_by(conn, chain_id, tx) is not None:
-        return True
-    for table in (crypto_invoices, x402_payments):
-        if await conn.scalar(select(table.c.id).where(table.c.tx_hash == tx)) is not None:
-            return True
-    return False

@@ -17,7 +17,7 @@ from sqlalchemy import insert, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from gpubridge.db.engine import utcnow
-from gpubridge.db.tables import consumed_transfers
+from gpubridge.db.tables import consumed_transfers, crypto_invoices, x402_payments
 
 if TYPE_CHECKING:
     from gpubridge.payments.x402.txlogs import Transfer
@@ -76,3 +76,17 @@ async def consumed_by(conn: AsyncConnection, chain_id: int, tx_hash: str) -> str
         .limit(1)
     )
     return str(found) if found is not None else None
+
+
+async def hash_used(conn: AsyncConnection, chain_id: int, tx_hash: str) -> bool:
+    """Whether a transaction already paid or was credited: a consumed transfer, an invoice it
+    paid, or an x402 payment (the settlement of an authorization, recorded when it is sent, or
+    a credit recorded before consumed transfers existed). A check before the work: the consumed
+    transfers' key is what decides under concurrency."""
+    tx = tx_hash.lower()
+    if await consumed_by(conn, chain_id, tx) is not None:
+        return True
+    for table in (x402_payments, crypto_invoices):
+        if await conn.scalar(select(table.c.id).where(table.c.tx_hash == tx)) is not None:
+            return True
+    return False

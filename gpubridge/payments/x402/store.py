@@ -19,10 +19,10 @@ from sqlalchemy.exc import IntegrityError
 
 from gpubridge.db import Database
 from gpubridge.db.engine import utcnow
-from gpubridge.db.tables import crypto_invoices, x402_payments
+from gpubridge.db.tables import x402_payments
 from gpubridge.ids import random_uuid
 from gpubridge.payments import ledger
-from gpubridge.payments.transfers import X402, X402_CREDIT, consume, consumed_by
+from gpubridge.payments.transfers import X402, X402_CREDIT, consume, hash_used
 
 if TYPE_CHECKING:
     from gpubridge.payments.x402.txlogs import Transfer
@@ -246,17 +246,8 @@ async def stale_reservations(db: Database, created_before: datetime) -> list[Res
 async def tx_hash_used(db: Database, chain_id: int, tx_hash: str) -> bool:
     """Whether a transaction already paid or was credited (a cheap check before asking the
     chain; the consumed transfers' key is what decides under concurrency)."""
-    tx = tx_hash.lower()
     async with db.connect() as conn:
-        if await consumed_by(conn, chain_id, tx) is not None:
-            return True
-        # An x402 settlement, or a credit recorded before consumed transfers existed.
-        found = await conn.scalar(select(x402_payments.c.id).where(x402_payments.c.tx_hash == tx))
-        if found is None:
-            found = await conn.scalar(
-                select(crypto_invoices.c.id).where(crypto_invoices.c.tx_hash == tx)
-            )
-        return found is not None
+        return await hash_used(conn, chain_id, tx_hash)
 
 
 @dataclass(frozen=True)
